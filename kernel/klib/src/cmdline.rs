@@ -1,0 +1,163 @@
+//! The kernel command line: `key=value` words separated by spaces, packed by xtask into the
+//! ramdisk module `cmdline`. Unknown keys are reported, not ignored silently.
+
+/// Verbosity of the kernel log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Only errors.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// The normal boot log.
+    Info,
+    /// Detail for debugging the kernel.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// Parses `error`, `warn`, `info`, `debug` or `trace`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "error" => Self::Error,
+            "warn" => Self::Warn,
+            "info" => Self::Info,
+            "debug" => Self::Debug,
+            "trace" => Self::Trace,
+            _ => return None,
+        })
+    }
+
+    /// The level's name as written on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+}
+
+/// What the kernel does after boot, chosen by `test=` (used by the QEMU scenario tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BootMode {
+    /// Normal operation.
+    Normal,
+    /// Run the in-kernel test suite and exit QEMU with its verdict.
+    KernelTests,
+    /// Panic on purpose after boot (tests the panic path and exit code).
+    Panic,
+    /// Cause a triple fault after boot (tests that the runner notices the reset).
+    TripleFault,
+    /// Spin forever with interrupts off after boot (tests the runner's timeout).
+    Hang,
+    /// Report success right after the boot line (fast boot tests).
+    ExitAfterBoot,
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cmdline {
+    /// Kernel log verbosity (`log=`).
+    pub log_level: LogLevel,
+    /// What to do after boot (`test=`).
+    pub mode: BootMode,
+}
+
+impl Default for Cmdline {
+    fn default() -> Self {
+        Self { log_level: LogLevel::Info, mode: BootMode::Normal }
+    }
+}
+
+/// A word of the command line that could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmdlineError<'a> {
+    /// `key=value` with a key the kernel does not know.
+    UnknownKey(&'a str),
+    /// A known key with a value it cannot take.
+    BadValue(&'a str, &'a str),
+    /// A word without `=`.
+    NotKeyValue(&'a str),
+}
+
+impl core::fmt::Display for CmdlineError<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::UnknownKey(k) => write!(f, "unknown command-line key '{k}'"),
+            Self::BadValue(k, v) => write!(f, "bad value '{v}' for command-line key '{k}'"),
+            Self::NotKeyValue(w) => write!(f, "command-line word '{w}' is not key=value"),
+        }
+    }
+}
+
+impl Cmdline {
+    /// Parses `text`; every word that cannot be used is passed to `report` and skipped.
+    pub fn parse<'a>(text: &'a str, report: &mut dyn FnMut(CmdlineError<'a>)) -> Self {
+        let mut line = Self::default();
+        for word in text.split_ascii_whitespace() {
+            let Some((key, value)) = word.split_once('=') else {
+                report(CmdlineError::NotKeyValue(word));
+                continue;
+            };
+            match key {
+                "log" => match LogLevel::parse(value) {
+                    Some(l) => line.log_level = l,
+                    None => report(CmdlineError::BadValue(key, value)),
+                },
+                "test" => {
+                    line.mode = match value {
+                        "kernel" => BootMode::KernelTests,
+                        "panic" => BootMode::Panic,
+                        "triple-fault" => BootMode::TripleFault,
+                        "hang" => BootMode::Hang,
+                        "exit-after-boot" => BootMode::ExitAfterBoot,
+                        _ => {
+                            report(CmdlineError::BadValue(key, value));
+                            continue;
+                        }
+                    }
+                }
+                _ => report(CmdlineError::UnknownKey(key)),
+            }
+        }
+        line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::vec::Vec;
+
+    #[test]
+    fn defaults_and_values() {
+        let mut errs = Vec::new();
+        assert_eq!(Cmdline::parse("", &mut |e| errs.push(e)), Cmdline::default());
+        let c = Cmdline::parse("  log=debug   test=kernel\n", &mut |e| errs.push(e));
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.mode, BootMode::KernelTests);
+        assert!(errs.is_empty());
+        assert_eq!(LogLevel::parse(LogLevel::Warn.name()), Some(LogLevel::Warn));
+    }
+
+    #[test]
+    fn reports_every_bad_word() {
+        let mut errs = Vec::new();
+        let c = Cmdline::parse("log=loud colour=red test=explode quiet log=warn", &mut |e| errs.push(e));
+        assert_eq!(c.log_level, LogLevel::Warn);
+        assert_eq!(c.mode, BootMode::Normal);
+        assert_eq!(
+            errs,
+            [
+                CmdlineError::BadValue("log", "loud"),
+                CmdlineError::UnknownKey("colour"),
+                CmdlineError::BadValue("test", "explode"),
+                CmdlineError::NotKeyValue("quiet"),
+            ]
+        );
+    }
+}

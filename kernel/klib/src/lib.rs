@@ -1,0 +1,11 @@
+//! Hardware-free logic of the Axolotl kernel: the boot ramdisk format, the kernel command line and
+//! the physical frame bitmap. Everything here is plain `no_std` code that the kernel links and that
+//! `cargo test -p klib` exercises on the host; nothing here touches a register or an address.
+#![no_std]
+
+#[cfg(test)]
+extern crate std;
+
+pub mod cmdline;
+pub mod frames;
+pub mod ramdisk;

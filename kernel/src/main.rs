@@ -1,0 +1,147 @@
+//! The Axolotl microkernel: boots through `bootloader_api` 0.11, brings up every CPU, and (in later
+//! stages) runs the isolated user-space servers of the network stack. This file is the boot path:
+//! it initialises each subsystem in order and prints `boot: N cpus online boot_ms=T` when all CPUs
+//! are up. Hardware-free logic lives in `klib` and `acpi-tables`, which are tested on the host.
+#![no_std]
+#![no_main]
+#![feature(abi_x86_interrupt)]
+
+extern crate alloc;
+
+mod acpi;
+mod apic;
+mod exit;
+mod gdt;
+mod heap;
+mod interrupts;
+mod klog;
+mod ktest;
+mod memory;
+mod percpu;
+mod pic;
+mod serial;
+mod smp;
+mod time;
+
+use bootloader_api::config::Mapping;
+use bootloader_api::{BootInfo, BootloaderConfig, entry_point};
+use klib::cmdline::{BootMode, Cmdline};
+use klib::ramdisk::Ramdisk;
+
+/// What the bootloader must do for us: map all physical memory at an offset of its choosing and
+/// keep everything it places itself in the upper half, leaving the lower half to user space.
+pub static BOOTLOADER_CONFIG: BootloaderConfig = {
+    let mut config = BootloaderConfig::new_default();
+    config.mappings.physical_memory = Some(Mapping::Dynamic);
+    config.mappings.dynamic_range_start = Some(0xFFFF_8000_0000_0000);
+    config.kernel_stack_size = 256 * 1024;
+    config
+};
+
+entry_point!(kmain, config = &BOOTLOADER_CONFIG);
+
+fn kmain(boot_info: &'static mut BootInfo) -> ! {
+    let entry_tsc = time::rdtsc();
+    serial::init();
+    klog::init();
+    // The command line comes first so its log level applies to the whole boot.
+    let ramdisk = boot_ramdisk(boot_info);
+    let cmdline = load_cmdline(ramdisk.as_ref());
+    klog::set_level(cmdline.log_level);
+
+    let phys_offset = boot_info
+        .physical_memory_offset
+        .into_option()
+        .unwrap_or_else(|| panic!("bootloader gave no physical-memory mapping"));
+    memory::init(phys_offset, &boot_info.memory_regions);
+    heap::init();
+
+    log::info!(
+        "Axolotl kernel {} (log={}, {} MiB usable RAM)",
+        env!("CARGO_PKG_VERSION"),
+        cmdline.log_level.name(),
+        memory::usable_bytes() / (1024 * 1024)
+    );
+
+    percpu::init_bsp();
+    pic::disable();
+    interrupts::init();
+
+    let rsdp = boot_info
+        .rsdp_addr
+        .into_option()
+        .unwrap_or_else(|| panic!("no ACPI RSDP: this kernel needs ACPI to find the CPUs"));
+    let acpi = acpi::init(rsdp);
+    apic::init_bsp(&acpi);
+    time::calibrate(&acpi);
+    apic::start_timer();
+    x86_64::instructions::interrupts::enable();
+    log::info!("cpu0 online (APIC id {}, bootstrap processor)", apic::id());
+    smp::start_aps(&acpi);
+
+    let boot_ms = time::tsc_to_ns(time::rdtsc().wrapping_sub(entry_tsc)) / 1_000_000;
+    log::info!("boot: {} cpus online boot_ms={}", percpu::online_count(), boot_ms);
+
+    match cmdline.mode {
+        BootMode::Normal => {
+            log::info!("no user-space init yet: the kernel idles (Ctrl-A X quits QEMU)");
+            percpu::idle()
+        }
+        BootMode::ExitAfterBoot => exit::exit_qemu(exit::QemuExit::Success),
+        BootMode::KernelTests => ktest::run_all(),
+        BootMode::Panic => panic!("deliberate panic (test=panic)"),
+        BootMode::TripleFault => interrupts::triple_fault(),
+        BootMode::Hang => {
+            log::info!("test=hang: spinning with interrupts off");
+            x86_64::instructions::interrupts::disable();
+            loop {
+                core::hint::spin_loop();
+            }
+        }
+    }
+}
+
+/// The ramdisk the bootloader loaded, validated. A missing or corrupt ramdisk is logged and boot
+/// continues with defaults, so a damaged image still shows its boot log.
+fn boot_ramdisk(boot_info: &BootInfo) -> Option<Ramdisk<'static>> {
+    let addr = boot_info.ramdisk_addr.into_option()?;
+    let len = boot_info.ramdisk_len as usize;
+    // Safety: the bootloader mapped `len` bytes of ramdisk at `addr` and never reuses them; we
+    // only read them, and keep them for the kernel's lifetime.
+    let bytes = unsafe { core::slice::from_raw_parts(addr as *const u8, len) };
+    match Ramdisk::parse(bytes) {
+        Ok(disk) => Some(disk),
+        Err(e) => {
+            log::error!("ignoring boot ramdisk: {e}");
+            None
+        }
+    }
+}
+
+fn load_cmdline(ramdisk: Option<&Ramdisk<'static>>) -> Cmdline {
+    let Some(text) = ramdisk.and_then(|d| d.get("cmdline")) else {
+        return Cmdline::default();
+    };
+    let Ok(text) = core::str::from_utf8(text) else {
+        log::error!("kernel command line is not UTF-8; using defaults");
+        return Cmdline::default();
+    };
+    Cmdline::parse(text, &mut |e| log::warn!("{e}"))
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo) -> ! {
+    x86_64::instructions::interrupts::disable();
+    let cpu = percpu::try_current_index().map_or(-1, |i| i as i64);
+    let mut out = serial::PanicWriter;
+    let _ = core::fmt::Write::write_fmt(&mut out, format_args!("\nKERNEL PANIC on cpu{cpu}: "));
+    if let Some(loc) = info.location() {
+        let _ = core::fmt::Write::write_fmt(
+            &mut out,
+            format_args!("{}:{}:{}: ", loc.file(), loc.line(), loc.column()),
+        );
+    }
+    let _ = core::fmt::Write::write_fmt(&mut out, format_args!("{}\n", info.message()));
+    smp::stop_others();
+    exit::exit_qemu(exit::QemuExit::Failure)
+}
