@@ -1,0 +1,888 @@
+//! The command line of `cargo xtask` (DESIGN.md §9), parsed by hand: every option is validated
+//! here, and options whose feature does not exist yet are refused by [`RunArgs::unsupported`]
+//! instead of being ignored.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Kernel command line used when none is asked for.
+pub const DEFAULT_CMDLINE: &str = "log=info";
+/// Default number of virtual CPUs for `run`.
+pub const DEFAULT_SMP: u32 = 2;
+/// Default guest memory for `run`, in MiB.
+pub const DEFAULT_MEM_MIB: u32 = 256;
+/// Accepted `--smp` values.
+pub const SMP_RANGE: std::ops::RangeInclusive<u32> = 1..=64;
+/// Accepted `--mem` values, in MiB.
+pub const MEM_RANGE: std::ops::RangeInclusive<u32> = 64..=65536;
+
+/// A parsed `cargo xtask` invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `help`, `--help` or `SUBCOMMAND --help`: print the help of the subcommand (or the overview).
+    Help(Option<&'static str>),
+    /// `build [--release]`.
+    Build(BuildArgs),
+    /// `run ...`.
+    Run(RunArgs),
+    /// `test [FILTER]`.
+    Test(TestArgs),
+    /// `bench [--seconds S] [--json PATH]`.
+    Bench(BenchArgs),
+    /// `image [--bios|--uefi] [--out PATH]`.
+    Image(ImageArgs),
+    /// `flash DEVICE`.
+    Flash(FlashArgs),
+}
+
+/// Options of `build`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BuildArgs {
+    /// Build the kernel with the release profile.
+    pub release: bool,
+}
+
+/// How QEMU executes guest code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accel {
+    /// Emulation (works everywhere, slow).
+    Tcg,
+    /// Hardware virtualisation through `/dev/kvm`.
+    Kvm,
+}
+
+/// The emulated network card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nic {
+    /// Intel 82540EM (QEMU `e1000`).
+    E1000,
+    /// Intel 82574L (QEMU `e1000e`).
+    E1000e,
+}
+
+/// How the guest's network card is connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Net {
+    /// QEMU user networking (host 10.0.2.2, guest 10.0.2.15).
+    User,
+    /// A TAP device inside a network namespace.
+    Tap,
+    /// No network card at all.
+    None,
+}
+
+/// Where the network servers run (DESIGN.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Every server on its own core.
+    Split,
+    /// pf+ip+udp+tcp in one process.
+    Single,
+}
+
+/// How servers talk (DESIGN.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipc {
+    /// Shared-memory channels.
+    Chan,
+    /// Kernel IPC, one trap per message.
+    Kernel,
+}
+
+/// Transport of a forwarded port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// `--fwd PROTO:HOSTPORT:GUESTPORT`: a host port forwarded into the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    /// Transport.
+    pub proto: Proto,
+    /// Port on the host's loopback.
+    pub host_port: u16,
+    /// Port in the guest.
+    pub guest_port: u16,
+}
+
+/// Options of `run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunArgs {
+    /// Virtual CPUs.
+    pub smp: u32,
+    /// Guest memory in MiB.
+    pub mem_mib: u32,
+    /// Boot through OVMF.
+    pub uefi: bool,
+    /// Accelerator.
+    pub accel: Accel,
+    /// Network card model.
+    pub nic: Nic,
+    /// Network backend.
+    pub net: Net,
+    /// Server layout.
+    pub layout: Layout,
+    /// Server transport.
+    pub ipc: Ipc,
+    /// Port forwards (repeatable).
+    pub fwd: Vec<Forward>,
+    /// Commands to type into the guest shell.
+    pub exec: Option<String>,
+    /// Kill QEMU after this long.
+    pub timeout: Option<Duration>,
+    /// Release kernel.
+    pub release: bool,
+    /// Extra kernel command-line words, appended to [`DEFAULT_CMDLINE`] (later words win).
+    pub cmdline_extra: String,
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        Self {
+            smp: DEFAULT_SMP,
+            mem_mib: DEFAULT_MEM_MIB,
+            uefi: false,
+            accel: Accel::Tcg,
+            nic: Nic::E1000,
+            net: Net::None,
+            layout: Layout::Split,
+            ipc: Ipc::Chan,
+            fwd: Vec::new(),
+            exec: None,
+            timeout: None,
+            release: false,
+            cmdline_extra: String::new(),
+        }
+    }
+}
+
+impl RunArgs {
+    /// The full kernel command line of this run.
+    pub fn cmdline(&self) -> String {
+        if self.cmdline_extra.trim().is_empty() {
+            DEFAULT_CMDLINE.to_string()
+        } else {
+            format!("{DEFAULT_CMDLINE} {}", self.cmdline_extra.trim())
+        }
+    }
+
+    /// The first option that asks for a feature the system does not have yet, as a one-line
+    /// explanation.
+    pub fn unsupported(&self) -> Option<String> {
+        let what = if self.exec.is_some() {
+            "--exec (needs the guest shell)"
+        } else if self.layout == Layout::Single {
+            "--layout single (needs the network stack servers)"
+        } else if self.ipc == Ipc::Kernel {
+            "--ipc kernel (needs the network stack servers)"
+        } else if !self.fwd.is_empty() {
+            "--fwd (needs the guest network stack)"
+        } else if self.net == Net::Tap {
+            "--net tap (needs the guest network stack)"
+        } else if self.nic == Nic::E1000e {
+            "--nic e1000e (needs the e1000 driver)"
+        } else {
+            return None;
+        };
+        Some(format!("not yet supported: {what}"))
+    }
+}
+
+/// Options of `test`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TestArgs {
+    /// Run only tests whose name contains this.
+    pub filter: Option<String>,
+    /// QEMU runs at the same time (1 or 2).
+    pub jobs: usize,
+    /// Echo every guest's serial output, prefixed by the test name.
+    pub verbose: bool,
+}
+
+impl Default for TestArgs {
+    fn default() -> Self {
+        Self {
+            filter: None,
+            jobs: 2,
+            verbose: false,
+        }
+    }
+}
+
+/// Options of `bench`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BenchArgs {
+    /// Seconds per measurement.
+    pub seconds: u32,
+    /// Where to write the JSON rows.
+    pub json: Option<PathBuf>,
+}
+
+/// Firmware type of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    /// Legacy BIOS (MBR).
+    Bios,
+    /// UEFI (GPT).
+    Uefi,
+}
+
+/// Options of `image`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageArgs {
+    /// Which image (both when absent).
+    pub firmware: Option<Firmware>,
+    /// Output path.
+    pub out: Option<PathBuf>,
+}
+
+/// Options of `flash`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlashArgs {
+    /// Block device to write.
+    pub device: PathBuf,
+}
+
+/// A command line that cannot be used; the text is the whole explanation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgError(pub String);
+
+impl std::fmt::Display for ArgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn err<T>(msg: impl Into<String>) -> Result<T, ArgError> {
+    Err(ArgError(msg.into()))
+}
+
+/// The subcommands, in help order.
+pub const SUBCOMMANDS: [&str; 6] = ["build", "run", "test", "bench", "image", "flash"];
+
+/// Walks the words of one subcommand, splitting `--opt=value` and remembering which options were
+/// seen so that repeating a non-repeatable one is an error.
+struct Words<'a> {
+    sub: &'static str,
+    words: std::slice::Iter<'a, String>,
+    /// A value split off the current `--opt=value` word, not yet taken.
+    pending: Option<String>,
+    seen: Vec<String>,
+}
+
+/// One item of a subcommand's command line.
+enum Item {
+    /// `--name` (or `-x`), with `=value` split off into the pending value.
+    Opt(String),
+    /// A word that is not an option.
+    Positional(String),
+}
+
+impl<'a> Words<'a> {
+    fn new(sub: &'static str, words: &'a [String]) -> Self {
+        Self {
+            sub,
+            words: words.iter(),
+            pending: None,
+            seen: Vec::new(),
+        }
+    }
+
+    fn next(&mut self) -> Result<Option<Item>, ArgError> {
+        if let Some(v) = self.pending.take() {
+            let opt = self.seen.last().cloned().unwrap_or_default();
+            return err(format!("option '{opt}' takes no value (got '{opt}={v}')"));
+        }
+        let Some(word) = self.words.next() else {
+            return Ok(None);
+        };
+        if word == "--" {
+            return err(format!("'--' is not used by 'cargo xtask {}'", self.sub));
+        }
+        if word.starts_with('-') && word.len() > 1 {
+            let (name, value) = match word.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n.to_string(), Some(v.to_string())),
+                _ => (word.clone(), None),
+            };
+            self.pending = value;
+            Ok(Some(Item::Opt(name)))
+        } else {
+            Ok(Some(Item::Positional(word.clone())))
+        }
+    }
+
+    /// Marks `opt` as seen; an error if it was seen before and is not repeatable.
+    fn once(&mut self, opt: &str) -> Result<(), ArgError> {
+        if self.seen.iter().any(|s| s == opt) {
+            return err(format!("option '{opt}' given twice"));
+        }
+        self.seen.push(opt.to_string());
+        Ok(())
+    }
+
+    /// The value of option `opt`: from `--opt=value` or the next word.
+    fn value(&mut self, opt: &str) -> Result<String, ArgError> {
+        if let Some(v) = self.pending.take() {
+            return Ok(v);
+        }
+        match self.words.next() {
+            Some(v) if !v.starts_with("--") => Ok(v.clone()),
+            _ => err(format!("option '{opt}' needs a value")),
+        }
+    }
+
+    fn unknown(&self, opt: &str) -> ArgError {
+        ArgError(format!(
+            "unknown option '{opt}' for 'cargo xtask {}' (see 'cargo xtask {} --help')",
+            self.sub, self.sub
+        ))
+    }
+}
+
+fn number<T: std::str::FromStr>(opt: &str, v: &str) -> Result<T, ArgError> {
+    v.parse()
+        .map_err(|_| ArgError(format!("option '{opt}' needs a whole number, got '{v}'")))
+}
+
+fn in_range(opt: &str, v: u32, range: std::ops::RangeInclusive<u32>) -> Result<u32, ArgError> {
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        err(format!(
+            "option '{opt}' must be in {}..={}, got {v}",
+            range.start(),
+            range.end()
+        ))
+    }
+}
+
+fn choice<T: Copy>(opt: &str, v: &str, choices: &[(&str, T)]) -> Result<T, ArgError> {
+    match choices.iter().find(|(name, _)| *name == v) {
+        Some((_, t)) => Ok(*t),
+        None => {
+            let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+            err(format!(
+                "option '{opt}' must be one of {}, got '{v}'",
+                names.join("|")
+            ))
+        }
+    }
+}
+
+/// Parses `tcp:HOSTPORT:GUESTPORT` or `udp:HOSTPORT:GUESTPORT`.
+pub fn parse_forward(v: &str) -> Result<Forward, ArgError> {
+    let bad = |why: &str| {
+        ArgError(format!(
+            "option '--fwd': {why} in '{v}' (want tcp|udp:HOSTPORT:GUESTPORT)"
+        ))
+    };
+    let parts: Vec<&str> = v.split(':').collect();
+    let [proto, host, guest] = parts[..] else {
+        return Err(bad("expected three ':'-separated parts"));
+    };
+    let proto = match proto {
+        "tcp" => Proto::Tcp,
+        "udp" => Proto::Udp,
+        _ => return Err(bad("protocol must be tcp or udp")),
+    };
+    let port = |p: &str| match p.parse::<u16>() {
+        Ok(n) if n != 0 => Ok(n),
+        _ => Err(bad(&format!("'{p}' is not a port 1..=65535"))),
+    };
+    Ok(Forward {
+        proto,
+        host_port: port(host)?,
+        guest_port: port(guest)?,
+    })
+}
+
+/// Checks the kernel command-line words with the kernel's own parser.
+fn check_cmdline(words: &str) -> Result<(), ArgError> {
+    let mut problems = Vec::new();
+    klib::cmdline::Cmdline::parse(words, &mut |e| problems.push(e.to_string()));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        err(format!(
+            "option '--cmdline': {} (keys: log=error|warn|info|debug|trace, \
+             test=kernel|panic|triple-fault|hang|exit-after-boot)",
+            problems.join("; ")
+        ))
+    }
+}
+
+/// Parses the words after `cargo xtask`.
+pub fn parse(args: &[String]) -> Result<Command, ArgError> {
+    let Some((sub, rest)) = args.split_first() else {
+        return Ok(Command::Help(None));
+    };
+    let sub: &'static str = match sub.as_str() {
+        "-h" | "--help" | "help" => {
+            let topic = rest
+                .first()
+                .and_then(|t| SUBCOMMANDS.iter().find(|s| *s == t));
+            return match (rest.first(), topic) {
+                (None, _) => Ok(Command::Help(None)),
+                (Some(_), Some(t)) => Ok(Command::Help(Some(t))),
+                (Some(t), None) => err(format!("no help on '{t}': unknown subcommand")),
+            };
+        }
+        s => match SUBCOMMANDS.iter().find(|known| **known == s) {
+            Some(known) => known,
+            None => {
+                return err(format!(
+                    "unknown subcommand '{s}' (expected one of: {}; see 'cargo xtask --help')",
+                    SUBCOMMANDS.join(", ")
+                ));
+            }
+        },
+    };
+    if rest.iter().any(|w| w == "-h" || w == "--help") {
+        return Ok(Command::Help(Some(sub)));
+    }
+    let mut w = Words::new(sub, rest);
+    match sub {
+        "build" => parse_build(&mut w).map(Command::Build),
+        "run" => parse_run(&mut w).map(Command::Run),
+        "test" => parse_test(&mut w).map(Command::Test),
+        "bench" => parse_bench(&mut w).map(Command::Bench),
+        "image" => parse_image(&mut w).map(Command::Image),
+        _ => parse_flash(&mut w).map(Command::Flash),
+    }
+}
+
+fn parse_build(w: &mut Words) -> Result<BuildArgs, ArgError> {
+    let mut a = BuildArgs::default();
+    while let Some(item) = w.next()? {
+        match item {
+            Item::Opt(o) if o == "--release" => {
+                w.once(&o)?;
+                a.release = true;
+            }
+            Item::Opt(o) => return Err(w.unknown(&o)),
+            Item::Positional(p) => {
+                return err(format!("'cargo xtask build' takes no argument '{p}'"));
+            }
+        }
+    }
+    Ok(a)
+}
+
+fn parse_run(w: &mut Words) -> Result<RunArgs, ArgError> {
+    let mut a = RunArgs::default();
+    while let Some(item) = w.next()? {
+        let o = match item {
+            Item::Opt(o) => o,
+            Item::Positional(p) => {
+                return err(format!(
+                    "'cargo xtask run' takes no argument '{p}' (kernel words go in --cmdline \"...\")"
+                ));
+            }
+        };
+        if o != "--fwd" {
+            w.once(&o)?;
+        }
+        match o.as_str() {
+            "--smp" => a.smp = in_range(&o, number(&o, &w.value(&o)?)?, SMP_RANGE)?,
+            "--mem" => a.mem_mib = in_range(&o, number(&o, &w.value(&o)?)?, MEM_RANGE)?,
+            "--uefi" => a.uefi = true,
+            "--release" => a.release = true,
+            "--accel" => {
+                a.accel = choice(
+                    &o,
+                    &w.value(&o)?,
+                    &[("tcg", Accel::Tcg), ("kvm", Accel::Kvm)],
+                )?
+            }
+            "--nic" => {
+                a.nic = choice(
+                    &o,
+                    &w.value(&o)?,
+                    &[("e1000", Nic::E1000), ("e1000e", Nic::E1000e)],
+                )?
+            }
+            "--net" => {
+                let v = w.value(&o)?;
+                a.net = choice(
+                    &o,
+                    &v,
+                    &[("user", Net::User), ("tap", Net::Tap), ("none", Net::None)],
+                )?;
+            }
+            "--layout" => {
+                let v = w.value(&o)?;
+                a.layout = choice(
+                    &o,
+                    &v,
+                    &[("split", Layout::Split), ("single", Layout::Single)],
+                )?;
+            }
+            "--ipc" => {
+                a.ipc = choice(
+                    &o,
+                    &w.value(&o)?,
+                    &[("chan", Ipc::Chan), ("kernel", Ipc::Kernel)],
+                )?
+            }
+            "--fwd" => a.fwd.push(parse_forward(&w.value(&o)?)?),
+            "--exec" => a.exec = Some(w.value(&o)?),
+            "--timeout" => {
+                let secs: u64 = number(&o, &w.value(&o)?)?;
+                if !(1..=86_400).contains(&secs) {
+                    return err(format!(
+                        "option '--timeout' must be in 1..=86400 seconds, got {secs}"
+                    ));
+                }
+                a.timeout = Some(Duration::from_secs(secs));
+            }
+            "--cmdline" => {
+                let v = w.value(&o)?;
+                check_cmdline(&v)?;
+                a.cmdline_extra = v;
+            }
+            _ => return Err(w.unknown(&o)),
+        }
+    }
+    Ok(a)
+}
+
+fn parse_test(w: &mut Words) -> Result<TestArgs, ArgError> {
+    let mut a = TestArgs::default();
+    while let Some(item) = w.next()? {
+        match item {
+            Item::Opt(o) => {
+                w.once(&o)?;
+                match o.as_str() {
+                    "--jobs" | "-j" => {
+                        let v = w.value(&o)?;
+                        a.jobs = in_range(&o, number(&o, &v)?, 1..=2)? as usize;
+                    }
+                    "--verbose" | "-v" => a.verbose = true,
+                    _ => return Err(w.unknown(&o)),
+                }
+            }
+            Item::Positional(p) if a.filter.is_none() => a.filter = Some(p),
+            Item::Positional(p) => {
+                return err(format!(
+                    "'cargo xtask test' takes one FILTER, got a second: '{p}'"
+                ));
+            }
+        }
+    }
+    Ok(a)
+}
+
+fn parse_bench(w: &mut Words) -> Result<BenchArgs, ArgError> {
+    let mut a = BenchArgs {
+        seconds: 10,
+        json: None,
+    };
+    while let Some(item) = w.next()? {
+        match item {
+            Item::Opt(o) => {
+                w.once(&o)?;
+                match o.as_str() {
+                    "--seconds" => a.seconds = in_range(&o, number(&o, &w.value(&o)?)?, 1..=3600)?,
+                    "--json" => a.json = Some(PathBuf::from(w.value(&o)?)),
+                    _ => return Err(w.unknown(&o)),
+                }
+            }
+            Item::Positional(p) => {
+                return err(format!("'cargo xtask bench' takes no argument '{p}'"));
+            }
+        }
+    }
+    Ok(a)
+}
+
+fn parse_image(w: &mut Words) -> Result<ImageArgs, ArgError> {
+    let mut a = ImageArgs {
+        firmware: None,
+        out: None,
+    };
+    while let Some(item) = w.next()? {
+        match item {
+            Item::Opt(o) => {
+                w.once(&o)?;
+                let fw = match o.as_str() {
+                    "--bios" => Firmware::Bios,
+                    "--uefi" => Firmware::Uefi,
+                    "--out" => {
+                        a.out = Some(PathBuf::from(w.value(&o)?));
+                        continue;
+                    }
+                    _ => return Err(w.unknown(&o)),
+                };
+                if a.firmware.is_some() {
+                    return err("options '--bios' and '--uefi' exclude each other");
+                }
+                a.firmware = Some(fw);
+            }
+            Item::Positional(p) => {
+                return err(format!("'cargo xtask image' takes no argument '{p}'"));
+            }
+        }
+    }
+    Ok(a)
+}
+
+fn parse_flash(w: &mut Words) -> Result<FlashArgs, ArgError> {
+    let mut device = None;
+    while let Some(item) = w.next()? {
+        match item {
+            Item::Opt(o) => return Err(w.unknown(&o)),
+            Item::Positional(p) if device.is_none() => device = Some(PathBuf::from(p)),
+            Item::Positional(p) => {
+                return err(format!(
+                    "'cargo xtask flash' takes one DEVICE, got a second: '{p}'"
+                ));
+            }
+        }
+    }
+    match device {
+        Some(device) => Ok(FlashArgs { device }),
+        None => err("'cargo xtask flash' needs a DEVICE (e.g. /dev/sdX)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(line: &str) -> Result<Command, ArgError> {
+        let words: Vec<String> = line.split_whitespace().map(String::from).collect();
+        parse(&words)
+    }
+
+    fn run(line: &str) -> RunArgs {
+        match p(&format!("run {line}")) {
+            Ok(Command::Run(r)) => r,
+            other => panic!("{line}: {other:?}"),
+        }
+    }
+
+    fn run_err(line: &str) -> String {
+        match p(&format!("run {line}")) {
+            Err(ArgError(e)) => e,
+            other => panic!("{line}: expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn help_forms() {
+        assert_eq!(p(""), Ok(Command::Help(None)));
+        assert_eq!(p("--help"), Ok(Command::Help(None)));
+        assert_eq!(p("-h"), Ok(Command::Help(None)));
+        assert_eq!(p("help run"), Ok(Command::Help(Some("run"))));
+        assert_eq!(p("run --smp 4 --help"), Ok(Command::Help(Some("run"))));
+        assert_eq!(p("test -h"), Ok(Command::Help(Some("test"))));
+        assert!(p("help nope").unwrap_err().0.contains("unknown subcommand"));
+    }
+
+    #[test]
+    fn unknown_subcommand_and_flags() {
+        let e = p("boot").unwrap_err().0;
+        assert!(
+            e.contains("unknown subcommand 'boot'") && e.contains("build, run, test"),
+            "{e}"
+        );
+        assert!(run_err("--smpp 2").contains("unknown option '--smpp' for 'cargo xtask run'"));
+        assert!(
+            p("build --debug")
+                .unwrap_err()
+                .0
+                .contains("unknown option '--debug'")
+        );
+        assert!(
+            p("build extra")
+                .unwrap_err()
+                .0
+                .contains("takes no argument 'extra'")
+        );
+        assert!(run_err("stray").contains("takes no argument 'stray'"));
+        assert!(run_err("--uefi=yes").contains("takes no value"));
+        assert!(run_err("-- --smp 2").contains("'--' is not used"));
+    }
+
+    #[test]
+    fn run_defaults() {
+        let r = run("");
+        assert_eq!(r, RunArgs::default());
+        assert_eq!(
+            (r.smp, r.mem_mib, r.net, r.accel),
+            (2, 256, Net::None, Accel::Tcg)
+        );
+        assert_eq!(r.cmdline(), "log=info");
+        assert_eq!(r.unsupported(), None);
+    }
+
+    #[test]
+    fn run_all_supported_options() {
+        let r = run(
+            "--smp 8 --mem=512 --uefi --accel kvm --nic e1000 --net user --layout split \
+                     --ipc chan --timeout 30 --release --cmdline log=debug",
+        );
+        assert_eq!(r.smp, 8);
+        assert_eq!(r.mem_mib, 512);
+        assert!(r.uefi && r.release);
+        assert_eq!(r.accel, Accel::Kvm);
+        assert_eq!(r.net, Net::User);
+        assert_eq!(r.timeout, Some(Duration::from_secs(30)));
+        assert_eq!(r.cmdline(), "log=info log=debug");
+        assert_eq!(r.unsupported(), None);
+    }
+
+    #[test]
+    fn cmdline_with_spaces_is_one_value() {
+        let words = ["run", "--cmdline", "log=warn test=kernel"].map(String::from);
+        let Ok(Command::Run(r)) = parse(&words) else {
+            panic!()
+        };
+        assert_eq!(r.cmdline(), "log=info log=warn test=kernel");
+        let words = ["run", "--cmdline", "log=warn colour=red"].map(String::from);
+        let e = parse(&words).unwrap_err().0;
+        assert!(e.contains("unknown command-line key 'colour'"), "{e}");
+        assert!(run_err("--cmdline log=loud").contains("bad value 'loud'"));
+        assert!(run_err("--cmdline quiet").contains("not key=value"));
+    }
+
+    #[test]
+    fn smp_bounds() {
+        assert_eq!(run("--smp 1").smp, 1);
+        assert_eq!(run("--smp 64").smp, 64);
+        assert!(run_err("--smp 0").contains("must be in 1..=64, got 0"));
+        assert!(run_err("--smp 65").contains("must be in 1..=64, got 65"));
+        assert!(run_err("--smp -1").contains("whole number, got '-1'"));
+        assert!(run_err("--smp two").contains("whole number, got 'two'"));
+        assert!(run_err("--smp").contains("'--smp' needs a value"));
+        assert!(run_err("--smp 2 --smp 4").contains("given twice"));
+        assert!(run_err("--mem 16").contains("64..=65536"));
+    }
+
+    #[test]
+    fn choices_are_checked() {
+        assert!(run_err("--accel hvf").contains("one of tcg|kvm, got 'hvf'"));
+        assert!(run_err("--net bridge").contains("one of user|tap|none"));
+        assert!(run_err("--nic rtl8139").contains("one of e1000|e1000e"));
+        assert!(run_err("--layout --smp").contains("'--layout' needs a value"));
+        assert!(run_err("--timeout 0").contains("1..=86400"));
+        assert!(run_err("--timeout 1.5").contains("whole number"));
+    }
+
+    #[test]
+    fn forward_syntax() {
+        let f = |proto, host_port, guest_port| Forward {
+            proto,
+            host_port,
+            guest_port,
+        };
+        assert_eq!(parse_forward("tcp:8080:80"), Ok(f(Proto::Tcp, 8080, 80)));
+        assert_eq!(parse_forward("udp:5353:53"), Ok(f(Proto::Udp, 5353, 53)));
+        assert_eq!(
+            run("--fwd tcp:1:2 --fwd=udp:65535:7").fwd,
+            [f(Proto::Tcp, 1, 2), f(Proto::Udp, 65535, 7)]
+        );
+        for bad in [
+            "tcp:80",
+            "tcp:1:2:3",
+            "sctp:1:2",
+            "tcp:0:80",
+            "tcp:80:65536",
+            "tcp::80",
+            "TCP:1:2",
+            "",
+        ] {
+            assert!(parse_forward(bad).is_err(), "{bad}");
+        }
+        assert!(
+            parse_forward("icmp:1:2")
+                .unwrap_err()
+                .0
+                .contains("protocol must be tcp or udp")
+        );
+        assert!(
+            parse_forward("tcp:x:2")
+                .unwrap_err()
+                .0
+                .contains("'x' is not a port")
+        );
+    }
+
+    #[test]
+    fn features_not_built_yet_are_refused_not_ignored() {
+        for (line, what) in [
+            ("--exec help", "--exec"),
+            ("--layout single", "--layout single"),
+            ("--ipc kernel", "--ipc kernel"),
+            ("--fwd tcp:8080:80", "--fwd"),
+            ("--net tap", "--net tap"),
+            ("--nic e1000e", "--nic e1000e"),
+        ] {
+            let msg = run(line)
+                .unsupported()
+                .unwrap_or_else(|| panic!("{line} accepted"));
+            assert!(
+                msg.starts_with(&format!("not yet supported: {what} (needs")),
+                "{msg}"
+            );
+        }
+        // Syntax errors still come first.
+        assert!(run_err("--fwd tcp:8080").contains("three"));
+    }
+
+    #[test]
+    fn test_args() {
+        assert_eq!(p("test"), Ok(Command::Test(TestArgs::default())));
+        let Ok(Command::Test(t)) = p("test boot_ -j 1 -v") else {
+            panic!()
+        };
+        assert_eq!(
+            t,
+            TestArgs {
+                filter: Some("boot_".into()),
+                jobs: 1,
+                verbose: true
+            }
+        );
+        assert!(p("test a b").unwrap_err().0.contains("one FILTER"));
+        assert!(p("test --jobs 3").unwrap_err().0.contains("1..=2"));
+        assert!(
+            p("test --nocapture")
+                .unwrap_err()
+                .0
+                .contains("unknown option")
+        );
+    }
+
+    #[test]
+    fn later_subcommands_parse() {
+        assert_eq!(
+            p("bench --seconds 5 --json out.json"),
+            Ok(Command::Bench(BenchArgs {
+                seconds: 5,
+                json: Some("out.json".into())
+            }))
+        );
+        assert!(p("bench --seconds 0").is_err());
+        assert_eq!(
+            p("image --uefi --out x.img"),
+            Ok(Command::Image(ImageArgs {
+                firmware: Some(Firmware::Uefi),
+                out: Some("x.img".into())
+            }))
+        );
+        assert!(p("image --bios --uefi").unwrap_err().0.contains("exclude"));
+        assert_eq!(
+            p("flash /dev/sdz"),
+            Ok(Command::Flash(FlashArgs {
+                device: "/dev/sdz".into()
+            }))
+        );
+        assert!(p("flash").unwrap_err().0.contains("needs a DEVICE"));
+        assert!(p("flash a b").is_err());
+    }
+}

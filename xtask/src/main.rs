@@ -1,0 +1,304 @@
+//! `cargo xtask`: builds, runs and tests Axolotl (DESIGN.md §9).
+//!
+//! - `build` compiles the kernel for `x86_64-unknown-none` and makes the BIOS and UEFI disk
+//!   images (`images`),
+//! - `run` boots an image in QEMU with the serial console on the terminal (`qemu`),
+//! - `test` runs the host unit tests, the in-kernel tests and the QEMU scenarios of the
+//!   `axolotl-tests` crate, and sums them up (`suite`),
+//! - `bench`, `image` and `flash` are parsed but not implemented yet.
+//!
+//! Exit status: 0 success; 1 a guest, test or build failure; 2 a bad command line, a missing
+//! feature, or QEMU failing; 124 a timeout. Options are parsed by hand in `args`; QEMU and OVMF
+//! are found (or installed, as root) by `host`.
+
+mod args;
+mod counts;
+mod host;
+mod images;
+mod qemu;
+mod suite;
+mod sys;
+
+use std::process::ExitCode;
+
+use args::{Command, Firmware, RunArgs};
+use axolotl_tests::Outcome;
+
+/// Why a command did not succeed.
+#[derive(Debug)]
+pub enum Error {
+    /// The command line cannot be used (exit 2).
+    Usage(String),
+    /// The command asks for something that does not exist yet (exit 2).
+    Unsupported(String),
+    /// A step failed: a build, a file, a host tool (exit 1).
+    Failed(String),
+    /// Already explained to the user; exit with this status.
+    Reported(u8),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Usage(m) | Self::Unsupported(m) | Self::Failed(m) => f.write_str(m),
+            Self::Reported(code) => write!(f, "failed with status {code}"),
+        }
+    }
+}
+
+const HELP: &str = "\
+cargo xtask: build, run and test Axolotl
+
+USAGE:
+    cargo xtask <COMMAND> [OPTIONS]
+
+COMMANDS:
+    build    build the kernel and the BIOS and UEFI disk images
+    run      boot Axolotl in QEMU with the serial console on this terminal
+    test     run every test: host unit tests, in-kernel tests, QEMU scenarios
+    bench    measure the network stack (not yet implemented)
+    image    write a bootable image (not yet implemented)
+    flash    write an image to a device (not yet implemented)
+
+'cargo xtask COMMAND --help' describes a command's options.
+Exit status: 0 success; 1 guest, test or build failure; 2 bad usage, unsupported feature or QEMU
+error; 124 timeout.
+";
+
+const HELP_BUILD: &str = "\
+cargo xtask build [--release]
+
+Builds the kernel (cargo build -p axolotl-kernel --target x86_64-unknown-none) and makes
+target/axolotl/axolotl-bios.img and target/axolotl/axolotl-uefi.img with the kernel command line
+'log=info' in their ramdisk.
+
+OPTIONS:
+    --release    build the kernel with the release profile
+";
+
+const HELP_RUN: &str = "\
+cargo xtask run [OPTIONS]
+
+Builds the kernel and an image, then boots it in QEMU. The guest's serial console is this
+terminal: Ctrl-A X quits QEMU, Ctrl-A H lists the other keys. The exit status is the guest's
+verdict: 0 when it reported success, 1 on failure or reset, 124 after --timeout.
+
+OPTIONS:
+    --smp N                    virtual CPUs, 1..=64 (default 2)
+    --mem MiB                  guest memory, 64..=65536 (default 256)
+    --uefi                     boot through OVMF instead of the BIOS
+    --accel tcg|kvm            emulate (default) or use /dev/kvm
+    --nic e1000|e1000e         network card model (default e1000)
+    --net user|tap|none        network backend (default none: no card)
+    --layout split|single      server layout (default split)
+    --ipc chan|kernel          server transport (default chan)
+    --fwd tcp|udp:HOST:GUEST   forward a host port into the guest (repeatable)
+    --exec \"CMD; CMD\"          type commands into the guest shell, then power off
+    --timeout SECONDS          kill QEMU after this long
+    --release                  release kernel
+    --cmdline \"WORDS\"          extra kernel command-line words after 'log=info', e.g.
+                               \"log=debug\" or \"test=kernel\"
+
+Not yet supported (the guest shell and network stack do not exist yet): --exec, --layout single,
+--ipc kernel, --fwd, --net tap, --nic e1000e.
+";
+
+const HELP_TEST: &str = "\
+cargo xtask test [FILTER] [--jobs 1|2] [--verbose]
+
+Runs, in order: the host unit tests (cargo test of the host crates), the in-kernel tests (one
+boot with test=kernel, each 'ktest NAME ... ok' line counting as the test kernel::NAME), and the
+QEMU scenarios (tests/ crate). Prints 'test NAME ... ok|FAILED' per test and ends with the line
+'N passed, M failed'. Exit status 0 only when nothing failed.
+
+FILTER runs only tests whose name contains it (the in-kernel suite runs when FILTER starts with,
+or is a start of, 'kernel::').
+
+OPTIONS:
+    -j, --jobs N     QEMU instances at a time (default 2)
+    -v, --verbose    echo every guest's serial output, prefixed by the test name
+";
+
+const HELP_BENCH: &str = "\
+cargo xtask bench [--seconds S] [--json PATH]
+
+Measures the network stack in every layout (not yet implemented).
+";
+
+const HELP_IMAGE: &str = "\
+cargo xtask image [--bios|--uefi] [--out PATH]
+
+Writes a bootable image to PATH (not yet implemented; 'cargo xtask build' makes both images).
+";
+
+const HELP_FLASH: &str = "\
+cargo xtask flash DEVICE
+
+Writes the image to a block device (not yet implemented).
+";
+
+fn help(topic: Option<&str>) -> &'static str {
+    match topic {
+        Some("build") => HELP_BUILD,
+        Some("run") => HELP_RUN,
+        Some("test") => HELP_TEST,
+        Some("bench") => HELP_BENCH,
+        Some("image") => HELP_IMAGE,
+        Some("flash") => HELP_FLASH,
+        _ => HELP,
+    }
+}
+
+fn main() -> ExitCode {
+    let mut words = Vec::new();
+    for a in std::env::args_os().skip(1) {
+        match a.into_string() {
+            Ok(w) => words.push(w),
+            Err(a) => {
+                eprintln!("error: argument {a:?} is not UTF-8");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let result = args::parse(&words)
+        .map_err(|e| Error::Usage(e.0))
+        .and_then(dispatch);
+    ExitCode::from(match result {
+        Ok(code) => code,
+        Err(Error::Reported(code)) => code,
+        Err(e @ Error::Usage(_)) => {
+            eprintln!("error: {e}");
+            2
+        }
+        Err(e @ Error::Unsupported(_)) => {
+            eprintln!("{e}");
+            2
+        }
+        Err(e @ Error::Failed(_)) => {
+            eprintln!("error: {e}");
+            1
+        }
+    })
+}
+
+fn dispatch(cmd: Command) -> Result<u8, Error> {
+    match cmd {
+        Command::Help(topic) => {
+            print!("{}", help(topic));
+            Ok(0)
+        }
+        Command::Build(b) => build(b.release),
+        Command::Run(r) => run(&r),
+        Command::Test(t) => suite::test(&t),
+        Command::Bench(_) => Err(Error::Unsupported(
+            "not yet implemented: cargo xtask bench (issue: needs the network stack servers, \
+             chanbench and the guest iperf3)"
+                .to_string(),
+        )),
+        Command::Image(_) => Err(Error::Unsupported(
+            "not yet implemented: cargo xtask image (issue: image export; \
+             'cargo xtask build' makes target/axolotl/axolotl-{bios,uefi}.img meanwhile)"
+                .to_string(),
+        )),
+        Command::Flash(_) => Err(Error::Unsupported(
+            "not yet implemented: cargo xtask flash (issue: writing images to real hardware)"
+                .to_string(),
+        )),
+    }
+}
+
+/// `cargo xtask build`.
+fn build(release: bool) -> Result<u8, Error> {
+    let kernel = images::build_kernel(release)?;
+    eprintln!("making images...");
+    let out = images::out_dir();
+    for image in images::make_images(
+        &kernel,
+        &out,
+        args::DEFAULT_CMDLINE,
+        &[Firmware::Bios, Firmware::Uefi],
+    )? {
+        println!("{}", image.display());
+    }
+    Ok(0)
+}
+
+/// `cargo xtask run`.
+fn run(a: &RunArgs) -> Result<u8, Error> {
+    if let Some(msg) = a.unsupported() {
+        return Err(Error::Unsupported(msg));
+    }
+    let tools = host::ensure_tools(a.uefi)?;
+    if a.accel == args::Accel::Kvm {
+        host::check_kvm()?;
+    }
+    let kernel = images::build_kernel(a.release)?;
+    let cmdline = a.cmdline();
+    // The default command line uses the images of `build`; any other gets a folder of its own.
+    let dir = if cmdline == args::DEFAULT_CMDLINE {
+        images::out_dir()
+    } else {
+        images::out_dir().join(images::run_dir_name(&cmdline))
+    };
+    eprintln!("making images...");
+    let fw = if a.uefi {
+        Firmware::Uefi
+    } else {
+        Firmware::Bios
+    };
+    let image = images::make_images(&kernel, &dir, &cmdline, &[fw])?.remove(0);
+    // This run's own copy of the UEFI variable store, removed afterwards.
+    let mut vars_copy = None;
+    let boot = match (&tools.ovmf, a.uefi) {
+        (Some(ovmf), true) => {
+            let vars = dir.join(format!("OVMF_VARS-{}.fd", std::process::id()));
+            if let host::Ovmf::Pflash { vars: template, .. } = ovmf {
+                std::fs::copy(template, &vars).map_err(|e| {
+                    Error::Failed(format!("cannot copy {}: {e}", template.display()))
+                })?;
+                vars_copy = Some(vars.clone());
+            }
+            qemu::Boot::Uefi {
+                ovmf: ovmf.clone(),
+                vars,
+            }
+        }
+        _ => qemu::Boot::Bios,
+    };
+    let console = if qemu::on_terminal() {
+        qemu::Console::Terminal
+    } else {
+        qemu::Console::Stdio
+    };
+    let machine = qemu::Machine {
+        image,
+        smp: a.smp,
+        mem_mib: a.mem_mib,
+        boot,
+        accel: a.accel,
+        net: a.net,
+        nic: a.nic,
+        console,
+    };
+    let qemu_args = qemu::qemu_args(&machine);
+    eprintln!("running: {} {}", tools.qemu.display(), qemu_args.join(" "));
+    if console == qemu::Console::Terminal {
+        eprintln!("(Ctrl-A X quits QEMU)");
+    }
+    let opts = qemu::RunOptions {
+        timeout: a.timeout,
+        inherit_stdin: true,
+        echo: qemu::Echo::Live,
+    };
+    let result = qemu::run(&tools.qemu, &qemu_args, &opts);
+    if let Some(vars) = vars_copy {
+        let _ = std::fs::remove_file(vars);
+    }
+    if result.outcome == Outcome::Reset && qemu::user_quit(&result.transcript) {
+        return Ok(0);
+    }
+    if let Some(msg) = qemu::outcome_message(&result.outcome, a.timeout) {
+        eprintln!("{msg}");
+    }
+    Ok(qemu::exit_status(&result.outcome))
+}

@@ -1,0 +1,504 @@
+//! Running one guest in QEMU: the command line, the serial transcript (echoed live and
+//! captured), the timeout that kills QEMU, and the mapping from QEMU's exit status to an
+//! [`Outcome`] and from there to xtask's own exit status.
+//!
+//! The guest reports its verdict through the `isa-debug-exit` device at port 0xf4: QEMU exits
+//! with `(value << 1) | 1`, so 0x10 gives 33 (pass) and 0x11 gives 35 (fail). Exit 0 means the
+//! guest never reported: under `-no-reboot` a triple fault (or a plain ACPI power-off) ends QEMU
+//! with 0, and that counts as a failure.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axolotl_tests::{BootResult, Outcome};
+
+use crate::args::{Accel, Net, Nic};
+use crate::host::Ovmf;
+
+/// QEMU's exit status when the guest wrote 0x10 (success) to the debug-exit port.
+pub const EXIT_PASS: i32 = 33;
+/// QEMU's exit status when the guest wrote 0x11 (failure) to the debug-exit port.
+pub const EXIT_FAIL: i32 = 35;
+/// xtask's exit status after a timeout (as `timeout(1)`).
+pub const EXIT_TIMEOUT: u8 = 124;
+
+/// Firmware of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boot {
+    /// SeaBIOS, QEMU's default.
+    Bios,
+    /// OVMF; `vars` is this run's private copy of the variable store (unused for a combined
+    /// image).
+    Uefi {
+        /// The firmware found on the host.
+        ovmf: Ovmf,
+        /// This run's writable copy of the variable store.
+        vars: PathBuf,
+    },
+}
+
+/// Where the guest's serial console goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Console {
+    /// `-serial stdio`: output captured, stdin as given to QEMU.
+    Stdio,
+    /// A terminal user: serial console behind QEMU's multiplexer, so Ctrl-A X quits and Ctrl-C
+    /// reaches the guest instead of killing QEMU.
+    Terminal,
+}
+
+/// Everything QEMU needs to know about the machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Machine {
+    /// The disk image to boot.
+    pub image: PathBuf,
+    /// Virtual CPUs.
+    pub smp: u32,
+    /// Memory in MiB.
+    pub mem_mib: u32,
+    /// Firmware.
+    pub boot: Boot,
+    /// Accelerator.
+    pub accel: Accel,
+    /// Network backend (`none`: no network card at all).
+    pub net: Net,
+    /// Network card model.
+    pub nic: Nic,
+    /// Serial console wiring.
+    pub console: Console,
+}
+
+/// The arguments of `qemu-system-x86_64` for `m`.
+pub fn qemu_args(m: &Machine) -> Vec<String> {
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |words: &[&str]| a.extend(words.iter().map(|w| w.to_string()));
+    push(&["-machine", "q35"]);
+    push(&["-m", &m.mem_mib.to_string(), "-smp", &m.smp.to_string()]);
+    match m.console {
+        Console::Stdio => push(&["-serial", "stdio"]),
+        Console::Terminal => push(&[
+            "-chardev",
+            "stdio,id=console,mux=on,signal=off",
+            "-serial",
+            "chardev:console",
+        ]),
+    }
+    push(&["-display", "none", "-monitor", "none", "-no-reboot"]);
+    push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    match m.accel {
+        Accel::Tcg => push(&["-accel", "tcg"]),
+        Accel::Kvm => push(&["-accel", "kvm", "-cpu", "qemu64"]),
+    }
+    if let Boot::Uefi { ovmf, vars } = &m.boot {
+        match ovmf {
+            Ovmf::Pflash { code, .. } => {
+                let code = format!(
+                    "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                    code.display()
+                );
+                let vars = format!("if=pflash,format=raw,unit=1,file={}", vars.display());
+                push(&["-drive", &code, "-drive", &vars]);
+            }
+            Ovmf::Combined(fd) => push(&["-bios", &fd.display().to_string()]),
+        }
+    }
+    match m.net {
+        // Without this, q35 would add its default e1000e card.
+        Net::None => push(&["-nic", "none"]),
+        Net::User | Net::Tap => {
+            let model = match m.nic {
+                Nic::E1000 => "e1000",
+                Nic::E1000e => "e1000e",
+            };
+            let backend = if m.net == Net::User { "user" } else { "tap" };
+            push(&["-nic", &format!("{backend},model={model}")]);
+        }
+    }
+    push(&["-drive", &format!("format=raw,file={}", m.image.display())]);
+    a
+}
+
+/// What becomes of the guest's output while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Echo {
+    /// Captured only.
+    Off,
+    /// Copied to our stdout (serial) and stderr (QEMU's messages) as it arrives.
+    Live,
+    /// Copied line by line to our stdout, each line prefixed by `[NAME] `.
+    Prefixed(String),
+}
+
+/// How to run QEMU.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Kill QEMU after this long.
+    pub timeout: Option<Duration>,
+    /// Hand our stdin to QEMU (interactive `run`); otherwise QEMU reads nothing.
+    pub inherit_stdin: bool,
+    /// Where the output goes besides the transcript.
+    pub echo: Echo,
+}
+
+/// Whether the guest console can be used from this terminal: stdin and stdout are terminals.
+pub fn on_terminal() -> bool {
+    std::io::stdin().is_terminal() && std::io::stdout().is_terminal()
+}
+
+/// Runs QEMU to its end (or the timeout) and says how it ended. Never panics; every failure is
+/// an [`Outcome`]. The calling thread must be the one that waits (see [`crate::sys`]).
+pub fn run(qemu: &Path, args: &[String], opts: &RunOptions) -> BootResult {
+    let mut cmd = Command::new(qemu);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    // A terminal user's QEMU stays in the terminal's foreground group (it reads the keyboard);
+    // every other QEMU gets a group of its own, killed as a whole on timeout.
+    let own_group = !(opts.inherit_stdin && std::io::stdin().is_terminal());
+    cmd.stdin(if opts.inherit_stdin {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    });
+    if own_group {
+        crate::sys::detach_and_tie_to_parent(&mut cmd);
+    }
+    let start = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return BootResult {
+                outcome: Outcome::QemuError(format!("could not start {}: {e}", qemu.display())),
+                transcript: String::new(),
+                elapsed: Duration::ZERO,
+                qemu_pid: None,
+            };
+        }
+    };
+    let pid = child.id();
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let (serial, qemu_err, waited) = std::thread::scope(|s| {
+        let serial = s.spawn(|| pump(stdout, &opts.echo, false));
+        let qemu_err = s.spawn(|| pump(stderr, &opts.echo, true));
+        let waited = wait_until(&mut child, opts.timeout.map(|t| start + t), pid, own_group);
+        (
+            serial.join().unwrap_or_default(),
+            qemu_err.join().unwrap_or_default(),
+            waited,
+        )
+    });
+    let elapsed = start.elapsed();
+    let qemu_err = String::from_utf8_lossy(&qemu_err).into_owned();
+    let outcome = match waited {
+        Waited::Exited(code, signal) => classify(code, signal, &qemu_err),
+        Waited::TimedOut => {
+            if !own_group && std::io::stdin().is_terminal() {
+                // QEMU had the terminal in raw mode and died before restoring it.
+                let _ = Command::new("stty").arg("sane").status();
+            }
+            Outcome::Timeout
+        }
+        Waited::Lost(e) => Outcome::QemuError(format!("lost track of QEMU: {e}")),
+    };
+    BootResult {
+        outcome,
+        transcript: axolotl_tests::transcript::clean(&serial),
+        elapsed,
+        qemu_pid: Some(pid),
+    }
+}
+
+enum Waited {
+    /// Exit code or terminating signal.
+    Exited(Option<i32>, Option<i32>),
+    TimedOut,
+    Lost(std::io::Error),
+}
+
+fn wait_until(
+    child: &mut std::process::Child,
+    deadline: Option<Instant>,
+    pid: u32,
+    own_group: bool,
+) -> Waited {
+    use std::os::unix::process::ExitStatusExt;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Waited::Exited(status.code(), status.signal()),
+            Ok(None) => {}
+            Err(e) => return Waited::Lost(e),
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            if own_group {
+                crate::sys::kill_process_group(pid);
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            return Waited::TimedOut;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Copies a pipe to the end, echoing it as asked, and returns everything read.
+fn pump(pipe: Option<impl Read>, echo: &Echo, is_stderr: bool) -> Vec<u8> {
+    let mut all = Vec::new();
+    let Some(mut pipe) = pipe else { return all };
+    let mut buf = [0u8; 4096];
+    let mut line_start = 0;
+    loop {
+        let n = match pipe.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        all.extend_from_slice(&buf[..n]);
+        match echo {
+            Echo::Off => {}
+            Echo::Live if is_stderr => {
+                let _ = std::io::stderr().write_all(&buf[..n]);
+            }
+            Echo::Live => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(&buf[..n]).and_then(|()| out.flush());
+            }
+            Echo::Prefixed(name) => {
+                while let Some(nl) = all[line_start..].iter().position(|&b| b == b'\n') {
+                    print_prefixed(name, &all[line_start..line_start + nl], is_stderr);
+                    line_start += nl + 1;
+                }
+            }
+        }
+    }
+    if let Echo::Prefixed(name) = echo
+        && line_start < all.len()
+    {
+        print_prefixed(name, &all[line_start..], is_stderr);
+    }
+    all
+}
+
+fn print_prefixed(name: &str, line: &[u8], is_stderr: bool) {
+    let text = axolotl_tests::transcript::clean(line);
+    let from = if is_stderr { " qemu:" } else { "" };
+    println!("[{name}]{from} {text}");
+}
+
+/// The outcome of a QEMU that ended by itself with exit `code` (or was killed by `signal`, not
+/// by us); `stderr` is what QEMU printed, quoted in errors.
+pub fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str) -> Outcome {
+    let said = || {
+        let s = stderr.trim();
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!(": {s}")
+        }
+    };
+    match (code, signal) {
+        (Some(EXIT_PASS), _) => Outcome::Passed,
+        (Some(EXIT_FAIL), _) => Outcome::GuestFailed,
+        (Some(0), _) => Outcome::Reset,
+        (Some(c), _) if c > 1 && c % 2 == 1 => Outcome::QemuError(format!(
+            "QEMU exited with status {c}: the guest wrote {:#x} to the debug-exit port \
+             (0x10 is pass, 0x11 is fail){}",
+            (c - 1) / 2,
+            said()
+        )),
+        (Some(c), _) => Outcome::QemuError(format!("QEMU exited with status {c}{}", said())),
+        (None, Some(sig)) => {
+            Outcome::QemuError(format!("QEMU was killed by signal {sig}{}", said()))
+        }
+        (None, None) => Outcome::QemuError(format!("QEMU ended without a status{}", said())),
+    }
+}
+
+/// xtask's exit status for an outcome: 0 pass, 1 guest failure or reset, 124 timeout, 2 when
+/// QEMU or the setup failed.
+pub fn exit_status(outcome: &Outcome) -> u8 {
+    match outcome {
+        Outcome::Passed => 0,
+        Outcome::GuestFailed | Outcome::Reset => 1,
+        Outcome::Timeout => EXIT_TIMEOUT,
+        Outcome::QemuError(_) | Outcome::SetupFailed(_) => 2,
+    }
+}
+
+/// What `run` tells the user about an outcome (`None`: nothing to say). `timeout` is the limit
+/// the run had.
+pub fn outcome_message(outcome: &Outcome, timeout: Option<Duration>) -> Option<String> {
+    match outcome {
+        Outcome::Passed => None,
+        Outcome::GuestFailed | Outcome::Reset => Some(outcome.describe()),
+        Outcome::Timeout => Some(format!(
+            "timeout: killed QEMU after {} s",
+            timeout.unwrap_or_default().as_secs()
+        )),
+        Outcome::QemuError(e) => Some(e.clone()),
+        Outcome::SetupFailed(e) => Some(e.clone()),
+    }
+}
+
+/// True when the transcript ends with QEMU's own note that the user quit it with Ctrl-A X.
+pub fn user_quit(transcript: &str) -> bool {
+    transcript.trim_end().ends_with("QEMU: Terminated")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_map_to_outcomes() {
+        assert_eq!(classify(Some(33), None, ""), Outcome::Passed);
+        assert_eq!(classify(Some(35), None, "noise"), Outcome::GuestFailed);
+        assert_eq!(classify(Some(0), None, ""), Outcome::Reset);
+        let Outcome::QemuError(e) = classify(Some(1), None, "qemu: could not open disk\n") else {
+            panic!()
+        };
+        assert_eq!(e, "QEMU exited with status 1: qemu: could not open disk");
+        let Outcome::QemuError(e) = classify(Some(37), None, "") else {
+            panic!()
+        };
+        assert!(e.contains("wrote 0x12 to the debug-exit port"), "{e}");
+        let Outcome::QemuError(e) = classify(None, Some(11), "") else {
+            panic!()
+        };
+        assert_eq!(e, "QEMU was killed by signal 11");
+    }
+
+    #[test]
+    fn outcomes_map_to_xtask_exit_status() {
+        // The blog_os runner bug: mapping the code but exiting 0 anyway. Ours must not.
+        assert_eq!(exit_status(&classify(Some(33), None, "")), 0);
+        assert_eq!(exit_status(&classify(Some(35), None, "")), 1);
+        assert_eq!(exit_status(&classify(Some(0), None, "")), 1);
+        assert_eq!(exit_status(&Outcome::Timeout), 124);
+        assert_eq!(exit_status(&classify(Some(1), None, "")), 2);
+        assert_eq!(exit_status(&Outcome::SetupFailed("x".into())), 2);
+    }
+
+    #[test]
+    fn messages() {
+        let t = Some(Duration::from_secs(15));
+        assert_eq!(outcome_message(&Outcome::Passed, t), None);
+        assert_eq!(
+            outcome_message(&Outcome::GuestFailed, t).unwrap(),
+            "guest reported failure"
+        );
+        assert_eq!(
+            outcome_message(&Outcome::Reset, t).unwrap(),
+            "guest reset or powered off without reporting a result (triple fault?)"
+        );
+        assert_eq!(
+            outcome_message(&Outcome::Timeout, t).unwrap(),
+            "timeout: killed QEMU after 15 s"
+        );
+        assert!(user_quit("hello\nQEMU: Terminated\n"));
+        assert!(!user_quit("QEMU: Terminated\nmore"));
+    }
+
+    fn machine() -> Machine {
+        Machine {
+            image: "/t/a.img".into(),
+            smp: 4,
+            mem_mib: 256,
+            boot: Boot::Bios,
+            accel: Accel::Tcg,
+            net: Net::None,
+            nic: Nic::E1000,
+            console: Console::Stdio,
+        }
+    }
+
+    #[test]
+    fn bios_command_line_follows_the_contract() {
+        assert_eq!(
+            qemu_args(&machine()).join(" "),
+            "-machine q35 -m 256 -smp 4 -serial stdio -display none -monitor none -no-reboot \
+             -device isa-debug-exit,iobase=0xf4,iosize=0x04 -accel tcg -nic none \
+             -drive format=raw,file=/t/a.img"
+        );
+    }
+
+    #[test]
+    fn uefi_kvm_user_net_terminal() {
+        let m = Machine {
+            boot: Boot::Uefi {
+                ovmf: Ovmf::Pflash {
+                    code: "/o/CODE.fd".into(),
+                    vars: "/o/VARS.fd".into(),
+                },
+                vars: "/t/vars.fd".into(),
+            },
+            accel: Accel::Kvm,
+            net: Net::User,
+            console: Console::Terminal,
+            ..machine()
+        };
+        let line = qemu_args(&m).join(" ");
+        assert!(line.contains("-accel kvm -cpu qemu64"), "{line}");
+        assert!(line.contains("-drive if=pflash,format=raw,unit=0,readonly=on,file=/o/CODE.fd"));
+        assert!(
+            line.contains("-drive if=pflash,format=raw,unit=1,file=/t/vars.fd"),
+            "{line}"
+        );
+        assert!(line.contains("-nic user,model=e1000"));
+        assert!(
+            line.contains("-chardev stdio,id=console,mux=on,signal=off -serial chardev:console")
+        );
+        assert!(!line.contains("-serial stdio"));
+        let m = Machine {
+            boot: Boot::Uefi {
+                ovmf: Ovmf::Combined("/o/OVMF.fd".into()),
+                vars: "/x".into(),
+            },
+            ..machine()
+        };
+        assert!(qemu_args(&m).join(" ").contains("-bios /o/OVMF.fd"));
+    }
+
+    #[test]
+    fn runner_reports_start_failure_exit_and_timeout() {
+        let opts = |t: Option<u64>| RunOptions {
+            timeout: t.map(Duration::from_secs),
+            inherit_stdin: false,
+            echo: Echo::Off,
+        };
+        let r = run(Path::new("/nonexistent/qemu"), &[], &opts(None));
+        assert!(matches!(r.outcome, Outcome::QemuError(ref e) if e.contains("could not start")));
+        assert_eq!(r.qemu_pid, None);
+
+        // Stand-ins for QEMU: a shell that prints and exits like a guest verdict.
+        let sh = Path::new("/bin/sh");
+        let args = |script: &str| vec!["-c".to_string(), script.to_string()];
+        let r = run(
+            sh,
+            &args("printf 'boot: 1 cpus online\\r\\n'; exit 33"),
+            &opts(Some(10)),
+        );
+        assert_eq!(r.outcome, Outcome::Passed);
+        assert_eq!(r.transcript, "boot: 1 cpus online\n");
+        let r = run(sh, &args("echo oops >&2; exit 1"), &opts(Some(10)));
+        assert_eq!(
+            r.outcome,
+            Outcome::QemuError("QEMU exited with status 1: oops".into())
+        );
+
+        // A hang, with a grandchild in the same group: both must be gone after the timeout.
+        let r = run(
+            sh,
+            &args("sleep 100 & echo started; sleep 100"),
+            &opts(Some(1)),
+        );
+        assert_eq!(r.outcome, Outcome::Timeout);
+        assert!(r.elapsed >= Duration::from_secs(1) && r.elapsed < Duration::from_secs(10));
+        assert_eq!(r.transcript, "started\n");
+        let pid = r.qemu_pid.unwrap();
+        assert_eq!(
+            axolotl_tests::host::wait_gone(pid, Duration::from_secs(2)),
+            vec![]
+        );
+    }
+}

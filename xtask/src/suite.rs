@@ -1,0 +1,507 @@
+//! `cargo xtask test [FILTER]`: every test of the project, counted into one summary.
+//!
+//! 1. Host unit tests: `cargo test --no-fail-fast` at the workspace root, which tests the
+//!    workspace's default members (the host crates: klib, libchan, acpi-tables, xtask,
+//!    axolotl-tests; the kernel is not among them). Each `test result:` line is added up;
+//!    ignored tests count as skipped. A non-zero exit of cargo with no failed test counted (a
+//!    build error, a crashed test binary) counts as one failure.
+//! 2. The kernel is built once, with the release profile: the tests then run the optimised code
+//!    that `bench` measures, and emulation under TCG is faster.
+//! 3. The in-kernel suite: one BIOS boot with `-smp 2` and `test=kernel`. Each
+//!    `ktest NAME ... ok|FAILED` line is one test, `kernel::NAME`; one more test,
+//!    `kernel::suite_completed`, checks that the suite ran to its end: the final
+//!    `ktest: N passed, M failed` line was printed, agrees with the lines, and the QEMU verdict
+//!    agrees with it (pass exactly when M is 0).
+//! 4. The QEMU scenarios of the `axolotl-tests` crate, two at a time at most, the exclusive ones
+//!    alone at the end. Every QEMU run has a timeout and is killed at it.
+//!
+//! Every test prints `test NAME ... ok` or `test NAME ... FAILED` (with the reason and the tail
+//! of the guest's transcript); the last line is `N passed, M failed` (`, K skipped` when some
+//! were skipped), and the exit status is 0 only when nothing failed.
+//!
+//! FILTER selects tests whose name contains it: it is passed to `cargo test` for the host tests,
+//! selects scenarios by name, and selects the in-kernel suite (one boot for all of its tests)
+//! when it is a prefix of `kernel::` or starts with it.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use axolotl_tests::{BootResult, BootSpec, Harness, Outcome, Scenario, transcript};
+
+use crate::args::{Accel, Firmware, Net, Nic, TestArgs};
+use crate::counts::{self, CargoCounts};
+use crate::host::{self, Ovmf, Tools};
+use crate::qemu::{self, Boot, Console, Echo, Machine, RunOptions};
+use crate::{Error, images};
+
+/// Lines of transcript shown under a failed test.
+const TAIL_LINES: usize = 25;
+/// Limit of the in-kernel suite's boot.
+const KERNEL_SUITE_TIMEOUT: Duration = Duration::from_secs(180);
+/// Name prefix of the in-kernel tests.
+const KERNEL_PREFIX: &str = "kernel::";
+
+/// The verdict on one test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Verdict {
+    Ok,
+    Failed(String),
+    Skipped(String),
+}
+
+/// Running totals and the names of the failures.
+#[derive(Debug, Default)]
+struct Tally {
+    passed: u32,
+    failed: u32,
+    skipped: u32,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    /// Prints `test NAME ... RESULT` (with the reason indented below a failure) in one piece,
+    /// and counts it.
+    fn report(&mut self, name: &str, verdict: &Verdict) {
+        let text = match verdict {
+            Verdict::Ok => {
+                self.passed += 1;
+                format!("test {name} ... ok\n")
+            }
+            Verdict::Skipped(why) => {
+                self.skipped += 1;
+                format!("test {name} ... skipped ({why})\n")
+            }
+            Verdict::Failed(why) => {
+                self.failed += 1;
+                self.failures.push(name.to_string());
+                format!("test {name} ... FAILED\n{}", indent(why))
+            }
+        };
+        print!("{text}");
+        let _ = std::io::stdout().flush();
+    }
+
+    fn summary(&self) -> String {
+        let mut s = format!("{} passed, {} failed", self.passed, self.failed);
+        if self.skipped > 0 {
+            s.push_str(&format!(", {} skipped", self.skipped));
+        }
+        s
+    }
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+/// `cargo xtask test`.
+pub fn test(args: &TestArgs) -> Result<u8, Error> {
+    let filter = args.filter.as_deref().unwrap_or("");
+    let selected: Vec<Scenario> = axolotl_tests::scenarios()
+        .into_iter()
+        .filter(|s| s.name.contains(filter))
+        .collect();
+    let kernel_suite = KERNEL_PREFIX.starts_with(filter) || filter.starts_with(KERNEL_PREFIX);
+    let need_qemu = kernel_suite || !selected.is_empty();
+    // Fail before the long host build when the guest cannot run at all.
+    let tools = if need_qemu {
+        Some(host::ensure_tools(true)?)
+    } else {
+        None
+    };
+
+    let mut tally = Tally::default();
+    println!("== host unit tests (cargo test) ==");
+    host_tests(args.filter.as_deref(), &mut tally)?;
+
+    if let Some(tools) = tools {
+        println!("== QEMU tests ==");
+        let kernel = images::build_kernel(true);
+        let tally = Mutex::new(&mut tally);
+        let report = |name: &str, v: &Verdict| {
+            tally
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .report(name, v)
+        };
+        match kernel {
+            Ok(kernel) => {
+                let harness = QemuHarness {
+                    kernel,
+                    tools,
+                    verbose: args.verbose,
+                };
+                run_qemu_tests(
+                    &harness,
+                    kernel_suite,
+                    &selected,
+                    filter,
+                    args.jobs,
+                    &report,
+                );
+            }
+            Err(e) => {
+                let why = Verdict::Failed(format!("not run: {e}"));
+                if kernel_suite {
+                    report("kernel::suite_completed", &why);
+                }
+                for s in &selected {
+                    report(s.name, &why);
+                }
+            }
+        }
+    }
+
+    if !tally.failures.is_empty() {
+        println!("\nfailures:");
+        for f in &tally.failures {
+            println!("    {f}");
+        }
+    }
+    println!("\n{}", tally.summary());
+    Ok(if tally.failed == 0 { 0 } else { 1 })
+}
+
+/// Runs `cargo test` over the default members, streaming its output and counting its results.
+fn host_tests(filter: Option<&str>, tally: &mut Tally) -> Result<(), Error> {
+    let mut cmd = images::cargo();
+    cmd.args(["test", "--no-fail-fast"]);
+    if let Some(f) = filter {
+        cmd.args(["--", f]);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Failed(format!("could not run cargo test: {e}")))?;
+    let mut counts = CargoCounts::default();
+    let mut failed_names = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            println!("{line}");
+            if let Some(c) = counts::parse_cargo_result(&line) {
+                counts += c;
+            } else if let Some(name) = line
+                .strip_prefix("test ")
+                .and_then(|l| l.strip_suffix(" ... FAILED"))
+            {
+                failed_names.push(format!("host: {name}"));
+            }
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::Failed(format!("cargo test: {e}")))?;
+    tally.passed += counts.passed;
+    tally.failed += counts.failed;
+    tally.skipped += counts.ignored;
+    tally.failures.extend(failed_names);
+    println!(
+        "host unit tests: {} passed, {} failed, {} ignored",
+        counts.passed, counts.failed, counts.ignored
+    );
+    if !status.success() && counts.failed == 0 {
+        tally.report(
+            "host::cargo_test",
+            &Verdict::Failed(format!(
+                "cargo test failed ({status}) without a failing test: a build error or a crashed \
+                 test binary (see above)"
+            )),
+        );
+    }
+    Ok(())
+}
+
+/// One unit of QEMU work.
+enum Job<'a> {
+    KernelSuite,
+    Scenario(&'a Scenario),
+}
+
+fn run_qemu_tests(
+    harness: &QemuHarness,
+    kernel_suite: bool,
+    scenarios: &[Scenario],
+    filter: &str,
+    jobs: usize,
+    report: &(dyn Fn(&str, &Verdict) + Sync),
+) {
+    let mut shared: Vec<Job> = Vec::new();
+    if kernel_suite {
+        shared.push(Job::KernelSuite);
+    }
+    shared.extend(scenarios.iter().filter(|s| !s.exclusive).map(Job::Scenario));
+    let alone: Vec<Job> = scenarios
+        .iter()
+        .filter(|s| s.exclusive)
+        .map(Job::Scenario)
+        .collect();
+    let run = |job: &Job| match job {
+        Job::KernelSuite => run_kernel_suite(harness, filter, report),
+        Job::Scenario(s) => {
+            if let Some(Err(why)) = s.requires.map(|check| check()) {
+                return report(s.name, &Verdict::Skipped(why));
+            }
+            let verdict = match (s.run)(harness) {
+                Ok(()) => Verdict::Ok,
+                Err(why) => Verdict::Failed(why),
+            };
+            report(s.name, &attach_transcript(harness, s.name, verdict));
+        }
+    };
+    run_pool(shared, jobs, &run);
+    run_pool(alone, 1, &run);
+}
+
+/// Runs `jobs` on `workers` threads, each taking the next job when it is done.
+fn run_pool<'a>(jobs: Vec<Job<'a>>, workers: usize, run: &(dyn Fn(&Job<'a>) + Sync)) {
+    let queue = Mutex::new(jobs.into_iter());
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1) {
+            s.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                    match next {
+                        Some(job) => run(&job),
+                        None => break,
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Adds the tail of the scenario's last transcript to a failure.
+fn attach_transcript(h: &QemuHarness, name: &str, verdict: Verdict) -> Verdict {
+    match verdict {
+        Verdict::Failed(why) => {
+            let text = std::fs::read_to_string(h.transcript_path(name)).unwrap_or_default();
+            Verdict::Failed(format!(
+                "{why}\ntranscript (last {TAIL_LINES} lines; all of it in {}):\n{}",
+                h.transcript_path(name).display(),
+                transcript::tail(&text, TAIL_LINES)
+            ))
+        }
+        v => v,
+    }
+}
+
+fn run_kernel_suite(h: &QemuHarness, filter: &str, report: &(dyn Fn(&str, &Verdict) + Sync)) {
+    let spec = BootSpec::bios(2, "test=kernel").timeout(KERNEL_SUITE_TIMEOUT);
+    let r = h.boot("kernel", &spec);
+    let ktests = counts::parse_ktests(&r.transcript);
+    for t in &ktests.tests {
+        let name = format!("{KERNEL_PREFIX}{}", t.name);
+        if name.contains(filter) {
+            let v = if t.passed {
+                Verdict::Ok
+            } else {
+                Verdict::Failed(t.detail.clone())
+            };
+            report(&name, &attach_transcript(h, "kernel", v));
+        }
+    }
+    let verdict = match kernel_suite_verdict(&r, &ktests) {
+        Ok(()) => Verdict::Ok,
+        Err(why) => Verdict::Failed(why),
+    };
+    report(
+        "kernel::suite_completed",
+        &attach_transcript(h, "kernel", verdict),
+    );
+}
+
+/// Whether the in-kernel suite ran to its end and its three reports agree: the lines, the
+/// summary line and the QEMU verdict.
+fn kernel_suite_verdict(r: &BootResult, k: &counts::KtestReport) -> Result<(), String> {
+    let ok = k.tests.iter().filter(|t| t.passed).count() as u32;
+    let failed = k.tests.len() as u32 - ok;
+    let Some((n, m)) = k.summary else {
+        return Err(format!(
+            "no final 'ktest: N passed, M failed' line ({} after {:.1} s)",
+            r.outcome.describe(),
+            r.elapsed.as_secs_f64()
+        ));
+    };
+    if (n, m) != (ok, failed) {
+        return Err(format!(
+            "the kernel says {n} passed, {m} failed, but printed {ok} ok and {failed} FAILED lines"
+        ));
+    }
+    let want = if m == 0 {
+        Outcome::Passed
+    } else {
+        Outcome::GuestFailed
+    };
+    if r.outcome != want {
+        return Err(format!(
+            "with {m} failed the verdict should be '{}', got '{}'",
+            want.describe(),
+            r.outcome.describe()
+        ));
+    }
+    Ok(())
+}
+
+/// The QEMU runner behind the scenarios: every run gets its own folder `target/axolotl/NAME/`
+/// with its ramdisk, image, UEFI variable store and `transcript.txt`.
+struct QemuHarness {
+    kernel: PathBuf,
+    tools: Tools,
+    verbose: bool,
+}
+
+impl QemuHarness {
+    fn dir(&self, name: &str) -> PathBuf {
+        images::out_dir().join(name)
+    }
+
+    fn transcript_path(&self, name: &str) -> PathBuf {
+        self.dir(name).join("transcript.txt")
+    }
+
+    fn prepare(&self, name: &str, spec: &BootSpec) -> Result<Machine, Error> {
+        let dir = self.dir(name);
+        let fw = if spec.uefi {
+            Firmware::Uefi
+        } else {
+            Firmware::Bios
+        };
+        let image = images::make_images(&self.kernel, &dir, &spec.cmdline, &[fw])?.remove(0);
+        let boot = if spec.uefi {
+            let ovmf = self
+                .tools
+                .ovmf
+                .clone()
+                .ok_or_else(|| Error::Failed("no OVMF".into()))?;
+            let vars = dir.join("OVMF_VARS.fd");
+            if let Ovmf::Pflash { vars: template, .. } = &ovmf {
+                std::fs::copy(template, &vars).map_err(|e| {
+                    Error::Failed(format!("cannot copy {}: {e}", template.display()))
+                })?;
+            }
+            Boot::Uefi { ovmf, vars }
+        } else {
+            Boot::Bios
+        };
+        Ok(Machine {
+            image,
+            smp: spec.smp,
+            mem_mib: spec.mem_mib,
+            boot,
+            accel: Accel::Tcg,
+            net: Net::None,
+            nic: Nic::E1000,
+            console: Console::Stdio,
+        })
+    }
+}
+
+impl Harness for QemuHarness {
+    fn boot(&self, name: &str, spec: &BootSpec) -> BootResult {
+        let machine = match self.prepare(name, spec) {
+            Ok(m) => m,
+            Err(e) => {
+                return BootResult {
+                    outcome: Outcome::SetupFailed(e.to_string()),
+                    transcript: String::new(),
+                    elapsed: Duration::ZERO,
+                    qemu_pid: None,
+                };
+            }
+        };
+        let opts = RunOptions {
+            timeout: Some(spec.timeout),
+            inherit_stdin: false,
+            echo: if self.verbose {
+                Echo::Prefixed(name.to_string())
+            } else {
+                Echo::Off
+            },
+        };
+        let r = qemu::run(&self.tools.qemu, &qemu::qemu_args(&machine), &opts);
+        let _ = std::fs::write(self.transcript_path(name), &r.transcript);
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use counts::parse_ktests;
+
+    fn result(outcome: Outcome) -> BootResult {
+        BootResult {
+            outcome,
+            transcript: String::new(),
+            elapsed: Duration::from_secs(1),
+            qemu_pid: None,
+        }
+    }
+
+    #[test]
+    fn suite_verdict_needs_agreement() {
+        let good = parse_ktests("ktest a ... ok\nktest b ... ok\nktest: 2 passed, 0 failed\n");
+        assert_eq!(
+            kernel_suite_verdict(&result(Outcome::Passed), &good),
+            Ok(())
+        );
+        let e = kernel_suite_verdict(&result(Outcome::GuestFailed), &good).unwrap_err();
+        assert!(e.contains("should be 'guest reported success'"), "{e}");
+
+        let one_failed =
+            parse_ktests("ktest a ... ok\nktest b ... FAILED\nktest: 1 passed, 1 failed\n");
+        assert_eq!(
+            kernel_suite_verdict(&result(Outcome::GuestFailed), &one_failed),
+            Ok(())
+        );
+        assert!(kernel_suite_verdict(&result(Outcome::Passed), &one_failed).is_err());
+
+        let crashed = parse_ktests("ktest a ... ok\nktest b ... \nKERNEL PANIC\n");
+        let e = kernel_suite_verdict(&result(Outcome::GuestFailed), &crashed).unwrap_err();
+        assert!(
+            e.contains("no final 'ktest: N passed, M failed' line (guest reported failure"),
+            "{e}"
+        );
+
+        let liar = parse_ktests("ktest a ... ok\nktest: 2 passed, 0 failed\n");
+        assert!(
+            kernel_suite_verdict(&result(Outcome::Passed), &liar)
+                .unwrap_err()
+                .contains("printed 1 ok")
+        );
+    }
+
+    #[test]
+    fn tally_summary_line() {
+        let mut t = Tally::default();
+        t.report("a", &Verdict::Ok);
+        t.report("b", &Verdict::Failed("why\nmore".into()));
+        assert_eq!(t.summary(), "1 passed, 1 failed");
+        t.report("c", &Verdict::Skipped("no tap".into()));
+        assert_eq!(t.summary(), "1 passed, 1 failed, 1 skipped");
+        assert_eq!(t.failures, ["b"]);
+        assert_eq!(indent("x\ny"), "    x\n    y\n");
+    }
+
+    #[test]
+    fn pool_runs_every_job_once() {
+        let scenarios = axolotl_tests::scenarios();
+        let jobs: Vec<Job> = scenarios.iter().map(Job::Scenario).collect();
+        let seen = Mutex::new(Vec::new());
+        let run = |j: &Job| {
+            if let Job::Scenario(s) = j {
+                seen.lock().unwrap().push(s.name);
+            }
+        };
+        run_pool(jobs, 2, &run);
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort_unstable();
+        let mut want: Vec<&str> = scenarios.iter().map(|s| s.name).collect();
+        want.sort_unstable();
+        assert_eq!(seen, want);
+    }
+}
