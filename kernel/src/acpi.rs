@@ -7,7 +7,9 @@ struct MappedPhys;
 
 impl PhysMemory for MappedPhys {
     fn read(&self, addr: u64, buf: &mut [u8]) -> bool {
-        let Some(end) = addr.checked_add(buf.len() as u64) else { return false };
+        let Some(end) = addr.checked_add(buf.len() as u64) else {
+            return false;
+        };
         if end > crate::memory::phys_mapped_end() {
             return false;
         }
@@ -37,7 +39,12 @@ pub fn init(rsdp: u64) -> AcpiInfo {
         enabled,
         info.io_apics.len(),
         if info.mcfg.is_empty() { "no" } else { "yes" },
-        info.pm_timer.as_ref().map_or(alloc::string::String::from("no"), |t| alloc::format!("port {:#x}", t.port)),
+        info.pm_timer
+            .as_ref()
+            .map_or(alloc::string::String::from("no"), |t| alloc::format!(
+                "port {:#x}",
+                t.port
+            )),
     );
     info
 }

@@ -80,7 +80,10 @@ pub fn init_bsp(acpi: &acpi_tables::AcpiInfo) {
         // Safety: reading IA32_APIC_BASE has no side effects.
         let msr_base = unsafe { Msr::new(IA32_APIC_BASE).read() } & 0x000F_FFFF_FFFF_F000;
         if msr_base != acpi.local_apic_addr {
-            log::warn!("APIC base MSR {msr_base:#x} differs from ACPI's {:#x}; using the MSR", acpi.local_apic_addr);
+            log::warn!(
+                "APIC base MSR {msr_base:#x} differs from ACPI's {:#x}; using the MSR",
+                acpi.local_apic_addr
+            );
         }
         let virt = crate::memory::map_mmio(msr_base, 4096)
             .unwrap_or_else(|e| panic!("cannot map the local APIC: {e:?}"));
@@ -88,7 +91,11 @@ pub fn init_bsp(acpi: &acpi_tables::AcpiInfo) {
     }
     init_local();
     READY.store(true, Ordering::Release);
-    log::info!("local APIC in {} mode, BSP APIC id {}", if x2 { "x2APIC" } else { "xAPIC" }, id());
+    log::info!(
+        "local APIC in {} mode, BSP APIC id {}",
+        if x2 { "x2APIC" } else { "xAPIC" },
+        id()
+    );
 }
 
 /// Enables the calling CPU's APIC in the mode the BSP chose.
@@ -105,14 +112,18 @@ pub fn init_local() {
         m.write(v);
     }
     write(REG_TPR, 0);
-    write(REG_SVR, 0x100 | crate::interrupts::SPURIOUS_VECTOR as u32);
+    write(REG_SVR, 0x100 | crate::trap::SPURIOUS_VECTOR as u32);
     write(REG_ESR, 0);
     write(REG_LVT_TIMER, LVT_MASKED);
 }
 
 pub fn id() -> u32 {
     let raw = read(REG_ID);
-    if X2APIC.load(Ordering::Relaxed) { raw } else { raw >> 24 }
+    if X2APIC.load(Ordering::Relaxed) {
+        raw
+    } else {
+        raw >> 24
+    }
 }
 
 pub fn eoi() {
@@ -139,7 +150,10 @@ pub fn set_timer_hz(hz: u64) {
 pub fn start_timer() {
     let count = (TIMER_HZ.load(Ordering::Relaxed) / TICK_HZ).clamp(1, u32::MAX as u64) as u32;
     write(REG_TIMER_DIVIDE, TIMER_DIVIDE_16);
-    write(REG_LVT_TIMER, LVT_PERIODIC | crate::interrupts::TIMER_VECTOR as u32);
+    write(
+        REG_LVT_TIMER,
+        LVT_PERIODIC | crate::trap::TIMER_VECTOR as u32,
+    );
     write(REG_TIMER_INITIAL, count);
 }
 
@@ -166,6 +180,11 @@ pub fn send_init(dest: u32) {
 /// STARTUP with the trampoline at physical page `page` (address = page * 4096, below 1 MiB).
 pub fn send_startup(dest: u32, page: u8) {
     send_icr(dest, 0x0000_4600 | page as u32);
+}
+
+/// A fixed-vector interrupt to `dest`.
+pub fn send_ipi(dest: u32, vector: u8) {
+    send_icr(dest, 0x0000_4000 | vector as u32);
 }
 
 /// An NMI to every CPU but the caller (used to stop them on panic).

@@ -43,7 +43,13 @@ impl CpuGdt {
         gdt.append(Descriptor::user_data_segment());
         gdt.append(Descriptor::user_code_segment());
         let tss_selector = gdt.append(Descriptor::tss_segment(tss));
-        Box::leak(Box::new(CpuGdt { gdt, kernel_code, kernel_data, tss_selector, tss }))
+        Box::leak(Box::new(CpuGdt {
+            gdt,
+            kernel_code,
+            kernel_data,
+            tss_selector,
+            tss,
+        }))
     }
 
     /// Loads the table and reloads every segment register on the calling CPU.

@@ -52,7 +52,10 @@ impl log::Log for KernelLog {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let mut line = Line { buf: [0; 512], len: 0 };
+        let mut line = Line {
+            buf: [0; 512],
+            len: 0,
+        };
         let cpu = crate::percpu::try_current_index().unwrap_or(0);
         let _ = match record.level() {
             Level::Info => write!(line, "[cpu{cpu}] {}", record.args()),

@@ -4,24 +4,29 @@
 //! are up. Hardware-free logic lives in `klib` and `acpi-tables`, which are tested on the host.
 #![no_std]
 #![no_main]
-#![feature(abi_x86_interrupt)]
 
 extern crate alloc;
 
 mod acpi;
 mod apic;
+mod console;
 mod exit;
 mod gdt;
 mod heap;
-mod interrupts;
+mod ipc;
 mod klog;
 mod ktest;
 mod memory;
 mod percpu;
 mod pic;
+mod process;
+mod sched;
 mod serial;
 mod smp;
+mod syscall;
 mod time;
+mod trap;
+mod user;
 
 use bootloader_api::config::Mapping;
 use bootloader_api::{BootInfo, BootloaderConfig, entry_point};
@@ -65,7 +70,6 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
 
     percpu::init_bsp();
     pic::disable();
-    interrupts::init();
 
     let rsdp = boot_info
         .rsdp_addr
@@ -75,22 +79,27 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     apic::init_bsp(&acpi);
     time::calibrate(&acpi);
     apic::start_timer();
+    enable_protections();
     x86_64::instructions::interrupts::enable();
     log::info!("cpu0 online (APIC id {}, bootstrap processor)", apic::id());
     smp::start_aps(&acpi);
 
     let boot_ms = time::tsc_to_ns(time::rdtsc().wrapping_sub(entry_tsc)) / 1_000_000;
-    log::info!("boot: {} cpus online boot_ms={}", percpu::online_count(), boot_ms);
+    log::info!(
+        "boot: {} cpus online boot_ms={}",
+        percpu::online_count(),
+        boot_ms
+    );
 
     match cmdline.mode {
         BootMode::Normal => {
-            log::info!("no user-space init yet: the kernel idles (Ctrl-A X quits QEMU)");
-            percpu::idle()
+            process::start_all(ramdisk);
+            sched::idle_loop()
         }
         BootMode::ExitAfterBoot => exit::exit_qemu(exit::QemuExit::Success),
         BootMode::KernelTests => ktest::run_all(),
         BootMode::Panic => panic!("deliberate panic (test=panic)"),
-        BootMode::TripleFault => interrupts::triple_fault(),
+        BootMode::TripleFault => trap::triple_fault(),
         BootMode::Hang => {
             log::info!("test=hang: spinning with interrupts off");
             x86_64::instructions::interrupts::disable();
@@ -99,6 +108,32 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
             }
         }
     }
+}
+
+/// Turns on SMEP and SMAP when the CPU has them, so the kernel can neither run nor (outside the
+/// checked copy routines) touch user pages. APs copy the BSP's CR4.
+fn enable_protections() {
+    use x86_64::registers::control::{Cr4, Cr4Flags};
+    let leaf7 = core::arch::x86_64::__cpuid_count(7, 0);
+    let smep = leaf7.ebx & (1 << 7) != 0;
+    let smap = leaf7.ebx & (1 << 20) != 0;
+    // Safety: setting SMEP/SMAP only restricts the kernel; user copies use stac/clac when SMAP is on.
+    unsafe {
+        Cr4::update(|f| {
+            if smep {
+                f.insert(Cr4Flags::SUPERVISOR_MODE_EXECUTION_PROTECTION);
+            }
+            if smap {
+                f.insert(Cr4Flags::SUPERVISOR_MODE_ACCESS_PREVENTION);
+            }
+        })
+    };
+    user::SMAP.store(smap, core::sync::atomic::Ordering::Relaxed);
+    log::info!(
+        "kernel protections: SMEP {}, SMAP {}",
+        if smep { "on" } else { "absent" },
+        if smap { "on" } else { "absent" }
+    );
 }
 
 /// The ramdisk the bootloader loaded, validated. A missing or corrupt ramdisk is logged and boot

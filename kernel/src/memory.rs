@@ -20,6 +20,7 @@ static USABLE_BYTES: AtomicU64 = AtomicU64::new(0);
 /// End of the physical range the bootloader mapped (all memory-map regions, and at least 4 GiB).
 static PHYS_MAPPED_END: AtomicU64 = AtomicU64::new(0);
 static KERNEL_PT: Once<Mutex<OffsetPageTable<'static>>> = Once::new();
+static KERNEL_PML4: AtomicU64 = AtomicU64::new(0);
 /// Next free address of the kernel window (one PML4 slot claimed at boot).
 static WINDOW_NEXT: AtomicU64 = AtomicU64::new(0);
 static WINDOW_END: AtomicU64 = AtomicU64::new(0);
@@ -39,7 +40,12 @@ pub fn usable_bytes() -> u64 {
 
 pub fn init(phys_offset: u64, regions: &MemoryRegions) {
     PHYS_OFFSET.store(phys_offset, Ordering::Relaxed);
-    let mapped = regions.iter().map(|r| r.end).max().unwrap_or(0).max(1 << 32);
+    let mapped = regions
+        .iter()
+        .map(|r| r.end)
+        .max()
+        .unwrap_or(0)
+        .max(1 << 32);
     PHYS_MAPPED_END.store(mapped, Ordering::Relaxed);
     let top = regions
         .iter()
@@ -55,19 +61,23 @@ pub fn init(phys_offset: u64, regions: &MemoryRegions) {
         .iter()
         .filter(|r| r.kind == MemoryRegionKind::Usable && r.start >= 0x10_0000)
         .find(|r| r.end - r.start >= bitmap_bytes + FRAME_SIZE)
-        .unwrap_or_else(|| panic!("no usable region can hold the {bitmap_bytes}-byte frame bitmap"));
+        .unwrap_or_else(|| {
+            panic!("no usable region can hold the {bitmap_bytes}-byte frame bitmap")
+        });
     let start = home.start.next_multiple_of(FRAME_SIZE);
     // Safety: `start..start+bitmap_bytes` is usable RAM that nothing else owns yet (we mark it used
     // below before any allocation), mapped by the bootloader at the physical-memory offset.
-    let storage = unsafe {
-        core::slice::from_raw_parts_mut(phys_to_virt(start).as_mut_ptr::<u64>(), words)
-    };
+    let storage =
+        unsafe { core::slice::from_raw_parts_mut(phys_to_virt(start).as_mut_ptr::<u64>(), words) };
     let mut bitmap = FrameBitmap::new(storage, frames);
     for r in regions.iter() {
         log::debug!("memory {:#012x}..{:#012x} {:?}", r.start, r.end, r.kind);
     }
     let mut usable = 0;
-    for r in regions.iter().filter(|r| r.kind == MemoryRegionKind::Usable) {
+    for r in regions
+        .iter()
+        .filter(|r| r.kind == MemoryRegionKind::Usable)
+    {
         let first = r.start.div_ceil(FRAME_SIZE);
         let last = r.end / FRAME_SIZE;
         if last > first {
@@ -75,7 +85,10 @@ pub fn init(phys_offset: u64, regions: &MemoryRegions) {
             usable += (last - first) * FRAME_SIZE;
         }
     }
-    bitmap.mark_used(start / FRAME_SIZE, (start + bitmap_bytes).div_ceil(FRAME_SIZE));
+    bitmap.mark_used(
+        start / FRAME_SIZE,
+        (start + bitmap_bytes).div_ceil(FRAME_SIZE),
+    );
     // Frame 0 holds the real-mode interrupt vectors and is never handed out.
     bitmap.mark_used(0, 1);
     // Memory below 1 MiB is scarce and needed for AP start-up: hand it out last.
@@ -84,9 +97,12 @@ pub fn init(phys_offset: u64, regions: &MemoryRegions) {
     FRAMES.call_once(|| Mutex::new(bitmap));
 
     let (pml4_frame, _) = Cr3::read();
+    KERNEL_PML4.store(pml4_frame.start_address().as_u64(), Ordering::Relaxed);
     // Safety: CR3 points at the active level-4 table, mapped at the physical offset; from here on
     // all changes to it go through KERNEL_PT's lock.
-    let pml4 = unsafe { &mut *phys_to_virt(pml4_frame.start_address().as_u64()).as_mut_ptr::<PageTable>() };
+    let pml4 = unsafe {
+        &mut *phys_to_virt(pml4_frame.start_address().as_u64()).as_mut_ptr::<PageTable>()
+    };
     // Claim an unused upper-half PML4 slot for the kernel window.
     // (Slot 511 is skipped so the window end, base + 512 GiB, fits in a u64.)
     let slot = (256..511)
@@ -99,6 +115,11 @@ pub fn init(phys_offset: u64, regions: &MemoryRegions) {
     // Safety: the physical offset is the one the bootloader mapped all memory at.
     let pt = unsafe { OffsetPageTable::new(pml4, VirtAddr::new(phys_offset)) };
     KERNEL_PT.call_once(|| Mutex::new(pt));
+}
+
+/// The kernel's own level-4 table (its upper half is shared by every address space).
+pub fn kernel_pml4() -> PhysFrame {
+    PhysFrame::containing_address(PhysAddr::new(KERNEL_PML4.load(Ordering::Relaxed)))
 }
 
 /// Allocates one zeroed physical frame.
@@ -124,9 +145,9 @@ pub fn alloc_contiguous(count: u64) -> Option<PhysAddr> {
 }
 
 pub fn free_frame(frame: PhysFrame) -> Result<(), FrameError> {
-    FRAMES
-        .get()
-        .map_or(Err(FrameError::OutOfRange(0)), |b| b.lock().free(frame.start_address().as_u64() / FRAME_SIZE))
+    FRAMES.get().map_or(Err(FrameError::OutOfRange(0)), |b| {
+        b.lock().free(frame.start_address().as_u64() / FRAME_SIZE)
+    })
 }
 
 pub fn free_frames() -> u64 {
@@ -137,7 +158,11 @@ fn zero_frame(frame: PhysFrame) {
     // Safety: the frame was just allocated, so nothing else refers to it; it is mapped at the
     // physical offset.
     unsafe {
-        core::ptr::write_bytes(phys_to_virt(frame.start_address().as_u64()).as_mut_ptr::<u8>(), 0, FRAME_SIZE as usize)
+        core::ptr::write_bytes(
+            phys_to_virt(frame.start_address().as_u64()).as_mut_ptr::<u8>(),
+            0,
+            FRAME_SIZE as usize,
+        )
     };
 }
 
@@ -173,7 +198,9 @@ pub fn map_page(page: Page, frame: PhysFrame, flags: PageTableFlags) -> Result<(
             Ok(())
         }
         Err(MapToError::PageAlreadyMapped(existing)) if existing == frame => Ok(()),
-        Err(MapToError::PageAlreadyMapped(_) | MapToError::ParentEntryHugePage) => Err(MapError::AlreadyMapped),
+        Err(MapToError::PageAlreadyMapped(_) | MapToError::ParentEntryHugePage) => {
+            Err(MapError::AlreadyMapped)
+        }
         Err(MapToError::FrameAllocationFailed) => Err(MapError::OutOfMemory),
     }
 }
@@ -213,7 +240,11 @@ pub fn alloc_stack(pages: u64) -> Result<VirtAddr, MapError> {
     for i in 0..pages {
         let frame = alloc_frame().ok_or(MapError::OutOfMemory)?;
         let page = Page::containing_address(base + i * FRAME_SIZE);
-        map_page(page, frame, PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE)?;
+        map_page(
+            page,
+            frame,
+            PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE,
+        )?;
     }
     Ok(base + pages * FRAME_SIZE)
 }
@@ -230,7 +261,11 @@ pub fn map_mmio(phys: u64, len: u64) -> Result<VirtAddr, MapError> {
         | PageTableFlags::NO_EXECUTE;
     for i in 0..pages {
         let frame = PhysFrame::containing_address(PhysAddr::new(first + i * FRAME_SIZE));
-        map_page(Page::containing_address(base + i * FRAME_SIZE), frame, flags)?;
+        map_page(
+            Page::containing_address(base + i * FRAME_SIZE),
+            frame,
+            flags,
+        )?;
     }
     Ok(base + (phys - first))
 }

@@ -3,9 +3,8 @@
 
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
-use x86_64::registers::model_specific::GsBase;
-use x86_64::structures::idt::InterruptDescriptorTable;
 use x86_64::VirtAddr;
+use x86_64::registers::model_specific::GsBase;
 
 /// Most CPUs the kernel will bring up.
 pub const MAX_CPUS: usize = 64;
@@ -17,32 +16,51 @@ pub struct Counters {
     pub ticks: AtomicU64,
     /// All interrupts taken (timer, devices, IPIs).
     pub interrupts: AtomicU64,
+    /// Inter-processor interrupts received.
+    pub ipis: AtomicU64,
+    /// System calls made on this CPU.
+    pub syscalls: AtomicU64,
+    /// Context switches.
+    pub switches: AtomicU64,
 }
 
 #[repr(C)]
 pub struct PerCpu {
     /// Points at this structure; read with `gs:[0]`. Must stay the first field.
     self_ptr: *const PerCpu,
+    /// Top of the running process's kernel stack (`gs:[8]`, loaded by the syscall entry).
+    pub kernel_rsp: AtomicU64,
+    /// The user stack pointer, parked by the syscall entry (`gs:[16]`).
+    pub user_rsp: AtomicU64,
     pub index: u32,
     pub apic_id: u32,
     pub counters: Counters,
     pub gdt: &'static crate::gdt::CpuGdt,
-    pub idt: &'static InterruptDescriptorTable,
+    pub idt: &'static crate::trap::Idt,
 }
 
 // Safety: `self_ptr` is only ever read; every other field is immutable after creation or atomic.
 unsafe impl Sync for PerCpu {}
 
-static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] = [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
+static CPUS: [AtomicPtr<PerCpu>; MAX_CPUS] =
+    [const { AtomicPtr::new(core::ptr::null_mut()) }; MAX_CPUS];
 static ONLINE: AtomicU32 = AtomicU32::new(0);
+
+/// Offset of `kernel_rsp`, used by the syscall entry.
+pub const KERNEL_RSP_OFFSET: usize = core::mem::offset_of!(PerCpu, kernel_rsp);
+/// Offset of `user_rsp`, used by the syscall entry.
+pub const USER_RSP_OFFSET: usize = core::mem::offset_of!(PerCpu, user_rsp);
+const _: () = assert!(KERNEL_RSP_OFFSET == 8 && USER_RSP_OFFSET == 16);
 
 /// Builds the per-CPU block for CPU `index` (descriptor tables, IST stacks). Runs on the BSP for
 /// every CPU, before that CPU starts.
 pub fn create(index: u32, apic_id: u32) -> &'static PerCpu {
     let gdt = crate::gdt::CpuGdt::new();
-    let idt = Box::leak(Box::new(crate::interrupts::new_idt()));
+    let idt = Box::leak(Box::new(crate::trap::Idt::new(gdt.kernel_code.0)));
     let cpu = Box::leak(Box::new(PerCpu {
         self_ptr: core::ptr::null(),
+        kernel_rsp: AtomicU64::new(0),
+        user_rsp: AtomicU64::new(0),
         index,
         apic_id,
         counters: Counters::default(),
@@ -58,6 +76,9 @@ pub fn activate(cpu: &'static PerCpu) {
     cpu.gdt.load();
     cpu.idt.load();
     GsBase::write(VirtAddr::from_ptr(cpu));
+    // The user's GS base while in ring 3 (swapped in and out by `swapgs`).
+    x86_64::registers::model_specific::KernelGsBase::write(VirtAddr::zero());
+    crate::syscall::init_cpu(cpu);
     CPUS[cpu.index as usize].store(cpu as *const PerCpu as *mut PerCpu, Ordering::Release);
     ONLINE.fetch_add(1, Ordering::AcqRel);
 }
@@ -71,7 +92,9 @@ pub fn init_bsp() {
 pub fn current() -> &'static PerCpu {
     let p: *const PerCpu;
     // Safety: GS base points at this CPU's PerCpu, whose first field is its own address.
-    unsafe { core::arch::asm!("mov {}, gs:[0]", out(reg) p, options(nostack, readonly, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {}, gs:[0]", out(reg) p, options(nostack, readonly, preserves_flags))
+    };
     // Safety: the pointer was stored by `create` and the block is leaked ('static).
     unsafe { &*p }
 }
@@ -95,9 +118,15 @@ pub fn get(index: usize) -> Option<&'static PerCpu> {
     (!p.is_null()).then(|| unsafe { &*p })
 }
 
-/// Halts this CPU forever, waking only for interrupts.
-pub fn idle() -> ! {
-    loop {
-        x86_64::instructions::interrupts::enable_and_hlt();
-    }
+/// Sets the stack the CPU switches to when an interrupt arrives in ring 3, and the one the
+/// syscall entry loads: both are the running process's kernel stack.
+pub fn set_kernel_stack(cpu: &PerCpu, top: u64) {
+    cpu.kernel_rsp.store(top, Ordering::Relaxed);
+    let tss = cpu.gdt.tss as *const x86_64::structures::tss::TaskStateSegment
+        as *mut x86_64::structures::tss::TaskStateSegment;
+    // Safety: only this CPU writes its TSS, between context switches with interrupts off; the
+    // CPU reads RSP0 from it on the next ring-3 interrupt. The field may be unaligned (packed).
+    unsafe {
+        core::ptr::addr_of_mut!((*tss).privilege_stack_table[0]).write_unaligned(VirtAddr::new(top))
+    };
 }

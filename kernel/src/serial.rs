@@ -21,10 +21,15 @@ pub fn init() {
 
 /// Writes a whole string; interrupts are held off so a timer tick can't interleave with it.
 pub fn write_str(s: &str) {
+    write_bytes(s.as_bytes());
+}
+
+/// Writes raw bytes (user console output), turning `\n` into `\r\n`.
+pub fn write_bytes(bytes: &[u8]) {
     x86_64::instructions::interrupts::without_interrupts(|| {
         let mut port = PORT.lock();
         if let Some(uart) = port.as_mut() {
-            for chunk in s.as_bytes().split_inclusive(|&b| b == b'\n') {
+            for chunk in bytes.split_inclusive(|&b| b == b'\n') {
                 match chunk.split_last() {
                     Some((b'\n', body)) => {
                         uart.send_bytes_exact(body);
@@ -35,6 +40,12 @@ pub fn write_str(s: &str) {
             }
         }
     });
+}
+
+/// A byte typed on the console, if one is waiting (never blocks; skips if the port is busy).
+pub fn try_read_byte() -> Option<u8> {
+    let mut port = PORT.try_lock()?;
+    port.as_mut()?.try_receive_byte().ok()
 }
 
 /// A lock-free writer for the panic path: it polls the UART's line-status register directly, so

@@ -129,7 +129,11 @@ pub fn start_aps(acpi: &acpi_tables::AcpiInfo) {
     SELF_CHECK_OK.fetch_or(1, Ordering::Relaxed); // the BSP checked itself in init_bsp
     let bsp_apic = crate::apic::id();
     let targets = acpi.cpus.iter().filter(|c| c.apic_id != bsp_apic);
-    let disabled = acpi.cpus.iter().filter(|c| !c.enabled && !c.online_capable).count();
+    let disabled = acpi
+        .cpus
+        .iter()
+        .filter(|c| !c.enabled && !c.online_capable)
+        .count();
     if disabled > 0 {
         log::info!("skipping {disabled} CPU(s) the MADT lists as disabled");
     }
@@ -145,7 +149,10 @@ pub fn start_aps(acpi: &acpi_tables::AcpiInfo) {
     // Safety: start and end delimit the trampoline blob in .rodata.
     let (start, len) = unsafe {
         let s = &axolotl_ap_trampoline_start as *const u8;
-        (s, &axolotl_ap_trampoline_end as *const u8 as usize - s as usize)
+        (
+            s,
+            &axolotl_ap_trampoline_end as *const u8 as usize - s as usize,
+        )
     };
     assert!(len <= 4096, "AP trampoline larger than a page");
     let tramp = crate::memory::phys_to_virt(tramp_phys).as_mut_ptr::<u8>();
@@ -169,7 +176,8 @@ pub fn start_aps(acpi: &acpi_tables::AcpiInfo) {
     unsafe {
         core::ptr::copy_nonoverlapping(
             crate::memory::phys_to_virt(kernel_pml4.start_address().as_u64()).as_ptr::<PageTable>(),
-            crate::memory::phys_to_virt(low_pml4.start_address().as_u64()).as_mut_ptr::<PageTable>(),
+            crate::memory::phys_to_virt(low_pml4.start_address().as_u64())
+                .as_mut_ptr::<PageTable>(),
             1,
         )
     };
@@ -210,7 +218,10 @@ pub fn start_aps(acpi: &acpi_tables::AcpiInfo) {
             core::hint::spin_loop();
         }
         if percpu::online_count() < index + 1 {
-            panic!("cpu{index} (APIC id {apic_id}) did not come online within {} ms", AP_TIMEOUT_NS / 1_000_000);
+            panic!(
+                "cpu{index} (APIC id {apic_id}) did not come online within {} ms",
+                AP_TIMEOUT_NS / 1_000_000
+            );
         }
     }
     let _ = crate::memory::unmap_page(Page::containing_address(VirtAddr::new(tramp_phys)));
@@ -221,7 +232,8 @@ extern "C" fn ap_entry(index: u64) -> ! {
     AP_ARRIVED.store(true, Ordering::Release);
     // Safety: switching to the kernel's own level-4 table, which maps everything the copy did.
     unsafe {
-        let frame = PhysFrame::containing_address(PhysAddr::new(KERNEL_CR3.load(Ordering::Relaxed)));
+        let frame =
+            PhysFrame::containing_address(PhysAddr::new(KERNEL_CR3.load(Ordering::Relaxed)));
         Cr3::write(frame, x86_64::registers::control::Cr3Flags::empty());
         Cr4::write_raw(BSP_CR4.load(Ordering::Relaxed));
         Efer::update(|f| *f |= x86_64::registers::model_specific::EferFlags::NO_EXECUTE_ENABLE);
@@ -238,11 +250,11 @@ extern "C" fn ap_entry(index: u64) -> ! {
     }
     log::info!("cpu{index} online (APIC id {})", cpu.apic_id);
     crate::apic::start_timer();
-    percpu::idle()
+    crate::sched::idle_loop()
 }
 
 /// Stops every other CPU (panic path).
 pub fn stop_others() {
-    crate::interrupts::PANICKING.store(true, Ordering::SeqCst);
+    crate::trap::PANICKING.store(true, Ordering::SeqCst);
     crate::apic::nmi_all_others();
 }

@@ -69,7 +69,10 @@ pub struct Cmdline {
 
 impl Default for Cmdline {
     fn default() -> Self {
-        Self { log_level: LogLevel::Info, mode: BootMode::Normal }
+        Self {
+            log_level: LogLevel::Info,
+            mode: BootMode::Normal,
+        }
     }
 }
 
@@ -136,7 +139,10 @@ mod tests {
     #[test]
     fn defaults_and_values() {
         let mut errs = Vec::new();
-        assert_eq!(Cmdline::parse("", &mut |e| errs.push(e)), Cmdline::default());
+        assert_eq!(
+            Cmdline::parse("", &mut |e| errs.push(e)),
+            Cmdline::default()
+        );
         let c = Cmdline::parse("  log=debug   test=kernel\n", &mut |e| errs.push(e));
         assert_eq!(c.log_level, LogLevel::Debug);
         assert_eq!(c.mode, BootMode::KernelTests);
@@ -147,7 +153,10 @@ mod tests {
     #[test]
     fn reports_every_bad_word() {
         let mut errs = Vec::new();
-        let c = Cmdline::parse("log=loud colour=red test=explode quiet log=warn", &mut |e| errs.push(e));
+        let c = Cmdline::parse(
+            "log=loud colour=red test=explode quiet log=warn",
+            &mut |e| errs.push(e),
+        );
         assert_eq!(c.log_level, LogLevel::Warn);
         assert_eq!(c.mode, BootMode::Normal);
         assert_eq!(

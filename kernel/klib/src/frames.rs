@@ -41,7 +41,13 @@ impl<'a> FrameBitmap<'a> {
         assert!(words.len() >= n, "frame bitmap storage too small");
         let words = &mut words[..n];
         words.fill(u64::MAX);
-        Self { words, frames, free: 0, hint: 0, floor_word: 0 }
+        Self {
+            words,
+            frames,
+            free: 0,
+            hint: 0,
+            floor_word: 0,
+        }
     }
 
     /// Keeps frames below `frame` (rounded down to a multiple of 64) for `alloc_below` and for
@@ -106,7 +112,9 @@ impl<'a> FrameBitmap<'a> {
         let above = n - self.floor_word;
         // Preferred range first, starting at the hint; then the reserved low words.
         let order = (0..above)
-            .map(|k| self.floor_word + (self.hint.saturating_sub(self.floor_word) + k) % above.max(1))
+            .map(|k| {
+                self.floor_word + (self.hint.saturating_sub(self.floor_word) + k) % above.max(1)
+            })
             .chain(0..self.floor_word);
         for i in order {
             let w = self.words[i];
@@ -126,7 +134,9 @@ impl<'a> FrameBitmap<'a> {
     /// Allocates the lowest free frame whose number is below `limit` (e.g. for memory that must
     /// sit under 1 MiB or 4 GiB).
     pub fn alloc_below(&mut self, limit: u64) -> Option<u64> {
-        (0..limit.min(self.frames)).find(|&f| !self.is_used(f)).inspect(|&f| self.set(f, true))
+        (0..limit.min(self.frames))
+            .find(|&f| !self.is_used(f))
+            .inspect(|&f| self.set(f, true))
     }
 
     /// Allocates `count` contiguous frames whose first frame number is a multiple of `align`
@@ -137,7 +147,8 @@ impl<'a> FrameBitmap<'a> {
         }
         let align = align.max(1);
         let floor = (self.floor_word as u64 * 64).div_ceil(align) * align;
-        self.find_run(count, align, floor).or_else(|| self.find_run(count, align, 0))
+        self.find_run(count, align, floor)
+            .or_else(|| self.find_run(count, align, 0))
     }
 
     fn find_run(&mut self, count: u64, align: u64, from: u64) -> Option<u64> {
@@ -200,7 +211,10 @@ mod tests {
         for _ in 0..(1024 - 256) {
             assert!(b.alloc().unwrap() >= 256);
         }
-        assert!(b.alloc().unwrap() < 256, "falls back to low frames when the rest is gone");
+        assert!(
+            b.alloc().unwrap() < 256,
+            "falls back to low frames when the rest is gone"
+        );
         assert_eq!(b.alloc_below(256), Some(2));
         let mut store = vec![0u64; FrameBitmap::words_for(1024)];
         let mut b = FrameBitmap::new(&mut store, 1024);
@@ -208,7 +222,11 @@ mod tests {
         b.set_floor(256);
         assert_eq!(b.alloc_contiguous(16, 1), Some(256));
         assert_eq!(b.alloc_contiguous(700, 1), Some(272));
-        assert_eq!(b.alloc_contiguous(200, 1), Some(1), "falls back below the floor");
+        assert_eq!(
+            b.alloc_contiguous(200, 1),
+            Some(1),
+            "falls back below the floor"
+        );
     }
 
     #[test]

@@ -7,5 +7,7 @@
 extern crate std;
 
 pub mod cmdline;
+pub mod elf;
 pub mod frames;
+pub mod manifest;
 pub mod ramdisk;

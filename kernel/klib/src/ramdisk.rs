@@ -45,7 +45,10 @@ impl core::fmt::Display for RamdiskError {
             Self::BadMagic => write!(f, "ramdisk has no AXRD magic"),
             Self::BadVersion(v) => write!(f, "ramdisk format version {v}, expected {VERSION}"),
             Self::BadLength { header, actual } => {
-                write!(f, "ramdisk header says {header} bytes, loader gave {actual}")
+                write!(
+                    f,
+                    "ramdisk header says {header} bytes, loader gave {actual}"
+                )
             }
             Self::BadName(i) => write!(f, "ramdisk entry {i} has an invalid name"),
             Self::OutOfBounds(i) => write!(f, "ramdisk entry {i} points outside the archive"),
@@ -99,7 +102,10 @@ impl<'a> Ramdisk<'a> {
         let count = u32_at(bytes, 8) as usize;
         let total = u32_at(bytes, 12);
         if total as usize > bytes.len() || (total as usize) < HEADER_LEN {
-            return Err(RamdiskError::BadLength { header: total, actual: bytes.len() });
+            return Err(RamdiskError::BadLength {
+                header: total,
+                actual: bytes.len(),
+            });
         }
         let bytes = &bytes[..total as usize];
         let table_end = count
@@ -126,11 +132,16 @@ impl<'a> Ramdisk<'a> {
         let name = core::str::from_utf8(&raw[..name_len]).map_err(|_| RamdiskError::BadName(i))?;
         let offset = u64_at(self.bytes, at + NAME_LEN);
         let len = u64_at(self.bytes, at + NAME_LEN + 8);
-        let end = offset.checked_add(len).ok_or(RamdiskError::OutOfBounds(i))?;
+        let end = offset
+            .checked_add(len)
+            .ok_or(RamdiskError::OutOfBounds(i))?;
         if end > self.bytes.len() as u64 {
             return Err(RamdiskError::OutOfBounds(i));
         }
-        Ok(Module { name, data: &self.bytes[offset as usize..end as usize] })
+        Ok(Module {
+            name,
+            data: &self.bytes[offset as usize..end as usize],
+        })
     }
 
     /// Number of modules.
@@ -183,7 +194,9 @@ pub fn write_archive<'m>(
     let data_start = align((HEADER_LEN + modules.len() * ENTRY_LEN) as u64);
     // Offset of module `i`: each module starts 16-byte aligned after the previous one.
     let offset_of = |i: usize| {
-        modules[..i].iter().fold(data_start, |at, (_, d)| align(at + d.len() as u64))
+        modules[..i]
+            .iter()
+            .fold(data_start, |at, (_, d)| align(at + d.len() as u64))
     };
     let total = u32::try_from(offset_of(modules.len())).map_err(|_| BuildError::TooLarge)?;
     out(&MAGIC);
@@ -233,7 +246,10 @@ mod tests {
         // The loader may hand over a page-rounded buffer.
         let mut padded = a.clone();
         padded.resize(4096, 0xAA);
-        assert_eq!(Ramdisk::parse(&padded).unwrap().get("init").unwrap().len(), 5);
+        assert_eq!(
+            Ramdisk::parse(&padded).unwrap().get("init").unwrap().len(),
+            5
+        );
     }
 
     #[test]
@@ -247,8 +263,14 @@ mod tests {
     fn refuses_bad_names() {
         let mut out = Vec::new();
         let long = "x".repeat(33);
-        assert_eq!(write_archive(&[(&long, b"")], &mut |b| out.extend_from_slice(b)), Err(BuildError::BadName));
-        assert_eq!(write_archive(&[("", b"")], &mut |b| out.extend_from_slice(b)), Err(BuildError::BadName));
+        assert_eq!(
+            write_archive(&[(&long, b"")], &mut |b| out.extend_from_slice(b)),
+            Err(BuildError::BadName)
+        );
+        assert_eq!(
+            write_archive(&[("", b"")], &mut |b| out.extend_from_slice(b)),
+            Err(BuildError::BadName)
+        );
         assert_eq!(
             write_archive(&[("a", b""), ("a", b"")], &mut |b| out.extend_from_slice(b)),
             Err(BuildError::Duplicate)
@@ -264,22 +286,34 @@ mod tests {
         assert_eq!(Ramdisk::parse(&bad).err(), Some(RamdiskError::BadMagic));
         let mut bad = a.clone();
         bad[4] = 9;
-        assert_eq!(Ramdisk::parse(&bad).err(), Some(RamdiskError::BadVersion(9)));
+        assert_eq!(
+            Ramdisk::parse(&bad).err(),
+            Some(RamdiskError::BadVersion(9))
+        );
         let mut bad = a.clone();
         bad[8] = 200; // entry count far past the table
         assert_eq!(Ramdisk::parse(&bad).err(), Some(RamdiskError::Truncated));
         let mut bad = a.clone();
         bad[16 + 32 + 7] = 0x7f; // offset huge
-        assert_eq!(Ramdisk::parse(&bad).err(), Some(RamdiskError::OutOfBounds(0)));
+        assert_eq!(
+            Ramdisk::parse(&bad).err(),
+            Some(RamdiskError::OutOfBounds(0))
+        );
         let mut bad = a.clone();
         bad[16 + 32 + 8 + 7] = 0xff; // len overflows
-        assert_eq!(Ramdisk::parse(&bad).err(), Some(RamdiskError::OutOfBounds(0)));
+        assert_eq!(
+            Ramdisk::parse(&bad).err(),
+            Some(RamdiskError::OutOfBounds(0))
+        );
         let mut bad = a.clone();
         bad[16 + 3] = 0; // name with NUL inside and text after
         assert_eq!(Ramdisk::parse(&bad).err(), Some(RamdiskError::BadName(0)));
         let mut bad = a;
         bad[12..16].copy_from_slice(&100_000u32.to_le_bytes());
-        assert!(matches!(Ramdisk::parse(&bad), Err(RamdiskError::BadLength { .. })));
+        assert!(matches!(
+            Ramdisk::parse(&bad),
+            Err(RamdiskError::BadLength { .. })
+        ));
     }
 
     #[test]

@@ -1,0 +1,334 @@
+//! The system-call interface between Axolotl's kernel and user programs: call numbers, the
+//! structures passed by pointer, and error codes. Both sides link this crate, so they cannot
+//! disagree on a number or a layout. Every structure is `#[repr(C)]` with its size asserted.
+//!
+//! Calling convention (x86_64 `syscall`): number in `rax`; arguments in `rdi`, `rsi`, `rdx`,
+//! `r10`, `r8`, `r9`; result in `rax` as an `i64` — zero or positive on success, a negated
+//! [`Error`] code on failure. `rcx` and `r11` are clobbered, everything else is preserved.
+#![no_std]
+
+/// System-call numbers.
+pub mod nr {
+    /// `log(ptr, len)`: a line to the kernel log, prefixed with the caller's name.
+    pub const LOG: u64 = 0;
+    /// `exit(code)`: ends the calling process. Does not return.
+    pub const EXIT: u64 = 1;
+    /// `yield()`: gives up the CPU to another ready process on the same CPU.
+    pub const YIELD: u64 = 2;
+    /// `wait(timeout_ns)`: sleeps until notified or until `timeout_ns` passed (`u64::MAX` =
+    /// forever). Returns [`super::WAIT_NOTIFIED`] or [`super::WAIT_TIMEOUT`]. A notification that
+    /// arrived before the call makes it return at once.
+    pub const WAIT: u64 = 3;
+    /// `notify(pid)`: wakes `pid` from `wait` (or makes its next `wait` return at once). Only to
+    /// processes the caller shares a region or an IPC grant with.
+    pub const NOTIFY: u64 = 4;
+    /// `time()`: nanoseconds since boot.
+    pub const TIME: u64 = 5;
+    /// `map(name_ptr, name_len, info_ptr)`: maps the region or device `name`, if the manifest
+    /// grants it to the caller; fills a [`super::MapInfo`] and returns the virtual address.
+    pub const MAP: u64 = 6;
+    /// `console_read(buf, len)`: bytes typed on the console, without blocking (0 when none).
+    /// Needs the `console` grant.
+    pub const CONSOLE_READ: u64 = 7;
+    /// `console_write(ptr, len)`: raw bytes to the console. Needs the `console` grant.
+    pub const CONSOLE_WRITE: u64 = 8;
+    /// `proc_info(slot, info_ptr)`: fills a [`super::ProcInfo`] for process slot `slot`;
+    /// [`super::Error::NotFound`] past the last slot.
+    pub const PROC_INFO: u64 = 9;
+    /// `cpu_info(cpu, info_ptr)`: fills a [`super::CpuInfo`]; [`super::Error::NotFound`] past the
+    /// last CPU.
+    pub const CPU_INFO: u64 = 10;
+    /// `poweroff(code)`: ends the machine; code 0 reports success to the test runner. Needs the
+    /// `power` grant.
+    pub const POWEROFF: u64 = 11;
+    /// `lookup(name_ptr, name_len)`: the pid of the live process called `name`.
+    pub const LOOKUP: u64 = 12;
+    /// `ipc_send(pid, msg_ptr)`: kernel IPC — blocks until `pid` receives the 64-byte message.
+    pub const IPC_SEND: u64 = 13;
+    /// `ipc_recv(msg_ptr, timeout_ns)`: blocks until a message arrives; returns the sender's pid.
+    pub const IPC_RECV: u64 = 14;
+    /// `ipc_call(pid, msg_ptr, reply_ptr)`: sends and waits for the receiver's reply, one trap.
+    pub const IPC_CALL: u64 = 15;
+    /// `ipc_reply_recv(pid, reply_ptr, msg_ptr)`: replies to `pid` and waits for the next message,
+    /// one trap; returns the next sender's pid.
+    pub const IPC_REPLY_RECV: u64 = 16;
+    /// `proc_ctl(pid, op)`: privileged control of another process, see [`super::ProcOp`]. Needs
+    /// the `control` grant.
+    pub const PROC_CTL: u64 = 17;
+    /// `fault_record(record_ptr, timeout_ns)`: waits for the next user fault record (a
+    /// [`super::FaultRecord`]). Needs the `control` grant.
+    pub const FAULT_RECORD: u64 = 18;
+    /// `self_info(info_ptr)`: the caller's own [`super::ProcInfo`].
+    pub const SELF_INFO: u64 = 19;
+}
+
+/// `wait` returned because of a notification.
+pub const WAIT_NOTIFIED: i64 = 0;
+/// `wait` returned because its timeout passed.
+pub const WAIT_TIMEOUT: i64 = 1;
+
+/// Why a system call failed (returned negated in `rax`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Error {
+    /// No such system call.
+    NoSys = 1,
+    /// A pointer argument is not in the caller's user memory.
+    BadAddress = 2,
+    /// An argument is out of range or malformed.
+    Invalid = 3,
+    /// The manifest does not grant this to the caller.
+    Denied = 4,
+    /// No such process, region, slot or CPU.
+    NotFound = 5,
+    /// The kernel ran out of memory for the request.
+    NoMemory = 6,
+    /// The peer died or the operation timed out.
+    Gone = 7,
+    /// The operation timed out.
+    TimedOut = 8,
+    /// Already done (e.g. a region already mapped).
+    Busy = 9,
+}
+
+impl Error {
+    /// The error for a negated code, if it is one.
+    pub fn from_code(code: i64) -> Option<Self> {
+        Some(match -code {
+            1 => Self::NoSys,
+            2 => Self::BadAddress,
+            3 => Self::Invalid,
+            4 => Self::Denied,
+            5 => Self::NotFound,
+            6 => Self::NoMemory,
+            7 => Self::Gone,
+            8 => Self::TimedOut,
+            9 => Self::Busy,
+            _ => return None,
+        })
+    }
+
+    /// A short description.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NoSys => "no such system call",
+            Self::BadAddress => "bad address",
+            Self::Invalid => "invalid argument",
+            Self::Denied => "not granted by the manifest",
+            Self::NotFound => "not found",
+            Self::NoMemory => "out of memory",
+            Self::Gone => "peer gone",
+            Self::TimedOut => "timed out",
+            Self::Busy => "busy",
+        }
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Longest process or region name, in bytes.
+pub const NAME_LEN: usize = 16;
+
+/// What `map` mapped.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct MapInfo {
+    /// Virtual address in the caller.
+    pub addr: u64,
+    /// Length in bytes (a multiple of 4096).
+    pub len: u64,
+    /// Physical address of the first byte (regions are physically contiguous; for DMA).
+    pub phys: u64,
+    /// 0 = shared-memory region, 1 = device registers.
+    pub kind: u64,
+}
+const _: () = assert!(core::mem::size_of::<MapInfo>() == 32);
+
+/// Scheduling state of a process, as `ps` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ProcState {
+    /// On a CPU now.
+    Running = 0,
+    /// Waiting for a CPU.
+    Ready = 1,
+    /// Sleeping in `wait` or IPC.
+    Blocked = 2,
+    /// Stopped by a CPU fault; a fault record was kept.
+    Faulted = 3,
+    /// Exited.
+    Exited = 4,
+    /// Kept from running (`hang`).
+    Stopped = 5,
+    /// Killed.
+    Killed = 6,
+}
+
+impl ProcState {
+    /// The state for a raw byte.
+    pub fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            0 => Self::Running,
+            1 => Self::Ready,
+            2 => Self::Blocked,
+            3 => Self::Faulted,
+            4 => Self::Exited,
+            5 => Self::Stopped,
+            6 => Self::Killed,
+            _ => return None,
+        })
+    }
+
+    /// The name `ps` prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Ready => "ready",
+            Self::Blocked => "blocked",
+            Self::Faulted => "faulted",
+            Self::Exited => "exited",
+            Self::Stopped => "stopped",
+            Self::Killed => "killed",
+        }
+    }
+}
+
+/// One process, for `ps`.
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct ProcInfo {
+    /// Process id (unique for the boot; a restart gets a new one).
+    pub pid: u32,
+    /// CPU the process runs on.
+    pub cpu: u32,
+    /// Name from the manifest, NUL padded.
+    pub name: [u8; NAME_LEN],
+    /// A [`ProcState`] as a byte.
+    pub state: u8,
+    /// 1 when the process has its CPU to itself.
+    pub dedicated: u8,
+    /// Padding.
+    pub _pad: [u8; 2],
+    /// Times the process was restarted.
+    pub restarts: u32,
+    /// System calls it made.
+    pub syscalls: u64,
+    /// Exit code, or the fault vector for a faulted process.
+    pub exit_code: i64,
+}
+const _: () = assert!(core::mem::size_of::<ProcInfo>() == 48);
+
+impl ProcInfo {
+    /// An all-zero record to fill.
+    pub const fn empty() -> Self {
+        Self {
+            pid: 0,
+            cpu: 0,
+            name: [0; NAME_LEN],
+            state: 0,
+            dedicated: 0,
+            _pad: [0; 2],
+            restarts: 0,
+            syscalls: 0,
+            exit_code: 0,
+        }
+    }
+
+    /// The name as text.
+    pub fn name(&self) -> &str {
+        let n = self.name.iter().position(|&c| c == 0).unwrap_or(NAME_LEN);
+        core::str::from_utf8(&self.name[..n]).unwrap_or("?")
+    }
+}
+
+/// One CPU's counters, for `stat`.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct CpuInfo {
+    /// APIC id.
+    pub apic_id: u32,
+    /// 1 when a dedicated process owns this CPU.
+    pub dedicated: u32,
+    /// System calls made on this CPU.
+    pub syscalls: u64,
+    /// Interrupts taken (all kinds).
+    pub interrupts: u64,
+    /// Inter-processor interrupts received.
+    pub ipis: u64,
+    /// Timer ticks.
+    pub ticks: u64,
+    /// Context switches.
+    pub switches: u64,
+}
+const _: () = assert!(core::mem::size_of::<CpuInfo>() == 48);
+
+/// A CPU fault that stopped a user process.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct FaultRecord {
+    /// The process that faulted.
+    pub pid: u32,
+    /// Exception vector (14 = page fault, 13 = general protection, 6 = invalid opcode...).
+    pub vector: u32,
+    /// Faulting address for page faults (CR2), else 0.
+    pub address: u64,
+    /// Instruction pointer at the fault.
+    pub rip: u64,
+    /// Error code pushed by the CPU, or 0.
+    pub error: u64,
+    /// Name of the process, NUL padded.
+    pub name: [u8; NAME_LEN],
+}
+const _: () = assert!(core::mem::size_of::<FaultRecord>() == 48);
+
+/// Operations of `proc_ctl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u64)]
+pub enum ProcOp {
+    /// Ends the process at once.
+    Kill = 0,
+    /// Starts a fresh instance of a dead process: same binary, CPU and grants.
+    Restart = 1,
+    /// Makes the process take a genuine CPU fault (it executes `ud2` at its next return to user
+    /// mode).
+    InjectFault = 2,
+    /// Stops scheduling the process, so it looks hung.
+    Hang = 3,
+    /// Lets a hung process run again.
+    Resume = 4,
+}
+
+impl ProcOp {
+    /// The operation for a raw number.
+    pub fn from_u64(v: u64) -> Option<Self> {
+        Some(match v {
+            0 => Self::Kill,
+            1 => Self::Restart,
+            2 => Self::InjectFault,
+            3 => Self::Hang,
+            4 => Self::Resume,
+            _ => return None,
+        })
+    }
+}
+
+/// Size of a kernel IPC message.
+pub const IPC_MSG_LEN: usize = 64;
+
+/// Where user programs are laid out.
+pub mod layout {
+    /// Lowest address a program image may use.
+    pub const IMAGE_MIN: u64 = 0x20_0000;
+    /// Top of the user stack (exclusive).
+    pub const STACK_TOP: u64 = 0x0000_7FFF_FFF0_0000;
+    /// Pages in the user stack; one unmapped guard page lies below it.
+    pub const STACK_PAGES: u64 = 32;
+    /// Where `map` places regions and devices.
+    pub const MAP_BASE: u64 = 0x0000_4000_0000_0000;
+    /// End of the user half.
+    pub const USER_END: u64 = 0x0000_8000_0000_0000;
+}

@@ -1,0 +1,652 @@
+//! User processes: address spaces, loading static ELF binaries from the ramdisk, the process table
+//! built from the manifest, shared regions, grants, and the privileged control calls.
+
+use crate::memory::{self, MapError};
+use alloc::collections::VecDeque;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use axolotl_abi::{Error, FaultRecord, ProcOp, ProcState, layout};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use klib::elf::Elf;
+use klib::manifest::{Manifest, Placement, ProcessEntry};
+use klib::ramdisk::Ramdisk;
+use spin::{Mutex, Once};
+use x86_64::structures::paging::mapper::TranslateResult;
+use x86_64::structures::paging::{
+    FrameAllocator, Mapper, OffsetPageTable, Page, PageTable, PageTableFlags, PhysFrame, Size4KiB,
+    Translate,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
+/// Pages of kernel stack per process.
+const KSTACK_PAGES: u64 = 8;
+/// Where an injected fault sends a process: an address no program maps (instruction fetch #PF).
+pub const INJECTED_FAULT_RIP: u64 = 0x1000;
+
+/// A process's page tables and every frame they own.
+pub struct AddressSpace {
+    pml4: PhysFrame,
+    owned: Vec<PhysFrame>,
+}
+
+struct Recording<'a>(&'a mut Vec<PhysFrame>);
+
+// Safety: frames come from the global bitmap, which never hands one out twice.
+unsafe impl FrameAllocator<Size4KiB> for Recording<'_> {
+    fn allocate_frame(&mut self) -> Option<PhysFrame> {
+        let f = memory::alloc_frame()?;
+        self.0.push(f);
+        Some(f)
+    }
+}
+
+impl AddressSpace {
+    /// An empty user half with the kernel half shared from the kernel's own table.
+    pub fn new() -> Result<Self, MapError> {
+        let pml4 = memory::alloc_frame().ok_or(MapError::OutOfMemory)?;
+        let kernel = memory::kernel_pml4();
+        // Safety: both are level-4 tables mapped at the physical offset; the new one is private.
+        unsafe {
+            let src = &*memory::phys_to_virt(kernel.start_address().as_u64()).as_ptr::<PageTable>();
+            let dst =
+                &mut *memory::phys_to_virt(pml4.start_address().as_u64()).as_mut_ptr::<PageTable>();
+            for i in 256..512 {
+                dst[i] = src[i].clone();
+            }
+        }
+        Ok(Self {
+            pml4,
+            owned: Vec::new(),
+        })
+    }
+
+    pub fn pml4(&self) -> PhysFrame {
+        self.pml4
+    }
+
+    fn table(&self) -> OffsetPageTable<'static> {
+        // Safety: the PML4 frame belongs to this address space and lives as long as it does; the
+        // kernel only edits it with interrupts off from one CPU at a time (the process lock).
+        unsafe {
+            let t = &mut *memory::phys_to_virt(self.pml4.start_address().as_u64())
+                .as_mut_ptr::<PageTable>();
+            OffsetPageTable::new(t, VirtAddr::new(memory::phys_to_virt(0).as_u64()))
+        }
+    }
+
+    /// Maps `frame` at user address `va`.
+    pub fn map(
+        &mut self,
+        va: u64,
+        frame: PhysFrame,
+        flags: PageTableFlags,
+    ) -> Result<(), MapError> {
+        let mut t = self.table();
+        let page = Page::<Size4KiB>::containing_address(VirtAddr::new(va));
+        // Safety: `va` is in the user half of a table that is not the kernel's; user pages cannot
+        // alias kernel objects.
+        unsafe {
+            t.map_to(
+                page,
+                frame,
+                flags | PageTableFlags::USER_ACCESSIBLE,
+                &mut Recording(&mut self.owned),
+            )
+        }
+        .map(|f| f.ignore())
+        .map_err(|e| match e {
+            x86_64::structures::paging::mapper::MapToError::FrameAllocationFailed => {
+                MapError::OutOfMemory
+            }
+            _ => MapError::AlreadyMapped,
+        })
+    }
+
+    /// Allocates, zeroes and maps a fresh frame at `va`; returns it.
+    pub fn map_new(&mut self, va: u64, flags: PageTableFlags) -> Result<PhysFrame, MapError> {
+        let frame = memory::alloc_frame().ok_or(MapError::OutOfMemory)?;
+        self.owned.push(frame);
+        self.map(va, frame, flags)?;
+        Ok(frame)
+    }
+
+    /// True when the page at `va` is present and user accessible (and writable if `write`).
+    pub fn user_accessible(&self, va: u64, write: bool) -> bool {
+        match self.table().translate(VirtAddr::new(va)) {
+            TranslateResult::Mapped { flags, .. } => {
+                flags.contains(PageTableFlags::USER_ACCESSIBLE)
+                    && (!write || flags.contains(PageTableFlags::WRITABLE))
+            }
+            _ => false,
+        }
+    }
+
+    /// The physical address behind user address `va`.
+    pub fn translate(&self, va: u64) -> Option<PhysAddr> {
+        self.table().translate_addr(VirtAddr::new(va))
+    }
+
+    /// Frees every frame the space owns (shared regions are not owned and stay).
+    pub fn destroy(self) {
+        for f in self.owned {
+            if let Err(e) = memory::free_frame(f) {
+                log::error!("freeing a process frame: {e:?}");
+            }
+        }
+        if let Err(e) = memory::free_frame(self.pml4) {
+            log::error!("freeing a process page table: {e:?}");
+        }
+    }
+}
+
+/// IPC state of one process (guarded by the IPC lock in `ipc`).
+pub struct IpcState {
+    pub recv_waiting: bool,
+    pub inbox: [u8; 64],
+    pub inbox_from: u32,
+    pub outbox: [u8; 64],
+    pub call_mode: bool,
+    pub send_queue: VecDeque<u32>,
+    pub awaiting_reply_from: Option<u32>,
+    pub reply_box: [u8; 64],
+}
+
+impl Default for IpcState {
+    fn default() -> Self {
+        Self {
+            recv_waiting: false,
+            inbox: [0; 64],
+            inbox_from: 0,
+            outbox: [0; 64],
+            call_mode: false,
+            send_queue: VecDeque::new(),
+            awaiting_reply_from: None,
+            reply_box: [0; 64],
+        }
+    }
+}
+
+pub struct Process {
+    pub pid: u32,
+    /// Index of the manifest entry (and of the process-table slot).
+    pub slot: usize,
+    pub name: String,
+    pub cpu: u32,
+    pub dedicated: bool,
+    pub restarts: u32,
+    pub state: AtomicU8,
+    pub space: Mutex<Option<AddressSpace>>,
+    pub kstack_top: u64,
+    /// Kernel stack pointer while switched out; only its CPU touches it, inside `sched`.
+    pub saved_rsp: UnsafeCell<u64>,
+    pub wake_lock: Mutex<()>,
+    /// A `notify` arrived and was not yet consumed by `wait`.
+    pub pending: AtomicBool,
+    /// Wake-up deadline (ns) while blocked with a timeout, else 0.
+    pub deadline: AtomicU64,
+    pub syscalls: AtomicU64,
+    pub exit_code: AtomicI64,
+    pub inject_fault: AtomicBool,
+    pub hung: AtomicBool,
+    pub kill: AtomicBool,
+    /// Set by IPC when a message, a reply or a delivery completed (or failed) for this process.
+    pub ipc_done: AtomicBool,
+    pub ipc_failed: AtomicBool,
+    pub ipc: Mutex<IpcState>,
+}
+
+// Safety: `saved_rsp` is only accessed by the CPU the process belongs to, with interrupts off.
+unsafe impl Sync for Process {}
+// Safety: as above; everything else is atomic or locked.
+unsafe impl Send for Process {}
+
+impl Process {
+    pub fn state(&self) -> ProcState {
+        ProcState::from_u8(self.state.load(Ordering::Acquire)).unwrap_or(ProcState::Killed)
+    }
+    pub fn set_state(&self, s: ProcState) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+    pub fn is_dead(&self) -> bool {
+        matches!(
+            self.state(),
+            ProcState::Exited | ProcState::Faulted | ProcState::Killed
+        )
+    }
+}
+
+static RAMDISK: Once<Ramdisk<'static>> = Once::new();
+static MANIFEST: Once<Manifest<'static>> = Once::new();
+static TABLE: Mutex<Vec<Option<Arc<Process>>>> = Mutex::new(Vec::new());
+static NEXT_PID: AtomicU32 = AtomicU32::new(1);
+static FREE_KSTACKS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+/// Placement decided at boot: CPU of each manifest entry.
+static PLACEMENT: Mutex<Vec<(u32, bool)>> = Mutex::new(Vec::new());
+
+struct Region {
+    name: &'static str,
+    phys: u64,
+    pages: u64,
+}
+static REGIONS: Once<Vec<Region>> = Once::new();
+
+static FAULTS: Mutex<VecDeque<FaultRecord>> = Mutex::new(VecDeque::new());
+/// Process waiting in `fault_record`, if any.
+static FAULT_WAITER: AtomicU32 = AtomicU32::new(0);
+
+pub fn kernel_stack() -> u64 {
+    if let Some(top) = FREE_KSTACKS.lock().pop() {
+        return top;
+    }
+    memory::alloc_stack(KSTACK_PAGES)
+        .unwrap_or_else(|e| panic!("no memory for a kernel stack: {e:?}"))
+        .as_u64()
+}
+
+pub fn release_kernel_stack(top: u64) {
+    FREE_KSTACKS.lock().push(top);
+}
+
+pub fn manifest() -> Option<&'static Manifest<'static>> {
+    MANIFEST.get()
+}
+
+fn entry(p: &Process) -> Option<&'static ProcessEntry<'static>> {
+    MANIFEST.get()?.processes().nth(p.slot)
+}
+
+pub fn has_grant(p: &Process, grant: &str) -> bool {
+    entry(p).is_some_and(|e| e.has_grant(grant))
+}
+
+pub fn log_denied(p: &Process, what: &str, grant: &str) {
+    log::warn!(
+        "denied {what} to {} (pid {}): system.toml does not grant it '{grant}'",
+        p.name,
+        p.pid
+    );
+}
+
+/// Reads the manifest from the ramdisk, creates the regions, places and starts every process.
+pub fn start_all(ramdisk: Option<Ramdisk<'static>>) {
+    let Some(disk) = ramdisk else {
+        log::warn!("no ramdisk: no user processes to start");
+        return;
+    };
+    let disk = RAMDISK.call_once(|| disk);
+    let Some(text) = disk.get("manifest") else {
+        log::warn!("ramdisk has no manifest: no user processes to start");
+        return;
+    };
+    let text = core::str::from_utf8(text).unwrap_or_else(|_| panic!("manifest is not UTF-8"));
+    let manifest = match Manifest::parse(text) {
+        Ok(m) => MANIFEST.call_once(|| m),
+        Err(e) => panic!("{e}"),
+    };
+    let regions = manifest
+        .regions()
+        .map(|r| {
+            let pages = r.pages as u64;
+            let phys = memory::alloc_contiguous(pages)
+                .unwrap_or_else(|| panic!("no {pages} contiguous pages for region {}", r.name));
+            // Safety: the frames were just allocated for this region; zero them through the
+            // physical mapping.
+            unsafe {
+                core::ptr::write_bytes(
+                    memory::phys_to_virt(phys.as_u64()).as_mut_ptr::<u8>(),
+                    0,
+                    (pages * 4096) as usize,
+                )
+            };
+            Region {
+                name: r.name,
+                phys: phys.as_u64(),
+                pages,
+            }
+        })
+        .collect();
+    REGIONS.call_once(|| regions);
+
+    // Placement: dedicated processes take CPUs 1, 2, ...; CPU 0 and the rest are shared.
+    let ncpu = crate::percpu::online_count();
+    let mut next_dedicated = 1;
+    let mut shared_cpus: Vec<u32> = Vec::new();
+    let mut placement = Vec::new();
+    let wanted = manifest
+        .processes()
+        .filter(|p| p.placement == Placement::Dedicated)
+        .count() as u32;
+    let dedicated_ok = ncpu > wanted; // one CPU must remain for shared work
+    for p in manifest.processes() {
+        if p.placement == Placement::Dedicated && dedicated_ok {
+            placement.push((next_dedicated, true));
+            crate::sched::set_dedicated(next_dedicated as usize);
+            next_dedicated += 1;
+        } else {
+            placement.push((u32::MAX, false));
+        }
+    }
+    for c in 0..ncpu {
+        if !crate::sched::is_dedicated(c as usize) {
+            shared_cpus.push(c);
+        }
+    }
+    let mut rr = 0;
+    for (i, p) in manifest.processes().enumerate() {
+        if placement[i].0 == u32::MAX {
+            placement[i].0 = shared_cpus[rr % shared_cpus.len()];
+            rr += 1;
+            if p.placement == Placement::Dedicated {
+                log::warn!(
+                    "too few CPUs ({ncpu} for {wanted} dedicated processes + shared work): {} shares cpu{}",
+                    p.name,
+                    placement[i].0
+                );
+            }
+        }
+    }
+    *PLACEMENT.lock() = placement;
+    let mut table = TABLE.lock();
+    table.resize(manifest.processes().count(), None);
+    drop(table);
+    for (i, p) in manifest.processes().enumerate() {
+        if p.start
+            && let Err(e) = spawn(i, 0)
+        {
+            log::error!("cannot start {}: {e}", p.name);
+        }
+    }
+}
+
+/// Creates and schedules a fresh instance of manifest entry `slot`.
+pub fn spawn(slot: usize, restarts: u32) -> Result<Arc<Process>, &'static str> {
+    let manifest = MANIFEST.get().ok_or("no manifest")?;
+    let e = manifest
+        .processes()
+        .nth(slot)
+        .ok_or("no such manifest entry")?;
+    let disk = RAMDISK.get().ok_or("no ramdisk")?;
+    let binary = disk
+        .get(e.binary)
+        .ok_or("binary missing from the ramdisk")?;
+    let elf = Elf::parse(binary, layout::IMAGE_MIN, layout::MAP_BASE).map_err(|err| {
+        log::error!("{}: binary '{}' refused: {err}", e.name, e.binary);
+        "bad binary"
+    })?;
+    let mut space = AddressSpace::new().map_err(|_| "out of memory")?;
+    for seg in elf.segments() {
+        let mut flags = PageTableFlags::PRESENT;
+        if seg.writable {
+            flags |= PageTableFlags::WRITABLE;
+        }
+        if !seg.executable {
+            flags |= PageTableFlags::NO_EXECUTE;
+        }
+        let first = seg.vaddr & !0xFFF;
+        let end = seg.vaddr + seg.mem_size;
+        let mut va = first;
+        while va < end {
+            let frame = space.map_new(va, flags).map_err(|_| "out of memory")?;
+            // Copy the part of the segment's file bytes that falls in this page.
+            let dst = memory::phys_to_virt(frame.start_address().as_u64()).as_mut_ptr::<u8>();
+            let page_start = va.max(seg.vaddr);
+            let file_end = seg.vaddr + seg.data.len() as u64;
+            if page_start < file_end {
+                let n = (va + 4096).min(file_end) - page_start;
+                let src = &seg.data[(page_start - seg.vaddr) as usize..][..n as usize];
+                // Safety: `dst` is a fresh frame we own; the copy stays inside its page.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(
+                        src.as_ptr(),
+                        dst.add((page_start - va) as usize),
+                        n as usize,
+                    )
+                };
+            }
+            va += 4096;
+        }
+    }
+    // Stack, with the guard page below it left unmapped.
+    let stack_bottom = layout::STACK_TOP - layout::STACK_PAGES * 4096;
+    let mut top_frame = None;
+    for i in 0..layout::STACK_PAGES {
+        let f = space
+            .map_new(
+                stack_bottom + i * 4096,
+                PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE,
+            )
+            .map_err(|_| "out of memory")?;
+        top_frame = Some(f);
+    }
+    // The argument string sits in the top 256 bytes of the stack.
+    let args = e.args.as_bytes();
+    let args = &args[..args.len().min(255)];
+    let args_va = layout::STACK_TOP - 256;
+    if let Some(f) = top_frame {
+        let dst = memory::phys_to_virt(f.start_address().as_u64() + 4096 - 256).as_mut_ptr::<u8>();
+        // Safety: the stack's top frame is ours; 256 bytes at its end.
+        unsafe { core::ptr::copy_nonoverlapping(args.as_ptr(), dst, args.len()) };
+    }
+    let (cpu, dedicated) = PLACEMENT.lock().get(slot).copied().ok_or("not placed")?;
+    let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
+    let kstack_top = kernel_stack();
+    let p = Arc::new(Process {
+        pid,
+        slot,
+        name: String::from(e.name),
+        cpu,
+        dedicated,
+        restarts,
+        state: AtomicU8::new(ProcState::Ready as u8),
+        space: Mutex::new(Some(space)),
+        kstack_top,
+        saved_rsp: UnsafeCell::new(0),
+        wake_lock: Mutex::new(()),
+        pending: AtomicBool::new(false),
+        deadline: AtomicU64::new(0),
+        syscalls: AtomicU64::new(0),
+        exit_code: AtomicI64::new(0),
+        inject_fault: AtomicBool::new(false),
+        hung: AtomicBool::new(false),
+        kill: AtomicBool::new(false),
+        ipc_done: AtomicBool::new(false),
+        ipc_failed: AtomicBool::new(false),
+        ipc: Mutex::new(IpcState::default()),
+    });
+    crate::sched::prepare_first_run(
+        &p,
+        elf.entry,
+        layout::STACK_TOP - 512,
+        args_va,
+        args.len() as u64,
+    );
+    TABLE.lock()[slot] = Some(p.clone());
+    log::info!(
+        "started {} (pid {pid}) on cpu{cpu}{}",
+        e.name,
+        if dedicated { ", dedicated" } else { "" }
+    );
+    crate::sched::enqueue(p.clone());
+    Ok(p)
+}
+
+/// The live process called `name`.
+pub fn lookup(name: &str) -> Result<Arc<Process>, Error> {
+    TABLE
+        .lock()
+        .iter()
+        .flatten()
+        .find(|p| p.name == name && !p.is_dead())
+        .cloned()
+        .ok_or(Error::NotFound)
+}
+
+pub fn by_pid(pid: u32) -> Option<Arc<Process>> {
+    TABLE
+        .lock()
+        .iter()
+        .flatten()
+        .find(|p| p.pid == pid)
+        .cloned()
+}
+
+pub fn all() -> Vec<Arc<Process>> {
+    TABLE.lock().iter().flatten().cloned().collect()
+}
+
+fn info_of(p: &Process) -> axolotl_abi::ProcInfo {
+    let mut info = axolotl_abi::ProcInfo::empty();
+    info.pid = p.pid;
+    info.cpu = p.cpu;
+    let n = p.name.len().min(axolotl_abi::NAME_LEN);
+    info.name[..n].copy_from_slice(&p.name.as_bytes()[..n]);
+    info.state = if p.hung.load(Ordering::Relaxed) && !p.is_dead() {
+        ProcState::Stopped as u8
+    } else {
+        p.state() as u8
+    };
+    info.dedicated = p.dedicated as u8;
+    info.restarts = p.restarts;
+    info.syscalls = p.syscalls.load(Ordering::Relaxed);
+    info.exit_code = p.exit_code.load(Ordering::Relaxed);
+    info
+}
+
+pub fn proc_info_syscall(slot: u64, out: u64) -> Result<u64, Error> {
+    let table = TABLE.lock();
+    let entry = table.get(slot as usize).ok_or(Error::NotFound)?.clone();
+    drop(table);
+    let info = entry.map_or(axolotl_abi::ProcInfo::empty(), |p| info_of(&p));
+    crate::user::write_struct(out, &info)?;
+    Ok(0)
+}
+
+pub fn self_info_syscall(me: &Process, out: u64) -> Result<u64, Error> {
+    crate::user::write_struct(out, &info_of(me))?;
+    Ok(0)
+}
+
+/// `map(name)`: shared regions granted by the manifest.
+pub fn map_syscall(
+    me: &Process,
+    name_ptr: u64,
+    name_len: u64,
+    info_ptr: u64,
+) -> Result<u64, Error> {
+    let name = crate::user::read_str(name_ptr, name_len)?;
+    let e = entry(me).ok_or(Error::NotFound)?;
+    if !e.has_region(&name) && !e.has_grant(&name) {
+        log::warn!(
+            "denied map of '{name}' to {} (pid {}): not granted in system.toml",
+            me.name,
+            me.pid
+        );
+        return Err(Error::Denied);
+    }
+    let regions = REGIONS.get().ok_or(Error::NotFound)?;
+    let (idx, region) = regions
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.name == name)
+        .ok_or(Error::NotFound)?;
+    let va = layout::MAP_BASE + idx as u64 * 0x1000_0000;
+    let mut guard = me.space.lock();
+    let space = guard.as_mut().ok_or(Error::Gone)?;
+    if space.translate(va).is_some() {
+        return Err(Error::Busy);
+    }
+    for i in 0..region.pages {
+        let frame = PhysFrame::containing_address(PhysAddr::new(region.phys + i * 4096));
+        space
+            .map(
+                va + i * 4096,
+                frame,
+                PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE,
+            )
+            .map_err(|_| Error::NoMemory)?;
+    }
+    let info = axolotl_abi::MapInfo {
+        addr: va,
+        len: region.pages * 4096,
+        phys: region.phys,
+        kind: 0,
+    };
+    drop(guard);
+    crate::user::write_struct(info_ptr, &info)?;
+    Ok(va)
+}
+
+/// Records a user fault for the reincarnation server and logs it.
+pub fn record_fault(p: &Process, vector: u64, address: u64, rip: u64, error: u64) {
+    let mut rec = FaultRecord {
+        pid: p.pid,
+        vector: vector as u32,
+        address,
+        rip,
+        error,
+        name: [0; axolotl_abi::NAME_LEN],
+    };
+    let n = p.name.len().min(axolotl_abi::NAME_LEN);
+    rec.name[..n].copy_from_slice(&p.name.as_bytes()[..n]);
+    log::warn!(
+        "fault: {} (pid {}) {} at rip={rip:#x} address={address:#x} error={error:#x}: process stopped",
+        p.name,
+        p.pid,
+        crate::trap::describe(vector)
+    );
+    let mut q = FAULTS.lock();
+    if q.len() == 64 {
+        q.pop_front();
+    }
+    q.push_back(rec);
+    drop(q);
+    let waiter = FAULT_WAITER.load(Ordering::Acquire);
+    if waiter != 0
+        && let Some(w) = by_pid(waiter)
+    {
+        crate::sched::notify(&w);
+    }
+}
+
+pub fn fault_record_syscall(me: &Arc<Process>, out: u64, timeout: u64) -> Result<u64, Error> {
+    if !has_grant(me, "control") {
+        log_denied(me, "fault_record", "control");
+        return Err(Error::Denied);
+    }
+    loop {
+        if let Some(rec) = FAULTS.lock().pop_front() {
+            crate::user::write_struct(out, &rec)?;
+            return Ok(0);
+        }
+        FAULT_WAITER.store(me.pid, Ordering::Release);
+        if crate::sched::wait(me, timeout) == axolotl_abi::WAIT_TIMEOUT && FAULTS.lock().is_empty()
+        {
+            return Err(Error::TimedOut);
+        }
+    }
+}
+
+pub fn proc_ctl(me: &Process, pid: u32, op: u64) -> Result<u64, Error> {
+    if !has_grant(me, "control") {
+        log_denied(me, "proc_ctl", "control");
+        return Err(Error::Denied);
+    }
+    let op = ProcOp::from_u64(op).ok_or(Error::Invalid)?;
+    let target = by_pid(pid).ok_or(Error::NotFound)?;
+    match op {
+        ProcOp::Kill => crate::sched::kill(&target),
+        ProcOp::Restart => {
+            if !target.is_dead() {
+                return Err(Error::Busy);
+            }
+            let p = spawn(target.slot, target.restarts + 1).map_err(|_| Error::NoMemory)?;
+            return Ok(p.pid as u64);
+        }
+        ProcOp::InjectFault => crate::sched::inject_fault(&target),
+        ProcOp::Hang => crate::sched::hang(&target, true),
+        ProcOp::Resume => crate::sched::hang(&target, false),
+    }
+    Ok(0)
+}

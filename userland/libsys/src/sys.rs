@@ -1,0 +1,281 @@
+//! Typed wrappers of every system call in [`axolotl_abi::nr`], re-exported at the crate root.
+//!
+//! Each wrapper passes only pointers to memory it borrows for the duration of the call, with the
+//! length the kernel may touch, so all of them are safe to call.
+
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use axolotl_abi::{CpuInfo, Error, FaultRecord, MapInfo, ProcInfo, ProcOp, nr};
+
+use crate::Result;
+use crate::msg::Message;
+use crate::syscall::{syscall0, syscall1, syscall2, syscall3};
+
+/// Our pid, as the kernel passed it to `_start`.
+static PID: AtomicU32 = AtomicU32::new(0);
+
+/// Records the pid the kernel passed to `_start`.
+#[cfg_attr(not(target_os = "none"), allow(dead_code))]
+pub(crate) fn set_pid(pid: u32) {
+    PID.store(pid, Ordering::Relaxed);
+}
+
+/// The calling process's pid, as the kernel passed it at entry.
+pub fn pid() -> u32 {
+    PID.load(Ordering::Relaxed)
+}
+
+/// Turns a raw result into `Ok(value)` or the error it encodes. A negative value that is no code
+/// of this ABI (a kernel newer than this build) reads as [`Error::Invalid`].
+fn check(ret: i64) -> Result<u64> {
+    if ret >= 0 {
+        Ok(ret as u64)
+    } else {
+        Err(Error::from_code(ret).unwrap_or(Error::Invalid))
+    }
+}
+
+/// The address of `p` as a system-call argument.
+fn addr<T: ?Sized>(p: *const T) -> u64 {
+    p.cast::<u8>() as u64
+}
+
+/// A timeout argument: `None` is "forever" (`u64::MAX`).
+fn timeout_arg(timeout_ns: Option<u64>) -> u64 {
+    timeout_ns.unwrap_or(u64::MAX)
+}
+
+/// Writes one line to the kernel log; the kernel prefixes it with our name.
+pub fn log(line: &str) -> Result<()> {
+    log_bytes(line.as_bytes())
+}
+
+/// [`log`] for bytes that may not be UTF-8.
+pub fn log_bytes(line: &[u8]) -> Result<()> {
+    // Safety: the kernel only reads `line.len()` bytes from `line`, which we borrow.
+    check(unsafe { syscall2(nr::LOG, addr(line.as_ptr()), line.len() as u64) }).map(drop)
+}
+
+/// Ends the process with `code`.
+pub fn exit(code: i32) -> ! {
+    loop {
+        // Safety: EXIT takes no pointer. It does not return; should it ever, we ask again.
+        unsafe { syscall1(nr::EXIT, code as i64 as u64) };
+    }
+}
+
+/// Gives the CPU to another ready process on the same CPU, if there is one.
+pub fn yield_now() {
+    // Safety: YIELD takes no argument. It cannot fail.
+    unsafe { syscall0(nr::YIELD) };
+}
+
+/// Why [`wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitResult {
+    /// Someone called [`notify`] on us (possibly before the call).
+    Notified,
+    /// The timeout passed.
+    TimedOut,
+}
+
+/// Sleeps until notified or until `timeout_ns` nanoseconds passed (`None`: no timeout).
+pub fn wait(timeout_ns: Option<u64>) -> Result<WaitResult> {
+    // Safety: WAIT takes no pointer.
+    let r = check(unsafe { syscall1(nr::WAIT, timeout_arg(timeout_ns)) })?;
+    Ok(if r as i64 == axolotl_abi::WAIT_TIMEOUT {
+        WaitResult::TimedOut
+    } else {
+        WaitResult::Notified
+    })
+}
+
+/// Sleeps for at least `ns` nanoseconds, whatever notifications arrive meanwhile.
+pub fn sleep_ns(ns: u64) {
+    let deadline = time_ns().saturating_add(ns);
+    loop {
+        let now = time_ns();
+        if now >= deadline {
+            return;
+        }
+        if wait(Some(deadline - now)).is_err() {
+            yield_now();
+        }
+    }
+}
+
+/// Wakes `pid` from [`wait`], or makes its next `wait` return at once.
+pub fn notify(pid: u32) -> Result<()> {
+    // Safety: NOTIFY takes no pointer.
+    check(unsafe { syscall1(nr::NOTIFY, pid as u64) }).map(drop)
+}
+
+/// Nanoseconds since boot.
+pub fn time_ns() -> u64 {
+    // Safety: TIME takes no argument.
+    let t = unsafe { syscall0(nr::TIME) };
+    t.max(0) as u64
+}
+
+/// Maps the region or device `name` granted to us by the manifest. The mapping lasts as long as
+/// the process; [`MapInfo::addr`] is where it starts.
+pub fn map(name: &str) -> Result<MapInfo> {
+    let mut info = MapInfo::default();
+    // Safety: the kernel reads `name.len()` bytes of `name` and writes one `MapInfo` to `info`,
+    // both borrowed for the call; the pages it maps lie in the map area, outside anything Rust
+    // owns.
+    let va = check(unsafe {
+        syscall3(
+            nr::MAP,
+            addr(name.as_ptr()),
+            name.len() as u64,
+            addr(&mut info as *mut MapInfo),
+        )
+    })?;
+    info.addr = va;
+    Ok(info)
+}
+
+/// Bytes typed on the console, without blocking: `Ok(0)` when there are none. Needs the
+/// `console` grant.
+pub fn console_read(buf: &mut [u8]) -> Result<usize> {
+    // Safety: the kernel writes at most `buf.len()` bytes to `buf`, which we borrow mutably.
+    let n = check(unsafe { syscall2(nr::CONSOLE_READ, addr(buf.as_mut_ptr()), buf.len() as u64) })?;
+    Ok((n as usize).min(buf.len()))
+}
+
+/// Writes raw bytes to the console; returns how many were taken. Needs the `console` grant.
+pub fn console_write(bytes: &[u8]) -> Result<usize> {
+    // Safety: the kernel only reads `bytes.len()` bytes from `bytes`, which we borrow.
+    let n =
+        check(unsafe { syscall2(nr::CONSOLE_WRITE, addr(bytes.as_ptr()), bytes.len() as u64) })?;
+    Ok((n as usize).min(bytes.len()))
+}
+
+/// Writes all of `bytes` to the console (several calls if the kernel takes them in parts).
+pub fn console_write_all(mut bytes: &[u8]) -> Result<()> {
+    while !bytes.is_empty() {
+        match console_write(bytes)? {
+            0 => return Err(Error::Busy),
+            n => bytes = &bytes[n..],
+        }
+    }
+    Ok(())
+}
+
+/// The process in slot `slot`; [`Error::NotFound`] past the last slot. An empty slot gives a
+/// record with pid 0.
+pub fn proc_info(slot: u32) -> Result<ProcInfo> {
+    let mut info = ProcInfo::empty();
+    // Safety: the kernel writes one `ProcInfo` to `info`, which we borrow mutably.
+    check(unsafe { syscall2(nr::PROC_INFO, slot as u64, addr(&mut info as *mut ProcInfo)) })?;
+    Ok(info)
+}
+
+/// The counters of CPU `cpu`; [`Error::NotFound`] past the last CPU.
+pub fn cpu_info(cpu: u32) -> Result<CpuInfo> {
+    let mut info = CpuInfo::default();
+    // Safety: the kernel writes one `CpuInfo` to `info`, which we borrow mutably.
+    check(unsafe { syscall2(nr::CPU_INFO, cpu as u64, addr(&mut info as *mut CpuInfo)) })?;
+    Ok(info)
+}
+
+/// Our own process record.
+pub fn self_info() -> Result<ProcInfo> {
+    let mut info = ProcInfo::empty();
+    // Safety: the kernel writes one `ProcInfo` to `info`, which we borrow mutably.
+    check(unsafe { syscall1(nr::SELF_INFO, addr(&mut info as *mut ProcInfo)) })?;
+    Ok(info)
+}
+
+/// Powers the machine off; `code` 0 reports success to the test runner. Needs the `power`
+/// grant. Returns only when that failed: with the kernel's error, or [`Error::TimedOut`] when
+/// the call succeeded but the machine was still running a second later.
+pub fn poweroff(code: i32) -> Error {
+    // Safety: POWEROFF takes no pointer.
+    if let Err(e) = check(unsafe { syscall1(nr::POWEROFF, code as i64 as u64) }) {
+        return e;
+    }
+    sleep_ns(1_000_000_000);
+    Error::TimedOut
+}
+
+/// The pid of the live process called `name`.
+pub fn lookup(name: &str) -> Result<u32> {
+    // Safety: the kernel only reads `name.len()` bytes of `name`, which we borrow.
+    let pid = check(unsafe { syscall2(nr::LOOKUP, addr(name.as_ptr()), name.len() as u64) })?;
+    u32::try_from(pid).map_err(|_| Error::Invalid)
+}
+
+/// Kernel IPC: blocks until `pid` receives `msg`.
+pub fn ipc_send(pid: u32, msg: &Message) -> Result<()> {
+    // Safety: the kernel reads one message from `msg`, which we borrow.
+    check(unsafe { syscall2(nr::IPC_SEND, pid as u64, addr(msg as *const Message)) }).map(drop)
+}
+
+/// Kernel IPC: blocks until a message arrives (or `timeout_ns` passed: [`Error::TimedOut`]),
+/// stores it in `msg` and returns the sender's pid.
+pub fn ipc_recv(msg: &mut Message, timeout_ns: Option<u64>) -> Result<u32> {
+    // Safety: the kernel writes one message to `msg`, which we borrow mutably.
+    let pid = check(unsafe {
+        syscall2(
+            nr::IPC_RECV,
+            addr(msg as *mut Message),
+            timeout_arg(timeout_ns),
+        )
+    })?;
+    u32::try_from(pid).map_err(|_| Error::Invalid)
+}
+
+/// Kernel IPC: sends `msg` to `pid` and waits for its reply, which is stored in `reply`; one
+/// trap.
+pub fn ipc_call(pid: u32, msg: &Message, reply: &mut Message) -> Result<()> {
+    // Safety: the kernel reads one message from `msg` and writes one to `reply`; both are
+    // borrowed for the call and, being a shared and a mutable borrow, do not overlap.
+    check(unsafe {
+        syscall3(
+            nr::IPC_CALL,
+            pid as u64,
+            addr(msg as *const Message),
+            addr(reply as *mut Message),
+        )
+    })
+    .map(drop)
+}
+
+/// Kernel IPC: replies `reply` to `pid` (which is waiting in [`ipc_call`]), then waits for the
+/// next message, stores it in `msg` and returns its sender's pid; one trap.
+pub fn ipc_reply_recv(pid: u32, reply: &Message, msg: &mut Message) -> Result<u32> {
+    // Safety: the kernel reads one message from `reply` and writes one to `msg`; both are
+    // borrowed for the call and do not overlap.
+    let from = check(unsafe {
+        syscall3(
+            nr::IPC_REPLY_RECV,
+            pid as u64,
+            addr(reply as *const Message),
+            addr(msg as *mut Message),
+        )
+    })?;
+    u32::try_from(from).map_err(|_| Error::Invalid)
+}
+
+/// Privileged control of process `pid`. Needs the `control` grant.
+pub fn proc_ctl(pid: u32, op: ProcOp) -> Result<()> {
+    // Safety: PROC_CTL takes no pointer.
+    check(unsafe { syscall2(nr::PROC_CTL, pid as u64, op as u64) }).map(drop)
+}
+
+/// Waits for the next user fault record (or `timeout_ns`: [`Error::TimedOut`]). Needs the
+/// `control` grant.
+pub fn fault_record(timeout_ns: Option<u64>) -> Result<FaultRecord> {
+    let mut rec = FaultRecord::default();
+    // Safety: the kernel writes one `FaultRecord` to `rec`, which we borrow mutably.
+    check(unsafe {
+        syscall2(
+            nr::FAULT_RECORD,
+            addr(&mut rec as *mut FaultRecord),
+            timeout_arg(timeout_ns),
+        )
+    })?;
+    Ok(rec)
+}

@@ -1,0 +1,553 @@
+//! The commands, over a [`Sys`] trait so the host tests can run them against a fake kernel.
+//!
+//! Every command returns `Ok(())` or a [`Failure`]; [`run_command`] prints a failure as
+//! `CMD: REASON` and `[exit N]`. Statuses: 1 the command failed, 2 it was used wrongly, 127 no
+//! such command.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::{self, Write};
+
+use axolotl_abi::{CpuInfo, Error, ProcInfo};
+use ipcbench::{DEFAULT_ROUND_TRIPS, PING, Report, Request};
+use libsys::Message;
+
+use crate::parse;
+use crate::table;
+
+/// What the commands need from the kernel.
+pub trait Sys {
+    /// `PROC_INFO` of slot `slot`.
+    fn proc_info(&mut self, slot: u32) -> Result<ProcInfo, Error>;
+    /// `CPU_INFO` of CPU `cpu`.
+    fn cpu_info(&mut self, cpu: u32) -> Result<CpuInfo, Error>;
+    /// `LOOKUP` of a process name.
+    fn lookup(&mut self, name: &str) -> Result<u32, Error>;
+    /// `IPC_CALL`: sends `msg` to `pid`, stores its answer in `reply`.
+    fn ipc_call(&mut self, pid: u32, msg: &Message, reply: &mut Message) -> Result<(), Error>;
+    /// `TIME`: nanoseconds since boot.
+    fn time_ns(&mut self) -> u64;
+    /// `WAIT` with a timeout; may return early (a notification, console input).
+    fn wait(&mut self, timeout_ns: u64);
+    /// `POWEROFF`; returns only when it failed.
+    fn poweroff(&mut self, code: i32) -> Error;
+}
+
+/// Status of a command that failed.
+pub const STATUS_FAILED: i32 = 1;
+/// Status of a command used wrongly.
+pub const STATUS_USAGE: i32 = 2;
+/// Status of an unknown command.
+pub const STATUS_UNKNOWN: i32 = 127;
+
+/// Most process slots `ps` reads, in case a kernel never says `NotFound`.
+const MAX_SLOTS: u32 = 4096;
+/// Most CPUs `stat` reads.
+const MAX_CPUS: u32 = 1024;
+
+/// Why a command failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// The exit status, not 0.
+    pub status: i32,
+    /// One line saying why.
+    pub reason: String,
+}
+
+impl Failure {
+    /// A failure of the command itself (status 1).
+    pub fn failed(reason: impl Into<String>) -> Self {
+        Self {
+            status: STATUS_FAILED,
+            reason: reason.into(),
+        }
+    }
+
+    /// A wrong use (status 2).
+    pub fn usage(reason: impl Into<String>) -> Self {
+        Self {
+            status: STATUS_USAGE,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<fmt::Error> for Failure {
+    fn from(_: fmt::Error) -> Self {
+        Self::failed("could not write the output")
+    }
+}
+
+/// The outcome of one command.
+pub type Outcome = Result<(), Failure>;
+
+/// The commands `help` lists: usage and what it does.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("help", "list the commands"),
+    (
+        "ps",
+        "list processes: PID NAME CORE (* = has the CPU to itself) STATE RESTARTS",
+    ),
+    (
+        "stat",
+        "per-CPU counters: owner, system calls, interrupts, IPIs, ticks, switches",
+    ),
+    (
+        "ipcbench [N]",
+        "time N (default 100000) kernel-IPC round trips of ipc-ping with ipc-pong",
+    ),
+    ("sleep S", "wait S seconds (decimals allowed: sleep 0.5)"),
+    ("echo WORDS...", "print the words"),
+    ("poweroff", "turn the machine off"),
+];
+
+/// Runs every `;`-separated command of `line` in order; returns the status of the last one (0
+/// for an empty line).
+pub fn run_line(sys: &mut impl Sys, out: &mut impl Write, line: &str) -> i32 {
+    let mut status = 0;
+    for command in parse::commands(line) {
+        status = run_command(sys, out, command);
+    }
+    status
+}
+
+/// Runs one command and prints how it failed, if it did; returns its status.
+pub fn run_command(sys: &mut impl Sys, out: &mut impl Write, command: &str) -> i32 {
+    let words: Vec<&str> = parse::words(command).collect();
+    let Some((&name, args)) = words.split_first() else {
+        return 0;
+    };
+    let outcome = match name {
+        "help" => no_args(args).and_then(|()| help(out)),
+        "ps" => no_args(args).and_then(|()| ps(sys, out)),
+        "stat" => no_args(args).and_then(|()| stat(sys, out)),
+        "ipcbench" => ipcbench(sys, out, args),
+        "sleep" => sleep(sys, args),
+        "echo" => echo(out, args),
+        "poweroff" => {
+            no_args(args).and_then(|()| Err(Failure::failed(format!("{}", sys.poweroff(0)))))
+        }
+        _ => {
+            let _ = writeln!(out, "unknown command: {name} (try help)");
+            let _ = writeln!(out, "[exit {STATUS_UNKNOWN}]");
+            return STATUS_UNKNOWN;
+        }
+    };
+    match outcome {
+        Ok(()) => 0,
+        Err(f) => {
+            let _ = writeln!(out, "{name}: {}", f.reason);
+            let _ = writeln!(out, "[exit {}]", f.status);
+            f.status
+        }
+    }
+}
+
+fn no_args(args: &[&str]) -> Outcome {
+    match args.first() {
+        None => Ok(()),
+        Some(a) => Err(Failure::usage(format!("unexpected argument '{a}'"))),
+    }
+}
+
+fn help(out: &mut impl Write) -> Outcome {
+    let width = COMMANDS
+        .iter()
+        .map(|(usage, _)| usage.len())
+        .max()
+        .unwrap_or(0);
+    for (usage, what) in COMMANDS {
+        writeln!(out, "  {usage:<width$}  {what}")?;
+    }
+    // Never the literal status line here: the test runner scans the transcript for it.
+    writeln!(
+        out,
+        "Separate commands with ';'. A command that fails says why and prints its exit status."
+    )?;
+    Ok(())
+}
+
+fn ps(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
+    let mut procs = Vec::new();
+    for slot in 0..MAX_SLOTS {
+        match sys.proc_info(slot) {
+            Ok(p) => procs.push(p),
+            Err(Error::NotFound) => break,
+            Err(e) => return Err(Failure::failed(format!("process slot {slot}: {e}"))),
+        }
+    }
+    table::write_ps(out, &procs)?;
+    Ok(())
+}
+
+fn stat(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
+    let mut cpus = Vec::new();
+    for cpu in 0..MAX_CPUS {
+        match sys.cpu_info(cpu) {
+            Ok(c) => cpus.push(c),
+            Err(Error::NotFound) => break,
+            Err(e) => return Err(Failure::failed(format!("cpu {cpu}: {e}"))),
+        }
+    }
+    table::write_stat(out, &cpus)?;
+    Ok(())
+}
+
+fn ipcbench(sys: &mut impl Sys, out: &mut impl Write, args: &[&str]) -> Outcome {
+    let n = match args {
+        [] => DEFAULT_ROUND_TRIPS,
+        [count] => parse::parse_count(count)
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                Failure::usage(format!(
+                    "bad count '{count}' (expected a number of round trips > 0)"
+                ))
+            })?,
+        [_, extra, ..] => return Err(Failure::usage(format!("unexpected argument '{extra}'"))),
+    };
+    let ping = sys
+        .lookup(PING)
+        .map_err(|e| Failure::failed(format!("no process {PING}: {e}")))?;
+    let mut answer: Message = [0; axolotl_abi::IPC_MSG_LEN];
+    sys.ipc_call(ping, &Request { round_trips: n }.encode(), &mut answer)
+        .map_err(|e| Failure::failed(format!("call to {PING} failed: {e}")))?;
+    let report = Report::decode(&answer);
+    writeln!(out, "{report}")?;
+    if report.errors > 0 {
+        return Err(Failure::failed(format!("{} errors", report.errors)));
+    }
+    if report.round_trips != n {
+        return Err(Failure::failed(format!(
+            "{} of {n} round trips done",
+            report.round_trips
+        )));
+    }
+    Ok(())
+}
+
+fn sleep(sys: &mut impl Sys, args: &[&str]) -> Outcome {
+    let [seconds] = args else {
+        return Err(Failure::usage("usage: sleep SECONDS"));
+    };
+    let ns = parse::parse_seconds(seconds).ok_or_else(|| {
+        Failure::usage(format!(
+            "bad duration '{seconds}' (expected seconds, e.g. 0.5)"
+        ))
+    })?;
+    let deadline = sys.time_ns().saturating_add(ns);
+    loop {
+        let now = sys.time_ns();
+        if now >= deadline {
+            return Ok(());
+        }
+        sys.wait(deadline - now);
+    }
+}
+
+fn echo(out: &mut impl Write, args: &[&str]) -> Outcome {
+    for (i, word) in args.iter().enumerate() {
+        if i > 0 {
+            out.write_char(' ')?;
+        }
+        out.write_str(word)?;
+    }
+    out.write_char('\n')?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axolotl_abi::ProcState;
+    use ipcbench::{pong_reply, probe, reply_ok};
+    use libsys::msg::word;
+
+    /// A kernel in a box: a process table, CPUs, a clock that `wait` advances, and an ipc-ping
+    /// that answers from a script.
+    struct Fake {
+        procs: Vec<Result<ProcInfo, Error>>,
+        cpus: Vec<CpuInfo>,
+        now: u64,
+        waits: Vec<u64>,
+        ping: Option<u32>,
+        report: fn(u64) -> Report,
+        powered_off: Option<i32>,
+    }
+
+    impl Fake {
+        fn new() -> Self {
+            let mut shell = ProcInfo::empty();
+            shell.pid = 1;
+            shell.name[..5].copy_from_slice(b"shell");
+            shell.state = ProcState::Running as u8;
+            Self {
+                procs: vec![Ok(shell)],
+                cpus: vec![
+                    CpuInfo::default(),
+                    CpuInfo {
+                        apic_id: 1,
+                        dedicated: 1,
+                        ..CpuInfo::default()
+                    },
+                ],
+                now: 1_000,
+                waits: Vec::new(),
+                ping: Some(9),
+                report: |n| Report {
+                    round_trips: n,
+                    total_ns: n * 2_000,
+                    errors: 0,
+                },
+                powered_off: None,
+            }
+        }
+    }
+
+    impl Sys for Fake {
+        fn proc_info(&mut self, slot: u32) -> Result<ProcInfo, Error> {
+            self.procs
+                .get(slot as usize)
+                .copied()
+                .unwrap_or(Err(Error::NotFound))
+        }
+        fn cpu_info(&mut self, cpu: u32) -> Result<CpuInfo, Error> {
+            self.cpus.get(cpu as usize).copied().ok_or(Error::NotFound)
+        }
+        fn lookup(&mut self, name: &str) -> Result<u32, Error> {
+            match (name, self.ping) {
+                (PING, Some(pid)) => Ok(pid),
+                _ => Err(Error::NotFound),
+            }
+        }
+        fn ipc_call(&mut self, pid: u32, msg: &Message, reply: &mut Message) -> Result<(), Error> {
+            assert_eq!(Some(pid), self.ping);
+            *reply = (self.report)(word(msg, 0)).encode();
+            Ok(())
+        }
+        fn time_ns(&mut self) -> u64 {
+            self.now
+        }
+        fn wait(&mut self, timeout_ns: u64) {
+            self.waits.push(timeout_ns);
+            // Woken early by a notification now and then, as console input does.
+            self.now += if self.waits.len() % 2 == 1 {
+                timeout_ns / 3
+            } else {
+                timeout_ns
+            };
+        }
+        fn poweroff(&mut self, code: i32) -> Error {
+            self.powered_off = Some(code);
+            Error::Denied
+        }
+    }
+
+    fn run(sys: &mut Fake, line: &str) -> (i32, String) {
+        let mut out = String::new();
+        let status = run_line(sys, &mut out, line);
+        (status, out)
+    }
+
+    #[test]
+    fn unknown_commands_and_empty_lines() {
+        let mut k = Fake::new();
+        assert_eq!(
+            run(&mut k, "frobnicate now"),
+            (
+                127,
+                "unknown command: frobnicate (try help)\n[exit 127]\n".into()
+            )
+        );
+        assert_eq!(run(&mut k, ""), (0, String::new()));
+        assert_eq!(run(&mut k, " ; ;"), (0, String::new()));
+    }
+
+    #[test]
+    fn semicolons_run_in_order_and_failures_do_not_stop_the_line() {
+        let mut k = Fake::new();
+        let (status, out) = run(&mut k, "echo a  b; nope; echo c");
+        assert_eq!(
+            out,
+            "a b\nunknown command: nope (try help)\n[exit 127]\nc\n"
+        );
+        assert_eq!(status, 0, "the status of the last command");
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        let mut k = Fake::new();
+        let (status, out) = run(&mut k, "help");
+        assert_eq!(status, 0);
+        for cmd in [
+            "help",
+            "ps",
+            "stat",
+            "ipcbench [N]",
+            "sleep S",
+            "echo WORDS...",
+            "poweroff",
+        ] {
+            assert!(
+                out.lines().any(|l| l.trim_start().starts_with(cmd)),
+                "{cmd} missing from:\n{out}"
+            );
+        }
+        assert!(!out.contains("[exit"));
+    }
+
+    #[test]
+    fn ps_lists_processes_until_not_found() {
+        let mut k = Fake::new();
+        let mut hole = ProcInfo::empty();
+        hole.pid = 0;
+        k.procs.push(Ok(hole));
+        let mut ping = ProcInfo::empty();
+        ping.pid = 9;
+        ping.name[..8].copy_from_slice(b"ipc-ping");
+        ping.cpu = 1;
+        ping.dedicated = 1;
+        ping.state = ProcState::Blocked as u8;
+        ping.restarts = 2;
+        k.procs.push(Ok(ping));
+        let (status, out) = run(&mut k, "ps");
+        assert_eq!(status, 0);
+        assert_eq!(
+            out,
+            "PID  NAME      CORE  STATE    RESTARTS\n  1  shell     0     running         0\n  9  ipc-ping  1*    blocked         2\n"
+        );
+    }
+
+    #[test]
+    fn ps_reports_a_kernel_error() {
+        let mut k = Fake::new();
+        k.procs.push(Err(Error::BadAddress));
+        let (status, out) = run(&mut k, "ps");
+        assert_eq!(status, 1);
+        assert_eq!(out, "ps: process slot 1: bad address\n[exit 1]\n");
+        assert_eq!(
+            run(&mut k, "ps -a").1,
+            "ps: unexpected argument '-a'\n[exit 2]\n"
+        );
+    }
+
+    #[test]
+    fn stat_lists_cpus() {
+        let mut k = Fake::new();
+        let (status, out) = run(&mut k, "stat");
+        assert_eq!(status, 0);
+        let lines: Vec<_> = out.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[0].split_whitespace().collect::<Vec<_>>(),
+            table::STAT_HEADER
+        );
+        assert!(lines[1].contains("shared") && lines[2].contains("dedicated"));
+    }
+
+    #[test]
+    fn sleep_waits_until_the_time_passed() {
+        let mut k = Fake::new();
+        assert_eq!(run(&mut k, "sleep 0.5"), (0, String::new()));
+        assert!(k.now >= 1_000 + 500_000_000, "woke early: {}", k.now);
+        assert!(
+            k.waits.len() >= 2,
+            "an early wake-up is followed by another wait"
+        );
+        assert_eq!(k.waits[0], 500_000_000);
+        let before = k.now;
+        assert_eq!(run(&mut k, "sleep 0"), (0, String::new()));
+        assert_eq!(k.now, before);
+    }
+
+    #[test]
+    fn sleep_rejects_bad_durations() {
+        let mut k = Fake::new();
+        assert_eq!(
+            run(&mut k, "sleep"),
+            (2, "sleep: usage: sleep SECONDS\n[exit 2]\n".into())
+        );
+        assert_eq!(
+            run(&mut k, "sleep -1"),
+            (
+                2,
+                "sleep: bad duration '-1' (expected seconds, e.g. 0.5)\n[exit 2]\n".into()
+            )
+        );
+        assert_eq!(run(&mut k, "sleep 1 2").0, 2);
+        assert!(k.waits.is_empty());
+    }
+
+    #[test]
+    fn ipcbench_prints_the_summary() {
+        let mut k = Fake::new();
+        assert_eq!(
+            run(&mut k, "ipcbench"),
+            (
+                0,
+                "ipcbench: round_trips=100000 rtt_ns=2000 errors=0\n".into()
+            )
+        );
+        assert_eq!(
+            run(&mut k, "ipcbench 10"),
+            (0, "ipcbench: round_trips=10 rtt_ns=2000 errors=0\n".into())
+        );
+    }
+
+    #[test]
+    fn ipcbench_fails_on_errors_short_runs_and_missing_peers() {
+        let mut k = Fake::new();
+        k.report = |n| Report {
+            round_trips: n,
+            total_ns: n,
+            errors: 3,
+        };
+        assert_eq!(
+            run(&mut k, "ipcbench 5"),
+            (
+                1,
+                "ipcbench: round_trips=5 rtt_ns=1 errors=3\nipcbench: 3 errors\n[exit 1]\n".into()
+            )
+        );
+        k.report = |n| Report {
+            round_trips: n - 1,
+            total_ns: 10,
+            errors: 0,
+        };
+        assert_eq!(
+            run(&mut k, "ipcbench 5").1.lines().nth(1),
+            Some("ipcbench: 4 of 5 round trips done")
+        );
+        k.ping = None;
+        assert_eq!(
+            run(&mut k, "ipcbench"),
+            (
+                1,
+                "ipcbench: no process ipc-ping: not found\n[exit 1]\n".into()
+            )
+        );
+        for bad in ["ipcbench 0", "ipcbench x", "ipcbench 1 2"] {
+            assert_eq!(run(&mut k, bad).0, 2, "{bad}");
+        }
+    }
+
+    #[test]
+    fn poweroff_reports_a_refusal() {
+        let mut k = Fake::new();
+        assert_eq!(
+            run(&mut k, "poweroff"),
+            (
+                1,
+                "poweroff: not granted by the manifest\n[exit 1]\n".into()
+            )
+        );
+        assert_eq!(k.powered_off, Some(0));
+    }
+
+    #[test]
+    fn the_ping_pong_protocol_is_what_ipcbench_checks() {
+        // The shell and ipc-ping share `ipcbench`'s protocol; a quick end-to-end of its pieces.
+        let p = probe(41);
+        assert!(reply_ok(41, &pong_reply(&p)));
+    }
+}

@@ -1,0 +1,23 @@
+//! The Axolotl shell: reads lines on the serial console (prompt `axolotl> `), runs the commands
+//! of DESIGN.md §9 that exist so far, and reports every failure the same way, which the test
+//! runner relies on: one line `CMD: REASON`, then `[exit N]` with N non-zero. A success prints no
+//! status line.
+//!
+//! Everything but the main loop lives in this library, which is `no_std` + `alloc` and is tested
+//! on the host: line editing ([`line`]), splitting and number parsing ([`parse`]), the commands
+//! over a [`Sys`] trait that `main.rs` implements with system calls ([`commands`]), and the
+//! `ps`/`stat` tables ([`table`]).
+#![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod commands;
+pub mod line;
+pub mod parse;
+pub mod table;
+
+pub use commands::{Failure, Sys, run_line};
+pub use line::{Feed, LineEditor};
+
+/// The prompt.
+pub const PROMPT: &str = "axolotl> ";

@@ -1,0 +1,177 @@
+//! `testproc`: a program for the QEMU scenarios, whose behaviour is chosen by its argument string
+//! (words separated by spaces or commas, since the manifest's `args=` is one word):
+//!
+//! - `heartbeat`: logs `heartbeat N` every 200 ms, forever;
+//! - `fault-ptr`, `fault-ud2`, `fault-kwrite`: say what they are about to do, then take a genuine
+//!   CPU fault (a read of an unmapped user address, an invalid opcode, a write to the kernel half);
+//! - `map-denied`: checks that the regions `secret` and `nic0`, which the manifest does not grant
+//!   it, are refused;
+//! - `map-ok REGION`: maps REGION, writes a pattern over all of it and reads it back.
+//!
+//! Exit codes: 0 success, 1 a check failed, 2 bad arguments, 3 a fault that should have stopped
+//! the process did not.
+#![no_std]
+#![no_main]
+
+use libsys::{Error, MapInfo, log};
+
+libsys::entry!(main);
+
+/// An unmapped, canonical user address.
+const BAD_USER_ADDRESS: u64 = 0x0000_dead_beef_0000;
+/// An address in the kernel half: user mode may not write it, mapped or not.
+const KERNEL_ADDRESS: u64 = 0xFFFF_8000_0010_0000;
+/// Period of `heartbeat`.
+const HEARTBEAT_NS: u64 = 200_000_000;
+
+fn main(args: &str) -> i32 {
+    let mut words = args
+        .split(|c: char| c.is_ascii_whitespace() || c == ',' || c == ':')
+        .filter(|w| !w.is_empty());
+    let mode = words.next().unwrap_or("");
+    let operand = words.next();
+    match (mode, operand) {
+        ("heartbeat", None) => heartbeat(),
+        ("fault-ptr", None) => fault_ptr(),
+        ("fault-ud2", None) => fault_ud2(),
+        ("fault-kwrite", None) => fault_kwrite(),
+        ("map-denied", None) => map_denied(),
+        ("map-ok", Some(region)) if words.next().is_none() => map_ok(region),
+        _ => {
+            log!(
+                "testproc: bad arguments '{args}' (expected heartbeat, fault-ptr, fault-ud2, \
+                 fault-kwrite, map-denied or map-ok REGION)"
+            );
+            2
+        }
+    }
+}
+
+fn heartbeat() -> ! {
+    let mut next = libsys::time_ns();
+    let mut n = 0u64;
+    loop {
+        log!("heartbeat {n}");
+        n = n.wrapping_add(1);
+        next = next.saturating_add(HEARTBEAT_NS);
+        let now = libsys::time_ns();
+        if next > now {
+            libsys::sleep_ns(next - now);
+        } else {
+            next = now; // we fell behind (a long stop): do not try to catch up in a burst
+        }
+    }
+}
+
+/// Logs that a fault did not stop us and returns the exit code for it.
+fn survived(what: &str) -> i32 {
+    log!("testproc: FAILED: {what} did not fault");
+    3
+}
+
+fn fault_ptr() -> i32 {
+    log!("testproc: dereferencing a bad pointer");
+    // Safety: deliberately unsound, that is the test: nothing is mapped at this user address, so
+    // the read faults and the kernel stops the process before any value is produced.
+    let v = unsafe { core::ptr::read_volatile(BAD_USER_ADDRESS as *const u64) };
+    log!("testproc: read {v:#x}");
+    survived("reading an unmapped address")
+}
+
+fn fault_ud2() -> i32 {
+    log!("testproc: executing ud2");
+    // Safety: `ud2` raises an invalid-opcode exception and touches no memory or register; the
+    // kernel stops the process there.
+    unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+    survived("ud2")
+}
+
+fn fault_kwrite() -> i32 {
+    log!("testproc: writing to kernel memory at {KERNEL_ADDRESS:#x}");
+    // Safety: deliberately unsound, that is the test: the kernel half is not user-accessible, so
+    // the write faults and nothing is written.
+    unsafe { core::ptr::write_volatile(KERNEL_ADDRESS as *mut u64, 0xdead) };
+    survived("writing to the kernel half")
+}
+
+/// True when `r` is a refusal of a region the manifest does not grant us.
+fn refused(r: &Result<MapInfo, Error>) -> bool {
+    matches!(r, Err(Error::Denied | Error::NotFound))
+}
+
+/// How `map` answered, for the log.
+struct Outcome(Result<MapInfo, Error>);
+
+impl core::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match &self.0 {
+            Ok(info) => write!(f, "MAPPED at {:#x}, {} bytes", info.addr, info.len),
+            Err(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+fn map_denied() -> i32 {
+    let secret = libsys::map("secret");
+    let nic = libsys::map("nic0");
+    if refused(&secret) && refused(&nic) {
+        log!(
+            "map-denied: refused secret ({}) and nic0 ({})",
+            Outcome(secret),
+            Outcome(nic)
+        );
+        0
+    } else {
+        log!(
+            "map-denied: FAILED secret: {}; nic0: {}",
+            Outcome(secret),
+            Outcome(nic)
+        );
+        1
+    }
+}
+
+/// The word written at byte offset `offset` of the region.
+fn pattern(offset: u64) -> u64 {
+    offset.rotate_left(17) ^ 0xA5A5_5A5A_0F0F_F0F0
+}
+
+fn map_ok(region: &str) -> i32 {
+    let info = match libsys::map(region) {
+        Ok(info) => info,
+        Err(e) => {
+            log!("map-ok: FAILED to map {region}: {e}");
+            return 1;
+        }
+    };
+    if info.kind != 0 {
+        // Device registers: writing patterns over them could make the device do anything.
+        log!(
+            "map-ok: {region} len={} phys={:#x} is a device; not written, ok",
+            info.len,
+            info.phys
+        );
+        return 0;
+    }
+    let base = info.addr as *mut u64;
+    let words = (info.len / 8) as usize;
+    for i in 0..words {
+        // Safety: the kernel mapped `info.len` bytes at `info.addr` for us, writable, page aligned
+        // and outside anything Rust owns; `i < len / 8` keeps the access inside.
+        unsafe { base.add(i).write_volatile(pattern(i as u64 * 8)) };
+    }
+    for i in 0..words {
+        // Safety: as above.
+        let got = unsafe { base.add(i).read_volatile() };
+        if got != pattern(i as u64 * 8) {
+            log!(
+                "map-ok: FAILED {region}: offset {:#x} reads {got:#x}, wrote {:#x}",
+                i * 8,
+                pattern(i as u64 * 8)
+            );
+            return 1;
+        }
+    }
+    log!("map-ok: {region} len={} phys={:#x} ok", info.len, info.phys);
+    0
+}
