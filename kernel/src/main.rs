@@ -10,6 +10,7 @@ extern crate alloc;
 mod acpi;
 mod apic;
 mod console;
+mod devices;
 mod exit;
 mod gdt;
 mod heap;
@@ -17,6 +18,7 @@ mod ipc;
 mod klog;
 mod ktest;
 mod memory;
+mod pci;
 mod percpu;
 mod pic;
 mod process;
@@ -83,6 +85,8 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     x86_64::instructions::interrupts::enable();
     log::info!("cpu0 online (APIC id {}, bootstrap processor)", apic::id());
     smp::start_aps(&acpi);
+    pci::init(&acpi);
+    devices::init(&acpi);
 
     let boot_ms = time::tsc_to_ns(time::rdtsc().wrapping_sub(entry_tsc)) / 1_000_000;
     log::info!(

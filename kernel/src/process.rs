@@ -300,11 +300,15 @@ pub fn start_all(ramdisk: Option<Ramdisk<'static>>) {
                     (pages * 4096) as usize,
                 )
             };
-            Region {
-                name: r.name,
-                phys: phys.as_u64(),
-                pages,
+            if let Some(slots) = r.slots {
+                let ptr = memory::phys_to_virt(phys.as_u64()).as_mut_ptr::<u8>();
+                // Safety: the region was just allocated, zeroed, and is mapped at the physical
+                // offset; no process has it yet.
+                if let Err(e) = unsafe { libchan::init(ptr, (pages * 4096) as usize, slots) } {
+                    panic!("region {}: cannot hold a {slots}-slot channel: {e}", r.name);
+                }
             }
+            Region { name: r.name, phys: phys.as_u64(), pages }
         })
         .collect();
     REGIONS.call_once(|| regions);
@@ -463,6 +467,11 @@ pub fn spawn(slot: usize, restarts: u32) -> Result<Arc<Process>, &'static str> {
         args.len() as u64,
     );
     TABLE.lock()[slot] = Some(p.clone());
+    for grant in e.grants() {
+        if let Some(dev) = crate::devices::by_name(grant) {
+            crate::devices::bind_interrupt(dev, pid, cpu);
+        }
+    }
     log::info!(
         "started {} (pid {pid}) on cpu{cpu}{}",
         e.name,
@@ -545,6 +554,9 @@ pub fn map_syscall(
         );
         return Err(Error::Denied);
     }
+    if let Some(dev) = crate::devices::by_name(&name) {
+        return map_device(me, dev, info_ptr);
+    }
     let regions = REGIONS.get().ok_or(Error::NotFound)?;
     let (idx, region) = regions
         .iter()
@@ -576,6 +588,45 @@ pub fn map_syscall(
     drop(guard);
     crate::user::write_struct(info_ptr, &info)?;
     Ok(va)
+}
+
+/// Maps the first memory BAR of a granted device, uncached, into the caller.
+fn map_device(me: &Process, dev: &crate::devices::Device, info_ptr: u64) -> Result<u64, Error> {
+    let bar = dev.pci.bars.iter().find(|b| !b.io && b.size > 0).ok_or(Error::NotFound)?;
+    let index = dev.vector as u64; // distinct per device
+    let va = layout::MAP_BASE + 0x40_0000_0000 + index * 0x1000_0000;
+    let pages = bar.size.div_ceil(4096);
+    let mut guard = me.space.lock();
+    let space = guard.as_mut().ok_or(Error::Gone)?;
+    if space.translate(va).is_some() {
+        return Err(Error::Busy);
+    }
+    let flags = PageTableFlags::PRESENT
+        | PageTableFlags::WRITABLE
+        | PageTableFlags::NO_CACHE
+        | PageTableFlags::WRITE_THROUGH
+        | PageTableFlags::NO_EXECUTE;
+    for i in 0..pages {
+        let frame = PhysFrame::containing_address(PhysAddr::new(bar.addr + i * 4096));
+        space.map(va + i * 4096, frame, flags).map_err(|_| Error::NoMemory)?;
+    }
+    drop(guard);
+    crate::pci::enable_bus_master(&dev.pci);
+    log::info!("mapped {} registers ({} KiB at {:#x}) into {} (pid {})", dev.name, bar.size / 1024, bar.addr, me.name, me.pid);
+    let info = axolotl_abi::MapInfo { addr: va, len: pages * 4096, phys: bar.addr, kind: 1 };
+    crate::user::write_struct(info_ptr, &info)?;
+    Ok(va)
+}
+
+pub fn irq_ack_syscall(me: &Process, name_ptr: u64, name_len: u64) -> Result<u64, Error> {
+    let name = crate::user::read_str(name_ptr, name_len)?;
+    if !has_grant(me, &name) {
+        log_denied(me, "irq_ack", &name);
+        return Err(Error::Denied);
+    }
+    let dev = crate::devices::by_name(&name).ok_or(Error::NotFound)?;
+    crate::devices::ack(dev);
+    Ok(0)
 }
 
 /// Records a user fault for the reincarnation server and logs it.

@@ -33,6 +33,11 @@ static SCHED: [Mutex<CpuSched>; MAX_CPUS] = [const {
 }; MAX_CPUS];
 static IDLE_RSP: [AtomicU64; MAX_CPUS] = [const { AtomicU64::new(0) }; MAX_CPUS];
 static DEDICATED: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Set when something was queued for the CPU; its idle loop polls this before halting.
+static WORK: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// How long a dedicated CPU polls for work before it halts: a peer's reply usually comes
+/// sooner, and a halted CPU costs an IPI and a wake-up (under emulation, a host thread wake-up).
+const IDLE_POLL_NS: u64 = 50_000;
 
 core::arch::global_asm!(
     r#"
@@ -133,6 +138,7 @@ extern "C" fn axolotl_first_run_rust() {
 pub fn enqueue(p: Arc<Process>) {
     let cpu = p.cpu as usize;
     SCHED[cpu].lock().queue.push_back(p);
+    WORK[cpu].store(true, Ordering::Release);
     kick(cpu);
 }
 
@@ -232,11 +238,26 @@ fn reap() {
 
 /// The loop each CPU runs when it has nothing else: run what is queued, else halt.
 pub fn idle_loop() -> ! {
+    let cpu = this_cpu();
     loop {
         x86_64::instructions::interrupts::disable();
-        let has_work = !SCHED[this_cpu()].lock().queue.is_empty();
+        WORK[cpu].store(false, Ordering::Release);
+        let has_work = !SCHED[cpu].lock().queue.is_empty();
         if has_work {
             schedule();
+            continue;
+        }
+        if is_dedicated(cpu) {
+            x86_64::instructions::interrupts::enable();
+            let start = crate::time::rdtsc();
+            let limit = crate::time::ns_to_tsc(IDLE_POLL_NS);
+            while !WORK[cpu].load(Ordering::Acquire) && crate::time::rdtsc().wrapping_sub(start) < limit {
+                core::hint::spin_loop();
+            }
+            x86_64::instructions::interrupts::disable();
+            if WORK[cpu].load(Ordering::Acquire) {
+                continue;
+            }
         }
         x86_64::instructions::interrupts::enable_and_hlt();
     }

@@ -136,6 +136,8 @@ extern "C" fn axolotl_syscall_dispatch(frame: &mut SyscallFrame) {
         nr::PROC_CTL => crate::process::proc_ctl(&me, a0 as u32, a1),
         nr::FAULT_RECORD => crate::process::fault_record_syscall(&me, a0, a1),
         nr::SELF_INFO => crate::process::self_info_syscall(&me, a0),
+        nr::IRQ_ACK => crate::process::irq_ack_syscall(&me, a0, a1),
+        nr::PCI_INFO => pci_info(a0, a1),
         _ => Err(Error::NoSys),
     };
     frame.rax = ret(r);
@@ -155,6 +157,32 @@ fn cpu_info(index: u64, out: u64) -> Result<u64, Error> {
         ticks: c.ticks.load(Ordering::Relaxed),
         switches: c.switches.load(Ordering::Relaxed),
     };
+    crate::user::write_struct(out, &info)?;
+    Ok(0)
+}
+
+fn pci_info(index: u64, out: u64) -> Result<u64, Error> {
+    let d = crate::pci::devices().get(index as usize).ok_or(Error::NotFound)?;
+    let mut info = axolotl_abi::PciInfo {
+        bus: d.bus,
+        dev: d.dev,
+        func: d.func,
+        irq_pin: d.irq_pin,
+        vendor: d.vendor,
+        device: d.device,
+        class: d.class,
+        subclass: d.subclass,
+        prog_if: d.prog_if,
+        msi: d.msi.is_some() as u8,
+        _pad: 0,
+        bar0: d.bars[0].addr,
+        bar0_size: d.bars[0].size,
+        name: [0; axolotl_abi::NAME_LEN],
+    };
+    if let Some(dev) = crate::devices::for_pci(d) {
+        let n = dev.name.len().min(axolotl_abi::NAME_LEN);
+        info.name[..n].copy_from_slice(&dev.name.as_bytes()[..n]);
+    }
     crate::user::write_struct(out, &info)?;
     Ok(0)
 }

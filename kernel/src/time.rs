@@ -29,6 +29,11 @@ pub fn tsc_to_ns(ticks: u64) -> u64 {
     (ticks as u128 * 1_000_000_000 / hz as u128) as u64
 }
 
+/// TSC ticks in `ns` nanoseconds.
+pub fn ns_to_tsc(ns: u64) -> u64 {
+    (ns as u128 * tsc_hz() as u128 / 1_000_000_000) as u64
+}
+
 /// Nanoseconds since the TSC started counting.
 pub fn now_ns() -> u64 {
     tsc_to_ns(rdtsc())

@@ -62,8 +62,8 @@ const fn has_error_code(v: usize) -> bool {
 }
 
 /// Vectors that get a stub: the 32 exceptions and the few the kernel uses.
-const STUB_VECTORS: [u8; 36] = {
-    let mut v = [0u8; 36];
+const STUB_VECTORS: [u8; 44] = {
+    let mut v = [0u8; 44];
     let mut i = 0;
     while i < 32 {
         v[i] = i as u8;
@@ -71,8 +71,13 @@ const STUB_VECTORS: [u8; 36] = {
     }
     v[32] = TIMER_VECTOR;
     v[33] = RESCHED_VECTOR;
-    v[34] = STOP_VECTOR;
-    v[35] = SPURIOUS_VECTOR;
+    let mut d = 0;
+    while d < 8 {
+        v[34 + d] = 0x30 + d as u8;
+        d += 1;
+    }
+    v[42] = STOP_VECTOR;
+    v[43] = SPURIOUS_VECTOR;
     v
 };
 
@@ -122,6 +127,14 @@ TRAPSTUB 30, 1
 TRAPSTUB 31, 0
 TRAPSTUB 32, 0
 TRAPSTUB 33, 0
+TRAPSTUB 48, 0
+TRAPSTUB 49, 0
+TRAPSTUB 50, 0
+TRAPSTUB 51, 0
+TRAPSTUB 52, 0
+TRAPSTUB 53, 0
+TRAPSTUB 54, 0
+TRAPSTUB 55, 0
 TRAPSTUB 240, 0
 TRAPSTUB 255, 0
 
@@ -210,11 +223,19 @@ unsafe extern "C" {
     fn axolotl_trap_stub_31();
     fn axolotl_trap_stub_32();
     fn axolotl_trap_stub_33();
+    fn axolotl_trap_stub_48();
+    fn axolotl_trap_stub_49();
+    fn axolotl_trap_stub_50();
+    fn axolotl_trap_stub_51();
+    fn axolotl_trap_stub_52();
+    fn axolotl_trap_stub_53();
+    fn axolotl_trap_stub_54();
+    fn axolotl_trap_stub_55();
     fn axolotl_trap_stub_240();
     fn axolotl_trap_stub_255();
 }
 
-const STUBS: [unsafe extern "C" fn(); 36] = [
+const STUBS: [unsafe extern "C" fn(); 44] = [
     axolotl_trap_stub_0,
     axolotl_trap_stub_1,
     axolotl_trap_stub_2,
@@ -249,6 +270,14 @@ const STUBS: [unsafe extern "C" fn(); 36] = [
     axolotl_trap_stub_31,
     axolotl_trap_stub_32,
     axolotl_trap_stub_33,
+    axolotl_trap_stub_48,
+    axolotl_trap_stub_49,
+    axolotl_trap_stub_50,
+    axolotl_trap_stub_51,
+    axolotl_trap_stub_52,
+    axolotl_trap_stub_53,
+    axolotl_trap_stub_54,
+    axolotl_trap_stub_55,
     axolotl_trap_stub_240,
     axolotl_trap_stub_255,
 ];
@@ -365,6 +394,10 @@ extern "C" fn axolotl_trap_dispatch(frame: &mut TrapFrame) {
             crate::apic::eoi();
         }
         x if x == STOP_VECTOR as u64 => halt_forever(),
+        x if crate::devices::vectors().contains(&(x as u8)) => {
+            crate::percpu::current().counters.interrupts.fetch_add(1, Ordering::Relaxed);
+            crate::devices::interrupt(x as u8);
+        }
         _ => {
             // Spurious: no EOI.
             crate::percpu::current()

@@ -60,6 +60,12 @@ pub mod nr {
     pub const FAULT_RECORD: u64 = 18;
     /// `self_info(info_ptr)`: the caller's own [`super::ProcInfo`].
     pub const SELF_INFO: u64 = 19;
+    /// `irq_ack(name_ptr, name_len)`: re-arms the interrupt of the granted device `name` after the
+    /// caller handled its cause.
+    pub const IRQ_ACK: u64 = 20;
+    /// `pci_info(index, info_ptr)`: fills a [`super::PciInfo`]; [`super::Error::NotFound`] past
+    /// the last PCI function.
+    pub const PCI_INFO: u64 = 21;
 }
 
 /// `wait` returned because of a notification.
@@ -265,6 +271,32 @@ pub struct CpuInfo {
     pub switches: u64,
 }
 const _: () = assert!(core::mem::size_of::<CpuInfo>() == 48);
+
+/// One PCI function, for `lspci`.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct PciInfo {
+    /// Bus, device and function numbers.
+    pub bus: u8,
+    pub dev: u8,
+    pub func: u8,
+    /// Interrupt pin (1 = INTA .. 4 = INTD, 0 = none).
+    pub irq_pin: u8,
+    pub vendor: u16,
+    pub device: u16,
+    pub class: u8,
+    pub subclass: u8,
+    pub prog_if: u8,
+    /// 1 when the function has an MSI capability.
+    pub msi: u8,
+    pub _pad: u32,
+    /// First memory BAR: physical address and size.
+    pub bar0: u64,
+    pub bar0_size: u64,
+    /// Device name the kernel gave it (`nic0`...), NUL padded, or empty.
+    pub name: [u8; NAME_LEN],
+}
+const _: () = assert!(core::mem::size_of::<PciInfo>() == 48);
 
 /// A CPU fault that stopped a user process.
 #[derive(Debug, Clone, Copy, Default)]

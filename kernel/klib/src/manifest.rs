@@ -3,8 +3,10 @@
 //!
 //! ```text
 //! process NAME binary=BIN placement=dedicated|shared grants=a,b regions=r1,r2 ipc=p1,p2 args=WORD restart=MAX/WINDOW_MS/BACKOFF_MS start=0|1
-//! region NAME pages=N
+//! region NAME pages=N [slots=S]
 //! ```
+//! A region with `slots` is a channel: the kernel writes the channel header (libchan) for S
+//! 64-byte slots before mapping it, so both ends find a valid, empty ring.
 //! Empty lists are written as `grants=` etc. Lines starting with `#` and blank lines are skipped.
 //! The kernel grants exactly what this table says, so the parser is strict: any unknown word is
 //! an error naming the line.
@@ -85,6 +87,8 @@ impl<'a> ProcessEntry<'a> {
 pub struct RegionEntry<'a> {
     pub name: &'a str,
     pub pages: u32,
+    /// Slots of the channel ring this region holds, if it is a channel.
+    pub slots: Option<u32>,
 }
 
 /// Why the table was refused.
@@ -246,8 +250,16 @@ impl<'a> Manifest<'a> {
                         return Err(ManifestError::Duplicate { line, name });
                     }
                     let mut pages = None;
+                    let mut slots = None;
                     for word in words {
                         match word.split_once('=') {
+                            Some(("slots", v)) => {
+                                slots = Some(
+                                    num(v)
+                                        .filter(|&n| n.is_power_of_two() && n <= 1 << 20)
+                                        .ok_or(ManifestError::BadValue { line, key: "slots" })?,
+                                )
+                            }
                             Some(("pages", v)) => {
                                 pages = Some(
                                     num(v)
@@ -259,7 +271,7 @@ impl<'a> Manifest<'a> {
                         }
                     }
                     let pages = pages.ok_or(ManifestError::Missing { line, key: "pages" })?;
-                    m.regions[nr] = Some(RegionEntry { name, pages });
+                    m.regions[nr] = Some(RegionEntry { name, pages, slots });
                     nr += 1;
                 }
                 word => return Err(ManifestError::UnknownItem { line, word }),
@@ -298,6 +310,7 @@ process ping binary=testproc placement=dedicated grants= regions=pp ipc=pong arg
 process pong binary=testproc placement=dedicated grants= regions=pp ipc=ping args=ipc-pong restart=0/0/0 start=0
 
 region pp pages=4
+region ch pages=5 slots=256
 ";
 
     #[test]
@@ -325,6 +338,8 @@ region pp pages=4
         assert_eq!(ping.args, "ipc-ping");
         assert!(!m.process("pong").unwrap().start);
         assert_eq!(m.region("pp").unwrap().pages, 4);
+        assert_eq!(m.region("pp").unwrap().slots, None);
+        assert_eq!(m.region("ch").unwrap().slots, Some(256));
         assert!(m.region("nope").is_none());
     }
 
@@ -397,6 +412,10 @@ region pp pages=4
                 line: 1,
                 key: "pages"
             }
+        );
+        assert_eq!(
+            bad("region r pages=2 slots=100"),
+            ManifestError::BadValue { line: 1, key: "slots" }
         );
         assert_eq!(
             bad("region r pages=99999999999"),

@@ -1,7 +1,5 @@
-//! The kernel-IPC baseline of DESIGN.md §8: `ipc-pong` answers every message with its first word
-//! plus one; `ipc-ping`, asked by the shell's `ipcbench` command, times N round trips to it. This
-//! library is their shared protocol, host-tested; `main.rs` is the program (`args` = `ping` or
-//! `pong`).
+//! The protocol of the shell's `ipcbench` command: it asks `bench-a` (the `chanbench` program,
+//! which also serves `chanbench`) to time N kernel-IPC round trips with `bench-b`. Host-tested.
 //!
 //! Shell → ipc-ping ([`Request`]): word 0 = round trips to run.
 //! ipc-ping → shell ([`Report`]): word 0 = round trips done, word 1 = their total nanoseconds,
@@ -15,9 +13,9 @@ use libsys::Message;
 use libsys::msg::{from_words, set_word, word};
 
 /// Process name of the timing side.
-pub const PING: &str = "ipc-ping";
+pub const PING: &str = "bench-a";
 /// Process name of the echoing side.
-pub const PONG: &str = "ipc-pong";
+pub const PONG: &str = "bench-b";
 /// Round trips the shell asks for by default.
 pub const DEFAULT_ROUND_TRIPS: u64 = 100_000;
 

@@ -24,6 +24,7 @@
 
 extern crate alloc;
 
+pub mod chan;
 pub mod io;
 pub mod msg;
 #[cfg(target_os = "none")]

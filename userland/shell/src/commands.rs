@@ -95,7 +95,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "ipcbench [N]",
-        "time N (default 100000) kernel-IPC round trips of ipc-ping with ipc-pong",
+        "time N (default 100000) kernel-IPC round trips of bench-a with bench-b",
+    ),
+    (
+        "chanbench [N]",
+        "channels vs kernel IPC between bench-a and bench-b: N (default 200000) messages",
     ),
     ("sleep S", "wait S seconds (decimals allowed: sleep 0.5)"),
     ("echo WORDS...", "print the words"),
@@ -123,6 +127,7 @@ pub fn run_command(sys: &mut impl Sys, out: &mut impl Write, command: &str) -> i
         "ps" => no_args(args).and_then(|()| ps(sys, out)),
         "stat" => no_args(args).and_then(|()| stat(sys, out)),
         "ipcbench" => ipcbench(sys, out, args),
+        "chanbench" => chanbench(sys, out, args),
         "sleep" => sleep(sys, args),
         "echo" => echo(out, args),
         "poweroff" => {
@@ -222,6 +227,73 @@ fn ipcbench(sys: &mut impl Sys, out: &mut impl Write, args: &[&str]) -> Outcome 
             "{} of {n} round trips done",
             report.round_trips
         )));
+    }
+    Ok(())
+}
+
+/// Messages of the pipelined channel phase when `chanbench` gets no N.
+pub const CHANBENCH_DEFAULT: u64 = 200_000;
+
+fn chanbench(sys: &mut impl Sys, out: &mut impl Write, args: &[&str]) -> Outcome {
+    use chanbench::{BENCH_A, FULL_RUN, Plan, Report};
+    let n = match args {
+        [] => CHANBENCH_DEFAULT,
+        [count] => parse::parse_count(count).filter(|&n| n >= 1000).ok_or_else(|| {
+            Failure::usage(format!("bad count '{count}' (expected a number of messages >= 1000)"))
+        })?,
+        [_, extra, ..] => return Err(Failure::usage(format!("unexpected argument '{extra}'"))),
+    };
+    let a = sys
+        .lookup(BENCH_A)
+        .map_err(|e| Failure::failed(format!("no process {BENCH_A}: {e}")))?;
+    let mut answer: Message = [0; axolotl_abi::IPC_MSG_LEN];
+    sys.ipc_call(a, &chanbench::words(&[n, FULL_RUN]), &mut answer)
+        .map_err(|e| Failure::failed(format!("call to {BENCH_A} failed: {e}")))?;
+    let r = Report::decode(&answer);
+    let plan = Plan::for_n(n);
+    let per_msg = |calls: u64, msgs: u64| if msgs == 0 { 0.0 } else { calls as f64 / msgs as f64 };
+    writeln!(
+        out,
+        "chanbench: bench-a -> bench-b on two dedicated CPUs; channel {} msgs pipelined, {} round trips; kernel IPC {} msgs, {} round trips",
+        plan.chan_msgs, plan.chan_round_trips, plan.kernel_msgs, plan.kernel_round_trips
+    )?;
+    writeln!(out, "transport      msgs/s    rtt_ns  syscalls/msg")?;
+    writeln!(
+        out,
+        "channel   {:>10}  {:>8}  {:>12.5}",
+        r.chan_msgs_per_s,
+        r.chan_rtt_ns,
+        per_msg(r.chan_syscalls, plan.chan_msgs)
+    )?;
+    writeln!(
+        out,
+        "kernel    {:>10}  {:>8}  {:>12.5}",
+        r.kernel_msgs_per_s,
+        r.kernel_rtt_ns,
+        per_msg(r.kernel_syscalls, plan.kernel_msgs)
+    )?;
+    writeln!(
+        out,
+        "ratio     {:>9.1}x  {:>7.1}x",
+        r.throughput_ratio(),
+        r.rtt_ratio()
+    )?;
+    writeln!(
+        out,
+        "chanbench: chan_msgs_per_s={} kernel_msgs_per_s={} throughput_ratio={:.1} chan_rtt_ns={} kernel_rtt_ns={} rtt_ratio={:.1} chan_syscalls_per_1k={:.3}",
+        r.chan_msgs_per_s,
+        r.kernel_msgs_per_s,
+        r.throughput_ratio(),
+        r.chan_rtt_ns,
+        r.kernel_rtt_ns,
+        r.rtt_ratio(),
+        r.chan_syscalls_per_1k()
+    )?;
+    if r.errors > 0 {
+        return Err(Failure::failed(format!("{} messages arrived wrong or not at all", r.errors)));
+    }
+    if r.chan_msgs_per_s == 0 || r.kernel_msgs_per_s == 0 {
+        return Err(Failure::failed("a phase did not run (see the kernel log)"));
     }
     Ok(())
 }
@@ -404,7 +476,7 @@ mod tests {
         k.procs.push(Ok(hole));
         let mut ping = ProcInfo::empty();
         ping.pid = 9;
-        ping.name[..8].copy_from_slice(b"ipc-ping");
+        ping.name[..7].copy_from_slice(b"bench-a");
         ping.cpu = 1;
         ping.dedicated = 1;
         ping.state = ProcState::Blocked as u8;
@@ -414,7 +486,7 @@ mod tests {
         assert_eq!(status, 0);
         assert_eq!(
             out,
-            "PID  NAME      CORE  STATE    RESTARTS\n  1  shell     0     running         0\n  9  ipc-ping  1*    blocked         2\n"
+            "PID  NAME     CORE  STATE    RESTARTS\n  1  shell    0     running         0\n  9  bench-a  1*    blocked         2\n"
         );
     }
 
@@ -523,7 +595,7 @@ mod tests {
             run(&mut k, "ipcbench"),
             (
                 1,
-                "ipcbench: no process ipc-ping: not found\n[exit 1]\n".into()
+                "ipcbench: no process bench-a: not found\n[exit 1]\n".into()
             )
         );
         for bad in ["ipcbench 0", "ipcbench x", "ipcbench 1 2"] {
