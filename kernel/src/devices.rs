@@ -70,7 +70,14 @@ impl IoApic {
     fn set_mask(&self, gsi: u32, masked: bool) {
         let reg = 0x10 + 2 * (gsi - self.gsi_base);
         let v = self.read(reg);
-        self.write(reg, if masked { v | (1 << 16) } else { v & !(1 << 16) });
+        self.write(
+            reg,
+            if masked {
+                v | (1 << 16)
+            } else {
+                v & !(1 << 16)
+            },
+        );
     }
 }
 
@@ -82,7 +89,9 @@ fn intx_gsi(d: &PciDevice, acpi: &acpi_tables::AcpiInfo) -> Option<u32> {
         return None;
     }
     let pin = (d.irq_pin - 1) as u32;
-    let q35 = pci::devices().iter().any(|h| h.bus == 0 && h.dev == 0 && h.vendor == 0x8086 && h.device == 0x29C0);
+    let q35 = pci::devices()
+        .iter()
+        .any(|h| h.bus == 0 && h.dev == 0 && h.vendor == 0x8086 && h.device == 0x29C0);
     if q35 && d.bus == 0 {
         let slot = d.dev as u32;
         return Some(match slot {
@@ -96,20 +105,34 @@ fn intx_gsi(d: &PciDevice, acpi: &acpi_tables::AcpiInfo) -> Option<u32> {
         return None;
     }
     let irq = d.irq_line;
-    Some(acpi.overrides.iter().find(|o| o.source == irq).map_or(irq as u32, |o| o.gsi))
+    Some(
+        acpi.overrides
+            .iter()
+            .find(|o| o.source == irq)
+            .map_or(irq as u32, |o| o.gsi),
+    )
 }
 
 pub fn init(acpi: &acpi_tables::AcpiInfo) {
     if let Some(io) = acpi.io_apics.first()
         && let Ok(va) = crate::memory::map_mmio(io.address as u64, 0x20)
     {
-        let mut a = IoApic { base: va.as_u64(), gsi_base: io.gsi_base, pins: 0 };
+        let mut a = IoApic {
+            base: va.as_u64(),
+            gsi_base: io.gsi_base,
+            pins: 0,
+        };
         a.pins = ((a.read(1) >> 16) & 0xFF) + 1;
         // Everything starts masked.
         for p in 0..a.pins {
             a.write(0x10 + 2 * p, 1 << 16);
         }
-        log::debug!("I/O APIC at {:#x}: {} inputs from GSI {}", io.address, a.pins, io.gsi_base);
+        log::debug!(
+            "I/O APIC at {:#x}: {} inputs from GSI {}",
+            io.address,
+            a.pins,
+            io.gsi_base
+        );
         *IOAPIC.lock() = Some(a);
     }
     let mut list = Vec::new();
@@ -117,11 +140,18 @@ pub fn init(acpi: &acpi_tables::AcpiInfo) {
         if d.class != 0x02 {
             continue;
         }
-        match SUPPORTED_NICS.iter().find(|(v, id, _)| *v == d.vendor && *id == d.device) {
+        match SUPPORTED_NICS
+            .iter()
+            .find(|(v, id, _)| *v == d.vendor && *id == d.device)
+        {
             Some(&(_, _, model)) => {
                 let name = format!("nic{}", list.len());
                 let vector = DEVICE_VECTOR_BASE + list.len() as u8;
-                let gsi = if d.msi.is_some() { None } else { intx_gsi(d, acpi) };
+                let gsi = if d.msi.is_some() {
+                    None
+                } else {
+                    intx_gsi(d, acpi)
+                };
                 log::info!(
                     "{name}: Intel {model} ({:04x}:{:04x}) at {:02x}:{:02x}.{}, BAR0 {:#x} ({} KiB), irq {}",
                     d.vendor,
@@ -131,9 +161,20 @@ pub fn init(acpi: &acpi_tables::AcpiInfo) {
                     d.func,
                     d.bars[0].addr,
                     d.bars[0].size / 1024,
-                    if d.msi.is_some() { String::from("MSI") } else { gsi.map_or(String::from("none"), |g| format!("GSI {g}")) }
+                    if d.msi.is_some() {
+                        String::from("MSI")
+                    } else {
+                        gsi.map_or(String::from("none"), |g| format!("GSI {g}"))
+                    }
                 );
-                list.push(Device { name, pci: *d, vector, gsi, msi: AtomicBool::new(false), owner: AtomicU32::new(0) });
+                list.push(Device {
+                    name,
+                    pci: *d,
+                    vector,
+                    gsi,
+                    msi: AtomicBool::new(false),
+                    owner: AtomicU32::new(0),
+                });
             }
             None => log::warn!(
                 "network device {:04x}:{:04x} at {:02x}:{:02x}.{} is not supported by any driver; ignored",
@@ -150,7 +191,10 @@ pub fn init(acpi: &acpi_tables::AcpiInfo) {
 
 /// The named device behind a PCI function, if the kernel bound one.
 pub fn for_pci(d: &PciDevice) -> Option<&'static Device> {
-    DEVICES.get()?.iter().find(|x| x.pci.bus == d.bus && x.pci.dev == d.dev && x.pci.func == d.func)
+    DEVICES
+        .get()?
+        .iter()
+        .find(|x| x.pci.bus == d.bus && x.pci.dev == d.dev && x.pci.func == d.func)
 }
 
 pub fn by_name(name: &str) -> Option<&'static Device> {
@@ -164,10 +208,11 @@ pub fn bind_interrupt(dev: &'static Device, pid: u32, cpu: u32) {
     pci::enable_bus_master(&dev.pci);
     if pci::enable_msi(&dev.pci, apic_id, dev.vector) {
         dev.msi.store(true, Ordering::Release);
-    } else if let (Some(gsi), Some(io)) = (dev.gsi, IOAPIC.lock().as_ref()) {
-        if gsi >= io.gsi_base && gsi < io.gsi_base + io.pins {
-            io.route(gsi, dev.vector, apic_id, true, false);
-        }
+    } else if let (Some(gsi), Some(io)) = (dev.gsi, IOAPIC.lock().as_ref())
+        && gsi >= io.gsi_base
+        && gsi < io.gsi_base + io.pins
+    {
+        io.route(gsi, dev.vector, apic_id, true, false);
     }
 }
 
@@ -175,7 +220,9 @@ pub fn bind_interrupt(dev: &'static Device, pid: u32, cpu: u32) {
 /// owner acknowledges, and notify the owner.
 pub fn interrupt(vector: u8) {
     let Some(list) = DEVICES.get() else { return };
-    let Some(dev) = list.iter().find(|d| d.vector == vector) else { return };
+    let Some(dev) = list.iter().find(|d| d.vector == vector) else {
+        return;
+    };
     if !dev.msi.load(Ordering::Relaxed)
         && let (Some(gsi), Some(io)) = (dev.gsi, IOAPIC.lock().as_ref())
     {

@@ -1,13 +1,32 @@
 //! The kernel heap: a `linked_list_allocator` over a physically contiguous block, addressed
 //! through the physical-memory mapping (so it needs no page-table changes of its own).
 
+use core::alloc::{GlobalAlloc, Layout};
 use linked_list_allocator::LockedHeap;
 
 /// Size of the kernel heap.
 pub const HEAP_BYTES: u64 = 16 * 1024 * 1024;
 
+/// The heap behind a lock that holds interrupts off, so an interrupt handler that allocates can
+/// never spin on a lock its own CPU holds.
+struct KernelHeap(LockedHeap);
+
+// Safety: delegates to a sound allocator; only adds interrupt masking around it.
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // Safety: forwarded with the caller's guarantees.
+        x86_64::instructions::interrupts::without_interrupts(|| unsafe { self.0.alloc(layout) })
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // Safety: forwarded with the caller's guarantees.
+        x86_64::instructions::interrupts::without_interrupts(|| unsafe {
+            self.0.dealloc(ptr, layout)
+        })
+    }
+}
+
 #[global_allocator]
-static ALLOCATOR: LockedHeap = LockedHeap::empty();
+static ALLOCATOR: KernelHeap = KernelHeap(LockedHeap::empty());
 
 pub fn init() {
     let phys = crate::memory::alloc_contiguous(HEAP_BYTES / 4096).unwrap_or_else(|| {
@@ -21,6 +40,7 @@ pub fn init() {
     // kernel's lifetime; it is mapped writable at the physical offset.
     unsafe {
         ALLOCATOR
+            .0
             .lock()
             .init(virt.as_mut_ptr(), HEAP_BYTES as usize)
     };
@@ -28,6 +48,6 @@ pub fn init() {
 
 /// Bytes of heap in use and free.
 pub fn stats() -> (usize, usize) {
-    let heap = ALLOCATOR.lock();
+    let heap = ALLOCATOR.0.lock();
     (heap.used(), heap.free())
 }

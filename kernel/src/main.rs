@@ -55,6 +55,14 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     let ramdisk = boot_ramdisk(boot_info);
     let cmdline = load_cmdline(ramdisk.as_ref());
     klog::set_level(cmdline.log_level);
+    let mut flags = 0;
+    if cmdline.transport == klib::cmdline::Transport::Kernel {
+        flags |= axolotl_abi::sysconf::IPC_KERNEL;
+    }
+    if cmdline.layout == klib::cmdline::Layout::Single {
+        flags |= axolotl_abi::sysconf::LAYOUT_SINGLE;
+    }
+    SYSCONF.store(flags, core::sync::atomic::Ordering::Relaxed);
 
     let phys_offset = boot_info
         .physical_memory_offset
@@ -97,6 +105,9 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
 
     match cmdline.mode {
         BootMode::Normal => {
+            // Interrupts stay off while the scheduler's tables are built: the timer handler
+            // takes the same locks.
+            x86_64::instructions::interrupts::disable();
             process::start_all(ramdisk);
             sched::idle_loop()
         }
@@ -112,6 +123,13 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
             }
         }
     }
+}
+
+static SYSCONF: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+/// The boot-time choices user programs ask for with `sysconf`.
+pub fn sysconf() -> u64 {
+    SYSCONF.load(core::sync::atomic::Ordering::Relaxed)
 }
 
 /// Turns on SMEP and SMAP when the CPU has them, so the kernel can neither run nor (outside the

@@ -32,7 +32,12 @@ pub struct PciDevice {
 }
 
 enum Access {
-    Ecam { base: u64, start_bus: u8, end_bus: u8, mapped: Mutex<Vec<(u8, u64)>> },
+    Ecam {
+        base: u64,
+        start_bus: u8,
+        end_bus: u8,
+        mapped: Mutex<Vec<(u8, u64)>>,
+    },
     Ports,
 }
 
@@ -54,15 +59,26 @@ fn ecam_bus(base: u64, start: u8, mapped: &Mutex<Vec<(u8, u64)>>, bus: u8) -> Op
 /// Reads the 32-bit config register at `off` (4-byte aligned, < 256) of bus/dev/func.
 pub fn read32(bus: u8, dev: u8, func: u8, off: u8) -> u32 {
     match ACCESS.get() {
-        Some(Access::Ecam { base, start_bus, end_bus, mapped }) if bus >= *start_bus && bus <= *end_bus => {
-            let Some(va) = ecam_bus(*base, *start_bus, mapped, bus) else { return u32::MAX };
+        Some(Access::Ecam {
+            base,
+            start_bus,
+            end_bus,
+            mapped,
+        }) if bus >= *start_bus && bus <= *end_bus => {
+            let Some(va) = ecam_bus(*base, *start_bus, mapped, bus) else {
+                return u32::MAX;
+            };
             let addr = va + ((dev as u64) << 15) + ((func as u64) << 12) + (off as u64 & 0xFFC);
             // Safety: `addr` is inside the uncached mapping of this bus's ECAM window.
             unsafe { core::ptr::read_volatile(addr as *const u32) }
         }
         _ => {
             let _g = PORTS.lock();
-            let a = 0x8000_0000u32 | (bus as u32) << 16 | (dev as u32) << 11 | (func as u32) << 8 | (off as u32 & 0xFC);
+            let a = 0x8000_0000u32
+                | (bus as u32) << 16
+                | (dev as u32) << 11
+                | (func as u32) << 8
+                | (off as u32 & 0xFC);
             // Safety: CONFIG_ADDRESS/CONFIG_DATA are the standard PCI mechanism #1 ports, used
             // under a lock so address and data stay paired.
             unsafe {
@@ -75,15 +91,26 @@ pub fn read32(bus: u8, dev: u8, func: u8, off: u8) -> u32 {
 
 pub fn write32(bus: u8, dev: u8, func: u8, off: u8, value: u32) {
     match ACCESS.get() {
-        Some(Access::Ecam { base, start_bus, end_bus, mapped }) if bus >= *start_bus && bus <= *end_bus => {
-            let Some(va) = ecam_bus(*base, *start_bus, mapped, bus) else { return };
+        Some(Access::Ecam {
+            base,
+            start_bus,
+            end_bus,
+            mapped,
+        }) if bus >= *start_bus && bus <= *end_bus => {
+            let Some(va) = ecam_bus(*base, *start_bus, mapped, bus) else {
+                return;
+            };
             let addr = va + ((dev as u64) << 15) + ((func as u64) << 12) + (off as u64 & 0xFFC);
             // Safety: as in `read32`.
             unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
         }
         _ => {
             let _g = PORTS.lock();
-            let a = 0x8000_0000u32 | (bus as u32) << 16 | (dev as u32) << 11 | (func as u32) << 8 | (off as u32 & 0xFC);
+            let a = 0x8000_0000u32
+                | (bus as u32) << 16
+                | (dev as u32) << 11
+                | (func as u32) << 8
+                | (off as u32 & 0xFC);
             // Safety: as in `read32`.
             unsafe {
                 Port::<u32>::new(0xCF8).write(a);
@@ -107,7 +134,15 @@ fn size_bars(bus: u8, dev: u8, func: u8) -> [Bar; 6] {
         write32(bus, dev, func, off, orig);
         if orig & 1 == 1 {
             let mask = probe & !0x3;
-            bars[i] = Bar { addr: (orig & !0x3) as u64, size: if mask == 0 { 0 } else { (!mask).wrapping_add(1) as u64 & 0xFFFF }, io: true };
+            bars[i] = Bar {
+                addr: (orig & !0x3) as u64,
+                size: if mask == 0 {
+                    0
+                } else {
+                    (!mask).wrapping_add(1) as u64 & 0xFFFF
+                },
+                io: true,
+            };
             i += 1;
             continue;
         }
@@ -125,8 +160,16 @@ fn size_bars(bus: u8, dev: u8, func: u8) -> [Bar; 6] {
         } else {
             mask |= 0xFFFF_FFFF_0000_0000;
         }
-        let size = if mask & !0xF == 0 { 0 } else { (!mask).wrapping_add(1) };
-        bars[i] = Bar { addr, size, io: false };
+        let size = if mask & !0xF == 0 {
+            0
+        } else {
+            (!mask).wrapping_add(1)
+        };
+        bars[i] = Bar {
+            addr,
+            size,
+            io: false,
+        };
         i += if is64 { 2 } else { 1 };
     }
     write32(bus, dev, func, 0x04, cmd);
@@ -182,7 +225,11 @@ fn scan_bus(bus: u8, out: &mut Vec<PciDevice>, depth: u32) {
                 prog_if: (class >> 8) as u8,
                 irq_pin: (irq >> 8) as u8,
                 irq_line: irq as u8,
-                bars: if htype == 0 { size_bars(bus, dev, func) } else { [Bar::default(); 6] },
+                bars: if htype == 0 {
+                    size_bars(bus, dev, func)
+                } else {
+                    [Bar::default(); 6]
+                },
                 msi: find_msi(bus, dev, func),
             };
             out.push(d);
@@ -198,10 +245,19 @@ fn scan_bus(bus: u8, out: &mut Vec<PciDevice>, depth: u32) {
 
 pub fn init(acpi: &acpi_tables::AcpiInfo) {
     let access = match acpi.mcfg.iter().find(|m| m.segment == 0) {
-        Some(m) => Access::Ecam { base: m.base, start_bus: m.start_bus, end_bus: m.end_bus, mapped: Mutex::new(Vec::new()) },
+        Some(m) => Access::Ecam {
+            base: m.base,
+            start_bus: m.start_bus,
+            end_bus: m.end_bus,
+            mapped: Mutex::new(Vec::new()),
+        },
         None => Access::Ports,
     };
-    let kind = if matches!(access, Access::Ecam { .. }) { "ECAM" } else { "port I/O" };
+    let kind = if matches!(access, Access::Ecam { .. }) {
+        "ECAM"
+    } else {
+        "port I/O"
+    };
     ACCESS.call_once(|| access);
     let mut devices = Vec::new();
     scan_bus(0, &mut devices, 0);
@@ -209,7 +265,16 @@ pub fn init(acpi: &acpi_tables::AcpiInfo) {
     for d in &devices {
         log::debug!(
             "pci {:02x}:{:02x}.{} {:04x}:{:04x} class {:02x}.{:02x} irq pin {} line {} msi {:?}",
-            d.bus, d.dev, d.func, d.vendor, d.device, d.class, d.subclass, d.irq_pin, d.irq_line, d.msi
+            d.bus,
+            d.dev,
+            d.func,
+            d.vendor,
+            d.device,
+            d.class,
+            d.subclass,
+            d.irq_pin,
+            d.irq_line,
+            d.msi
         );
     }
     DEVICES.call_once(|| devices);
@@ -241,7 +306,13 @@ pub fn enable_msi(d: &PciDevice, apic_id: u32, vector: u8) -> bool {
     write32(d.bus, d.dev, d.func, data_off, vector as u32);
     // Enable, one vector (multiple-message enable = 0).
     let word = read32(d.bus, d.dev, d.func, cap);
-    write32(d.bus, d.dev, d.func, cap, (word & !(0x70 << 16)) | (1 << 16));
+    write32(
+        d.bus,
+        d.dev,
+        d.func,
+        cap,
+        (word & !(0x70 << 16)) | (1 << 16),
+    );
     // Legacy INTx off while MSI is used.
     let cmd = read32(d.bus, d.dev, d.func, 0x04);
     write32(d.bus, d.dev, d.func, 0x04, (cmd & 0xFFFF) | (1 << 10));

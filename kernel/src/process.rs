@@ -308,7 +308,11 @@ pub fn start_all(ramdisk: Option<Ramdisk<'static>>) {
                     panic!("region {}: cannot hold a {slots}-slot channel: {e}", r.name);
                 }
             }
-            Region { name: r.name, phys: phys.as_u64(), pages }
+            Region {
+                name: r.name,
+                phys: phys.as_u64(),
+                pages,
+            }
         })
         .collect();
     REGIONS.call_once(|| regions);
@@ -592,7 +596,12 @@ pub fn map_syscall(
 
 /// Maps the first memory BAR of a granted device, uncached, into the caller.
 fn map_device(me: &Process, dev: &crate::devices::Device, info_ptr: u64) -> Result<u64, Error> {
-    let bar = dev.pci.bars.iter().find(|b| !b.io && b.size > 0).ok_or(Error::NotFound)?;
+    let bar = dev
+        .pci
+        .bars
+        .iter()
+        .find(|b| !b.io && b.size > 0)
+        .ok_or(Error::NotFound)?;
     let index = dev.vector as u64; // distinct per device
     let va = layout::MAP_BASE + 0x40_0000_0000 + index * 0x1000_0000;
     let pages = bar.size.div_ceil(4096);
@@ -608,12 +617,26 @@ fn map_device(me: &Process, dev: &crate::devices::Device, info_ptr: u64) -> Resu
         | PageTableFlags::NO_EXECUTE;
     for i in 0..pages {
         let frame = PhysFrame::containing_address(PhysAddr::new(bar.addr + i * 4096));
-        space.map(va + i * 4096, frame, flags).map_err(|_| Error::NoMemory)?;
+        space
+            .map(va + i * 4096, frame, flags)
+            .map_err(|_| Error::NoMemory)?;
     }
     drop(guard);
     crate::pci::enable_bus_master(&dev.pci);
-    log::info!("mapped {} registers ({} KiB at {:#x}) into {} (pid {})", dev.name, bar.size / 1024, bar.addr, me.name, me.pid);
-    let info = axolotl_abi::MapInfo { addr: va, len: pages * 4096, phys: bar.addr, kind: 1 };
+    log::info!(
+        "mapped {} registers ({} KiB at {:#x}) into {} (pid {})",
+        dev.name,
+        bar.size / 1024,
+        bar.addr,
+        me.name,
+        me.pid
+    );
+    let info = axolotl_abi::MapInfo {
+        addr: va,
+        len: pages * 4096,
+        phys: bar.addr,
+        kind: 1,
+    };
     crate::user::write_struct(info_ptr, &info)?;
     Ok(va)
 }

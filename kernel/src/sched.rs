@@ -251,7 +251,9 @@ pub fn idle_loop() -> ! {
             x86_64::instructions::interrupts::enable();
             let start = crate::time::rdtsc();
             let limit = crate::time::ns_to_tsc(IDLE_POLL_NS);
-            while !WORK[cpu].load(Ordering::Acquire) && crate::time::rdtsc().wrapping_sub(start) < limit {
+            while !WORK[cpu].load(Ordering::Acquire)
+                && crate::time::rdtsc().wrapping_sub(start) < limit
+            {
                 core::hint::spin_loop();
             }
             x86_64::instructions::interrupts::disable();
@@ -272,12 +274,16 @@ pub fn tick(from_user: bool) {
     let now = crate::time::now_ns();
     let expired: Vec<Arc<Process>> = {
         let mut s = SCHED[cpu].lock();
-        let (done, keep): (Vec<_>, Vec<_>) = s.sleepers.drain(..).partition(|p| {
-            let d = p.deadline.load(Ordering::Relaxed);
-            p.state() != ProcState::Blocked || d == 0 || d <= now
-        });
-        s.sleepers = keep;
-        done
+        if s.sleepers.is_empty() {
+            Vec::new()
+        } else {
+            let (done, keep): (Vec<_>, Vec<_>) = s.sleepers.drain(..).partition(|p| {
+                let d = p.deadline.load(Ordering::Relaxed);
+                p.state() != ProcState::Blocked || d == 0 || d <= now
+            });
+            s.sleepers = keep;
+            done
+        }
     };
     for p in expired {
         wake_blocked(&p);
@@ -328,6 +334,11 @@ pub fn may_talk(a: &Process, b: &Process) -> bool {
 /// Blocks the calling process until `done()` holds (checked under its wake lock), a deadline
 /// passes (`timeout_ns`, `u64::MAX` = none), or it is killed. Returns false on timeout.
 pub fn block_until(me: &Arc<Process>, timeout_ns: u64, done: impl Fn() -> bool) -> bool {
+    if timeout_ns == 0 {
+        // A poll: never sleeps.
+        let _g = me.wake_lock.lock();
+        return done();
+    }
     let deadline = if timeout_ns == u64::MAX {
         0
     } else {

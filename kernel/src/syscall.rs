@@ -138,6 +138,7 @@ extern "C" fn axolotl_syscall_dispatch(frame: &mut SyscallFrame) {
         nr::SELF_INFO => crate::process::self_info_syscall(&me, a0),
         nr::IRQ_ACK => crate::process::irq_ack_syscall(&me, a0, a1),
         nr::PCI_INFO => pci_info(a0, a1),
+        nr::SYSCONF => Ok(crate::sysconf()),
         _ => Err(Error::NoSys),
     };
     frame.rax = ret(r);
@@ -162,7 +163,9 @@ fn cpu_info(index: u64, out: u64) -> Result<u64, Error> {
 }
 
 fn pci_info(index: u64, out: u64) -> Result<u64, Error> {
-    let d = crate::pci::devices().get(index as usize).ok_or(Error::NotFound)?;
+    let d = crate::pci::devices()
+        .get(index as usize)
+        .ok_or(Error::NotFound)?;
     let mut info = axolotl_abi::PciInfo {
         bus: d.bus,
         dev: d.dev,

@@ -395,7 +395,10 @@ extern "C" fn axolotl_trap_dispatch(frame: &mut TrapFrame) {
         }
         x if x == STOP_VECTOR as u64 => halt_forever(),
         x if crate::devices::vectors().contains(&(x as u8)) => {
-            crate::percpu::current().counters.interrupts.fetch_add(1, Ordering::Relaxed);
+            crate::percpu::current()
+                .counters
+                .interrupts
+                .fetch_add(1, Ordering::Relaxed);
             crate::devices::interrupt(x as u8);
         }
         _ => {

@@ -8,14 +8,33 @@
 //! a fake harness (see the tests at the bottom) and keeps the list of what is tested in one place.
 //!
 //! The guest's side of the contract is the kernel command line key `test=` (see
-//! `klib::cmdline::BootMode`), the `isa-debug-exit` verdict (0x10 pass, 0x11 fail) and the
-//! machine-readable boot line `boot: N cpus online boot_ms=T`.
+//! `klib::cmdline::BootMode`), the `isa-debug-exit` verdict (0x10 pass, 0x11 fail), the
+//! machine-readable boot line `boot: N cpus online boot_ms=T`, the boot module table
+//! (`klib::manifest`) that says which processes run, and the guest shell (see [`shell`]) into
+//! which a boot may type commands.
 
+pub mod shell;
 pub mod transcript;
 
 use std::time::Duration;
 
+use klib::manifest::{Manifest, Placement};
+
+pub use shell::{CommandOutput, ExecFailure, ExecReport, PsRow};
 pub use transcript::BootLine;
+
+/// Where the boot module table (`manifest` module of the ramdisk) of a boot comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManifestSource {
+    /// No manifest (and no program): the kernel starts no process. For scenarios that test the
+    /// kernel alone.
+    None,
+    /// The system manifest: `system.toml` at the workspace root, or the file given to
+    /// `cargo xtask test --manifest PATH`.
+    System,
+    /// A test manifest, by its path relative to the workspace root (`tests/manifests/...`).
+    File(&'static str),
+}
 
 /// How to boot the guest for one run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,12 +47,19 @@ pub struct BootSpec {
     pub uefi: bool,
     /// The kernel command line, packed into the ramdisk module `cmdline`.
     pub cmdline: String,
-    /// Wall-clock limit after which the harness kills QEMU.
+    /// Wall-clock limit after which the harness kills QEMU; with [`BootSpec::exec`], also the
+    /// limit for the first prompt and for each command.
     pub timeout: Duration,
+    /// The processes to start.
+    pub manifest: ManifestSource,
+    /// Commands to type into the guest shell, one at a time, each after the prompt; `poweroff`
+    /// is typed after the last. Empty: type nothing.
+    pub exec: Vec<String>,
 }
 
 impl BootSpec {
-    /// A BIOS boot with `smp` CPUs, 256 MiB, the given command line and a 60 s timeout.
+    /// A BIOS boot with `smp` CPUs, 256 MiB, the given command line, a 60 s timeout, no manifest
+    /// and no commands.
     pub fn bios(smp: u32, cmdline: &str) -> Self {
         Self {
             smp,
@@ -41,7 +67,21 @@ impl BootSpec {
             uefi: false,
             cmdline: cmdline.to_string(),
             timeout: Duration::from_secs(60),
+            manifest: ManifestSource::None,
+            exec: Vec::new(),
         }
+    }
+
+    /// The same boot with the processes of `manifest`.
+    pub fn manifest(mut self, manifest: ManifestSource) -> Self {
+        self.manifest = manifest;
+        self
+    }
+
+    /// The same boot, typing `commands` into the guest shell (then `poweroff`).
+    pub fn exec(mut self, commands: &[&str]) -> Self {
+        self.exec = commands.iter().map(|c| c.to_string()).collect();
+        self
     }
 
     /// The same boot through UEFI firmware.
@@ -74,6 +114,9 @@ pub enum Outcome {
     QemuError(String),
     /// The harness could not prepare the run (kernel missing, image not written ...).
     SetupFailed(String),
+    /// The harness stopped QEMU because the `exec` session had failed (see
+    /// [`BootResult::exec`]).
+    Stopped,
 }
 
 impl Outcome {
@@ -88,6 +131,7 @@ impl Outcome {
             Self::Timeout => "timeout: QEMU was killed".to_string(),
             Self::QemuError(e) => format!("QEMU error: {e}"),
             Self::SetupFailed(e) => format!("could not prepare the run: {e}"),
+            Self::Stopped => "stopped by the harness after the exec session failed".to_string(),
         }
     }
 }
@@ -104,15 +148,82 @@ pub struct BootResult {
     /// Process id of the QEMU that ran (also its process group id in non-interactive runs), so a
     /// scenario can check that it is gone. `None` when QEMU never started.
     pub qemu_pid: Option<u32>,
+    /// The boot module table packed into the ramdisk (`klib::manifest` text), if there was one.
+    pub manifest: Option<String>,
+    /// What the `exec` session did, when commands were typed.
+    pub exec: Option<ExecReport>,
+}
+
+impl BootResult {
+    /// A run that never started: `outcome` says why.
+    pub fn not_run(outcome: Outcome) -> Self {
+        Self {
+            outcome,
+            transcript: String::new(),
+            elapsed: Duration::ZERO,
+            qemu_pid: None,
+            manifest: None,
+            exec: None,
+        }
+    }
+
+    /// The verdict on an `exec` boot, as `cargo xtask run --exec` gives it: every command
+    /// succeeded (no `[exit N]`), QEMU exited with the success code (the shell's `poweroff`),
+    /// and the kernel did not panic. `Err` is the one-line reason.
+    pub fn exec_verdict(&self) -> Result<(), String> {
+        let panicked = self.transcript.contains("KERNEL PANIC");
+        let Some(report) = &self.exec else {
+            return Err(format!(
+                "exec: no command was typed ({})",
+                self.outcome.describe()
+            ));
+        };
+        if let Some(failure) = &report.failure {
+            let mut why = failure.to_string();
+            if matches!(
+                failure,
+                ExecFailure::EndedBeforePrompt | ExecFailure::EndedDuringCommand { .. }
+            ) {
+                why.push_str(&format!(" ({})", self.outcome.describe()));
+            }
+            if panicked {
+                why.push_str("; the kernel panicked");
+            }
+            return Err(why);
+        }
+        if panicked {
+            return Err("exec: the kernel panicked".to_string());
+        }
+        if self.outcome != Outcome::Passed {
+            return Err(format!(
+                "exec: QEMU did not exit with the success code after 'poweroff': {}",
+                self.outcome.describe()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The output of `command` in the exec session; `Err` when it was not run.
+    pub fn output_of(&self, command: &str) -> Result<&str, String> {
+        self.exec
+            .as_ref()
+            .and_then(|e| e.output_of(command))
+            .ok_or_else(|| format!("command '{command}' was not run"))
+    }
 }
 
 /// Boots the guest; implemented by xtask's QEMU runner (and by fakes in unit tests).
 pub trait Harness: Sync {
-    /// Boots once with `spec`. `name` identifies the run (xtask uses it for the folder of the
-    /// run's images, so concurrent runs must use different names). Never panics: every failure
-    /// is an [`Outcome`].
+    /// Boots once with `spec`. `name` identifies the run: xtask uses it for the folder of the
+    /// run's images and transcript, and boots once per name: a second boot with the same name
+    /// and spec (a scenario that shares another's boot, see [`Scenario::shares_boot`]) waits for
+    /// and gets the first one's result. Never panics: every failure is an [`Outcome`].
     fn boot(&self, name: &str, spec: &BootSpec) -> BootResult;
 }
+
+/// What a scenario found: `Ok(None)` passed; `Ok(Some(note))` passed, with a note printed after
+/// `ok` (a measurement); `Err(reason)` failed.
+pub type ScenarioResult = Result<Option<String>, String>;
 
 /// One QEMU scenario.
 #[derive(Clone, Copy)]
@@ -125,19 +236,34 @@ pub struct Scenario {
     /// What the host must offer (root, a TAP device ...): `Err(reason)` skips the scenario, and
     /// the reason is printed. `None`: no requirement.
     pub requires: Option<fn() -> Result<(), String>>,
-    /// Boots through the harness and judges the result: `Err` holds the reason of a failure.
-    pub run: fn(&dyn Harness) -> Result<(), String>,
+    /// The name of the boot it shares with other scenarios (each judges the same run); `None`:
+    /// its boot is its own, named after it.
+    pub shared_boot: Option<&'static str>,
+    /// Boots through the harness and judges the result.
+    pub run: fn(&dyn Harness) -> ScenarioResult,
 }
 
 impl Scenario {
     /// A scenario that shares the machine and needs nothing of the host.
-    pub const fn new(name: &'static str, run: fn(&dyn Harness) -> Result<(), String>) -> Self {
+    pub const fn new(name: &'static str, run: fn(&dyn Harness) -> ScenarioResult) -> Self {
         Self {
             name,
             exclusive: false,
             requires: None,
+            shared_boot: None,
             run,
         }
+    }
+
+    /// The same scenario, judging the boot named `boot` that other scenarios judge too.
+    pub const fn shares_boot(mut self, boot: &'static str) -> Self {
+        self.shared_boot = Some(boot);
+        self
+    }
+
+    /// The name of the run this scenario boots (its transcript is kept under that name).
+    pub fn boot_name(&self) -> &'static str {
+        self.shared_boot.unwrap_or(self.name)
     }
 
     /// The same scenario, run with no other QEMU beside it.
@@ -173,25 +299,43 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new("panic_reports_failure", panic_reports_failure),
         Scenario::new("triple_fault_is_caught", triple_fault_is_caught),
         Scenario::new("hang_is_killed_by_timeout", hang_is_killed_by_timeout),
+        Scenario::new(
+            "isolation_faults_stop_only_the_faulter",
+            isolation_faults_stop_only_the_faulter,
+        )
+        .shares_boot(ISOLATION_BOOT),
+        Scenario::new("dedicated_fallback_smp2", dedicated_fallback_smp2),
+        // Judges the isolation boot: listed after another scenario so that it usually finds the
+        // boot done instead of waiting for it.
+        Scenario::new("map_not_granted_is_refused", map_not_granted_is_refused)
+            .shares_boot(ISOLATION_BOOT),
+        Scenario::new("ps_lists_the_manifest_smp8", ps_lists_the_manifest_smp8).alone(),
+        Scenario::new("kernel_ipc_pingpong", kernel_ipc_pingpong).alone(),
+        Scenario::new(
+            "chanbench_both_transports_smp4",
+            chanbench_both_transports_smp4,
+        )
+        .alone(),
+        Scenario::new("scribbled_channel_is_refused", scribbled_channel_is_refused),
     ]
 }
 
 /// Limit on the kernel's own boot time measure for an 8-CPU BIOS boot (guest milliseconds).
 pub const SMP8_BOOT_MS_LIMIT: u64 = 3000;
 
-fn boot_bios_smp1(h: &dyn Harness) -> Result<(), String> {
-    boots_with_cpus(h, "boot_bios_smp1", exit_after_boot(1)).map(drop)
+fn boot_bios_smp1(h: &dyn Harness) -> ScenarioResult {
+    boots_with_cpus(h, "boot_bios_smp1", exit_after_boot(1)).map(|_| None)
 }
 
-fn boot_bios_smp2(h: &dyn Harness) -> Result<(), String> {
-    boots_with_cpus(h, "boot_bios_smp2", exit_after_boot(2)).map(drop)
+fn boot_bios_smp2(h: &dyn Harness) -> ScenarioResult {
+    boots_with_cpus(h, "boot_bios_smp2", exit_after_boot(2)).map(|_| None)
 }
 
-fn boot_bios_smp4(h: &dyn Harness) -> Result<(), String> {
-    boots_with_cpus(h, "boot_bios_smp4", exit_after_boot(4)).map(drop)
+fn boot_bios_smp4(h: &dyn Harness) -> ScenarioResult {
+    boots_with_cpus(h, "boot_bios_smp4", exit_after_boot(4)).map(|_| None)
 }
 
-fn boot_bios_smp8(h: &dyn Harness) -> Result<(), String> {
+fn boot_bios_smp8(h: &dyn Harness) -> ScenarioResult {
     let spec = exit_after_boot(8).timeout(Duration::from_secs(90));
     let line = boots_with_cpus(h, "boot_bios_smp8", spec)?;
     if line.boot_ms >= SMP8_BOOT_MS_LIMIT {
@@ -200,12 +344,12 @@ fn boot_bios_smp8(h: &dyn Harness) -> Result<(), String> {
             line.boot_ms
         ));
     }
-    Ok(())
+    Ok(None)
 }
 
-fn boot_uefi_smp4(h: &dyn Harness) -> Result<(), String> {
+fn boot_uefi_smp4(h: &dyn Harness) -> ScenarioResult {
     let spec = exit_after_boot(4).uefi().timeout(Duration::from_secs(90));
-    boots_with_cpus(h, "boot_uefi_smp4", spec).map(drop)
+    boots_with_cpus(h, "boot_uefi_smp4", spec).map(|_| None)
 }
 
 /// A BIOS boot with `smp` CPUs that reports success right after its boot line.
@@ -228,7 +372,7 @@ fn boots_with_cpus(h: &dyn Harness, name: &str, spec: BootSpec) -> Result<BootLi
     Ok(line)
 }
 
-fn panic_reports_failure(h: &dyn Harness) -> Result<(), String> {
+fn panic_reports_failure(h: &dyn Harness) -> ScenarioResult {
     let r = h.boot("panic_reports_failure", &BootSpec::bios(1, "test=panic"));
     expect_outcome(&r, &Outcome::GuestFailed)?;
     for needle in ["KERNEL PANIC", "deliberate panic (test=panic)"] {
@@ -236,10 +380,10 @@ fn panic_reports_failure(h: &dyn Harness) -> Result<(), String> {
             return Err(format!("transcript lacks '{needle}'"));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
-fn triple_fault_is_caught(h: &dyn Harness) -> Result<(), String> {
+fn triple_fault_is_caught(h: &dyn Harness) -> ScenarioResult {
     let spec = BootSpec::bios(1, "test=triple-fault");
     let r = h.boot("triple_fault_is_caught", &spec);
     expect_outcome(&r, &Outcome::Reset)?;
@@ -250,10 +394,10 @@ fn triple_fault_is_caught(h: &dyn Harness) -> Result<(), String> {
             spec.timeout.as_secs()
         ));
     }
-    Ok(())
+    Ok(None)
 }
 
-fn hang_is_killed_by_timeout(h: &dyn Harness) -> Result<(), String> {
+fn hang_is_killed_by_timeout(h: &dyn Harness) -> ScenarioResult {
     let spec = BootSpec::bios(1, "test=hang").timeout(Duration::from_secs(15));
     let r = h.boot("hang_is_killed_by_timeout", &spec);
     expect_outcome(&r, &Outcome::Timeout)?;
@@ -273,6 +417,305 @@ fn hang_is_killed_by_timeout(h: &dyn Harness) -> Result<(), String> {
     }
     if !r.transcript.contains("boot:") {
         return Err("the guest never finished booting, so the hang was not tested".to_string());
+    }
+    Ok(None)
+}
+
+/// The test manifest of the isolation scenarios.
+pub const ISOLATION_MANIFEST: &str = "tests/manifests/isolation.toml";
+/// The boot the isolation scenarios share.
+const ISOLATION_BOOT: &str = "isolation";
+/// The processes of [`ISOLATION_MANIFEST`] that must fault, and the vector of their fault.
+const ISOLATION_FAULTERS: [(&str, u8); 3] =
+    [("bad-pointer", 14), ("bad-opcode", 6), ("kernel-write", 14)];
+/// What the heartbeat process logs, every 200 ms.
+const HEARTBEAT_LINE: &str = "heartbeat: heartbeat ";
+
+/// Four CPUs, the isolation manifest; the shell waits two seconds (the faulters have long
+/// faulted by then, the heartbeat keeps beating) and lists the processes.
+fn isolation_spec() -> BootSpec {
+    BootSpec::bios(4, "")
+        .manifest(ManifestSource::File(ISOLATION_MANIFEST))
+        .exec(&["sleep 2", "ps"])
+        .timeout(Duration::from_secs(120))
+}
+
+fn isolation_faults_stop_only_the_faulter(h: &dyn Harness) -> ScenarioResult {
+    let r = h.boot(ISOLATION_BOOT, &isolation_spec());
+    r.exec_verdict()?;
+    let faults = shell::fault_lines(&r.transcript);
+    for (name, vector) in ISOLATION_FAULTERS {
+        let f = faults
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| format!("no kernel 'fault: {name} ...' line"))?;
+        if f.mnemonic != shell::mnemonic(vector) {
+            return Err(format!(
+                "{name} took {} but should have taken {} (vector {vector}): {}",
+                f.mnemonic,
+                shell::mnemonic(vector),
+                r.transcript.lines().nth(f.line).unwrap_or("").trim()
+            ));
+        }
+    }
+    if let Some(f) = faults
+        .iter()
+        .find(|f| !ISOLATION_FAULTERS.iter().any(|(n, _)| *n == f.name))
+    {
+        return Err(format!(
+            "{} (pid {}) faulted too ({}): a fault must stop only the faulter",
+            f.name, f.pid, f.mnemonic
+        ));
+    }
+    let rows = ps_rows(&r, "ps")?;
+    for (name, _) in ISOLATION_FAULTERS {
+        let row = ps_row(&rows, name)?;
+        if row.state != "faulted" {
+            return Err(format!(
+                "ps shows {name} '{}', expected 'faulted'",
+                row.state
+            ));
+        }
+    }
+    let heartbeat = ps_row(&rows, "heartbeat")?;
+    if !matches!(heartbeat.state.as_str(), "running" | "ready" | "blocked") {
+        return Err(format!(
+            "ps shows heartbeat '{}', expected it alive (running, ready or blocked)",
+            heartbeat.state
+        ));
+    }
+    let last_fault = faults.iter().map(|f| f.line).max().unwrap_or(0);
+    let beats_after = r
+        .transcript
+        .lines()
+        .skip(last_fault + 1)
+        .filter(|l| l.contains(HEARTBEAT_LINE))
+        .count();
+    if beats_after == 0 {
+        return Err("no 'heartbeat: heartbeat N' line after the last fault line".to_string());
+    }
+    Ok(None)
+}
+
+fn map_not_granted_is_refused(h: &dyn Harness) -> ScenarioResult {
+    let r = h.boot(ISOLATION_BOOT, &isolation_spec());
+    let has = |needle: &str| r.transcript.lines().any(|l| l.contains(needle));
+    let missing = |what: &str| {
+        format!(
+            "transcript lacks {what} ({} after {:.1} s)",
+            r.outcome.describe(),
+            r.elapsed.as_secs_f64()
+        )
+    };
+    if !has("denied map of 'secret' to map-denied") {
+        return Err(missing(
+            "the kernel's \"denied map of 'secret' to map-denied\" line",
+        ));
+    }
+    if !has("map-denied: refused") {
+        return Err(missing("testproc's 'map-denied: refused' line"));
+    }
+    let mapped = r
+        .transcript
+        .lines()
+        .any(|l| l.contains("map-ok: shared-page") && l.trim_end().ends_with(" ok"));
+    if !mapped {
+        return Err(missing("testproc's 'map-ok: shared-page ... ok' line"));
+    }
+    for bad in ["map-denied: FAILED", "map-ok: FAILED"] {
+        if let Some(l) = r.transcript.lines().find(|l| l.contains(bad)) {
+            return Err(format!("testproc reports a failure: {l}"));
+        }
+    }
+    Ok(None)
+}
+
+fn ps_lists_the_manifest_smp8(h: &dyn Harness) -> ScenarioResult {
+    let spec = BootSpec::bios(8, "")
+        .manifest(ManifestSource::System)
+        .exec(&["ps"])
+        .timeout(Duration::from_secs(150));
+    let r = h.boot("ps_lists_the_manifest_smp8", &spec);
+    r.exec_verdict()?;
+    let table = r
+        .manifest
+        .as_deref()
+        .ok_or("the harness packed no manifest")?;
+    let manifest =
+        Manifest::parse(table).map_err(|e| format!("the packed manifest is refused: {e}"))?;
+    let rows = ps_rows(&r, "ps")?;
+    every_process_listed(&manifest, &rows, true)?;
+    Ok(None)
+}
+
+fn dedicated_fallback_smp2(h: &dyn Harness) -> ScenarioResult {
+    let spec = BootSpec::bios(2, "")
+        .manifest(ManifestSource::System)
+        .exec(&["ps"])
+        .timeout(Duration::from_secs(120));
+    let r = h.boot("dedicated_fallback_smp2", &spec);
+    r.exec_verdict()?;
+    if !r.transcript.contains("too few CPUs") {
+        return Err("the boot log does not say 'too few CPUs'".to_string());
+    }
+    let table = r
+        .manifest
+        .as_deref()
+        .ok_or("the harness packed no manifest")?;
+    let manifest =
+        Manifest::parse(table).map_err(|e| format!("the packed manifest is refused: {e}"))?;
+    every_process_listed(&manifest, &ps_rows(&r, "ps")?, false)?;
+    Ok(None)
+}
+
+/// Round trips of the kernel-IPC scenario.
+const PINGPONG_ROUND_TRIPS: u64 = 100_000;
+
+fn kernel_ipc_pingpong(h: &dyn Harness) -> ScenarioResult {
+    let command = format!("ipcbench {PINGPONG_ROUND_TRIPS}");
+    let spec = BootSpec::bios(4, "")
+        .manifest(ManifestSource::System)
+        .exec(&[&command])
+        .timeout(Duration::from_secs(300));
+    let r = h.boot("kernel_ipc_pingpong", &spec);
+    r.exec_verdict()?;
+    let out = r.output_of(&command)?;
+    let value = |key: &str| {
+        transcript::summary_value(out, "ipcbench:", key)
+            .ok_or_else(|| format!("no 'ipcbench: ... {key}=N' in the output of '{command}'"))?
+            .parse::<u64>()
+            .map_err(|_| format!("'{key}' of the ipcbench line is not a number"))
+    };
+    let (round_trips, rtt_ns, errors) = (value("round_trips")?, value("rtt_ns")?, value("errors")?);
+    if round_trips != PINGPONG_ROUND_TRIPS || errors != 0 {
+        return Err(format!(
+            "ipcbench: round_trips={round_trips} errors={errors}, expected \
+             round_trips={PINGPONG_ROUND_TRIPS} errors=0"
+        ));
+    }
+    Ok(Some(format!("rtt {rtt_ns} ns")))
+}
+
+/// Messages of the pipelined channel phase of the chanbench scenario.
+pub const CHANBENCH_MSGS: u64 = 100_000;
+
+/// `chanbench` between two dedicated CPUs: both transports measured, every message checked, and
+/// the channel path under load makes fewer than one syscall per 1,000 messages. The speeds and
+/// their ratios are reported, not judged (a shared machine is noisy): see `cargo xtask bench`.
+fn chanbench_both_transports_smp4(h: &dyn Harness) -> ScenarioResult {
+    let command = format!("chanbench {CHANBENCH_MSGS}");
+    let spec = BootSpec::bios(4, "")
+        .manifest(ManifestSource::System)
+        .exec(&[&command])
+        .timeout(Duration::from_secs(300));
+    let r = h.boot("chanbench_both_transports_smp4", &spec);
+    r.exec_verdict()?;
+    let out = r.output_of(&command)?;
+    let value = |key: &str| {
+        transcript::summary_value(out, "chanbench:", key)
+            .ok_or_else(|| format!("no 'chanbench: ... {key}=..' in the output of '{command}'"))?
+            .parse::<f64>()
+            .map_err(|_| format!("'{key}' of the chanbench line is not a number"))
+    };
+    let chan = value("chan_msgs_per_s")?;
+    let kernel = value("kernel_msgs_per_s")?;
+    let per_1k = value("chan_syscalls_per_1k")?;
+    let (tr, rr) = (value("throughput_ratio")?, value("rtt_ratio")?);
+    if chan <= 0.0 || kernel <= 0.0 {
+        return Err(format!(
+            "a transport measured nothing: chan {chan} msgs/s, kernel {kernel} msgs/s"
+        ));
+    }
+    if per_1k >= 1.0 {
+        return Err(format!(
+            "the channel path made {per_1k} syscalls per 1,000 messages (limit: fewer than 1)"
+        ));
+    }
+    Ok(Some(format!(
+        "throughput {tr:.1}x, rtt {rr:.1}x, {per_1k:.3} syscalls/1k"
+    )))
+}
+
+/// Test manifest of the scribbling scenario.
+pub const SCRIBBLE_MANIFEST: &str = "tests/manifests/scribble.toml";
+
+/// A process writes garbage over the channel region it shares: its peer refuses the garbage
+/// descriptors, then the ruined ring (bad magic), logs both and keeps running.
+fn scribbled_channel_is_refused(h: &dyn Harness) -> ScenarioResult {
+    let spec = BootSpec::bios(4, "")
+        .manifest(ManifestSource::File(SCRIBBLE_MANIFEST))
+        .exec(&["sleep 4", "ps"])
+        .timeout(Duration::from_secs(120));
+    let r = h.boot("scribbled_channel_is_refused", &spec);
+    r.exec_verdict()?;
+    let t = &r.transcript;
+    if !t.contains("chan-victim: refused descriptor") {
+        return Err("the victim logged no refused descriptor".into());
+    }
+    let vandal_at = t
+        .find("scribble: writing garbage")
+        .ok_or("the scribbler never started writing garbage")?;
+    let after = &t[vandal_at..];
+    let refused_ring = after
+        .lines()
+        .filter(|l| l.contains("chan-victim: alive;"))
+        .any(|l| l.contains("bad magic") && !l.contains("bad magic 0,"));
+    if !refused_ring {
+        return Err(
+            "after the scribbling began, the victim never reported refusing the ring".into(),
+        );
+    }
+    let rows = ps_rows(&r, "ps")?;
+    let victim = ps_row(&rows, "chan-victim")?;
+    if victim.state == "faulted" || victim.state == "killed" {
+        return Err(format!(
+            "ps shows chan-victim '{}': it must survive",
+            victim.state
+        ));
+    }
+    Ok(None)
+}
+
+/// The `ps` table printed by `command` of the exec session.
+fn ps_rows(r: &BootResult, command: &str) -> Result<Vec<PsRow>, String> {
+    shell::parse_ps(r.output_of(command)?).ok_or_else(|| {
+        format!("no 'PID NAME CORE STATE RESTARTS' table in the output of '{command}'")
+    })
+}
+
+fn ps_row<'r>(rows: &'r [PsRow], name: &str) -> Result<&'r PsRow, String> {
+    rows.iter()
+        .find(|r| r.name == name)
+        .ok_or_else(|| format!("ps does not list '{name}'"))
+}
+
+/// Every process of `manifest` started at boot is in `rows` and has not faulted; with
+/// `dedicated`, each process the manifest places on a dedicated CPU shows `*`, on a CPU of its
+/// own that no other process shares.
+fn every_process_listed(
+    manifest: &Manifest,
+    rows: &[PsRow],
+    dedicated: bool,
+) -> Result<(), String> {
+    for p in manifest.processes().filter(|p| p.start) {
+        let row = ps_row(rows, p.name)?;
+        if row.state == "faulted" {
+            return Err(format!("ps shows '{}' faulted", p.name));
+        }
+        if dedicated && p.placement == Placement::Dedicated {
+            if !row.dedicated {
+                return Err(format!(
+                    "'{}' is dedicated in the manifest, but ps shows CORE {} without '*'",
+                    p.name, row.cpu
+                ));
+            }
+            if let Some(other) = rows.iter().find(|o| o.cpu == row.cpu && o.pid != row.pid) {
+                return Err(format!(
+                    "'{}' should have cpu{} to itself, but ps shows '{}' there too",
+                    p.name, row.cpu, other.name
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -369,10 +812,9 @@ mod tests {
 
     fn result(outcome: Outcome, transcript: &str, secs: u64) -> BootResult {
         BootResult {
-            outcome,
             transcript: transcript.to_string(),
             elapsed: Duration::from_secs(secs),
-            qemu_pid: None,
+            ..BootResult::not_run(outcome)
         }
     }
 
@@ -403,7 +845,11 @@ mod tests {
             let _ = (s.run)(&h);
             let seen = h.seen.lock().unwrap();
             assert_eq!(seen.len(), 1, "{} boots once", s.name);
-            assert_eq!(seen[0].0, s.name, "runs are named after their scenario");
+            assert_eq!(
+                seen[0].0,
+                s.boot_name(),
+                "runs are named after their scenario or the boot it shares"
+            );
         }
     }
 
@@ -417,7 +863,7 @@ mod tests {
             ("boot_uefi_smp4", 4, true),
         ] {
             let h = good_boot(100);
-            assert_eq!((find(name).run)(&h), Ok(()), "{name}");
+            assert_eq!((find(name).run)(&h), Ok(None), "{name}");
             let seen = h.seen.lock().unwrap();
             assert_eq!((seen[0].1.smp, seen[0].1.uefi), (smp, uefi), "{name}");
             assert_eq!(seen[0].1.cmdline, "test=exit-after-boot");
@@ -447,7 +893,7 @@ mod tests {
     fn smp8_enforces_the_boot_time_limit() {
         let s = find("boot_bios_smp8");
         assert!(s.exclusive);
-        assert_eq!((s.run)(&good_boot(2999)), Ok(()));
+        assert_eq!((s.run)(&good_boot(2999)), Ok(None));
         let err = (s.run)(&good_boot(3000)).unwrap_err();
         assert!(err.contains("boot_ms=3000"), "{err}");
     }
@@ -459,7 +905,7 @@ mod tests {
                     deliberate panic (test=panic)\n";
         assert_eq!(
             (s.run)(&Fake::new(move |_| result(Outcome::GuestFailed, text, 1))),
-            Ok(())
+            Ok(None)
         );
         let no_msg = Fake::new(|_| result(Outcome::GuestFailed, "KERNEL PANIC on cpu0: x\n", 1));
         assert!((s.run)(&no_msg).unwrap_err().contains("deliberate panic"));
@@ -472,7 +918,7 @@ mod tests {
         let s = find("triple_fault_is_caught");
         assert_eq!(
             (s.run)(&Fake::new(|_| result(Outcome::Reset, "", 3))),
-            Ok(())
+            Ok(None)
         );
         let slow = Fake::new(|spec| result(Outcome::Reset, "", spec.timeout.as_secs() - 1));
         assert!((s.run)(&slow).unwrap_err().contains("too close"));
@@ -493,7 +939,7 @@ mod tests {
             })
         };
         // A pid that cannot exist (above the kernel's limit of 2^22).
-        assert_eq!((s.run)(&timed_out(Some(u32::MAX - 7))), Ok(()));
+        assert_eq!((s.run)(&timed_out(Some(u32::MAX - 7))), Ok(None));
         // Our own pid is certainly alive.
         let err = (s.run)(&timed_out(Some(std::process::id()))).unwrap_err();
         assert!(err.contains("still alive"), "{err}");
@@ -505,7 +951,7 @@ mod tests {
 
     #[test]
     fn scenario_builders() {
-        let s = Scenario::new("x", |_| Ok(()));
+        let s = Scenario::new("x", |_| Ok(None));
         assert!(!s.exclusive && s.requires.is_none());
         let s = s.alone().requires(|| Err("no TAP device".into()));
         assert!(s.exclusive);
@@ -527,5 +973,265 @@ mod tests {
             Some(("a) b (c)", 'Z', 99))
         );
         assert_eq!(host::parse_stat("garbage"), None);
+    }
+
+    /// A passed exec boot: `transcript`, the packed `table`, and each command's output.
+    fn exec_boot(transcript: &str, table: &str, outputs: &[(&str, &str)]) -> BootResult {
+        BootResult {
+            transcript: transcript.to_string(),
+            elapsed: Duration::from_secs(20),
+            manifest: Some(table.to_string()),
+            exec: Some(ExecReport {
+                commands: outputs
+                    .iter()
+                    .map(|(c, o)| CommandOutput {
+                        command: c.to_string(),
+                        output: o.to_string(),
+                        status: shell::exit_status(o),
+                    })
+                    .collect(),
+                failure: None,
+            }),
+            ..BootResult::not_run(Outcome::Passed)
+        }
+    }
+
+    fn answering(r: BootResult) -> Fake {
+        Fake::new(move |_| r.clone())
+    }
+
+    const SYSTEM_TABLE: &str = "\
+process shell binary=shell placement=shared grants=console,power,control regions= ipc=ipc-ping args= restart=5/10000/10 start=1
+process ipc-ping binary=ipcbench placement=dedicated grants= regions= ipc=ipc-pong,shell args=ping restart=5/10000/10 start=1
+process ipc-pong binary=ipcbench placement=dedicated grants= regions= ipc=ipc-ping args=pong restart=5/10000/10 start=1
+process spare binary=ipcbench placement=dedicated grants= regions= ipc= args= restart=0/0/0 start=0
+";
+
+    const GOOD_PS: &str = "PID  NAME      CORE  STATE    RESTARTS\n\
+                           \x20 1  shell     0     running         0\n\
+                           [cpu1] ipc-ping: noise\n\
+                           \x20 2  ipc-ping  1*    blocked         0\n\
+                           \x20 3  ipc-pong  2*    blocked         0\n";
+
+    #[test]
+    fn exec_verdicts() {
+        let good = exec_boot("axolotl> ps\n", SYSTEM_TABLE, &[("ps", "")]);
+        assert_eq!(good.exec_verdict(), Ok(()));
+        let panicked = BootResult {
+            transcript: "KERNEL PANIC on cpu1: x".into(),
+            ..good.clone()
+        };
+        assert_eq!(
+            panicked.exec_verdict().unwrap_err(),
+            "exec: the kernel panicked"
+        );
+        let reset = BootResult {
+            outcome: Outcome::Reset,
+            ..good.clone()
+        };
+        assert!(reset.exec_verdict().unwrap_err().contains("success code"));
+        let mut failed = good.clone();
+        failed.outcome = Outcome::Stopped;
+        failed.exec.as_mut().unwrap().failure = Some(ExecFailure::CommandFailed {
+            command: "ps".into(),
+            status: 1,
+        });
+        assert_eq!(
+            failed.exec_verdict().unwrap_err(),
+            "exec: command 'ps' failed ([exit 1])"
+        );
+        let mut cut = good.clone();
+        cut.outcome = Outcome::Timeout;
+        cut.exec.as_mut().unwrap().failure = Some(ExecFailure::EndedDuringCommand {
+            command: "ps".into(),
+        });
+        assert_eq!(
+            cut.exec_verdict().unwrap_err(),
+            "exec: QEMU ended while command 'ps' ran (timeout: QEMU was killed)"
+        );
+        let none = BootResult::not_run(Outcome::SetupFailed("no kernel".into()));
+        assert!(none.exec_verdict().unwrap_err().contains("no kernel"));
+        assert!(good.output_of("stat").is_err());
+    }
+
+    #[test]
+    fn ps_scenario_checks_every_process_and_dedicated_cpus() {
+        let s = find("ps_lists_the_manifest_smp8");
+        assert!(s.exclusive);
+        let h = answering(exec_boot("", SYSTEM_TABLE, &[("ps", GOOD_PS)]));
+        assert_eq!((s.run)(&h), Ok(None));
+        let spec = h.seen.lock().unwrap()[0].1.clone();
+        assert_eq!(
+            (spec.smp, spec.manifest, spec.exec),
+            (8, ManifestSource::System, vec!["ps".to_string()])
+        );
+        let judge = |ps: &str| (s.run)(&answering(exec_boot("", SYSTEM_TABLE, &[("ps", ps)])));
+        let missing = GOOD_PS.replace("  3  ipc-pong  2*    blocked         0\n", "");
+        assert!(
+            judge(&missing)
+                .unwrap_err()
+                .contains("does not list 'ipc-pong'")
+        );
+        let no_star = GOOD_PS.replace("2*", "2 ");
+        assert!(judge(&no_star).unwrap_err().contains("without '*'"));
+        let sharing = GOOD_PS.replace("1  shell     0 ", "1  shell     2 ");
+        assert!(judge(&sharing).unwrap_err().contains("'shell' there too"));
+        let faulted = GOOD_PS.replace("1*    blocked", "1*    faulted");
+        assert!(judge(&faulted).unwrap_err().contains("'ipc-ping' faulted"));
+        assert!(judge("no table").unwrap_err().contains("no 'PID NAME"));
+        let failed = Fake::new(|_| result(Outcome::Timeout, "", 150));
+        assert!((s.run)(&failed).unwrap_err().contains("exec:"));
+    }
+
+    #[test]
+    fn fallback_scenario_needs_the_log_line() {
+        let s = find("dedicated_fallback_smp2");
+        let shared_ps = GOOD_PS.replace("1*", "0 ").replace("2*", "1 ");
+        let log = "[cpu0] WARN: too few CPUs (2 for 2 dedicated processes + shared work): ipc-ping shares cpu0\n";
+        let h = answering(exec_boot(log, SYSTEM_TABLE, &[("ps", &shared_ps)]));
+        assert_eq!((s.run)(&h), Ok(None));
+        assert_eq!(h.seen.lock().unwrap()[0].1.smp, 2);
+        let quiet = answering(exec_boot("", SYSTEM_TABLE, &[("ps", &shared_ps)]));
+        assert!((s.run)(&quiet).unwrap_err().contains("too few CPUs"));
+    }
+
+    #[test]
+    fn pingpong_scenario_reports_the_rtt() {
+        let s = find("kernel_ipc_pingpong");
+        let run = |out: &str| {
+            let h = answering(exec_boot("", SYSTEM_TABLE, &[("ipcbench 100000", out)]));
+            let verdict = (s.run)(&h);
+            let spec = h.seen.lock().unwrap()[0].1.clone();
+            assert_eq!(spec.timeout, Duration::from_secs(300));
+            assert_eq!(spec.exec, ["ipcbench 100000"]);
+            verdict
+        };
+        let line = "[cpu1] ipc-ping: ipcbench: round_trips=100000 rtt_ns=9 errors=0\n\
+                    ipcbench: round_trips=100000 rtt_ns=12345 errors=0\n";
+        assert_eq!(run(line), Ok(Some("rtt 12345 ns".to_string())));
+        let bad = "ipcbench: round_trips=100000 rtt_ns=5 errors=2\n";
+        assert!(run(bad).unwrap_err().contains("errors=2"));
+        assert!(run("nothing\n").unwrap_err().contains("round_trips"));
+    }
+
+    const ISOLATION_TABLE: &str = "\
+process shell binary=shell placement=shared grants=console,power,control regions= ipc= args= restart=0/0/0 start=1
+process heartbeat binary=testproc placement=dedicated grants= regions=secret ipc= args=heartbeat restart=0/0/0 start=1
+";
+
+    /// A transcript of the isolation boot in which everything went right.
+    const ISOLATION_LOG: &str = "\
+[cpu0] started heartbeat (pid 2) on cpu1, dedicated
+[cpu1] heartbeat: heartbeat 0
+[cpu2] WARN: fault: bad-pointer (pid 3) #PF page fault at rip=0x1 address=0x5ead0000 error=0x4: process stopped
+[cpu3] WARN: fault: bad-opcode (pid 4) #UD invalid opcode at rip=0x2 address=0x0 error=0x0: process stopped
+[cpu2] WARN: denied map of 'secret' to map-denied (pid 6): not granted in system.toml
+[cpu2] map-denied: map-denied: refused secret (not granted by the manifest) and nic0 (not granted by the manifest)
+[cpu3] map-ok: map-ok: shared-page len=8192 phys=0x165000 ok
+[cpu0] WARN: fault: kernel-write (pid 5) #PF page fault at rip=0x3 address=0xffff800000100000 error=0x6: process stopped
+[cpu1] heartbeat: heartbeat 1
+";
+
+    const ISOLATION_PS: &str = "\
+PID  NAME          CORE  STATE    RESTARTS
+  1  shell         0     running         0
+  2  heartbeat     1*    blocked         0
+  3  bad-pointer   2     faulted         0
+  4  bad-opcode    3     faulted         0
+  5  kernel-write  0     faulted         0
+  6  map-denied    2     exited          0
+  7  map-ok        3     exited          0
+";
+
+    fn isolation(transcript: &str, ps: &str) -> BootResult {
+        exec_boot(transcript, ISOLATION_TABLE, &[("sleep 2", ""), ("ps", ps)])
+    }
+
+    #[test]
+    fn isolation_scenarios_share_one_boot() {
+        let a = find("isolation_faults_stop_only_the_faulter");
+        let b = find("map_not_granted_is_refused");
+        assert_eq!(a.boot_name(), b.boot_name());
+        let h = answering(isolation(ISOLATION_LOG, ISOLATION_PS));
+        assert_eq!((a.run)(&h), Ok(None));
+        assert_eq!((b.run)(&h), Ok(None));
+        let seen = h.seen.lock().unwrap();
+        assert_eq!(
+            seen[0], seen[1],
+            "same name and spec, so the harness boots once"
+        );
+        assert_eq!(
+            seen[0].1.manifest,
+            ManifestSource::File("tests/manifests/isolation.toml")
+        );
+        assert_eq!((seen[0].1.smp, seen[0].1.exec.len()), (4, 2));
+    }
+
+    #[test]
+    fn isolation_failures() {
+        let s = find("isolation_faults_stop_only_the_faulter");
+        let judge = |t: &str, ps: &str| (s.run)(&answering(isolation(t, ps)));
+        let gp = ISOLATION_LOG.replace(
+            "bad-pointer (pid 3) #PF page fault",
+            "bad-pointer (pid 3) #GP general protection",
+        );
+        let e = judge(&gp, ISOLATION_PS).unwrap_err();
+        assert!(
+            e.contains("bad-pointer took #GP but should have taken #PF (vector 14)"),
+            "{e}"
+        );
+        let no_fault = ISOLATION_LOG.replace("fault: bad-opcode", "nothing: bad-opcode");
+        assert!(
+            judge(&no_fault, ISOLATION_PS)
+                .unwrap_err()
+                .contains("'fault: bad-opcode")
+        );
+        let extra = format!(
+            "{ISOLATION_LOG}[cpu1] WARN: fault: heartbeat (pid 2) #PF page fault at rip=0x1 \
+             address=0x0 error=0x4: process stopped\n[cpu1] heartbeat: heartbeat 2\n"
+        );
+        assert!(
+            judge(&extra, ISOLATION_PS)
+                .unwrap_err()
+                .contains("heartbeat (pid 2) faulted too")
+        );
+        let still = ISOLATION_PS.replace("2     faulted", "2     running");
+        assert!(
+            judge(ISOLATION_LOG, &still)
+                .unwrap_err()
+                .contains("bad-pointer 'running'")
+        );
+        let dead = ISOLATION_PS.replace("1*    blocked", "1*    exited ");
+        assert!(
+            judge(ISOLATION_LOG, &dead)
+                .unwrap_err()
+                .contains("heartbeat 'exited'")
+        );
+        let silent = ISOLATION_LOG.replace("[cpu1] heartbeat: heartbeat 1\n", "");
+        assert!(
+            judge(&silent, ISOLATION_PS)
+                .unwrap_err()
+                .contains("after the last fault")
+        );
+    }
+
+    #[test]
+    fn map_scenario_needs_all_three_lines() {
+        let s = find("map_not_granted_is_refused");
+        let judge = |t: &str| (s.run)(&answering(isolation(t, ISOLATION_PS)));
+        assert_eq!(judge(ISOLATION_LOG), Ok(None));
+        for (line, why) in [
+            ("denied map of 'secret'", "denied map"),
+            ("map-denied: refused", "map-denied: refused"),
+            (
+                "shared-page len=8192 phys=0x165000 ok",
+                "map-ok: shared-page",
+            ),
+        ] {
+            let without = ISOLATION_LOG.replace(line, "");
+            assert!(judge(&without).unwrap_err().contains(why), "{line}");
+        }
+        let failed = format!("{ISOLATION_LOG}[cpu2] map-ok: map-ok: FAILED shared-page: x\n");
+        assert!(judge(&failed).unwrap_err().contains("reports a failure"));
     }
 }

@@ -35,11 +35,16 @@ pub enum Command {
     Flash(FlashArgs),
 }
 
+/// Limit of each wait of an `--exec` session when `--timeout` is not given.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Options of `build`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BuildArgs {
     /// Build the kernel with the release profile.
     pub release: bool,
+    /// The system manifest (`None`: `system.toml` at the workspace root).
+    pub manifest: Option<PathBuf>,
 }
 
 /// How QEMU executes guest code.
@@ -130,10 +135,13 @@ pub struct RunArgs {
     pub ipc: Ipc,
     /// Port forwards (repeatable).
     pub fwd: Vec<Forward>,
-    /// Commands to type into the guest shell.
-    pub exec: Option<String>,
-    /// Kill QEMU after this long.
+    /// Commands to type into the guest shell (`--exec "a; b"` split at `;`), without a final
+    /// `poweroff` (always typed after them).
+    pub exec: Option<Vec<String>>,
+    /// Kill QEMU after this long; with `--exec`, the limit of each wait instead.
     pub timeout: Option<Duration>,
+    /// The system manifest (`None`: `system.toml` at the workspace root).
+    pub manifest: Option<PathBuf>,
     /// Release kernel.
     pub release: bool,
     /// Extra kernel command-line words, appended to [`DEFAULT_CMDLINE`] (later words win).
@@ -154,6 +162,7 @@ impl Default for RunArgs {
             fwd: Vec::new(),
             exec: None,
             timeout: None,
+            manifest: None,
             release: false,
             cmdline_extra: String::new(),
         }
@@ -173,9 +182,7 @@ impl RunArgs {
     /// The first option that asks for a feature the system does not have yet, as a one-line
     /// explanation.
     pub fn unsupported(&self) -> Option<String> {
-        let what = if self.exec.is_some() {
-            "--exec (needs the guest shell)"
-        } else if self.layout == Layout::Single {
+        let what = if self.layout == Layout::Single {
             "--layout single (needs the network stack servers)"
         } else if self.ipc == Ipc::Kernel {
             "--ipc kernel (needs the network stack servers)"
@@ -201,6 +208,8 @@ pub struct TestArgs {
     pub jobs: usize,
     /// Echo every guest's serial output, prefixed by the test name.
     pub verbose: bool,
+    /// The system manifest of the scenarios that boot the system (`None`: `system.toml`).
+    pub manifest: Option<PathBuf>,
 }
 
 impl Default for TestArgs {
@@ -209,6 +218,7 @@ impl Default for TestArgs {
             filter: None,
             jobs: 2,
             verbose: false,
+            manifest: None,
         }
     }
 }
@@ -455,6 +465,33 @@ pub fn parse(args: &[String]) -> Result<Command, ArgError> {
     }
 }
 
+/// The value of `--manifest`: a path that must name an existing file.
+fn manifest_path(w: &mut Words, opt: &str) -> Result<PathBuf, ArgError> {
+    let v = w.value(opt)?;
+    let path = PathBuf::from(&v);
+    if !path.is_file() {
+        return err(format!("option '{opt}': no such file '{v}'"));
+    }
+    Ok(path)
+}
+
+/// Splits `--exec` into commands; `poweroff` may only come last (it is typed anyway).
+pub fn parse_exec(v: &str) -> Result<Vec<String>, ArgError> {
+    let mut commands = axolotl_tests::shell::split_commands(v);
+    if commands.last().is_some_and(|c| c == "poweroff") {
+        commands.pop();
+    } else if commands.is_empty() {
+        return err("option '--exec' needs at least one command, e.g. --exec \"ps; stat\"");
+    }
+    if commands.iter().any(|c| c == "poweroff") {
+        return err(
+            "option '--exec': 'poweroff' may only be the last command (it is typed after the \
+             last one anyway)",
+        );
+    }
+    Ok(commands)
+}
+
 fn parse_build(w: &mut Words) -> Result<BuildArgs, ArgError> {
     let mut a = BuildArgs::default();
     while let Some(item) = w.next()? {
@@ -462,6 +499,10 @@ fn parse_build(w: &mut Words) -> Result<BuildArgs, ArgError> {
             Item::Opt(o) if o == "--release" => {
                 w.once(&o)?;
                 a.release = true;
+            }
+            Item::Opt(o) if o == "--manifest" => {
+                w.once(&o)?;
+                a.manifest = Some(manifest_path(w, &o)?);
             }
             Item::Opt(o) => return Err(w.unknown(&o)),
             Item::Positional(p) => {
@@ -529,7 +570,8 @@ fn parse_run(w: &mut Words) -> Result<RunArgs, ArgError> {
                 )?
             }
             "--fwd" => a.fwd.push(parse_forward(&w.value(&o)?)?),
-            "--exec" => a.exec = Some(w.value(&o)?),
+            "--exec" => a.exec = Some(parse_exec(&w.value(&o)?)?),
+            "--manifest" => a.manifest = Some(manifest_path(w, &o)?),
             "--timeout" => {
                 let secs: u64 = number(&o, &w.value(&o)?)?;
                 if !(1..=86_400).contains(&secs) {
@@ -562,6 +604,7 @@ fn parse_test(w: &mut Words) -> Result<TestArgs, ArgError> {
                         a.jobs = in_range(&o, number(&o, &v)?, 1..=2)? as usize;
                     }
                     "--verbose" | "-v" => a.verbose = true,
+                    "--manifest" => a.manifest = Some(manifest_path(w, &o)?),
                     _ => return Err(w.unknown(&o)),
                 }
             }
@@ -815,7 +858,6 @@ mod tests {
     #[test]
     fn features_not_built_yet_are_refused_not_ignored() {
         for (line, what) in [
-            ("--exec help", "--exec"),
             ("--layout single", "--layout single"),
             ("--ipc kernel", "--ipc kernel"),
             ("--fwd tcp:8080:80", "--fwd"),
@@ -835,6 +877,49 @@ mod tests {
     }
 
     #[test]
+    fn exec_and_manifest() {
+        let words = ["run", "--exec", "sleep 2; ps ;", "--timeout", "30"].map(String::from);
+        let Ok(Command::Run(r)) = parse(&words) else {
+            panic!()
+        };
+        assert_eq!(r.exec, Some(vec!["sleep 2".to_string(), "ps".to_string()]));
+        assert_eq!(r.unsupported(), None);
+        assert_eq!(parse_exec("ps; poweroff"), Ok(vec!["ps".to_string()]));
+        assert_eq!(parse_exec("poweroff"), Ok(vec![]));
+        assert!(
+            parse_exec(" ; ")
+                .unwrap_err()
+                .0
+                .contains("at least one command")
+        );
+        assert!(
+            parse_exec("poweroff; ps")
+                .unwrap_err()
+                .0
+                .contains("only be the last")
+        );
+        let root = crate::images::workspace_root();
+        let system = root.join("system.toml").display().to_string();
+        assert_eq!(
+            run(&format!("--manifest {system}")).manifest,
+            Some(system.clone().into())
+        );
+        assert!(run_err("--manifest /nonexistent/s.toml").contains("no such file"));
+        assert!(run_err(&format!("--manifest {system} --manifest {system}")).contains("twice"));
+        let Ok(Command::Build(b)) = p(&format!("build --manifest={system}")) else {
+            panic!()
+        };
+        assert_eq!(b.manifest, Some(system.clone().into()));
+        let Ok(Command::Test(t)) = p(&format!("test --manifest {system} ps_")) else {
+            panic!()
+        };
+        assert_eq!(
+            (t.manifest, t.filter),
+            (Some(system.into()), Some("ps_".to_string()))
+        );
+    }
+
+    #[test]
     fn test_args() {
         assert_eq!(p("test"), Ok(Command::Test(TestArgs::default())));
         let Ok(Command::Test(t)) = p("test boot_ -j 1 -v") else {
@@ -845,7 +930,8 @@ mod tests {
             TestArgs {
                 filter: Some("boot_".into()),
                 jobs: 1,
-                verbose: true
+                verbose: true,
+                manifest: None
             }
         );
         assert!(p("test a b").unwrap_err().0.contains("one FILTER"));

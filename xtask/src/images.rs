@@ -1,6 +1,12 @@
-//! From source to bootable disk: builds the kernel with cargo, packs the boot modules into an AXRD
-//! ramdisk (`klib::ramdisk`) and wraps kernel and ramdisk into BIOS and UEFI images with the
+//! From source to bootable disk: builds the kernel with cargo, validates the system manifest and
+//! builds the user programs it names (`manifest`, `programs`), packs the boot modules into an
+//! AXRD ramdisk (`klib::ramdisk`) and wraps kernel and ramdisk into BIOS and UEFI images with the
 //! `bootloader` crate.
+//!
+//! The ramdisk holds, in order: `cmdline` (the kernel command line), `manifest` (the boot module
+//! table, `klib::manifest` format) and one module per distinct binary the manifest names, called
+//! by the binary's name and holding its ELF file. A boot without a manifest (the kernel-only
+//! scenarios) has `cmdline` alone.
 //!
 //! Files live under `target/axolotl/`: the default images of `cargo xtask build` directly in it,
 //! and every run with its own command line (a test scenario, `run --cmdline`) in a folder of its
@@ -11,8 +17,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::Error;
 use crate::args::Firmware;
+use crate::{Error, manifest, programs};
 
 /// The kernel's package and binary name.
 pub const KERNEL_PACKAGE: &str = "axolotl-kernel";
@@ -82,10 +88,65 @@ pub fn build_kernel(release: bool) -> Result<PathBuf, Error> {
     Ok(path)
 }
 
-/// The modules of the boot ramdisk, in archive order: today only the command line. User-space
-/// programs (ELF files) will be appended here.
-pub fn ramdisk_modules(cmdline: &str) -> Vec<(String, Vec<u8>)> {
-    vec![("cmdline".to_string(), cmdline.as_bytes().to_vec())]
+/// `system.toml` at the workspace root: the manifest used when none is given.
+pub fn default_manifest() -> PathBuf {
+    workspace_root().join("system.toml")
+}
+
+/// How a manifest file is named in messages: relative to the workspace root when inside it.
+pub fn manifest_display(path: &Path) -> String {
+    let root = workspace_root();
+    let shown = path.strip_prefix(&root).unwrap_or(path);
+    shown.display().to_string()
+}
+
+/// The processes of a boot: the boot module table and the programs it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payload {
+    /// The validated manifest.
+    pub manifest: manifest::SystemManifest,
+    /// Its boot module table (the ramdisk module `manifest`).
+    pub table: String,
+    /// (binary name, ELF bytes) of every distinct binary it names.
+    pub programs: Vec<(String, Vec<u8>)>,
+}
+
+/// Reads and validates the manifest at `path` against the user programs `known`, without building
+/// anything. Errors name the file.
+pub fn load_manifest(
+    path: &Path,
+    known: &[programs::Program],
+) -> Result<manifest::SystemManifest, Error> {
+    let shown = manifest_display(path);
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Failed(format!("cannot read the manifest {shown}: {e}")))?;
+    let names: Vec<&str> = known.iter().map(|p| p.binary.as_str()).collect();
+    manifest::parse(&text, &shown, &names).map_err(|e| Error::Failed(e.to_string()))
+}
+
+/// Validates the manifest at `path`, builds the user programs it names and returns what the
+/// ramdisk needs.
+pub fn payload(path: &Path) -> Result<Payload, Error> {
+    let known = programs::discover(&workspace_root())?;
+    let manifest = load_manifest(path, &known)?;
+    let programs = programs::build(&manifest.binaries(), &known)?;
+    let table = manifest.table(&manifest_display(path));
+    Ok(Payload {
+        manifest,
+        table,
+        programs,
+    })
+}
+
+/// The modules of the boot ramdisk, in archive order: `cmdline`, then (with a payload)
+/// `manifest` and the programs.
+pub fn ramdisk_modules(cmdline: &str, payload: Option<&Payload>) -> Vec<(String, Vec<u8>)> {
+    let mut modules = vec![("cmdline".to_string(), cmdline.as_bytes().to_vec())];
+    if let Some(p) = payload {
+        modules.push(("manifest".to_string(), p.table.as_bytes().to_vec()));
+        modules.extend(p.programs.iter().cloned());
+    }
+    modules
 }
 
 /// The AXRD archive of `modules`.
@@ -126,18 +187,19 @@ pub fn image_name(firmware: Firmware) -> &'static str {
     }
 }
 
-/// Makes the images for `firmwares` in `dir`: the ramdisk `dir/ramdisk.axrd` with `cmdline`,
-/// then `dir/axolotl-bios.img` and/or `dir/axolotl-uefi.img`. Returns the image paths in order.
+/// Makes the images for `firmwares` in `dir`: the ramdisk `dir/ramdisk.axrd` holding `modules`
+/// (see [`ramdisk_modules`]), then `dir/axolotl-bios.img` and/or `dir/axolotl-uefi.img`. Returns
+/// the image paths in order.
 pub fn make_images(
     kernel: &Path,
     dir: &Path,
-    cmdline: &str,
+    modules: &[(String, Vec<u8>)],
     firmwares: &[Firmware],
 ) -> Result<Vec<PathBuf>, Error> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::Failed(format!("cannot create {}: {e}", dir.display())))?;
     let ramdisk = dir.join("ramdisk.axrd");
-    write_atomically(&ramdisk, &ramdisk_bytes(&ramdisk_modules(cmdline))?)?;
+    write_atomically(&ramdisk, &ramdisk_bytes(modules)?)?;
     let mut builder = bootloader::DiskImageBuilder::new(kernel.to_path_buf());
     builder.set_ramdisk(ramdisk);
     let mut images = Vec::new();
@@ -162,11 +224,12 @@ pub fn make_images(
     Ok(images)
 }
 
-/// A folder name for a run with a non-default command line: `run-` and a hash of the line, so
-/// equal lines share their images and different ones never collide.
-pub fn run_dir_name(cmdline: &str) -> String {
+/// A folder name for a run with a non-default command line or manifest: `run-` and a hash of
+/// `key` (the line and the manifest's path), so equal runs share their images and different ones
+/// never collide.
+pub fn run_dir_name(key: &str) -> String {
     // FNV-1a: stable across Rust versions, unlike std's hasher.
-    let hash = cmdline.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+    let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
     format!("run-{hash:016x}")
@@ -179,10 +242,47 @@ mod tests {
 
     #[test]
     fn ramdisk_holds_the_cmdline() {
-        let bytes = ramdisk_bytes(&ramdisk_modules("log=debug test=kernel")).unwrap();
+        let bytes = ramdisk_bytes(&ramdisk_modules("log=debug test=kernel", None)).unwrap();
         let disk = Ramdisk::parse(&bytes).unwrap();
         assert_eq!(disk.get("cmdline"), Some(&b"log=debug test=kernel"[..]));
         assert_eq!(disk.len(), 1);
+    }
+
+    #[test]
+    fn ramdisk_holds_the_table_and_the_programs() {
+        let m = manifest::parse(
+            "[process.sh]\nbinary = \"shell\"\n[process.t]\nbinary = \"testproc\"\n",
+            "m.toml",
+            &["shell", "testproc"],
+        )
+        .unwrap();
+        let payload = Payload {
+            table: m.table("m.toml"),
+            manifest: m,
+            programs: vec![
+                ("shell".to_string(), b"\x7fELF shell".to_vec()),
+                ("testproc".to_string(), b"\x7fELF testproc".to_vec()),
+            ],
+        };
+        let bytes = ramdisk_bytes(&ramdisk_modules("log=info", Some(&payload))).unwrap();
+        let disk = Ramdisk::parse(&bytes).unwrap();
+        let names: Vec<&str> = disk.modules().map(|m| m.name).collect();
+        assert_eq!(names, ["cmdline", "manifest", "shell", "testproc"]);
+        let table = std::str::from_utf8(disk.get("manifest").unwrap()).unwrap();
+        assert_eq!(table, payload.table);
+        let k = klib::manifest::Manifest::parse(table).unwrap();
+        assert_eq!(k.processes().count(), 2);
+        // Every binary the table names is in the ramdisk.
+        for p in k.processes() {
+            assert!(disk.get(p.binary).is_some(), "{} missing", p.binary);
+        }
+        assert_eq!(disk.get("testproc"), Some(&b"\x7fELF testproc"[..]));
+    }
+
+    #[test]
+    fn manifests_are_shown_relative_to_the_root() {
+        assert_eq!(manifest_display(&default_manifest()), "system.toml");
+        assert_eq!(manifest_display(Path::new("/x/y.toml")), "/x/y.toml");
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `cargo xtask`: builds, runs and tests Axolotl (DESIGN.md §9).
 //!
-//! - `build` compiles the kernel for `x86_64-unknown-none` and makes the BIOS and UEFI disk
-//!   images (`images`),
-//! - `run` boots an image in QEMU with the serial console on the terminal (`qemu`),
+//! - `build` validates the system manifest (`manifest`), builds the user programs it names
+//!   (`programs`), compiles the kernel for `x86_64-unknown-none` and makes the BIOS and UEFI
+//!   disk images (`images`),
+//! - `run` boots an image in QEMU with the serial console on the terminal (`qemu`), or types
+//!   commands into the guest shell (`--exec`, `exec`),
 //! - `test` runs the host unit tests, the in-kernel tests and the QEMU scenarios of the
 //!   `axolotl-tests` crate, and sums them up (`suite`),
 //! - `bench`, `image` and `flash` are parsed but not implemented yet.
@@ -13,8 +15,11 @@
 
 mod args;
 mod counts;
+mod exec;
 mod host;
 mod images;
+mod manifest;
+mod programs;
 mod qemu;
 mod suite;
 mod sys;
@@ -53,7 +58,7 @@ USAGE:
     cargo xtask <COMMAND> [OPTIONS]
 
 COMMANDS:
-    build    build the kernel and the BIOS and UEFI disk images
+    build    build the user programs, the kernel and the BIOS and UEFI disk images
     run      boot Axolotl in QEMU with the serial console on this terminal
     test     run every test: host unit tests, in-kernel tests, QEMU scenarios
     bench    measure the network stack (not yet implemented)
@@ -66,14 +71,17 @@ error; 124 timeout.
 ";
 
 const HELP_BUILD: &str = "\
-cargo xtask build [--release]
+cargo xtask build [--release] [--manifest PATH]
 
-Builds the kernel (cargo build -p axolotl-kernel --target x86_64-unknown-none) and makes
-target/axolotl/axolotl-bios.img and target/axolotl/axolotl-uefi.img with the kernel command line
-'log=info' in their ramdisk.
+Validates the system manifest, builds the user programs it names (release, for
+x86_64-unknown-none, into target/user), builds the kernel (cargo build -p axolotl-kernel
+--target x86_64-unknown-none) and makes target/axolotl/axolotl-bios.img and
+target/axolotl/axolotl-uefi.img. Their ramdisk holds the kernel command line 'log=info', the
+boot module table made from the manifest, and the programs.
 
 OPTIONS:
-    --release    build the kernel with the release profile
+    --release          build the kernel with the release profile
+    --manifest PATH    the system manifest (default: system.toml at the workspace root)
 ";
 
 const HELP_RUN: &str = "\
@@ -93,18 +101,23 @@ OPTIONS:
     --layout split|single      server layout (default split)
     --ipc chan|kernel          server transport (default chan)
     --fwd tcp|udp:HOST:GUEST   forward a host port into the guest (repeatable)
-    --exec \"CMD; CMD\"          type commands into the guest shell, then power off
-    --timeout SECONDS          kill QEMU after this long
+    --exec \"CMD; CMD\"          type the commands into the guest shell one at a time, each
+                               after the prompt, then 'poweroff'; exit 0 only when no
+                               command printed '[exit N]', the guest powered off with
+                               success and the kernel did not panic
+    --timeout SECONDS          kill QEMU after this long; with --exec, the limit for the
+                               first prompt and for each command instead (default 60)
+    --manifest PATH            the system manifest (default: system.toml)
     --release                  release kernel
     --cmdline \"WORDS\"          extra kernel command-line words after 'log=info', e.g.
                                \"log=debug\" or \"test=kernel\"
 
-Not yet supported (the guest shell and network stack do not exist yet): --exec, --layout single,
---ipc kernel, --fwd, --net tap, --nic e1000e.
+Not yet supported (the network stack does not exist yet): --layout single, --ipc kernel,
+--fwd, --net tap, --nic e1000e.
 ";
 
 const HELP_TEST: &str = "\
-cargo xtask test [FILTER] [--jobs 1|2] [--verbose]
+cargo xtask test [FILTER] [--jobs 1|2] [--verbose] [--manifest PATH]
 
 Runs, in order: the host unit tests (cargo test of the host crates), the in-kernel tests (one
 boot with test=kernel, each 'ktest NAME ... ok' line counting as the test kernel::NAME), and the
@@ -115,8 +128,10 @@ FILTER runs only tests whose name contains it (the in-kernel suite runs when FIL
 or is a start of, 'kernel::').
 
 OPTIONS:
-    -j, --jobs N     QEMU instances at a time (default 2)
-    -v, --verbose    echo every guest's serial output, prefixed by the test name
+    -j, --jobs N       QEMU instances at a time (default 2)
+    -v, --verbose      echo every guest's serial output, prefixed by the test name
+    --manifest PATH    the system manifest of the scenarios that boot the system (default
+                       system.toml); scenarios with a test manifest (tests/manifests/) keep it
 ";
 
 const HELP_BENCH: &str = "\
@@ -187,7 +202,7 @@ fn dispatch(cmd: Command) -> Result<u8, Error> {
             print!("{}", help(topic));
             Ok(0)
         }
-        Command::Build(b) => build(b.release),
+        Command::Build(b) => build(b.release, &manifest_or_default(b.manifest.as_deref())),
         Command::Run(r) => run(&r),
         Command::Test(t) => suite::test(&t),
         Command::Bench(_) => Err(Error::Unsupported(
@@ -207,17 +222,19 @@ fn dispatch(cmd: Command) -> Result<u8, Error> {
     }
 }
 
+/// The manifest given, or `system.toml` at the workspace root.
+fn manifest_or_default(given: Option<&std::path::Path>) -> std::path::PathBuf {
+    given.map_or_else(images::default_manifest, |p| p.to_path_buf())
+}
+
 /// `cargo xtask build`.
-fn build(release: bool) -> Result<u8, Error> {
+fn build(release: bool, manifest: &std::path::Path) -> Result<u8, Error> {
+    let payload = images::payload(manifest)?;
     let kernel = images::build_kernel(release)?;
     eprintln!("making images...");
     let out = images::out_dir();
-    for image in images::make_images(
-        &kernel,
-        &out,
-        args::DEFAULT_CMDLINE,
-        &[Firmware::Bios, Firmware::Uefi],
-    )? {
+    let modules = images::ramdisk_modules(args::DEFAULT_CMDLINE, Some(&payload));
+    for image in images::make_images(&kernel, &out, &modules, &[Firmware::Bios, Firmware::Uefi])? {
         println!("{}", image.display());
     }
     Ok(0)
@@ -232,13 +249,23 @@ fn run(a: &RunArgs) -> Result<u8, Error> {
     if a.accel == args::Accel::Kvm {
         host::check_kvm()?;
     }
+    let manifest = manifest_or_default(a.manifest.as_deref());
+    let payload = images::payload(&manifest)?;
+    if a.exec.is_some() && !payload.manifest.started_with_grant("console") {
+        return Err(Error::Failed(format!(
+            "--exec needs a shell: no process started at boot holds the 'console' grant in {}",
+            images::manifest_display(&manifest)
+        )));
+    }
     let kernel = images::build_kernel(a.release)?;
     let cmdline = a.cmdline();
-    // The default command line uses the images of `build`; any other gets a folder of its own.
-    let dir = if cmdline == args::DEFAULT_CMDLINE {
+    // The default command line and manifest use the images of `build`; any other run gets a
+    // folder of its own.
+    let dir = if cmdline == args::DEFAULT_CMDLINE && a.manifest.is_none() {
         images::out_dir()
     } else {
-        images::out_dir().join(images::run_dir_name(&cmdline))
+        let key = format!("{cmdline}\n{}", manifest.display());
+        images::out_dir().join(images::run_dir_name(&key))
     };
     eprintln!("making images...");
     let fw = if a.uefi {
@@ -246,7 +273,8 @@ fn run(a: &RunArgs) -> Result<u8, Error> {
     } else {
         Firmware::Bios
     };
-    let image = images::make_images(&kernel, &dir, &cmdline, &[fw])?.remove(0);
+    let modules = images::ramdisk_modules(&cmdline, Some(&payload));
+    let image = images::make_images(&kernel, &dir, &modules, &[fw])?.remove(0);
     // This run's own copy of the UEFI variable store, removed afterwards.
     let mut vars_copy = None;
     let boot = match (&tools.ovmf, a.uefi) {
@@ -265,7 +293,7 @@ fn run(a: &RunArgs) -> Result<u8, Error> {
         }
         _ => qemu::Boot::Bios,
     };
-    let console = if qemu::on_terminal() {
+    let console = if qemu::on_terminal() && a.exec.is_none() {
         qemu::Console::Terminal
     } else {
         qemu::Console::Stdio
@@ -285,14 +313,35 @@ fn run(a: &RunArgs) -> Result<u8, Error> {
     if console == qemu::Console::Terminal {
         eprintln!("(Ctrl-A X quits QEMU)");
     }
+    // With --exec, --timeout limits each wait of the session, not the whole run.
+    let plan = a.exec.as_ref().map(|commands| exec::Plan {
+        commands: commands.clone(),
+        step_timeout: a.timeout.unwrap_or(args::DEFAULT_EXEC_TIMEOUT),
+    });
     let opts = qemu::RunOptions {
-        timeout: a.timeout,
+        timeout: if plan.is_some() { None } else { a.timeout },
         inherit_stdin: true,
         echo: qemu::Echo::Live,
+        exec: plan,
     };
     let result = qemu::run(&tools.qemu, &qemu_args, &opts);
     if let Some(vars) = vars_copy {
         let _ = std::fs::remove_file(vars);
+    }
+    if opts.exec.is_some() {
+        return Ok(match result.exec_verdict() {
+            Ok(()) => 0,
+            Err(why) => {
+                if !result.transcript.is_empty() && !result.transcript.ends_with('\n') {
+                    println!(); // the transcript ends in a prompt
+                }
+                eprintln!("{why}");
+                match result.outcome {
+                    Outcome::QemuError(_) | Outcome::SetupFailed(_) => 2,
+                    _ => 1,
+                }
+            }
+        });
     }
     if result.outcome == Outcome::Reset && qemu::user_quit(&result.transcript) {
         return Ok(0);

@@ -6,15 +6,22 @@
 //! with `(value << 1) | 1`, so 0x10 gives 33 (pass) and 0x11 gives 35 (fail). Exit 0 means the
 //! guest never reported: under `-no-reboot` a triple fault (or a plain ACPI power-off) ends QEMU
 //! with 0, and that counts as a failure.
+//!
+//! With an exec plan (`--exec`, or a scenario's commands), QEMU's stdin is a pipe and
+//! `exec::drive` types into it while following the serial output; when the session fails it
+//! has QEMU killed, and the outcome is [`Outcome::Stopped`].
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use axolotl_tests::{BootResult, Outcome};
 
 use crate::args::{Accel, Net, Nic};
+use crate::exec;
 use crate::host::Ovmf;
 
 /// QEMU's exit status when the guest wrote 0x10 (success) to the debug-exit port.
@@ -136,10 +143,13 @@ pub enum Echo {
 pub struct RunOptions {
     /// Kill QEMU after this long.
     pub timeout: Option<Duration>,
-    /// Hand our stdin to QEMU (interactive `run`); otherwise QEMU reads nothing.
+    /// Hand our stdin to QEMU (interactive `run`); otherwise QEMU reads nothing (or the exec
+    /// session's typing).
     pub inherit_stdin: bool,
     /// Where the output goes besides the transcript.
     pub echo: Echo,
+    /// Commands to type into the guest shell.
+    pub exec: Option<exec::Plan>,
 }
 
 /// Whether the guest console can be used from this terminal: stdin and stdout are terminals.
@@ -152,10 +162,13 @@ pub fn on_terminal() -> bool {
 pub fn run(qemu: &Path, args: &[String], opts: &RunOptions) -> BootResult {
     let mut cmd = Command::new(qemu);
     cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let inherit_stdin = opts.inherit_stdin && opts.exec.is_none();
     // A terminal user's QEMU stays in the terminal's foreground group (it reads the keyboard);
     // every other QEMU gets a group of its own, killed as a whole on timeout.
-    let own_group = !(opts.inherit_stdin && std::io::stdin().is_terminal());
-    cmd.stdin(if opts.inherit_stdin {
+    let own_group = !(inherit_stdin && std::io::stdin().is_terminal());
+    cmd.stdin(if opts.exec.is_some() {
+        Stdio::piped()
+    } else if inherit_stdin {
         Stdio::inherit()
     } else {
         Stdio::null()
@@ -167,26 +180,45 @@ pub fn run(qemu: &Path, args: &[String], opts: &RunOptions) -> BootResult {
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
-            return BootResult {
-                outcome: Outcome::QemuError(format!("could not start {}: {e}", qemu.display())),
-                transcript: String::new(),
-                elapsed: Duration::ZERO,
-                qemu_pid: None,
-            };
+            return BootResult::not_run(Outcome::QemuError(format!(
+                "could not start {}: {e}",
+                qemu.display()
+            )));
         }
     };
     let pid = child.id();
-    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-    let (serial, qemu_err, waited) = std::thread::scope(|s| {
-        let serial = s.spawn(|| pump(stdout, &opts.echo, false));
-        let qemu_err = s.spawn(|| pump(stderr, &opts.echo, true));
-        let waited = wait_until(&mut child, opts.timeout.map(|t| start + t), pid, own_group);
+    let (stdout, stderr, stdin) = (child.stdout.take(), child.stderr.take(), child.stdin.take());
+    let stop = AtomicBool::new(false);
+    let (serial, qemu_err, waited, report) = std::thread::scope(|s| {
+        let (to_session, session_output) = std::sync::mpsc::channel();
+        let to_session = opts.exec.as_ref().map(|_| to_session);
+        let serial = s.spawn(|| pump(stdout, &opts.echo, false, to_session));
+        let qemu_err = s.spawn(|| pump(stderr, &opts.echo, true, None));
+        let session = match (&opts.exec, stdin) {
+            (Some(plan), Some(mut stdin)) => {
+                let (stop, output) = (&stop, session_output);
+                // The session hands stdin back instead of closing it: a QEMU that is to be
+                // killed must not see its input end first.
+                Some(s.spawn(move || (exec::drive(plan, &output, &mut stdin, stop), stdin)))
+            }
+            _ => None,
+        };
+        let waited = wait_until(
+            &mut child,
+            opts.timeout.map(|t| start + t),
+            pid,
+            own_group,
+            &stop,
+        );
         (
             serial.join().unwrap_or_default(),
             qemu_err.join().unwrap_or_default(),
             waited,
+            session.and_then(|s| s.join().ok()),
         )
     });
+    // QEMU is gone: now its input may close.
+    let report = report.map(|(report, _stdin)| report);
     let elapsed = start.elapsed();
     let qemu_err = String::from_utf8_lossy(&qemu_err).into_owned();
     let outcome = match waited {
@@ -198,6 +230,7 @@ pub fn run(qemu: &Path, args: &[String], opts: &RunOptions) -> BootResult {
             }
             Outcome::Timeout
         }
+        Waited::Stopped => Outcome::Stopped,
         Waited::Lost(e) => Outcome::QemuError(format!("lost track of QEMU: {e}")),
     };
     BootResult {
@@ -205,6 +238,8 @@ pub fn run(qemu: &Path, args: &[String], opts: &RunOptions) -> BootResult {
         transcript: axolotl_tests::transcript::clean(&serial),
         elapsed,
         qemu_pid: Some(pid),
+        manifest: None,
+        exec: report,
     }
 }
 
@@ -212,6 +247,8 @@ enum Waited {
     /// Exit code or terminating signal.
     Exited(Option<i32>, Option<i32>),
     TimedOut,
+    /// Killed because `stop` was set (the exec session failed).
+    Stopped,
     Lost(std::io::Error),
 }
 
@@ -220,6 +257,7 @@ fn wait_until(
     deadline: Option<Instant>,
     pid: u32,
     own_group: bool,
+    stop: &AtomicBool,
 ) -> Waited {
     use std::os::unix::process::ExitStatusExt;
     loop {
@@ -228,20 +266,32 @@ fn wait_until(
             Ok(None) => {}
             Err(e) => return Waited::Lost(e),
         }
-        if deadline.is_some_and(|d| Instant::now() >= d) {
+        let timed_out = deadline.is_some_and(|d| Instant::now() >= d);
+        let stopped = stop.load(Ordering::SeqCst);
+        if timed_out || stopped {
             if own_group {
                 crate::sys::kill_process_group(pid);
             }
             let _ = child.kill();
             let _ = child.wait();
-            return Waited::TimedOut;
+            return if timed_out {
+                Waited::TimedOut
+            } else {
+                Waited::Stopped
+            };
         }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-/// Copies a pipe to the end, echoing it as asked, and returns everything read.
-fn pump(pipe: Option<impl Read>, echo: &Echo, is_stderr: bool) -> Vec<u8> {
+/// Copies a pipe to the end, echoing it as asked and forwarding each chunk to `forward` (the
+/// exec session; ignored once it is done), and returns everything read.
+fn pump(
+    pipe: Option<impl Read>,
+    echo: &Echo,
+    is_stderr: bool,
+    forward: Option<Sender<Vec<u8>>>,
+) -> Vec<u8> {
     let mut all = Vec::new();
     let Some(mut pipe) = pipe else { return all };
     let mut buf = [0u8; 4096];
@@ -254,6 +304,9 @@ fn pump(pipe: Option<impl Read>, echo: &Echo, is_stderr: bool) -> Vec<u8> {
             Err(_) => break,
         };
         all.extend_from_slice(&buf[..n]);
+        if let Some(f) = &forward {
+            let _ = f.send(buf[..n].to_vec());
+        }
         match echo {
             Echo::Off => {}
             Echo::Live if is_stderr => {
@@ -314,12 +367,12 @@ pub fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str) -> Outcome
     }
 }
 
-/// xtask's exit status for an outcome: 0 pass, 1 guest failure or reset, 124 timeout, 2 when
-/// QEMU or the setup failed.
+/// xtask's exit status for an outcome: 0 pass, 1 guest failure, reset or failed exec session,
+/// 124 timeout, 2 when QEMU or the setup failed.
 pub fn exit_status(outcome: &Outcome) -> u8 {
     match outcome {
         Outcome::Passed => 0,
-        Outcome::GuestFailed | Outcome::Reset => 1,
+        Outcome::GuestFailed | Outcome::Reset | Outcome::Stopped => 1,
         Outcome::Timeout => EXIT_TIMEOUT,
         Outcome::QemuError(_) | Outcome::SetupFailed(_) => 2,
     }
@@ -330,7 +383,7 @@ pub fn exit_status(outcome: &Outcome) -> u8 {
 pub fn outcome_message(outcome: &Outcome, timeout: Option<Duration>) -> Option<String> {
     match outcome {
         Outcome::Passed => None,
-        Outcome::GuestFailed | Outcome::Reset => Some(outcome.describe()),
+        Outcome::GuestFailed | Outcome::Reset | Outcome::Stopped => Some(outcome.describe()),
         Outcome::Timeout => Some(format!(
             "timeout: killed QEMU after {} s",
             timeout.unwrap_or_default().as_secs()
@@ -465,6 +518,7 @@ mod tests {
             timeout: t.map(Duration::from_secs),
             inherit_stdin: false,
             echo: Echo::Off,
+            exec: None,
         };
         let r = run(Path::new("/nonexistent/qemu"), &[], &opts(None));
         assert!(matches!(r.outcome, Outcome::QemuError(ref e) if e.contains("could not start")));
@@ -495,6 +549,78 @@ mod tests {
         assert_eq!(r.outcome, Outcome::Timeout);
         assert!(r.elapsed >= Duration::from_secs(1) && r.elapsed < Duration::from_secs(10));
         assert_eq!(r.transcript, "started\n");
+        let pid = r.qemu_pid.unwrap();
+        assert_eq!(
+            axolotl_tests::host::wait_gone(pid, Duration::from_secs(2)),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn runner_drives_an_exec_session() {
+        // A stand-in for QEMU and the guest shell: prompts, reads a line ended by CR, echoes it,
+        // answers, and exits like a guest that powered off (33), or waits forever.
+        let Some(bash) = crate::host::find_in_path("bash") else {
+            return; // bash is on every development machine and in CI; nothing to drive without
+        };
+        let shell = |after_poweroff: &str| {
+            vec![
+                "-c".to_string(),
+                format!(
+                    "printf 'boot\r\naxolotl> '; \
+                     while IFS= read -r -d $'\r' line; do \
+                       printf '%s\r\n' \"$line\"; \
+                       case \"$line\" in \
+                         poweroff) {after_poweroff} ;; \
+                         fail) printf 'fail: no\r\n[exit 1]\r\n' ;; \
+                         *) printf 'did %s\r\n' \"$line\" ;; \
+                       esac; \
+                       printf 'axolotl> '; \
+                     done"
+                ),
+            ]
+        };
+        let opts = |commands: &[&str]| RunOptions {
+            timeout: Some(Duration::from_secs(20)),
+            inherit_stdin: false,
+            echo: Echo::Off,
+            exec: Some(exec::Plan {
+                commands: commands.iter().map(|c| c.to_string()).collect(),
+                step_timeout: Duration::from_secs(10),
+            }),
+        };
+        let r = run(&bash, &shell("exit 33"), &opts(&["one", "two"]));
+        assert_eq!(r.outcome, Outcome::Passed);
+        assert_eq!(r.exec_verdict(), Ok(()));
+        let report = r.exec.unwrap();
+        assert_eq!(report.output_of("two"), Some("did two\n"));
+        assert_eq!(report.commands.len(), 3, "one, two and poweroff");
+
+        let r = run(&bash, &shell("exit 33"), &opts(&["fail", "never"]));
+        assert_eq!(
+            r.outcome,
+            Outcome::Stopped,
+            "QEMU is killed after a failure"
+        );
+        assert!(r.elapsed < Duration::from_secs(10));
+        assert_eq!(
+            r.exec_verdict().unwrap_err(),
+            "exec: command 'fail' failed ([exit 1])"
+        );
+        assert!(r.exec.unwrap().output_of("never").is_none());
+
+        // A guest that does not power off: the session's limit ends it.
+        let mut o = opts(&[]);
+        if let Some(plan) = o.exec.as_mut() {
+            plan.step_timeout = Duration::from_secs(1);
+        }
+        let r = run(&bash, &shell("sleep 100"), &o);
+        assert_eq!(r.outcome, Outcome::Stopped);
+        assert!(
+            r.exec_verdict()
+                .unwrap_err()
+                .contains("did not power off within 1 s")
+        );
         let pid = r.qemu_pid.unwrap();
         assert_eq!(
             axolotl_tests::host::wait_gone(pid, Duration::from_secs(2)),

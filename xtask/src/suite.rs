@@ -13,29 +13,35 @@
 //!    `ktest: N passed, M failed` line was printed, agrees with the lines, and the QEMU verdict
 //!    agrees with it (pass exactly when M is 0).
 //! 4. The QEMU scenarios of the `axolotl-tests` crate, two at a time at most, the exclusive ones
-//!    alone at the end. Every QEMU run has a timeout and is killed at it.
+//!    alone at the end. Every QEMU run has a timeout and is killed at it. A scenario that boots
+//!    processes names its manifest (none, the system manifest, or a test manifest); the harness
+//!    validates it and builds the user programs it names the first time it is needed (a failure
+//!    fails the scenarios that need it, with the reason). Scenarios that share a boot (see
+//!    `Scenario::shares_boot`) are answered from one QEMU run, each counted as its own test.
 //!
-//! Every test prints `test NAME ... ok` or `test NAME ... FAILED` (with the reason and the tail
-//! of the guest's transcript); the last line is `N passed, M failed` (`, K skipped` when some
-//! were skipped), and the exit status is 0 only when nothing failed.
+//! Every test prints `test NAME ... ok` (`ok (NOTE)` when it measured something) or
+//! `test NAME ... FAILED` (with the reason and the tail of the guest's transcript); the last line
+//! is `N passed, M failed` (`, K skipped` when some were skipped), and the exit status is 0 only
+//! when nothing failed.
 //!
 //! FILTER selects tests whose name contains it: it is passed to `cargo test` for the host tests,
 //! selects scenarios by name, and selects the in-kernel suite (one boot for all of its tests)
 //! when it is a prefix of `kernel::` or starts with it.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use axolotl_tests::{BootResult, BootSpec, Harness, Outcome, Scenario, transcript};
+use axolotl_tests::{BootResult, BootSpec, Harness, ManifestSource, Outcome, Scenario, transcript};
 
 use crate::args::{Accel, Firmware, Net, Nic, TestArgs};
 use crate::counts::{self, CargoCounts};
 use crate::host::{self, Ovmf, Tools};
 use crate::qemu::{self, Boot, Console, Echo, Machine, RunOptions};
-use crate::{Error, images};
+use crate::{Error, exec, images};
 
 /// Lines of transcript shown under a failed test.
 const TAIL_LINES: usize = 25;
@@ -47,7 +53,8 @@ const KERNEL_PREFIX: &str = "kernel::";
 /// The verdict on one test.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Verdict {
-    Ok,
+    /// Passed, with an optional note (a measurement) printed after `ok`.
+    Ok(Option<String>),
     Failed(String),
     Skipped(String),
 }
@@ -66,9 +73,13 @@ impl Tally {
     /// and counts it.
     fn report(&mut self, name: &str, verdict: &Verdict) {
         let text = match verdict {
-            Verdict::Ok => {
+            Verdict::Ok(None) => {
                 self.passed += 1;
                 format!("test {name} ... ok\n")
+            }
+            Verdict::Ok(Some(note)) => {
+                self.passed += 1;
+                format!("test {name} ... ok ({note})\n")
             }
             Verdict::Skipped(why) => {
                 self.skipped += 1;
@@ -133,6 +144,12 @@ pub fn test(args: &TestArgs) -> Result<u8, Error> {
                     kernel,
                     tools,
                     verbose: args.verbose,
+                    system_manifest: args
+                        .manifest
+                        .clone()
+                        .unwrap_or_else(images::default_manifest),
+                    payloads: Mutex::default(),
+                    boots: Mutex::default(),
                 };
                 run_qemu_tests(
                     &harness,
@@ -165,10 +182,25 @@ pub fn test(args: &TestArgs) -> Result<u8, Error> {
     Ok(if tally.failed == 0 { 0 } else { 1 })
 }
 
-/// Runs `cargo test` over the default members, streaming its output and counting its results.
+/// The host-testable libraries of user programs: not default members (their binaries build only
+/// for the guest), so they are tested with `--lib`.
+const USER_LIBS: [&str; 4] = ["libsys", "shell", "chanbench", "ipcbench"];
+
+/// Runs `cargo test` over the default members, then over the user programs' libraries.
 fn host_tests(filter: Option<&str>, tally: &mut Tally) -> Result<(), Error> {
+    cargo_test(&[], filter, tally)?;
+    let mut user: Vec<&str> = vec!["--lib"];
+    for lib in USER_LIBS {
+        user.extend(["-p", lib]);
+    }
+    cargo_test(&user, filter, tally)
+}
+
+/// Runs one `cargo test` invocation, streaming its output and counting its results.
+fn cargo_test(extra: &[&str], filter: Option<&str>, tally: &mut Tally) -> Result<(), Error> {
     let mut cmd = images::cargo();
     cmd.args(["test", "--no-fail-fast"]);
+    cmd.args(extra);
     if let Some(f) = filter {
         cmd.args(["--", f]);
     }
@@ -246,10 +278,10 @@ fn run_qemu_tests(
                 return report(s.name, &Verdict::Skipped(why));
             }
             let verdict = match (s.run)(harness) {
-                Ok(()) => Verdict::Ok,
+                Ok(note) => Verdict::Ok(note),
                 Err(why) => Verdict::Failed(why),
             };
-            report(s.name, &attach_transcript(harness, s.name, verdict));
+            report(s.name, &attach_transcript(harness, s.boot_name(), verdict));
         }
     };
     run_pool(shared, jobs, &run);
@@ -297,7 +329,7 @@ fn run_kernel_suite(h: &QemuHarness, filter: &str, report: &(dyn Fn(&str, &Verdi
         let name = format!("{KERNEL_PREFIX}{}", t.name);
         if name.contains(filter) {
             let v = if t.passed {
-                Verdict::Ok
+                Verdict::Ok(None)
             } else {
                 Verdict::Failed(t.detail.clone())
             };
@@ -305,7 +337,7 @@ fn run_kernel_suite(h: &QemuHarness, filter: &str, report: &(dyn Fn(&str, &Verdi
         }
     }
     let verdict = match kernel_suite_verdict(&r, &ktests) {
-        Ok(()) => Verdict::Ok,
+        Ok(()) => Verdict::Ok(None),
         Err(why) => Verdict::Failed(why),
     };
     report(
@@ -352,7 +384,16 @@ struct QemuHarness {
     kernel: PathBuf,
     tools: Tools,
     verbose: bool,
+    /// What [`ManifestSource::System`] means: `system.toml` or `test --manifest PATH`.
+    system_manifest: PathBuf,
+    /// Validated manifests with their programs built, or why that failed, by file; made once.
+    payloads: Mutex<HashMap<PathBuf, Result<Arc<images::Payload>, String>>>,
+    /// Every boot by name: the first boot of a name runs, later ones get its result.
+    boots: Mutex<HashMap<String, Arc<BootOnce>>>,
 }
+
+/// One named boot, run once: its spec and result.
+type BootOnce = OnceLock<(BootSpec, BootResult)>;
 
 impl QemuHarness {
     fn dir(&self, name: &str) -> PathBuf {
@@ -363,14 +404,53 @@ impl QemuHarness {
         self.dir(name).join("transcript.txt")
     }
 
-    fn prepare(&self, name: &str, spec: &BootSpec) -> Result<Machine, Error> {
+    /// The file behind `source`.
+    fn manifest_path(&self, source: &ManifestSource) -> Option<PathBuf> {
+        match source {
+            ManifestSource::None => None,
+            ManifestSource::System => Some(self.system_manifest.clone()),
+            ManifestSource::File(path) => Some(images::workspace_root().join(path)),
+        }
+    }
+
+    /// The payload of the manifest at `path`, made on first use (building user programs takes
+    /// the lock, so concurrent scenarios wait for one build instead of racing).
+    fn payload(&self, path: PathBuf) -> Result<Arc<images::Payload>, Error> {
+        let mut cache = self.payloads.lock().unwrap_or_else(|p| p.into_inner());
+        let made = cache.entry(path).or_insert_with_key(|path| {
+            images::payload(path)
+                .map(Arc::new)
+                .map_err(|e| e.to_string())
+        });
+        made.clone().map_err(Error::Failed)
+    }
+
+    fn prepare(
+        &self,
+        name: &str,
+        spec: &BootSpec,
+    ) -> Result<(Machine, Option<Arc<images::Payload>>), Error> {
         let dir = self.dir(name);
+        let payload = match self.manifest_path(&spec.manifest) {
+            Some(path) => Some(self.payload(path)?),
+            None => None,
+        };
+        if !spec.exec.is_empty()
+            && !payload
+                .as_ref()
+                .is_some_and(|p| p.manifest.started_with_grant("console"))
+        {
+            return Err(Error::Failed(
+                "exec needs a manifest that starts a process with the 'console' grant".into(),
+            ));
+        }
         let fw = if spec.uefi {
             Firmware::Uefi
         } else {
             Firmware::Bios
         };
-        let image = images::make_images(&self.kernel, &dir, &spec.cmdline, &[fw])?.remove(0);
+        let modules = images::ramdisk_modules(&spec.cmdline, payload.as_deref());
+        let image = images::make_images(&self.kernel, &dir, &modules, &[fw])?.remove(0);
         let boot = if spec.uefi {
             let ovmf = self
                 .tools
@@ -387,7 +467,7 @@ impl QemuHarness {
         } else {
             Boot::Bios
         };
-        Ok(Machine {
+        let machine = Machine {
             image,
             smp: spec.smp,
             mem_mib: spec.mem_mib,
@@ -396,21 +476,19 @@ impl QemuHarness {
             net: Net::None,
             nic: Nic::E1000,
             console: Console::Stdio,
-        })
+        };
+        Ok((machine, payload))
     }
-}
 
-impl Harness for QemuHarness {
-    fn boot(&self, name: &str, spec: &BootSpec) -> BootResult {
-        let machine = match self.prepare(name, spec) {
+    /// Boots for real.
+    fn boot_now(&self, name: &str, spec: &BootSpec) -> BootResult {
+        let (machine, payload) = match self.prepare(name, spec) {
             Ok(m) => m,
             Err(e) => {
-                return BootResult {
-                    outcome: Outcome::SetupFailed(e.to_string()),
-                    transcript: String::new(),
-                    elapsed: Duration::ZERO,
-                    qemu_pid: None,
-                };
+                let r = BootResult::not_run(Outcome::SetupFailed(e.to_string()));
+                let _ = std::fs::create_dir_all(self.dir(name));
+                let _ = std::fs::write(self.transcript_path(name), "");
+                return r;
             }
         };
         let opts = RunOptions {
@@ -421,10 +499,34 @@ impl Harness for QemuHarness {
             } else {
                 Echo::Off
             },
+            exec: (!spec.exec.is_empty()).then(|| exec::Plan {
+                commands: spec.exec.clone(),
+                step_timeout: spec.timeout,
+            }),
         };
-        let r = qemu::run(&self.tools.qemu, &qemu::qemu_args(&machine), &opts);
+        let mut r = qemu::run(&self.tools.qemu, &qemu::qemu_args(&machine), &opts);
+        r.manifest = payload.map(|p| p.table.clone());
         let _ = std::fs::write(self.transcript_path(name), &r.transcript);
         r
+    }
+}
+
+impl Harness for QemuHarness {
+    fn boot(&self, name: &str, spec: &BootSpec) -> BootResult {
+        let cell = self
+            .boots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(name.to_string())
+            .or_default()
+            .clone();
+        let (first, result) = cell.get_or_init(|| (spec.clone(), self.boot_now(name, spec)));
+        if first != spec {
+            return BootResult::not_run(Outcome::SetupFailed(format!(
+                "two different boots are named '{name}'"
+            )));
+        }
+        result.clone()
     }
 }
 
@@ -435,10 +537,8 @@ mod tests {
 
     fn result(outcome: Outcome) -> BootResult {
         BootResult {
-            outcome,
-            transcript: String::new(),
             elapsed: Duration::from_secs(1),
-            qemu_pid: None,
+            ..BootResult::not_run(outcome)
         }
     }
 
@@ -478,7 +578,7 @@ mod tests {
     #[test]
     fn tally_summary_line() {
         let mut t = Tally::default();
-        t.report("a", &Verdict::Ok);
+        t.report("a", &Verdict::Ok(None));
         t.report("b", &Verdict::Failed("why\nmore".into()));
         assert_eq!(t.summary(), "1 passed, 1 failed");
         t.report("c", &Verdict::Skipped("no tap".into()));

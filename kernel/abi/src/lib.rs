@@ -66,6 +66,16 @@ pub mod nr {
     /// `pci_info(index, info_ptr)`: fills a [`super::PciInfo`]; [`super::Error::NotFound`] past
     /// the last PCI function.
     pub const PCI_INFO: u64 = 21;
+    /// `sysconf()`: the boot-time choices as [`super::sysconf`] flags.
+    pub const SYSCONF: u64 = 22;
+}
+
+/// Flags returned by `sysconf`.
+pub mod sysconf {
+    /// Servers talk over kernel IPC instead of channels (`cargo xtask run --ipc kernel`).
+    pub const IPC_KERNEL: u64 = 1 << 0;
+    /// The network stack runs as one process (`cargo xtask run --layout single`).
+    pub const LAYOUT_SINGLE: u64 = 1 << 1;
 }
 
 /// `wait` returned because of a notification.

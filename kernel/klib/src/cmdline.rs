@@ -58,6 +58,24 @@ pub enum BootMode {
     ExitAfterBoot,
 }
 
+/// Transport between servers (`ipc=`), DESIGN.md §8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Shared-memory channels (the default).
+    Chan,
+    /// Kernel IPC, one trap per message (the baseline).
+    Kernel,
+}
+
+/// Layout of the network stack (`layout=`), DESIGN.md §8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Every server on its own CPU (the default).
+    Split,
+    /// pf, ip, udp and tcp in one process.
+    Single,
+}
+
 /// A parsed command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cmdline {
@@ -65,6 +83,10 @@ pub struct Cmdline {
     pub log_level: LogLevel,
     /// What to do after boot (`test=`).
     pub mode: BootMode,
+    /// Server transport (`ipc=chan|kernel`).
+    pub transport: Transport,
+    /// Stack layout (`layout=split|single`).
+    pub layout: Layout,
 }
 
 impl Default for Cmdline {
@@ -72,6 +94,8 @@ impl Default for Cmdline {
         Self {
             log_level: LogLevel::Info,
             mode: BootMode::Normal,
+            transport: Transport::Chan,
+            layout: Layout::Split,
         }
     }
 }
@@ -124,6 +148,16 @@ impl Cmdline {
                         }
                     }
                 }
+                "ipc" => match value {
+                    "chan" => line.transport = Transport::Chan,
+                    "kernel" => line.transport = Transport::Kernel,
+                    _ => report(CmdlineError::BadValue(key, value)),
+                },
+                "layout" => match value {
+                    "split" => line.layout = Layout::Split,
+                    "single" => line.layout = Layout::Single,
+                    _ => report(CmdlineError::BadValue(key, value)),
+                },
                 _ => report(CmdlineError::UnknownKey(key)),
             }
         }
@@ -143,7 +177,12 @@ mod tests {
             Cmdline::parse("", &mut |e| errs.push(e)),
             Cmdline::default()
         );
-        let c = Cmdline::parse("  log=debug   test=kernel\n", &mut |e| errs.push(e));
+        let c = Cmdline::parse(
+            "  log=debug   test=kernel ipc=kernel layout=single\n",
+            &mut |e| errs.push(e),
+        );
+        assert_eq!(c.transport, Transport::Kernel);
+        assert_eq!(c.layout, Layout::Single);
         assert_eq!(c.log_level, LogLevel::Debug);
         assert_eq!(c.mode, BootMode::KernelTests);
         assert!(errs.is_empty());

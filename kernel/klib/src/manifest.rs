@@ -415,7 +415,10 @@ region ch pages=5 slots=256
         );
         assert_eq!(
             bad("region r pages=2 slots=100"),
-            ManifestError::BadValue { line: 1, key: "slots" }
+            ManifestError::BadValue {
+                line: 1,
+                key: "slots"
+            }
         );
         assert_eq!(
             bad("region r pages=99999999999"),

@@ -49,7 +49,10 @@ pub fn words(ws: &[u64]) -> [u8; 64] {
 pub fn probe_words(seq: u64) -> [u64; 7] {
     let mut w = [0u64; 7];
     for (i, x) in w.iter_mut().enumerate() {
-        *x = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(i as u32 * 9) ^ (i as u64);
+        *x = seq
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(i as u32 * 9)
+            ^ (i as u64);
     }
     w
 }
@@ -147,7 +150,11 @@ fn ratio(a: f64, b: f64) -> f64 {
 
 /// `count` messages in `ns` nanoseconds, per second.
 pub fn per_second(count: u64, ns: u64) -> u64 {
-    if ns == 0 { 0 } else { (count as u128 * 1_000_000_000 / ns as u128) as u64 }
+    if ns == 0 {
+        0
+    } else {
+        (count as u128 * 1_000_000_000 / ns as u128) as u64
+    }
 }
 
 #[cfg(test)]
@@ -187,7 +194,15 @@ mod tests {
 
     #[test]
     fn plan_scales_and_has_floors() {
-        assert_eq!(Plan::for_n(200_000), Plan { chan_msgs: 200_000, chan_round_trips: 10_000, kernel_msgs: 20_000, kernel_round_trips: 10_000 });
+        assert_eq!(
+            Plan::for_n(200_000),
+            Plan {
+                chan_msgs: 200_000,
+                chan_round_trips: 10_000,
+                kernel_msgs: 20_000,
+                kernel_round_trips: 10_000
+            }
+        );
         let small = Plan::for_n(5);
         assert_eq!(small.chan_msgs, 1000);
         assert!(small.kernel_msgs >= 100 && small.chan_round_trips >= 100);

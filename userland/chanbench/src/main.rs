@@ -6,7 +6,10 @@
 #![no_std]
 #![no_main]
 
-use chanbench::{BENCH_A, BENCH_B, FULL_RUN, Plan, REGION_AB, REGION_BA, Report, op, per_second, probe_ok, probe_words, word, words};
+use chanbench::{
+    BENCH_A, BENCH_B, FULL_RUN, Plan, REGION_AB, REGION_BA, Report, op, per_second, probe_ok,
+    probe_words, word, words,
+};
 use libsys::chan::{ChanMessage, Consumer, Producer, SysWaiter};
 use libsys::log;
 
@@ -42,7 +45,11 @@ fn find(name: &str) -> u32 {
 }
 
 fn probe(seq: u64) -> ChanMessage {
-    ChanMessage { tag: TAG, len: 56, payload: probe_words(seq) }
+    ChanMessage {
+        tag: TAG,
+        len: 56,
+        payload: probe_words(seq),
+    }
 }
 
 struct Ends {
@@ -61,7 +68,11 @@ fn attach(tx_region: &str, rx_region: &str, peer: u32) -> Option<Ends> {
             Some(Ends { tx, rx })
         }
         (tx, rx) => {
-            log!("chanbench: cannot attach channels {tx_region}/{rx_region}: {:?} {:?}", tx.err(), rx.err());
+            log!(
+                "chanbench: cannot attach channels {tx_region}/{rx_region}: {:?} {:?}",
+                tx.err(),
+                rx.err()
+            );
             None
         }
     }
@@ -100,7 +111,9 @@ fn recv_one(rx: &mut Consumer<'static, SysWaiter>) -> Option<ChanMessage> {
 
 fn role_b() -> i32 {
     let a = find(BENCH_A);
-    let Some(mut ch) = attach(REGION_BA, REGION_AB, a) else { return 1 };
+    let Some(mut ch) = attach(REGION_BA, REGION_AB, a) else {
+        return 1;
+    };
     let mut msg: Msg = [0; 64];
     let mut pending: Option<(u32, Msg)> = None;
     let (mut last_errors, mut last_syscalls) = (0u64, 0u64);
@@ -206,7 +219,9 @@ fn role_b() -> i32 {
 
 fn role_a() -> i32 {
     let b = find(BENCH_B);
-    let Some(mut ch) = attach(REGION_AB, REGION_BA, b) else { return 1 };
+    let Some(mut ch) = attach(REGION_AB, REGION_BA, b) else {
+        return 1;
+    };
     let mut request: Msg = [0; 64];
     let mut requester = match libsys::ipc_recv(&mut request, None) {
         Ok(s) => s,
@@ -230,7 +245,10 @@ fn role_a() -> i32 {
             r.encode()
         } else {
             let (done, ns, errors) = kernel_round_trips(b, n);
-            log!("ipcbench: round_trips={done} rtt_ns={} errors={errors}", if done == 0 { 0 } else { ns / done });
+            log!(
+                "ipcbench: round_trips={done} rtt_ns={} errors={errors}",
+                if done == 0 { 0 } else { ns / done }
+            );
             words(&[done, ns, errors])
         };
         match libsys::ipc_reply_recv(requester, &reply, &mut request) {
@@ -295,7 +313,10 @@ fn kernel_round_trips(b: u32, n: u64) -> (u64, u64, u64) {
 }
 
 fn full_run(b: u32, ch: &mut Ends, plan: Plan) -> Report {
-    let mut r = Report { chan_msgs: plan.chan_msgs, ..Report::default() };
+    let mut r = Report {
+        chan_msgs: plan.chan_msgs,
+        ..Report::default()
+    };
 
     // 1. Channel, pipelined: batches of 32, one index store per batch.
     if start_phase(b, op::CHAN_SINK, plan.chan_msgs) {

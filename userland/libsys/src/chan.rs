@@ -14,7 +14,9 @@ pub struct SysWaiter {
 impl SysWaiter {
     /// A waiter whose `notify` wakes process `peer`.
     pub const fn new(peer: u32) -> Self {
-        Self { peer: AtomicU32::new(peer) }
+        Self {
+            peer: AtomicU32::new(peer),
+        }
     }
 
     /// Points `notify` at a new peer pid (after the peer restarted).
@@ -42,12 +44,14 @@ pub fn producer(name: &str, waiter: SysWaiter) -> Result<Producer<'static, SysWa
     let info = crate::map(name)?;
     // Safety: the kernel mapped `len` bytes at `addr` for this process's lifetime and wrote the
     // channel header; only this process produces into it (the manifest names the two ends).
-    unsafe { Producer::attach(info.addr as *mut u8, info.len as usize, waiter) }.map_err(|_| Error::Invalid)
+    unsafe { Producer::attach(info.addr as *mut u8, info.len as usize, waiter) }
+        .map_err(|_| Error::Invalid)
 }
 
 /// Maps the channel region `name` and attaches as its consumer.
 pub fn consumer(name: &str, waiter: SysWaiter) -> Result<Consumer<'static, SysWaiter>> {
     let info = crate::map(name)?;
     // Safety: as in `producer`; only this process consumes from it.
-    unsafe { Consumer::attach(info.addr as *mut u8, info.len as usize, waiter) }.map_err(|_| Error::Invalid)
+    unsafe { Consumer::attach(info.addr as *mut u8, info.len as usize, waiter) }
+        .map_err(|_| Error::Invalid)
 }

@@ -33,9 +33,10 @@ pub mod rt;
 mod sys;
 #[cfg(target_arch = "x86_64")]
 pub mod syscall;
+pub mod transport;
 
 pub use axolotl_abi as abi;
-pub use axolotl_abi::{CpuInfo, Error, FaultRecord, MapInfo, ProcInfo, ProcOp, ProcState};
+pub use axolotl_abi::{CpuInfo, Error, FaultRecord, MapInfo, PciInfo, ProcInfo, ProcOp, ProcState};
 pub use msg::Message;
 #[cfg(target_arch = "x86_64")]
 pub use sys::*;

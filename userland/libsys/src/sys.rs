@@ -5,7 +5,7 @@
 
 use core::sync::atomic::{AtomicU32, Ordering};
 
-use axolotl_abi::{CpuInfo, Error, FaultRecord, MapInfo, ProcInfo, ProcOp, nr};
+use axolotl_abi::{CpuInfo, Error, FaultRecord, MapInfo, PciInfo, ProcInfo, ProcOp, nr};
 
 use crate::Result;
 use crate::msg::Message;
@@ -278,4 +278,34 @@ pub fn fault_record(timeout_ns: Option<u64>) -> Result<FaultRecord> {
         )
     })?;
     Ok(rec)
+}
+
+/// Starts a fresh instance of the dead process `pid` (`proc_ctl` Restart) and returns the new
+/// instance's pid. Needs the `control` grant; [`Error::Busy`] while `pid` still runs.
+pub fn proc_restart(pid: u32) -> Result<u32> {
+    // Safety: PROC_CTL takes no pointer.
+    let new = check(unsafe { syscall2(nr::PROC_CTL, pid as u64, ProcOp::Restart as u64) })?;
+    u32::try_from(new).map_err(|_| Error::Invalid)
+}
+
+/// Re-arms the interrupt of the granted device `name` (`nic0`...) after its cause was handled:
+/// the kernel masks a level-triggered line when it fires, until this call.
+pub fn irq_ack(name: &str) -> Result<()> {
+    // Safety: the kernel only reads `name.len()` bytes of `name`, which we borrow.
+    check(unsafe { syscall2(nr::IRQ_ACK, addr(name.as_ptr()), name.len() as u64) }).map(drop)
+}
+
+/// PCI function number `index` in the kernel's scan order; [`Error::NotFound`] past the last.
+pub fn pci_info(index: u32) -> Result<PciInfo> {
+    let mut info = PciInfo::default();
+    // Safety: the kernel writes one `PciInfo` to `info`, which we borrow mutably.
+    check(unsafe { syscall2(nr::PCI_INFO, index as u64, addr(&mut info as *mut PciInfo)) })?;
+    Ok(info)
+}
+
+/// `SYSCONF`: the boot-time choices ([`crate::abi::sysconf`] flags).
+pub fn sysconf() -> u64 {
+    // Safety: SYSCONF takes no arguments and touches no memory of ours.
+    let v = unsafe { crate::syscall::syscall0(nr::SYSCONF) };
+    if v < 0 { 0 } else { v as u64 }
 }

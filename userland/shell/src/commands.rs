@@ -9,12 +9,13 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
-use axolotl_abi::{CpuInfo, Error, ProcInfo};
+use axolotl_abi::{CpuInfo, Error, PciInfo, ProcInfo, ProcOp};
 use ipcbench::{DEFAULT_ROUND_TRIPS, PING, Report, Request};
 use libsys::Message;
 
 use crate::parse;
 use crate::table;
+use crate::{net, procctl};
 
 /// What the commands need from the kernel.
 pub trait Sys {
@@ -32,6 +33,14 @@ pub trait Sys {
     fn wait(&mut self, timeout_ns: u64);
     /// `POWEROFF`; returns only when it failed.
     fn poweroff(&mut self, code: i32) -> Error;
+    /// `IPC_SEND`: blocks until `pid` takes `msg`.
+    fn ipc_send(&mut self, pid: u32, msg: &Message) -> Result<(), Error>;
+    /// `IPC_RECV` for at most `timeout_ns`; returns the sender's pid.
+    fn ipc_recv(&mut self, msg: &mut Message, timeout_ns: u64) -> Result<u32, Error>;
+    /// `PCI_INFO` of PCI function `index`.
+    fn pci_info(&mut self, index: u32) -> Result<PciInfo, Error>;
+    /// `PROC_CTL` of `pid`; returns the call's value (the new pid for [`ProcOp::Restart`]).
+    fn proc_ctl(&mut self, pid: u32, op: ProcOp) -> Result<u64, Error>;
 }
 
 /// Status of a command that failed.
@@ -101,6 +110,13 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "chanbench [N]",
         "channels vs kernel IPC between bench-a and bench-b: N (default 200000) messages",
     ),
+    (
+        "ifconfig",
+        "nic0's model, MAC address, link and counters, from the e1000 driver",
+    ),
+    ("lspci", "list PCI functions: address, ids, class, device name"),
+    ("kill NAME", "kill process NAME and wait until it is dead"),
+    ("restart NAME", "start a fresh instance of the dead process NAME"),
     ("sleep S", "wait S seconds (decimals allowed: sleep 0.5)"),
     ("echo WORDS...", "print the words"),
     ("poweroff", "turn the machine off"),
@@ -127,6 +143,10 @@ pub fn run_command(sys: &mut impl Sys, out: &mut impl Write, command: &str) -> i
         "ps" => no_args(args).and_then(|()| ps(sys, out)),
         "stat" => no_args(args).and_then(|()| stat(sys, out)),
         "ipcbench" => ipcbench(sys, out, args),
+        "ifconfig" => no_args(args).and_then(|()| net::ifconfig(sys, out)),
+        "lspci" => no_args(args).and_then(|()| net::lspci(sys, out)),
+        "kill" => procctl::kill(sys, out, args),
+        "restart" => procctl::restart(sys, out, args),
         "chanbench" => chanbench(sys, out, args),
         "sleep" => sleep(sys, args),
         "echo" => echo(out, args),
@@ -238,9 +258,13 @@ fn chanbench(sys: &mut impl Sys, out: &mut impl Write, args: &[&str]) -> Outcome
     use chanbench::{BENCH_A, FULL_RUN, Plan, Report};
     let n = match args {
         [] => CHANBENCH_DEFAULT,
-        [count] => parse::parse_count(count).filter(|&n| n >= 1000).ok_or_else(|| {
-            Failure::usage(format!("bad count '{count}' (expected a number of messages >= 1000)"))
-        })?,
+        [count] => parse::parse_count(count)
+            .filter(|&n| n >= 1000)
+            .ok_or_else(|| {
+                Failure::usage(format!(
+                    "bad count '{count}' (expected a number of messages >= 1000)"
+                ))
+            })?,
         [_, extra, ..] => return Err(Failure::usage(format!("unexpected argument '{extra}'"))),
     };
     let a = sys
@@ -251,7 +275,13 @@ fn chanbench(sys: &mut impl Sys, out: &mut impl Write, args: &[&str]) -> Outcome
         .map_err(|e| Failure::failed(format!("call to {BENCH_A} failed: {e}")))?;
     let r = Report::decode(&answer);
     let plan = Plan::for_n(n);
-    let per_msg = |calls: u64, msgs: u64| if msgs == 0 { 0.0 } else { calls as f64 / msgs as f64 };
+    let per_msg = |calls: u64, msgs: u64| {
+        if msgs == 0 {
+            0.0
+        } else {
+            calls as f64 / msgs as f64
+        }
+    };
     writeln!(
         out,
         "chanbench: bench-a -> bench-b on two dedicated CPUs; channel {} msgs pipelined, {} round trips; kernel IPC {} msgs, {} round trips",
@@ -290,7 +320,10 @@ fn chanbench(sys: &mut impl Sys, out: &mut impl Write, args: &[&str]) -> Outcome
         r.chan_syscalls_per_1k()
     )?;
     if r.errors > 0 {
-        return Err(Failure::failed(format!("{} messages arrived wrong or not at all", r.errors)));
+        return Err(Failure::failed(format!(
+            "{} messages arrived wrong or not at all",
+            r.errors
+        )));
     }
     if r.chan_msgs_per_s == 0 || r.kernel_msgs_per_s == 0 {
         return Err(Failure::failed("a phase did not run (see the kernel log)"));
@@ -329,26 +362,47 @@ fn echo(out: &mut impl Write, args: &[&str]) -> Outcome {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use axolotl_abi::ProcState;
+    use e1000::proto::{self, Counters, Status};
     use ipcbench::{pong_reply, probe, reply_ok};
     use libsys::msg::word;
 
-    /// A kernel in a box: a process table, CPUs, a clock that `wait` advances, and an ipc-ping
-    /// that answers from a script.
-    struct Fake {
+    /// A kernel in a box: a process table, CPUs, a clock that `wait` advances, an ipc-ping
+    /// that answers from a script, an e1000 driver that answers statistics requests, PCI
+    /// functions, and process control.
+    pub(crate) struct Fake {
         procs: Vec<Result<ProcInfo, Error>>,
         cpus: Vec<CpuInfo>,
         now: u64,
-        waits: Vec<u64>,
+        pub(crate) waits: Vec<u64>,
         ping: Option<u32>,
         report: fn(u64) -> Report,
         powered_off: Option<i32>,
+        /// The e1000 driver's pid, if it runs.
+        pub(crate) e1000: Option<u32>,
+        pub(crate) e1000_status: Status,
+        pub(crate) e1000_counters: Counters,
+        /// The driver takes requests but never answers.
+        pub(crate) e1000_silent: bool,
+        pub(crate) e1000_send_error: Option<Error>,
+        /// Messages from another process that arrive before the driver's answer.
+        pub(crate) stray_messages: u32,
+        /// Every `ipc_send`: (pid, message).
+        pub(crate) sent: Vec<(u32, Message)>,
+        pending_reply: Option<Message>,
+        pub(crate) pci: Vec<PciInfo>,
+        /// Every `proc_ctl`.
+        pub(crate) ctl: Vec<(u32, ProcOp)>,
+        pub(crate) ctl_error: Option<Error>,
+        /// `wait`s after a kill before the process is dead (`u32::MAX`: never).
+        pub(crate) dies_after_polls: u32,
+        killing: Option<u32>,
     }
 
     impl Fake {
-        fn new() -> Self {
+        pub(crate) fn new() -> Self {
             let mut shell = ProcInfo::empty();
             shell.pid = 1;
             shell.name[..5].copy_from_slice(b"shell");
@@ -372,7 +426,32 @@ mod tests {
                     errors: 0,
                 },
                 powered_off: None,
+                e1000: None,
+                e1000_status: Status::default(),
+                e1000_counters: Counters::default(),
+                e1000_silent: false,
+                e1000_send_error: None,
+                stray_messages: 0,
+                sent: Vec::new(),
+                pending_reply: None,
+                pci: Vec::new(),
+                ctl: Vec::new(),
+                ctl_error: None,
+                dies_after_polls: 0,
+                killing: None,
             }
+        }
+
+        pub(crate) fn add_proc(&mut self, pid: u32, name: &str, state: ProcState) {
+            let mut p = ProcInfo::empty();
+            p.pid = pid;
+            p.name[..name.len()].copy_from_slice(name.as_bytes());
+            p.state = state as u8;
+            self.procs.push(Ok(p));
+        }
+
+        fn proc_mut(&mut self, pid: u32) -> Option<&mut ProcInfo> {
+            self.procs.iter_mut().flatten().find(|p| p.pid == pid)
         }
     }
 
@@ -387,9 +466,23 @@ mod tests {
             self.cpus.get(cpu as usize).copied().ok_or(Error::NotFound)
         }
         fn lookup(&mut self, name: &str) -> Result<u32, Error> {
-            match (name, self.ping) {
-                (PING, Some(pid)) => Ok(pid),
-                _ => Err(Error::NotFound),
+            match (name, self.ping, self.e1000) {
+                (PING, Some(pid), _) => Ok(pid),
+                (proto::SERVICE, _, Some(pid)) => Ok(pid),
+                _ => self
+                    .procs
+                    .iter()
+                    .flatten()
+                    .find(|p| {
+                        p.pid != 0
+                            && p.name() == name
+                            && matches!(
+                                ProcState::from_u8(p.state),
+                                Some(ProcState::Running | ProcState::Ready | ProcState::Blocked)
+                            )
+                    })
+                    .map(|p| p.pid)
+                    .ok_or(Error::NotFound),
             }
         }
         fn ipc_call(&mut self, pid: u32, msg: &Message, reply: &mut Message) -> Result<(), Error> {
@@ -402,6 +495,17 @@ mod tests {
         }
         fn wait(&mut self, timeout_ns: u64) {
             self.waits.push(timeout_ns);
+            if let Some(pid) = self.killing {
+                if self.dies_after_polls != u32::MAX {
+                    self.dies_after_polls = self.dies_after_polls.saturating_sub(1);
+                }
+                if self.dies_after_polls == 0
+                    && let Some(p) = self.proc_mut(pid)
+                {
+                    p.state = ProcState::Killed as u8;
+                    self.killing = None;
+                }
+            }
             // Woken early by a notification now and then, as console input does.
             self.now += if self.waits.len() % 2 == 1 {
                 timeout_ns / 3
@@ -413,9 +517,60 @@ mod tests {
             self.powered_off = Some(code);
             Error::Denied
         }
+        fn ipc_send(&mut self, pid: u32, msg: &Message) -> Result<(), Error> {
+            if let Some(e) = self.e1000_send_error {
+                return Err(e);
+            }
+            self.sent.push((pid, *msg));
+            if Some(pid) == self.e1000 && !self.e1000_silent && proto::replies_by_send(msg) {
+                self.pending_reply =
+                    Some(proto::answer(msg, &self.e1000_counters, &self.e1000_status));
+            }
+            Ok(())
+        }
+        fn ipc_recv(&mut self, msg: &mut Message, timeout_ns: u64) -> Result<u32, Error> {
+            if self.stray_messages > 0 {
+                self.stray_messages -= 1;
+                *msg = [7; axolotl_abi::IPC_MSG_LEN];
+                return Ok(99);
+            }
+            match (self.pending_reply.take(), self.e1000) {
+                (Some(reply), Some(pid)) => {
+                    *msg = reply;
+                    Ok(pid)
+                }
+                _ => {
+                    self.now += timeout_ns;
+                    Err(Error::TimedOut)
+                }
+            }
+        }
+        fn pci_info(&mut self, index: u32) -> Result<PciInfo, Error> {
+            self.pci.get(index as usize).copied().ok_or(Error::NotFound)
+        }
+        fn proc_ctl(&mut self, pid: u32, op: ProcOp) -> Result<u64, Error> {
+            if let Some(e) = self.ctl_error {
+                return Err(e);
+            }
+            self.ctl.push((pid, op));
+            match op {
+                ProcOp::Kill => {
+                    self.killing = Some(pid);
+                    Ok(0)
+                }
+                ProcOp::Restart => {
+                    let p = self.proc_mut(pid).ok_or(Error::NotFound)?;
+                    p.pid = 100;
+                    p.state = ProcState::Running as u8;
+                    p.restarts += 1;
+                    Ok(100)
+                }
+                _ => Ok(0),
+            }
+        }
     }
 
-    fn run(sys: &mut Fake, line: &str) -> (i32, String) {
+    pub(crate) fn run(sys: &mut Fake, line: &str) -> (i32, String) {
         let mut out = String::new();
         let status = run_line(sys, &mut out, line);
         (status, out)
@@ -456,6 +611,10 @@ mod tests {
             "ps",
             "stat",
             "ipcbench [N]",
+            "ifconfig",
+            "lspci",
+            "kill NAME",
+            "restart NAME",
             "sleep S",
             "echo WORDS...",
             "poweroff",

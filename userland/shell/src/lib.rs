@@ -5,15 +5,18 @@
 //!
 //! Everything but the main loop lives in this library, which is `no_std` + `alloc` and is tested
 //! on the host: line editing ([`line`]), splitting and number parsing ([`parse`]), the commands
-//! over a [`Sys`] trait that `main.rs` implements with system calls ([`commands`]), and the
-//! `ps`/`stat` tables ([`table`]).
+//! over a [`Sys`] trait that `main.rs` implements with system calls ([`commands`]; `ifconfig` and
+//! `lspci` in [`net`], `kill` and `restart` in [`procctl`]), and the `ps`/`stat` tables
+//! ([`table`]).
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
 pub mod commands;
 pub mod line;
+pub mod net;
 pub mod parse;
+pub mod procctl;
 pub mod table;
 
 pub use commands::{Failure, Sys, run_line};

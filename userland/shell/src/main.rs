@@ -6,7 +6,7 @@
 
 use core::fmt::Write;
 
-use libsys::{CpuInfo, Error, Message, ProcInfo, log};
+use libsys::{CpuInfo, Error, Message, PciInfo, ProcInfo, ProcOp, log};
 use shell::commands::run_command;
 use shell::parse::commands;
 use shell::{Feed, LineEditor, PROMPT, Sys};
@@ -42,6 +42,21 @@ impl Sys for Kernel {
     }
     fn poweroff(&mut self, code: i32) -> Error {
         libsys::poweroff(code)
+    }
+    fn ipc_send(&mut self, pid: u32, msg: &Message) -> Result<(), Error> {
+        libsys::ipc_send(pid, msg)
+    }
+    fn ipc_recv(&mut self, msg: &mut Message, timeout_ns: u64) -> Result<u32, Error> {
+        libsys::ipc_recv(msg, Some(timeout_ns))
+    }
+    fn pci_info(&mut self, index: u32) -> Result<PciInfo, Error> {
+        libsys::pci_info(index)
+    }
+    fn proc_ctl(&mut self, pid: u32, op: ProcOp) -> Result<u64, Error> {
+        match op {
+            ProcOp::Restart => libsys::proc_restart(pid).map(u64::from),
+            _ => libsys::proc_ctl(pid, op).map(|()| 0),
+        }
     }
 }
 

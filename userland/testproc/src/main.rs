@@ -18,7 +18,7 @@ use libsys::{Error, MapInfo, log};
 libsys::entry!(main);
 
 /// An unmapped, canonical user address.
-const BAD_USER_ADDRESS: u64 = 0x0000_dead_beef_0000;
+const BAD_USER_ADDRESS: u64 = 0x0000_5ead_beef_0000;
 /// An address in the kernel half: user mode may not write it, mapped or not.
 const KERNEL_ADDRESS: u64 = 0xFFFF_8000_0010_0000;
 /// Period of `heartbeat`.
@@ -37,10 +37,12 @@ fn main(args: &str) -> i32 {
         ("fault-kwrite", None) => fault_kwrite(),
         ("map-denied", None) => map_denied(),
         ("map-ok", Some(region)) if words.next().is_none() => map_ok(region),
+        ("scribble", Some(region)) if words.next().is_none() => scribble(region),
+        ("chan-victim", Some(region)) if words.next().is_none() => chan_victim(region),
         _ => {
             log!(
                 "testproc: bad arguments '{args}' (expected heartbeat, fault-ptr, fault-ud2, \
-                 fault-kwrite, map-denied or map-ok REGION)"
+                 fault-kwrite, map-denied, map-ok REGION, scribble REGION or chan-victim REGION)"
             );
             2
         }
@@ -174,4 +176,125 @@ fn map_ok(region: &str) -> i32 {
     }
     log!("map-ok: {region} len={} phys={:#x} ok", info.len, info.phys);
     0
+}
+
+/// Writes pseudo-random garbage over the whole of a channel region it shares, forever, a burst
+/// every 50 ms: the peer must refuse what it reads, count it, and keep running.
+fn scribble(region: &str) -> i32 {
+    let info = match libsys::map(region) {
+        Ok(i) => i,
+        Err(e) => {
+            log!("scribble: cannot map {region}: {e}");
+            return 1;
+        }
+    };
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    // First, a well-formed ring carrying garbage: random descriptors the peer must refuse.
+    // Safety: the kernel mapped the channel region for us and wrote its header; we are its
+    // producer (and, below, its vandal).
+    match unsafe {
+        libchan::Producer::attach(info.addr as *mut u8, info.len as usize, libchan::Polling)
+    } {
+        Ok(mut tx) => {
+            log!("scribble: sending 200 messages with random descriptors over {region}");
+            for _ in 0..200 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let mut m = libchan::Message::new(7);
+                m.len = 16;
+                m.payload[0] = x;
+                m.payload[1] = x.rotate_left(17);
+                while tx.send(&m) == Err(libchan::SendError::Full) {
+                    libsys::sleep_ns(1_000_000);
+                }
+            }
+        }
+        Err(e) => log!("scribble: cannot attach as producer: {e:?}"),
+    }
+    libsys::sleep_ns(1_000_000_000);
+    log!(
+        "scribble: writing garbage over {region} ({} bytes)",
+        info.len
+    );
+    let words = (info.len / 8) as usize;
+    let mut round = 0u64;
+    loop {
+        for _ in 0..64 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x >> 11) as usize % words;
+            // Safety: `i` indexes a word inside the region the kernel mapped for us; the peer
+            // reads it concurrently, which is exactly the hostile behaviour under test.
+            unsafe { core::ptr::write_volatile((info.addr as *mut u64).add(i), x) };
+        }
+        round += 1;
+        if round % 20 == 0 {
+            log!("scribble: {round} bursts written");
+        }
+        libsys::sleep_ns(50_000_000);
+    }
+}
+
+/// Consumes a channel whose producer is hostile: logs every refusal (once a second at most, with
+/// running counts) and keeps a heartbeat so a test sees it survive.
+fn chan_victim(region: &str) -> i32 {
+    use libsys::chan::SysWaiter;
+    let mut rx = match libsys::chan::consumer(region, SysWaiter::new(0)) {
+        Ok(rx) => rx,
+        Err(e) => {
+            log!("chan-victim: cannot attach {region}: {e}");
+            return 1;
+        }
+    };
+    // Every message is taken to carry a buffer descriptor of a pool of 16 × 2 KiB buffers.
+    static mut POOL: [u8; 16 * 2048] = [0; 16 * 2048];
+    // Safety: POOL is used by this function only, which runs once and never returns.
+    let pool = unsafe {
+        libchan::PoolView::new(1, core::ptr::addr_of_mut!(POOL) as *mut u8, 16 * 2048, 2048)
+    };
+    let Ok(mut pool) = pool else {
+        log!("chan-victim: cannot set up the pool");
+        return 1;
+    };
+    let mut bad_descriptors = 0u64;
+    let mut refused = 0u64;
+    let mut received = 0u64;
+    let mut last: Option<libchan::RecvError> = None;
+    let mut next_report = libsys::time_ns();
+    loop {
+        match rx.try_recv() {
+            Ok(Some(m)) => {
+                received += 1;
+                if let Err(e) = pool.check(m.descriptor()) {
+                    bad_descriptors += 1;
+                    if bad_descriptors <= 3 {
+                        log!(
+                            "chan-victim: refused descriptor {:?}: {e:?}",
+                            m.descriptor()
+                        );
+                    }
+                }
+            }
+            Ok(None) => libsys::sleep_ns(5_000_000),
+            Err(e) => {
+                refused += 1;
+                last = Some(e);
+                libsys::sleep_ns(5_000_000);
+            }
+        }
+        let now = libsys::time_ns();
+        if now >= next_report {
+            let c = rx.counters();
+            log!(
+                "chan-victim: alive; refused {refused} (bad magic {}, index jumps {}, epoch changes {}), received {received}, refused descriptors {bad_descriptors}, last {:?}",
+                c.bad_magic,
+                c.index_jumps,
+                c.epoch_changes,
+                last
+            );
+            next_report = now + 1_000_000_000;
+        }
+    }
 }

@@ -1,0 +1,323 @@
+//! The guest shell as a test runner sees it: its prompt, its failure lines, its `ps` table, the
+//! kernel's fault lines, and the report of an `--exec` session (commands typed into the shell,
+//! each with its output and status).
+//!
+//! The shell's contract (DESIGN.md §9, `userland/shell`): the prompt is `axolotl> ` with no
+//! newline after it; typed characters are echoed; a command that fails prints one line
+//! `CMD: REASON` and then `[exit N]` (N non-zero) on a line of its own; a success prints no status
+//! line. Kernel log lines (`[cpuK] ...`) may appear between any two lines of a command's output.
+
+use std::fmt;
+
+/// The shell's prompt, printed with no newline after it.
+pub const PROMPT: &str = "axolotl> ";
+
+/// The status N of a line `[exit N]`. The line may carry text before the marker (a kernel log
+/// line that was cut into the shell's output), not after it.
+pub fn exit_status_of_line(line: &str) -> Option<i32> {
+    let line = line.trim_end();
+    let at = line.rfind("[exit ")?;
+    let n = line[at + "[exit ".len()..].strip_suffix(']')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit() || b == b'-') {
+        return None;
+    }
+    n.parse().ok()
+}
+
+/// The first `[exit N]` status in a command's output, if any.
+pub fn exit_status(output: &str) -> Option<i32> {
+    output.lines().find_map(exit_status_of_line)
+}
+
+/// One command typed into the shell by an `--exec` session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOutput {
+    /// The command as typed.
+    pub command: String,
+    /// What the guest printed between the command's echo and the next prompt (cleaned like the
+    /// transcript: no `\r`, no escapes), kernel log lines included.
+    pub output: String,
+    /// `Some(N)` when the output holds an `[exit N]` line: the command failed.
+    pub status: Option<i32>,
+}
+
+/// Why an `--exec` session failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecFailure {
+    /// No shell prompt within the per-command limit after QEMU started.
+    NoPrompt {
+        /// The limit, in seconds.
+        secs: u64,
+    },
+    /// QEMU ended before the shell printed its first prompt.
+    EndedBeforePrompt,
+    /// A command printed `[exit N]`.
+    CommandFailed {
+        /// The command.
+        command: String,
+        /// Its status N.
+        status: i32,
+    },
+    /// A command did not give the prompt back within the per-command limit.
+    CommandTimedOut {
+        /// The command.
+        command: String,
+        /// The limit, in seconds.
+        secs: u64,
+    },
+    /// QEMU ended while a command ran (a panic, a reset, the run's timeout).
+    EndedDuringCommand {
+        /// The command.
+        command: String,
+    },
+    /// `poweroff` gave the prompt back instead of powering off.
+    PoweroffReturned,
+    /// `poweroff` was typed but the guest was still running after the per-command limit.
+    NoPoweroff {
+        /// The limit, in seconds.
+        secs: u64,
+    },
+}
+
+impl fmt::Display for ExecFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoPrompt { secs } => write!(f, "exec: no shell prompt within {secs} s"),
+            Self::EndedBeforePrompt => write!(f, "exec: QEMU ended before the shell prompt"),
+            Self::CommandFailed { command, status } => {
+                write!(f, "exec: command '{command}' failed ([exit {status}])")
+            }
+            Self::CommandTimedOut { command, secs } => {
+                write!(
+                    f,
+                    "exec: command '{command}' gave no prompt within {secs} s"
+                )
+            }
+            Self::EndedDuringCommand { command } => {
+                write!(f, "exec: QEMU ended while command '{command}' ran")
+            }
+            Self::PoweroffReturned => {
+                write!(
+                    f,
+                    "exec: 'poweroff' gave the prompt back instead of powering off"
+                )
+            }
+            Self::NoPoweroff { secs } => {
+                write!(
+                    f,
+                    "exec: the guest did not power off within {secs} s of 'poweroff'"
+                )
+            }
+        }
+    }
+}
+
+/// What an `--exec` session did: every command typed (the final `poweroff` included, when it
+/// was reached), and the first failure. The session stops at the first failure.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecReport {
+    /// The commands typed, in order, each with its output.
+    pub commands: Vec<CommandOutput>,
+    /// The first failure, if any.
+    pub failure: Option<ExecFailure>,
+}
+
+impl ExecReport {
+    /// The output of the first command typed as exactly `command`.
+    pub fn output_of(&self, command: &str) -> Option<&str> {
+        self.commands
+            .iter()
+            .find(|c| c.command == command)
+            .map(|c| c.output.as_str())
+    }
+}
+
+/// Splits `--exec "cmd; cmd; ..."` into its commands, trimmed, empty ones dropped.
+pub fn split_commands(exec: &str) -> Vec<String> {
+    exec.split(';')
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// One row of the `ps` table (`PID NAME CORE STATE RESTARTS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PsRow {
+    /// Process id.
+    pub pid: u32,
+    /// Name from the manifest.
+    pub name: String,
+    /// The CPU it runs on.
+    pub cpu: u32,
+    /// `*` after the CPU: it has the CPU to itself.
+    pub dedicated: bool,
+    /// `running`, `ready`, `blocked`, `faulted`, `exited`, `stopped`, `killed` ...
+    pub state: String,
+    /// Times it was restarted.
+    pub restarts: u32,
+}
+
+/// The rows of the last `ps` table in `output`: the lines after its header line that split into
+/// five well-formed cells. Other lines (kernel log lines printed in between) are skipped.
+pub fn parse_ps(output: &str) -> Option<Vec<PsRow>> {
+    let lines: Vec<&str> = output.lines().collect();
+    let header = lines.iter().rposition(|l| {
+        l.split_ascii_whitespace()
+            .eq(["PID", "NAME", "CORE", "STATE", "RESTARTS"])
+    })?;
+    Some(
+        lines[header + 1..]
+            .iter()
+            .filter_map(|l| ps_row(l))
+            .collect(),
+    )
+}
+
+fn ps_row(line: &str) -> Option<PsRow> {
+    let cells: Vec<&str> = line.split_ascii_whitespace().collect();
+    let [pid, name, core, state, restarts] = cells[..] else {
+        return None;
+    };
+    let (cpu, dedicated) = match core.strip_suffix('*') {
+        Some(cpu) => (cpu, true),
+        None => (core, false),
+    };
+    if !state.bytes().all(|b| b.is_ascii_lowercase() || b == b'?') {
+        return None;
+    }
+    Some(PsRow {
+        pid: pid.parse().ok()?,
+        name: name.to_string(),
+        cpu: cpu.parse().ok()?,
+        dedicated,
+        state: state.to_string(),
+        restarts: restarts.parse().ok()?,
+    })
+}
+
+/// A kernel fault line: `fault: NAME (pid P) #PF page fault at rip=...: process stopped`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultLine {
+    /// The process that faulted.
+    pub name: String,
+    /// Its pid.
+    pub pid: u32,
+    /// The exception's mnemonic, e.g. `#PF` (vector 14) or `#UD` (vector 6).
+    pub mnemonic: String,
+    /// Index of the line in the transcript.
+    pub line: usize,
+}
+
+/// Every kernel fault line of `transcript`, in order.
+pub fn fault_lines(transcript: &str) -> Vec<FaultLine> {
+    transcript
+        .lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let rest = &l[l.find("fault: ")? + "fault: ".len()..];
+            let (name, rest) = rest.split_once(" (pid ")?;
+            let (pid, rest) = rest.split_once(") ")?;
+            let mnemonic = rest.split_ascii_whitespace().next()?;
+            rest.contains("process stopped").then_some(())?;
+            Some(FaultLine {
+                name: name.to_string(),
+                pid: pid.parse().ok()?,
+                mnemonic: mnemonic.to_string(),
+                line: i,
+            })
+        })
+        .collect()
+}
+
+/// The exception mnemonic the kernel prints for `vector` (the ones the scenarios expect).
+pub fn mnemonic(vector: u8) -> &'static str {
+    match vector {
+        0 => "#DE",
+        6 => "#UD",
+        13 => "#GP",
+        14 => "#PF",
+        _ => "#?",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_lines() {
+        assert_eq!(exit_status_of_line("[exit 1]"), Some(1));
+        assert_eq!(exit_status_of_line("[exit 127]  "), Some(127));
+        assert_eq!(exit_status_of_line("[cpu0] heartbeat: 3[exit 2]"), Some(2));
+        assert_eq!(exit_status_of_line("[exit ]"), None);
+        assert_eq!(exit_status_of_line("[exit 1] trailing"), None);
+        assert_eq!(exit_status_of_line("[exit one]"), None);
+        assert_eq!(exit_status_of_line("exit 1"), None);
+        assert_eq!(exit_status("a\nps: no\n[exit 1]\n[exit 3]\n"), Some(1));
+        assert_eq!(exit_status("all fine\n"), None);
+    }
+
+    #[test]
+    fn exec_splitting() {
+        assert_eq!(split_commands("sleep 2; ps"), ["sleep 2", "ps"]);
+        assert_eq!(split_commands(" ps ;; ; help "), ["ps", "help"]);
+        assert!(split_commands(" ; ").is_empty());
+    }
+
+    #[test]
+    fn failure_messages() {
+        let f = ExecFailure::CommandFailed {
+            command: "ps".into(),
+            status: 1,
+        };
+        assert_eq!(f.to_string(), "exec: command 'ps' failed ([exit 1])");
+        assert_eq!(
+            ExecFailure::NoPrompt { secs: 30 }.to_string(),
+            "exec: no shell prompt within 30 s"
+        );
+    }
+
+    #[test]
+    fn ps_tables() {
+        let out = "ps\nPID  NAME      CORE  STATE    RESTARTS\n  1  shell     0     running         0\n\
+                   [cpu1] heartbeat: heartbeat 4\n  9  ipc-ping  1*    blocked         2\n";
+        let rows = parse_ps(out).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            rows[1],
+            PsRow {
+                pid: 9,
+                name: "ipc-ping".into(),
+                cpu: 1,
+                dedicated: true,
+                state: "blocked".into(),
+                restarts: 2
+            }
+        );
+        assert!(!rows[0].dedicated);
+        assert_eq!(parse_ps("no table here"), None);
+        assert_eq!(parse_ps("PID NAME CORE STATE RESTARTS\n"), Some(vec![]));
+    }
+
+    #[test]
+    fn fault_line_parsing() {
+        let t = "[cpu0] testproc: x\n[cpu2] WARN: fault: bad-pointer (pid 3) #PF page fault at \
+                 rip=0x1 address=0xdead error=0x4: process stopped\n[cpu0] WARN: fault: \
+                 bad-opcode (pid 4) #UD invalid opcode at rip=0x2 address=0x0 error=0x0: process \
+                 stopped\n";
+        let f = fault_lines(t);
+        assert_eq!(f.len(), 2);
+        assert_eq!(
+            (
+                f[0].name.as_str(),
+                f[0].pid,
+                f[0].mnemonic.as_str(),
+                f[0].line
+            ),
+            ("bad-pointer", 3, "#PF", 1)
+        );
+        assert_eq!(f[1].mnemonic, mnemonic(6));
+        assert!(fault_lines("fault: nonsense").is_empty());
+    }
+}

@@ -1,0 +1,316 @@
+//! `ifconfig` (the e1000 driver's link, address and counters, asked over kernel IPC with the
+//! protocol of `e1000::proto`) and `lspci` (every PCI function the kernel found).
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use axolotl_abi::{Error, PciInfo};
+use e1000::Model;
+use e1000::proto::{self, Counters, Status};
+use libsys::Message;
+
+use crate::commands::{Failure, Outcome, Sys};
+use crate::table::{Align, write_table};
+
+/// The NIC the driver drives.
+pub const NIC: &str = "nic0";
+/// How long to wait for the driver's answer once it took the request.
+pub const REPLY_TIMEOUT_NS: u64 = 2_000_000_000;
+/// Most PCI functions `lspci` reads, in case a kernel never says `NotFound`.
+const MAX_FUNCTIONS: u32 = 4096;
+
+/// Sends `request` to `pid` and waits for its answer: `ipc_send`, then `ipc_recv` until a
+/// message from `pid` arrives or [`REPLY_TIMEOUT_NS`] passed (messages from others are dropped).
+/// The driver cannot answer an `ipc_call` without blocking (`e1000::proto`).
+pub fn exchange(
+    sys: &mut impl Sys,
+    pid: u32,
+    request: &Message,
+    who: &str,
+) -> Result<Message, Failure> {
+    sys.ipc_send(pid, request)
+        .map_err(|e| Failure::failed(format!("request to {who} (pid {pid}) failed: {e}")))?;
+    let deadline = sys.time_ns().saturating_add(REPLY_TIMEOUT_NS);
+    loop {
+        let now = sys.time_ns();
+        if now >= deadline {
+            return Err(Failure::failed(format!(
+                "no answer from {who} (pid {pid}) within 2 s"
+            )));
+        }
+        let mut reply: Message = [0; axolotl_abi::IPC_MSG_LEN];
+        match sys.ipc_recv(&mut reply, deadline - now) {
+            Ok(from) if from == pid => return Ok(reply),
+            Ok(_) => continue,
+            Err(Error::TimedOut) => continue,
+            Err(e) => return Err(Failure::failed(format!("waiting for {who}'s answer: {e}"))),
+        }
+    }
+}
+
+/// `ifconfig`: asks the driver for its status and counters and prints them.
+pub fn ifconfig(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
+    let who = proto::SERVICE;
+    let pid = sys.lookup(who).map_err(|e| {
+        Failure::failed(format!(
+            "no process {who} ({e}): is the e1000 driver in the manifest?"
+        ))
+    })?;
+    let status_reply = exchange(sys, pid, &proto::request(proto::REQUEST_STATUS), who)?;
+    let counters_reply = exchange(sys, pid, &proto::request(proto::REQUEST_COUNTERS), who)?;
+    if proto::is_unknown(&status_reply) || proto::is_unknown(&counters_reply) {
+        return Err(Failure::failed(format!(
+            "{who} does not understand the statistics requests"
+        )));
+    }
+    write_ifconfig(
+        out,
+        &Status::decode(&status_reply),
+        &Counters::decode(&counters_reply),
+    )?;
+    Ok(())
+}
+
+/// The `ifconfig` report: one line of identity and link, then `key=value` counters.
+pub fn write_ifconfig(out: &mut impl Write, s: &Status, c: &Counters) -> core::fmt::Result {
+    let model = Model::from_ids(s.vendor, s.device).map_or("unknown model", Model::name);
+    writeln!(
+        out,
+        "{NIC}: {model} ({:04x}:{:04x}) mac {} link {}",
+        s.vendor,
+        s.device,
+        s.mac,
+        if s.link_up { "up" } else { "down" }
+    )?;
+    writeln!(
+        out,
+        "  rx frames={} bytes={} drops={} too_long={} errors={}",
+        c.rx_frames, c.rx_bytes, c.rx_drops, c.rx_too_long, s.rx_errors
+    )?;
+    writeln!(
+        out,
+        "  tx frames={} bytes={} drops={}",
+        c.tx_frames, c.tx_bytes, s.tx_drops
+    )?;
+    writeln!(
+        out,
+        "  interrupts={} polls={} link_changes={}",
+        c.interrupts, c.polls, s.link_changes
+    )
+}
+
+/// `lspci`: every PCI function.
+pub fn lspci(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
+    let mut fns = Vec::new();
+    for index in 0..MAX_FUNCTIONS {
+        match sys.pci_info(index) {
+            Ok(f) => fns.push(f),
+            Err(Error::NotFound) => break,
+            Err(e) => return Err(Failure::failed(format!("PCI function {index}: {e}"))),
+        }
+    }
+    write_lspci(out, &fns)?;
+    Ok(())
+}
+
+/// Header of `lspci`.
+pub const LSPCI_HEADER: [&str; 5] = ["BUS:DEV.F", "VENDOR:DEVICE", "CLASS", "NAME", "DESCRIPTION"];
+
+/// The `lspci` table: address, ids, class and subclass (hex), the kernel's device name (`-` for
+/// none) and what the function is.
+pub fn write_lspci(out: &mut impl Write, fns: &[PciInfo]) -> core::fmt::Result {
+    let rows: Vec<[String; 5]> = fns
+        .iter()
+        .map(|f| {
+            [
+                format!("{:02x}:{:02x}.{}", f.bus, f.dev, f.func),
+                format!("{:04x}:{:04x}", f.vendor, f.device),
+                format!("{:02x}{:02x}", f.class, f.subclass),
+                device_name(f),
+                describe(f),
+            ]
+        })
+        .collect();
+    use Align::Left;
+    write_table(out, LSPCI_HEADER, [Left; 5], &rows)
+}
+
+fn device_name(f: &PciInfo) -> String {
+    let n = f.name.iter().position(|&c| c == 0).unwrap_or(f.name.len());
+    match core::str::from_utf8(&f.name[..n]) {
+        Ok("") | Err(_) => "-".to_string(),
+        Ok(s) => s.to_string(),
+    }
+}
+
+/// What a function is: its class in words, and the model for the NICs the driver knows.
+pub fn describe(f: &PciInfo) -> String {
+    let class = match (f.class, f.subclass) {
+        (0x01, 0x01) => "IDE controller",
+        (0x01, 0x06) => "SATA controller",
+        (0x01, 0x08) => "NVMe controller",
+        (0x01, _) => "storage controller",
+        (0x02, 0x00) => "Ethernet controller",
+        (0x02, _) => "network controller",
+        (0x03, 0x00) => "VGA controller",
+        (0x03, _) => "display controller",
+        (0x06, 0x00) => "host bridge",
+        (0x06, 0x01) => "ISA bridge",
+        (0x06, 0x04) => "PCI bridge",
+        (0x06, _) => "bridge",
+        (0x0C, 0x03) => "USB controller",
+        (0x0C, 0x05) => "SMBus controller",
+        (0x0C, _) => "serial bus controller",
+        _ => return format!("class {:02x} subclass {:02x}", f.class, f.subclass),
+    };
+    match Model::from_ids(f.vendor, f.device) {
+        Some(m) => format!("{class}: Intel {}", m.name()),
+        None => class.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::run_command;
+    use crate::commands::tests::Fake;
+    use e1000::Mac;
+
+    /// A PCI function at (bus, dev, func) with (vendor, device) and (class, subclass).
+    fn pci(at: (u8, u8, u8), ids: (u16, u16), class: (u8, u8), name: &str) -> PciInfo {
+        let ((bus, dev, func), (vendor, device), (class, subclass)) = (at, ids, class);
+        let mut p = PciInfo {
+            bus,
+            dev,
+            func,
+            vendor,
+            device,
+            class,
+            subclass,
+            ..PciInfo::default()
+        };
+        p.name[..name.len()].copy_from_slice(name.as_bytes());
+        p
+    }
+
+    fn run(k: &mut Fake, line: &str) -> (i32, String) {
+        let mut out = String::new();
+        let status = run_command(k, &mut out, line);
+        (status, out)
+    }
+
+    fn driver(k: &mut Fake) {
+        k.e1000 = Some(5);
+        k.e1000_status = Status {
+            link_up: true,
+            mac: Mac([0x52, 0x54, 0, 0x12, 0x34, 0x56]),
+            vendor: 0x8086,
+            device: 0x100E,
+            link_changes: 1,
+            rx_errors: 2,
+            tx_drops: 3,
+        };
+        k.e1000_counters = Counters {
+            rx_frames: 10,
+            rx_bytes: 1000,
+            tx_frames: 4,
+            tx_bytes: 168,
+            rx_drops: 0,
+            rx_too_long: 1,
+            interrupts: 3,
+            polls: 7,
+        };
+    }
+
+    #[test]
+    fn ifconfig_prints_the_driver_status() {
+        let mut k = Fake::new();
+        driver(&mut k);
+        let (status, out) = run(&mut k, "ifconfig");
+        assert_eq!(status, 0, "{out}");
+        assert_eq!(
+            out,
+            "nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up\n\
+             \x20 rx frames=10 bytes=1000 drops=0 too_long=1 errors=2\n\
+             \x20 tx frames=4 bytes=168 drops=3\n\
+             \x20 interrupts=3 polls=7 link_changes=1\n"
+        );
+        // Each request asked to be answered by send, and the shell waited for the driver only.
+        assert_eq!(k.sent.len(), 2);
+        assert!(
+            k.sent
+                .iter()
+                .all(|(pid, m)| *pid == 5 && proto::replies_by_send(m))
+        );
+        assert_eq!(
+            (k.sent[0].1[0], k.sent[1].1[0]),
+            (proto::REQUEST_STATUS, proto::REQUEST_COUNTERS)
+        );
+    }
+
+    #[test]
+    fn ifconfig_skips_messages_from_others_and_times_out() {
+        let mut k = Fake::new();
+        driver(&mut k);
+        k.stray_messages = 2;
+        assert_eq!(run(&mut k, "ifconfig").0, 0);
+        k.e1000_silent = true;
+        let (status, out) = run(&mut k, "ifconfig");
+        assert_eq!(
+            out,
+            "ifconfig: no answer from e1000 (pid 5) within 2 s\n[exit 1]\n"
+        );
+        assert_eq!(status, 1);
+    }
+
+    #[test]
+    fn ifconfig_fails_without_a_driver() {
+        let mut k = Fake::new();
+        let (status, out) = run(&mut k, "ifconfig");
+        assert_eq!(status, 1);
+        assert_eq!(
+            out,
+            "ifconfig: no process e1000 (not found): is the e1000 driver in the manifest?\n[exit 1]\n"
+        );
+        driver(&mut k);
+        k.e1000_send_error = Some(Error::Gone);
+        assert_eq!(
+            run(&mut k, "ifconfig").1,
+            "ifconfig: request to e1000 (pid 5) failed: peer gone\n[exit 1]\n"
+        );
+        assert_eq!(run(&mut k, "ifconfig -a").0, 2);
+    }
+
+    #[test]
+    fn lspci_lists_every_function() {
+        let mut k = Fake::new();
+        k.pci = vec![
+            pci((0, 0, 0), (0x8086, 0x29C0), (0x06, 0x00), ""),
+            pci((0, 1, 0), (0x1234, 0x1111), (0x03, 0x00), ""),
+            pci((0, 2, 0), (0x8086, 0x100E), (0x02, 0x00), "nic0"),
+            pci((0, 0x1F, 2), (0x8086, 0x2922), (0x01, 0x06), ""),
+            pci((0, 3, 0), (0x10EC, 0x8139), (0x02, 0x00), ""),
+            pci((0, 4, 0), (0x1AF4, 0x1000), (0xFF, 0x42), ""),
+        ];
+        let (status, out) = run(&mut k, "lspci");
+        assert_eq!(status, 0);
+        assert_eq!(
+            out,
+            "BUS:DEV.F  VENDOR:DEVICE  CLASS  NAME  DESCRIPTION\n\
+             00:00.0    8086:29c0      0600   -     host bridge\n\
+             00:01.0    1234:1111      0300   -     VGA controller\n\
+             00:02.0    8086:100e      0200   nic0  Ethernet controller: Intel 82540EM\n\
+             00:1f.2    8086:2922      0106   -     SATA controller\n\
+             00:03.0    10ec:8139      0200   -     Ethernet controller\n\
+             00:04.0    1af4:1000      ff42   -     class ff subclass 42\n"
+        );
+        assert_eq!(run(&mut k, "lspci x").0, 2);
+        k.pci.clear();
+        assert_eq!(
+            run(&mut k, "lspci").1,
+            "BUS:DEV.F  VENDOR:DEVICE  CLASS  NAME  DESCRIPTION\n"
+        );
+    }
+}

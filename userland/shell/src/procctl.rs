@@ -1,0 +1,176 @@
+//! `kill NAME` and `restart NAME`: the kernel's `proc_ctl` Kill and Restart, by process name
+//! (needs the `control` grant).
+//!
+//! `kill` waits until the process is dead (the kernel stops it asynchronously, at its next
+//! return to user mode), so that `kill X; restart X` works; `restart` starts a fresh instance of
+//! a dead process and prints its pid.
+
+use alloc::format;
+use core::fmt::Write;
+
+use axolotl_abi::{Error, ProcInfo, ProcOp, ProcState};
+
+use crate::commands::{Failure, Outcome, Sys};
+
+/// How long `kill` waits for the process to die.
+pub const KILL_WAIT_NS: u64 = 2_000_000_000;
+/// Poll interval while waiting.
+const POLL_NS: u64 = 10_000_000;
+/// Most process slots scanned.
+const MAX_SLOTS: u32 = 4096;
+
+fn is_dead(state: u8) -> bool {
+    matches!(
+        ProcState::from_u8(state),
+        Some(ProcState::Exited | ProcState::Faulted | ProcState::Killed)
+    )
+}
+
+/// The newest process record called `name` (the highest pid: a restart gets a new one).
+pub fn find(sys: &mut impl Sys, name: &str) -> Result<Option<ProcInfo>, Failure> {
+    let mut best: Option<ProcInfo> = None;
+    for slot in 0..MAX_SLOTS {
+        match sys.proc_info(slot) {
+            Ok(p) if p.pid != 0 && p.name() == name => {
+                if best.is_none_or(|b| p.pid > b.pid) {
+                    best = Some(p);
+                }
+            }
+            Ok(_) => {}
+            Err(Error::NotFound) => break,
+            Err(e) => return Err(Failure::failed(format!("process slot {slot}: {e}"))),
+        }
+    }
+    Ok(best)
+}
+
+fn one_name<'a>(args: &[&'a str], usage: &str) -> Result<&'a str, Failure> {
+    match args {
+        [name] => Ok(name),
+        _ => Err(Failure::usage(format!("usage: {usage}"))),
+    }
+}
+
+/// `kill NAME`.
+pub fn kill(sys: &mut impl Sys, out: &mut impl Write, args: &[&str]) -> Outcome {
+    let name = one_name(args, "kill NAME")?;
+    let pid = sys
+        .lookup(name)
+        .map_err(|e| Failure::failed(format!("no running process {name} ({e})")))?;
+    sys.proc_ctl(pid, ProcOp::Kill)
+        .map_err(|e| Failure::failed(format!("{name} (pid {pid}): {e}")))?;
+    let deadline = sys.time_ns().saturating_add(KILL_WAIT_NS);
+    loop {
+        let p = find(sys, name)?;
+        match p {
+            Some(p) if p.pid == pid && !is_dead(p.state) => {}
+            // Dead, or its slot already holds another instance (restarted meanwhile).
+            _ => break,
+        }
+        let now = sys.time_ns();
+        if now >= deadline {
+            return Err(Failure::failed(format!(
+                "{name} (pid {pid}) still not dead after 2 s"
+            )));
+        }
+        sys.wait(POLL_NS.min(deadline - now));
+    }
+    writeln!(out, "killed {name} (pid {pid})")?;
+    Ok(())
+}
+
+/// `restart NAME`.
+pub fn restart(sys: &mut impl Sys, out: &mut impl Write, args: &[&str]) -> Outcome {
+    let name = one_name(args, "restart NAME")?;
+    let p = find(sys, name)?.ok_or_else(|| Failure::failed(format!("no process {name}")))?;
+    if !is_dead(p.state) {
+        return Err(Failure::failed(format!(
+            "{name} (pid {}) is running; kill it first",
+            p.pid
+        )));
+    }
+    let new = sys
+        .proc_ctl(p.pid, ProcOp::Restart)
+        .map_err(|e| Failure::failed(format!("{name} (pid {}): {e}", p.pid)))?;
+    writeln!(out, "restarted {name}: pid {new}")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::run_command;
+    use crate::commands::tests::Fake;
+    use alloc::string::String;
+
+    fn run(k: &mut Fake, line: &str) -> (i32, String) {
+        let mut out = String::new();
+        let status = run_command(k, &mut out, line);
+        (status, out)
+    }
+
+    #[test]
+    fn kill_then_restart() {
+        let mut k = Fake::new();
+        k.add_proc(4, "e1000", ProcState::Blocked);
+        k.dies_after_polls = 3;
+        let (status, out) = run(&mut k, "kill e1000");
+        assert_eq!((status, out.as_str()), (0, "killed e1000 (pid 4)\n"));
+        assert_eq!(k.ctl, [(4, ProcOp::Kill)]);
+        assert!(k.waits.len() >= 3, "waited for the death");
+        let (status, out) = run(&mut k, "restart e1000");
+        assert_eq!((status, out.as_str()), (0, "restarted e1000: pid 100\n"));
+        assert_eq!(k.ctl[1], (4, ProcOp::Restart));
+        // The new instance runs: restarting it again is refused.
+        assert_eq!(
+            run(&mut k, "restart e1000"),
+            (
+                1,
+                "restart: e1000 (pid 100) is running; kill it first\n[exit 1]\n".into()
+            )
+        );
+    }
+
+    #[test]
+    fn kill_and_restart_report_failures() {
+        let mut k = Fake::new();
+        assert_eq!(
+            run(&mut k, "kill nobody"),
+            (
+                1,
+                "kill: no running process nobody (not found)\n[exit 1]\n".into()
+            )
+        );
+        assert_eq!(
+            run(&mut k, "restart nobody"),
+            (1, "restart: no process nobody\n[exit 1]\n".into())
+        );
+        assert_eq!(
+            run(&mut k, "kill"),
+            (2, "kill: usage: kill NAME\n[exit 2]\n".into())
+        );
+        assert_eq!(run(&mut k, "restart a b").0, 2);
+        k.add_proc(4, "e1000", ProcState::Blocked);
+        k.ctl_error = Some(Error::Denied);
+        assert_eq!(
+            run(&mut k, "kill e1000"),
+            (
+                1,
+                "kill: e1000 (pid 4): not granted by the manifest\n[exit 1]\n".into()
+            )
+        );
+        // A process that never dies.
+        k.ctl_error = None;
+        k.dies_after_polls = u32::MAX;
+        let (status, out) = run(&mut k, "kill e1000");
+        assert_eq!(
+            (status, out.as_str()),
+            (
+                1,
+                "kill: e1000 (pid 4) still not dead after 2 s\n[exit 1]\n"
+            )
+        );
+        // Restart picks the newest record of the name and refuses a live one.
+        assert_eq!(run(&mut k, "restart e1000").0, 1);
+    }
+}
