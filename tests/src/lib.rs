@@ -317,6 +317,7 @@ pub fn scenarios() -> Vec<Scenario> {
         )
         .alone(),
         Scenario::new("scribbled_channel_is_refused", scribbled_channel_is_refused),
+        Scenario::new("preemption_shares_one_cpu", preemption_shares_one_cpu),
     ]
 }
 
@@ -634,6 +635,43 @@ fn chanbench_both_transports_smp4(h: &dyn Harness) -> ScenarioResult {
     Ok(Some(format!(
         "throughput {tr:.1}x, rtt {rr:.1}x, {per_1k:.3} syscalls/1k"
     )))
+}
+
+/// Test manifest of the preemption scenario.
+pub const PREEMPTION_MANIFEST: &str = "tests/manifests/preemption.toml";
+
+/// One CPU, two processes that never yield and the shell: the timer preempts them, so both
+/// report progress and the shell still answers.
+fn preemption_shares_one_cpu(h: &dyn Harness) -> ScenarioResult {
+    let spec = BootSpec::bios(1, "")
+        .manifest(ManifestSource::File(PREEMPTION_MANIFEST))
+        .exec(&["sleep 5", "ps"])
+        .timeout(Duration::from_secs(120));
+    let r = h.boot("preemption_shares_one_cpu", &spec);
+    r.exec_verdict()?;
+    for name in ["spin-a", "spin-b"] {
+        let rounds = r
+            .transcript
+            .lines()
+            .filter(|l| l.contains(&format!("{name}: spin: round")))
+            .count();
+        if rounds < 2 {
+            return Err(format!(
+                "{name} reported {rounds} rounds of work; preemption should let it run"
+            ));
+        }
+    }
+    let rows = ps_rows(&r, "ps")?;
+    for name in ["spin-a", "spin-b", "shell"] {
+        let row = ps_row(&rows, name)?;
+        if row.cpu != 0 {
+            return Err(format!(
+                "{name} runs on cpu{}, expected the only CPU",
+                row.cpu
+            ));
+        }
+    }
+    Ok(None)
 }
 
 /// Test manifest of the scribbling scenario.

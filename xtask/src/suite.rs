@@ -186,21 +186,50 @@ pub fn test(args: &TestArgs) -> Result<u8, Error> {
 /// for the guest), so they are tested with `--lib`.
 const USER_LIBS: [&str; 4] = ["libsys", "shell", "chanbench", "ipcbench"];
 
-/// Runs `cargo test` over the default members, then over the user programs' libraries.
+/// Runs `cargo test` over the default members, then over the user programs' libraries, then
+/// libchan's heavy tests: the stress tests in release with the 300-million-message run, and the
+/// loom models (built with `--cfg loom` in a target directory of their own, so the normal build
+/// is not invalidated).
 fn host_tests(filter: Option<&str>, tally: &mut Tally) -> Result<(), Error> {
-    cargo_test(&[], filter, tally)?;
+    cargo_test(&[], &[], filter, tally)?;
     let mut user: Vec<&str> = vec!["--lib"];
     for lib in USER_LIBS {
         user.extend(["-p", lib]);
     }
-    cargo_test(&user, filter, tally)
+    cargo_test(&user, &[], filter, tally)?;
+    println!("libchan stress tests in release, including the 300-million-message run");
+    cargo_test(
+        &["-p", "libchan", "--release", "--test", "stress"],
+        &[],
+        // Without a filter, `--include-ignored` adds the long run (cargo passes it to libtest).
+        Some(filter.unwrap_or("--include-ignored")),
+        tally,
+    )?;
+    println!("libchan loom models (--cfg loom)");
+    let loom_dir = images::target_dir().join("loom");
+    let loom_dir = loom_dir.to_string_lossy().into_owned();
+    cargo_test(
+        &["-p", "libchan", "--release", "--test", "loom"],
+        &[
+            ("RUSTFLAGS", "--cfg loom"),
+            ("CARGO_TARGET_DIR", loom_dir.as_str()),
+        ],
+        filter,
+        tally,
+    )
 }
 
 /// Runs one `cargo test` invocation, streaming its output and counting its results.
-fn cargo_test(extra: &[&str], filter: Option<&str>, tally: &mut Tally) -> Result<(), Error> {
+fn cargo_test(
+    extra: &[&str],
+    envs: &[(&str, &str)],
+    filter: Option<&str>,
+    tally: &mut Tally,
+) -> Result<(), Error> {
     let mut cmd = images::cargo();
     cmd.args(["test", "--no-fail-fast"]);
     cmd.args(extra);
+    cmd.envs(envs.iter().copied());
     if let Some(f) = filter {
         cmd.args(["--", f]);
     }

@@ -32,6 +32,7 @@ fn main(args: &str) -> i32 {
     let operand = words.next();
     match (mode, operand) {
         ("heartbeat", None) => heartbeat(),
+        ("spin", None) => spin(),
         ("fault-ptr", None) => fault_ptr(),
         ("fault-ud2", None) => fault_ud2(),
         ("fault-kwrite", None) => fault_kwrite(),
@@ -42,7 +43,7 @@ fn main(args: &str) -> i32 {
         _ => {
             log!(
                 "testproc: bad arguments '{args}' (expected heartbeat, fault-ptr, fault-ud2, \
-                 fault-kwrite, map-denied, map-ok REGION, scribble REGION or chan-victim REGION)"
+                 fault-kwrite, map-denied, spin, map-ok REGION, scribble REGION or chan-victim REGION)"
             );
             2
         }
@@ -296,5 +297,22 @@ fn chan_victim(region: &str) -> i32 {
             );
             next_report = now + 1_000_000_000;
         }
+    }
+}
+
+/// Computes without ever entering the kernel for long stretches (tens of milliseconds of emulated
+/// work), logging after each: only timer preemption lets anything else run on its CPU.
+fn spin() -> ! {
+    let mut x = 1u64;
+    let mut round = 0u64;
+    loop {
+        for _ in 0..3_000_000u64 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            core::hint::black_box(x);
+        }
+        round += 1;
+        log!("spin: round {round}");
     }
 }
