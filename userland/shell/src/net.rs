@@ -53,11 +53,9 @@ pub fn exchange(
 /// `ifconfig`: asks the driver for its status and counters and prints them.
 pub fn ifconfig(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
     let who = proto::SERVICE;
-    let pid = sys.lookup(who).map_err(|e| {
-        Failure::failed(format!(
-            "no process {who} ({e}): is the e1000 driver in the manifest?"
-        ))
-    })?;
+    let pid = sys
+        .lookup(who)
+        .map_err(|e| Failure::failed(format!("no running process {who} ({e})")))?;
     let status_reply = exchange(sys, pid, &proto::request(proto::REQUEST_STATUS), who)?;
     let counters_reply = exchange(sys, pid, &proto::request(proto::REQUEST_COUNTERS), who)?;
     if proto::is_unknown(&status_reply) || proto::is_unknown(&counters_reply) {
@@ -272,7 +270,7 @@ mod tests {
         assert_eq!(status, 1);
         assert_eq!(
             out,
-            "ifconfig: no process e1000 (not found): is the e1000 driver in the manifest?\n[exit 1]\n"
+            "ifconfig: no running process e1000 (not found)\n[exit 1]\n"
         );
         driver(&mut k);
         k.e1000_send_error = Some(Error::Gone);

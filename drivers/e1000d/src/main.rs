@@ -1,0 +1,413 @@
+//! The e1000 driver program (process `e1000`, binary `e1000`, no arguments).
+//!
+//! It finds `nic0` among the PCI functions, maps its registers (`map("nic0")`) and its DMA
+//! region (`map("nic0-dma")`: descriptor rings and 2 KiB packet buffers), resets and programs
+//! the device, and then loops:
+//!
+//! - idle, it sleeps in `wait` with the device's interrupts enabled; the kernel turns the NIC's
+//!   interrupt into a notification. On waking it reads `ICR` (which clears it), re-arms the line
+//!   with `irq_ack("nic0")`, and if frames arrived switches to polling with the device's
+//!   interrupts masked, until a poll finds nothing (see `e1000::napi`);
+//! - every poll handles up to 64 received frames, reclaims sent ones and writes each ring's
+//!   tail once;
+//! - between polls (every 64 polls under load) it answers statistics requests over kernel IPC
+//!   (`e1000::proto`), runs the ARP probe of the gateway and a watchdog that checks the device's
+//!   head registers and reads its statistics registers.
+//!
+//! Until the IP server exists the driver itself answers ARP requests for 10.0.2.15 and, once
+//! the link is up, asks for 10.0.2.2 (QEMU's user-networking gateway) a few times a second,
+//! logging `arp reply from 10.0.2.2 is-at MAC` or giving up loudly after 5 s. Other frames are
+//! counted and dropped.
+//!
+//! The driver keeps no state across a restart: a new instance resets the device and rewrites
+//! both rings, whatever the previous instance left behind.
+#![no_std]
+#![no_main]
+
+use core::ptr::NonNull;
+
+use e1000::arp::{self, Ipv4, Mac, ResolveStep, Resolver};
+use e1000::dma::DmaSlice;
+use e1000::napi::{MaskChange, Mode, Napi};
+use e1000::nic::{self, ArpSeen, Nic, answer_arp};
+use e1000::proto;
+use e1000::regs::{self, int};
+use e1000::{Mmio, Model};
+use libsys::{Error, Message, PciInfo, WaitResult, log};
+
+libsys::entry!(main);
+
+/// The device the manifest grants us.
+const DEVICE: &str = "nic0";
+/// Its DMA region.
+const DMA_REGION: &str = "nic0-dma";
+/// Our address under QEMU's user networking.
+const OUR_IP: Ipv4 = Ipv4([10, 0, 2, 15]);
+/// QEMU's user-networking gateway, which the ARP probe asks for.
+const GATEWAY: Ipv4 = Ipv4([10, 0, 2, 2]);
+/// Time between ARP requests while unanswered.
+const ARP_INTERVAL_NS: u64 = 250_000_000;
+/// When to give up the ARP probe.
+const ARP_LIMIT_NS: u64 = 5_000_000_000;
+/// How long to wait for the link after init before reporting it down.
+const LINK_WAIT_NS: u64 = 3_000_000_000;
+/// Longest idle sleep: bounds the latency of IPC requests, which do not wake `wait`.
+const IDLE_WAIT_NS: u64 = 10_000_000;
+/// Received frames handled per poll.
+const RX_BUDGET: usize = 64;
+/// Under load, IPC, timers and the watchdog are looked at every this many polls.
+const HOUSEKEEPING_POLLS: u64 = 64;
+/// Watchdog period.
+const WATCHDOG_NS: u64 = 1_000_000_000;
+/// Most IPC requests answered per housekeeping round.
+const IPC_PER_ROUND: usize = 4;
+/// The interrupt causes that mean ring work (as opposed to link changes).
+const RING_CAUSES: u32 = int::RXT0 | int::RXO | int::RXDMT0;
+
+fn main(args: &str) -> i32 {
+    if !args.trim().is_empty() {
+        log!("bad arguments '{args}' (expected none)");
+        return 2;
+    }
+    let Some((pci, model)) = find_nic() else {
+        return 1;
+    };
+    log!(
+        "{} ({:04x}:{:04x}) at {:02x}:{:02x}.{}, BAR0 {:#x}, interrupt {}",
+        model.name(),
+        pci.vendor,
+        pci.device,
+        pci.bus,
+        pci.dev,
+        pci.func,
+        pci.bar0,
+        if pci.msi != 0 { "MSI" } else { "INTx" }
+    );
+    let mut nic = match open(model) {
+        Ok(n) => n,
+        Err(why) => {
+            log!("cannot use {DEVICE}: {why}");
+            return 1;
+        }
+    };
+    let mac = match nic.init(&mut libsys::sleep_ns) {
+        Ok(m) => m,
+        Err(e) => {
+            log!("{} init failed: {e}", model.name());
+            return 1;
+        }
+    };
+    let start = libsys::time_ns();
+    while !nic.link_up() && libsys::time_ns() - start < LINK_WAIT_NS {
+        libsys::sleep_ns(10_000_000);
+        nic.refresh_link();
+    }
+    log!(
+        "{} mac {mac} link {}",
+        model.name(),
+        if nic.link_up() { "up" } else { "down" }
+    );
+    Driver::new(nic, mac).run()
+}
+
+/// The PCI function the kernel named `nic0` and its model. Logs why when there is none or it
+/// is not supported.
+fn find_nic() -> Option<(PciInfo, Model)> {
+    let mut other: Option<PciInfo> = None;
+    for index in 0..4096 {
+        let info = match libsys::pci_info(index) {
+            Ok(i) => i,
+            Err(Error::NotFound) => break,
+            Err(e) => {
+                log!("cannot list PCI functions: {e}");
+                return None;
+            }
+        };
+        if info.class != 0x02 {
+            continue;
+        }
+        if name_of(&info) == DEVICE {
+            return match Model::from_ids(info.vendor, info.device) {
+                Some(m) => Some((info, m)),
+                None => {
+                    refuse(&info);
+                    None
+                }
+            };
+        }
+        other.get_or_insert(info);
+    }
+    match other {
+        Some(info) => refuse(&info),
+        None => log!("no network card on PCI: nothing to drive (QEMU: cargo xtask run --net user)"),
+    }
+    None
+}
+
+fn refuse(info: &PciInfo) {
+    log!(
+        "refusing network device {:04x}:{:04x} at {:02x}:{:02x}.{}: not an 82540EM (8086:100e), 82545EM (8086:100f) or 82574L (8086:10d3)",
+        info.vendor,
+        info.device,
+        info.bus,
+        info.dev,
+        info.func
+    );
+}
+
+fn name_of(info: &PciInfo) -> &str {
+    let n = info
+        .name
+        .iter()
+        .position(|&c| c == 0)
+        .unwrap_or(info.name.len());
+    core::str::from_utf8(&info.name[..n]).unwrap_or("")
+}
+
+/// Maps the registers and the DMA region and builds the NIC over them.
+fn open(model: Model) -> Result<Nic<Mmio>, &'static str> {
+    let r = libsys::map(DEVICE).map_err(|e| {
+        log!("map({DEVICE}): {e}");
+        "its registers cannot be mapped"
+    })?;
+    if r.kind != 1 {
+        return Err("'nic0' is not a device in this manifest");
+    }
+    if (r.len as usize) < regs::MIN_BAR_LEN || !r.addr.is_multiple_of(4) {
+        return Err("its register window is too small");
+    }
+    let d = libsys::map(DMA_REGION).map_err(|e| {
+        log!("map({DMA_REGION}): {e}");
+        "its DMA region cannot be mapped (declare [region.nic0-dma] and grant it)"
+    })?;
+    if (d.len as usize) < nic::dma_bytes_needed() {
+        log!(
+            "{DMA_REGION} has {} bytes; the rings and buffers need {} ({} pages)",
+            d.len,
+            nic::dma_bytes_needed(),
+            nic::dma_bytes_needed().div_ceil(4096)
+        );
+        return Err("its DMA region is too small");
+    }
+    // Safety: the kernel mapped the device's BAR0 uncached at `r.addr`, `r.len` bytes, for the
+    // life of the process; nothing else in this program touches it.
+    let mmio = unsafe { Mmio::new(r.addr as usize, r.len as usize) };
+    let virt = NonNull::new(d.addr as *mut u8).ok_or("the DMA region was mapped at 0")?;
+    // Safety: the kernel mapped the region (physically contiguous, at `d.phys`) at `d.addr`,
+    // `d.len` bytes, for the life of the process; only the NIC uses it.
+    let dma =
+        unsafe { DmaSlice::new(virt, d.phys, d.len as usize) }.map_err(|_| "bad DMA region")?;
+    Nic::new(mmio, model, dma).map_err(|_| "the rings do not fit the DMA region")
+}
+
+/// The driver loop's state.
+struct Driver {
+    nic: Nic<Mmio>,
+    mac: Mac,
+    napi: Napi,
+    resolver: Option<Resolver>,
+    arp_answers: u64,
+    next_watchdog_ns: u64,
+    /// A request asked for a reply by `ipc_call`, which the kernel gives us no way to answer
+    /// without blocking; said once.
+    warned_call_mode: bool,
+}
+
+impl Driver {
+    fn new(nic: Nic<Mmio>, mac: Mac) -> Self {
+        let now = libsys::time_ns();
+        let mut d = Self {
+            nic,
+            mac,
+            napi: Napi::new(),
+            resolver: None,
+            arp_answers: 0,
+            next_watchdog_ns: now + WATCHDOG_NS,
+            warned_call_mode: false,
+        };
+        if d.nic.link_up() {
+            d.start_arp(now);
+        }
+        d
+    }
+
+    fn start_arp(&mut self, now: u64) {
+        if self.resolver.is_none() {
+            self.resolver = Some(Resolver::new(GATEWAY, now, ARP_INTERVAL_NS, ARP_LIMIT_NS));
+        }
+    }
+
+    fn run(mut self) -> i32 {
+        self.nic.unmask_interrupts();
+        // The line may still be masked from an interrupt a previous instance never acknowledged.
+        let _ = libsys::irq_ack(DEVICE);
+        let mut polls_since_housekeeping = 0;
+        loop {
+            if self.napi.mode() == Mode::Interrupts {
+                self.sleep();
+            }
+            let work = self.poll();
+            if self.napi.mode() == Mode::Polling {
+                self.nic.counters.polls += 1;
+                polls_since_housekeeping += 1;
+                if self.napi.polled(work) == MaskChange::Unmask {
+                    self.nic.unmask_interrupts();
+                }
+            }
+            if self.napi.mode() == Mode::Interrupts
+                || polls_since_housekeeping >= HOUSEKEEPING_POLLS
+            {
+                polls_since_housekeeping = 0;
+                self.housekeeping();
+            }
+        }
+    }
+
+    /// Sleeps until an interrupt or the next timer, then takes the interrupt causes.
+    fn sleep(&mut self) {
+        let now = libsys::time_ns();
+        let mut until = now + IDLE_WAIT_NS;
+        if let Some(at) = self.resolver.as_ref().and_then(Resolver::next_event_ns) {
+            until = until.min(at);
+        }
+        let woke = libsys::wait(Some(until.saturating_sub(now).max(1)));
+        let (icr, link) = self.nic.take_causes();
+        if let Some(up) = link {
+            self.link_changed(up);
+        }
+        if icr & !int::INT_ASSERTED != 0 {
+            self.nic.counters.interrupts += 1;
+            if icr & RING_CAUSES != 0 && self.napi.interrupted() == MaskChange::Mask {
+                self.nic.mask_interrupts();
+            }
+        }
+        if woke == Ok(WaitResult::Notified) {
+            // ICR is clear (and the causes masked if polling starts), so the line is quiet:
+            // re-arm it. A no-op for MSI.
+            let _ = libsys::irq_ack(DEVICE);
+        }
+    }
+
+    fn link_changed(&mut self, up: bool) {
+        log!("{DEVICE} link {}", if up { "up" } else { "down" });
+        if up {
+            self.start_arp(libsys::time_ns());
+        }
+    }
+
+    /// One poll: received frames, sent frames, tail writes. Returns the descriptors handled.
+    fn poll(&mut self) -> usize {
+        let (mac, resolver, answers) = (self.mac, &mut self.resolver, &mut self.arp_answers);
+        let rx = self.nic.poll_rx(RX_BUDGET, |frame, tx| {
+            match answer_arp(frame, mac, OUR_IP, tx) {
+                ArpSeen::Learned { ip, mac } => {
+                    if let Some(r) = resolver
+                        && r.learn(ip, mac)
+                    {
+                        log!("arp reply from {ip} is-at {mac}");
+                    }
+                }
+                ArpSeen::Answered { from, queued } => {
+                    *answers += 1;
+                    if *answers == 1 {
+                        log!(
+                            "answering ARP requests for {OUR_IP} (first from {from}{})",
+                            if queued {
+                                ""
+                            } else {
+                                ", reply dropped: TX ring full"
+                            }
+                        );
+                    }
+                }
+                ArpSeen::Nothing | ArpSeen::Malformed(_) => {}
+            }
+        });
+        let tx = self.nic.reclaim_tx();
+        self.nic.flush();
+        rx + tx
+    }
+
+    /// IPC requests, the ARP probe, the watchdog.
+    fn housekeeping(&mut self) {
+        self.serve_ipc();
+        let now = libsys::time_ns();
+        self.arp_tick(now);
+        if now >= self.next_watchdog_ns {
+            self.next_watchdog_ns = now + WATCHDOG_NS;
+            self.watchdog();
+        }
+    }
+
+    fn arp_tick(&mut self, now: u64) {
+        let Some(r) = &mut self.resolver else { return };
+        match r.poll(now) {
+            ResolveStep::Send { .. } => {
+                let (mac, target) = (self.mac, r.target);
+                let _ = self
+                    .nic
+                    .send_with(|buf| arp::write_request(buf, mac, OUR_IP, target).unwrap_or(0));
+                self.nic.flush();
+            }
+            ResolveStep::GaveUp { attempts } => log!(
+                "ARP FAILED: no reply from {} after {} s and {attempts} requests; is the NIC on a network (cargo xtask run --net user)?",
+                r.target,
+                ARP_LIMIT_NS / 1_000_000_000
+            ),
+            ResolveStep::Wait { .. } | ResolveStep::Done => {}
+        }
+    }
+
+    /// Answers the statistics requests waiting, without blocking for new ones.
+    fn serve_ipc(&mut self) {
+        for _ in 0..IPC_PER_ROUND {
+            let mut msg: Message = [0; axolotl_abi::IPC_MSG_LEN];
+            let from = match libsys::ipc_recv(&mut msg, Some(0)) {
+                Ok(pid) => pid,
+                Err(Error::TimedOut) => return,
+                Err(e) => {
+                    log!("ipc_recv failed: {e}");
+                    return;
+                }
+            };
+            if !proto::replies_by_send(&msg) {
+                if !self.warned_call_mode {
+                    self.warned_call_mode = true;
+                    log!(
+                        "pid {from} asked without the reply-by-send flag (ipc_call?): cannot answer without blocking; ignored"
+                    );
+                }
+                continue;
+            }
+            self.nic.read_statistics();
+            let reply = proto::answer(&msg, &self.nic.counters, &self.nic.status());
+            // The requester waits in ipc_recv right after its send; if it died meanwhile the
+            // kernel fails this send instead of leaving us blocked.
+            if let Err(e) = libsys::ipc_send(from, &reply) {
+                log!("reply to pid {from} failed: {e}");
+            }
+        }
+    }
+
+    /// Reads the statistics registers, notices a missed link change, and resets the device if
+    /// it reports a head index outside what we gave it.
+    fn watchdog(&mut self) {
+        self.nic.read_statistics();
+        if let Some(up) = self.nic.refresh_link() {
+            self.link_changed(up);
+        }
+        if let Err(e) = self.nic.check_heads() {
+            log!("device reports an impossible ring position ({e:?}): resetting it");
+            match self.nic.init(&mut libsys::sleep_ns) {
+                Ok(_) => {
+                    self.napi.restart();
+                    self.nic.unmask_interrupts();
+                }
+                Err(e) => {
+                    log!("reset failed: {e}; exiting");
+                    libsys::exit(1);
+                }
+            }
+        }
+    }
+}
