@@ -249,16 +249,19 @@ pub fn alloc_stack(pages: u64) -> Result<VirtAddr, MapError> {
     Ok(base + pages * FRAME_SIZE)
 }
 
+/// Page flags of device registers: uncached, never executable.
+pub const MMIO_FLAGS: PageTableFlags = PageTableFlags::PRESENT
+    .union(PageTableFlags::WRITABLE)
+    .union(PageTableFlags::NO_CACHE)
+    .union(PageTableFlags::WRITE_THROUGH)
+    .union(PageTableFlags::NO_EXECUTE);
+
 /// Maps `len` bytes of device registers at physical `phys` uncached into the kernel window.
 pub fn map_mmio(phys: u64, len: u64) -> Result<VirtAddr, MapError> {
     let first = phys & !(FRAME_SIZE - 1);
     let pages = (phys + len - first).div_ceil(FRAME_SIZE);
     let base = reserve_window(pages)?;
-    let flags = PageTableFlags::PRESENT
-        | PageTableFlags::WRITABLE
-        | PageTableFlags::NO_CACHE
-        | PageTableFlags::WRITE_THROUGH
-        | PageTableFlags::NO_EXECUTE;
+    let flags = MMIO_FLAGS;
     for i in 0..pages {
         let frame = PhysFrame::containing_address(PhysAddr::new(first + i * FRAME_SIZE));
         map_page(

@@ -56,8 +56,14 @@ fn ecam_bus(base: u64, start: u8, mapped: &Mutex<Vec<(u8, u64)>>, bus: u8) -> Op
     Some(va)
 }
 
-/// Reads the 32-bit config register at `off` (4-byte aligned, < 256) of bus/dev/func.
-pub fn read32(bus: u8, dev: u8, func: u8, off: u8) -> u32 {
+/// Where config register `off` of bus/dev/func is: an ECAM address, or the port-I/O address
+/// word (None when the bus's ECAM window cannot be mapped).
+enum Target {
+    Mmio(u64),
+    Port(u32),
+}
+
+fn target(bus: u8, dev: u8, func: u8, off: u8) -> Option<Target> {
     match ACCESS.get() {
         Some(Access::Ecam {
             base,
@@ -65,20 +71,28 @@ pub fn read32(bus: u8, dev: u8, func: u8, off: u8) -> u32 {
             end_bus,
             mapped,
         }) if bus >= *start_bus && bus <= *end_bus => {
-            let Some(va) = ecam_bus(*base, *start_bus, mapped, bus) else {
-                return u32::MAX;
-            };
-            let addr = va + ((dev as u64) << 15) + ((func as u64) << 12) + (off as u64 & 0xFFC);
-            // Safety: `addr` is inside the uncached mapping of this bus's ECAM window.
-            unsafe { core::ptr::read_volatile(addr as *const u32) }
+            let va = ecam_bus(*base, *start_bus, mapped, bus)?;
+            Some(Target::Mmio(
+                va + ((dev as u64) << 15) + ((func as u64) << 12) + (off as u64 & 0xFFC),
+            ))
         }
-        _ => {
-            let _g = PORTS.lock();
-            let a = 0x8000_0000u32
+        _ => Some(Target::Port(
+            0x8000_0000u32
                 | (bus as u32) << 16
                 | (dev as u32) << 11
                 | (func as u32) << 8
-                | (off as u32 & 0xFC);
+                | (off as u32 & 0xFC),
+        )),
+    }
+}
+
+/// Reads the 32-bit config register at `off` (4-byte aligned, < 256) of bus/dev/func.
+pub fn read32(bus: u8, dev: u8, func: u8, off: u8) -> u32 {
+    match target(bus, dev, func, off) {
+        // Safety: `addr` is inside the uncached mapping of this bus's ECAM window.
+        Some(Target::Mmio(addr)) => unsafe { core::ptr::read_volatile(addr as *const u32) },
+        Some(Target::Port(a)) => {
+            let _g = PORTS.lock();
             // Safety: CONFIG_ADDRESS/CONFIG_DATA are the standard PCI mechanism #1 ports, used
             // under a lock so address and data stay paired.
             unsafe {
@@ -86,37 +100,23 @@ pub fn read32(bus: u8, dev: u8, func: u8, off: u8) -> u32 {
                 Port::<u32>::new(0xCFC).read()
             }
         }
+        None => u32::MAX,
     }
 }
 
 pub fn write32(bus: u8, dev: u8, func: u8, off: u8, value: u32) {
-    match ACCESS.get() {
-        Some(Access::Ecam {
-            base,
-            start_bus,
-            end_bus,
-            mapped,
-        }) if bus >= *start_bus && bus <= *end_bus => {
-            let Some(va) = ecam_bus(*base, *start_bus, mapped, bus) else {
-                return;
-            };
-            let addr = va + ((dev as u64) << 15) + ((func as u64) << 12) + (off as u64 & 0xFFC);
-            // Safety: as in `read32`.
-            unsafe { core::ptr::write_volatile(addr as *mut u32, value) }
-        }
-        _ => {
+    match target(bus, dev, func, off) {
+        // Safety: as in `read32`.
+        Some(Target::Mmio(addr)) => unsafe { core::ptr::write_volatile(addr as *mut u32, value) },
+        Some(Target::Port(a)) => {
             let _g = PORTS.lock();
-            let a = 0x8000_0000u32
-                | (bus as u32) << 16
-                | (dev as u32) << 11
-                | (func as u32) << 8
-                | (off as u32 & 0xFC);
             // Safety: as in `read32`.
             unsafe {
                 Port::<u32>::new(0xCF8).write(a);
                 Port::<u32>::new(0xCFC).write(value);
             }
         }
+        None => {}
     }
 }
 

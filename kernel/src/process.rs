@@ -610,11 +610,7 @@ fn map_device(me: &Process, dev: &crate::devices::Device, info_ptr: u64) -> Resu
     if space.translate(va).is_some() {
         return Err(Error::Busy);
     }
-    let flags = PageTableFlags::PRESENT
-        | PageTableFlags::WRITABLE
-        | PageTableFlags::NO_CACHE
-        | PageTableFlags::WRITE_THROUGH
-        | PageTableFlags::NO_EXECUTE;
+    let flags = memory::MMIO_FLAGS;
     for i in 0..pages {
         let frame = PhysFrame::containing_address(PhysAddr::new(bar.addr + i * 4096));
         space

@@ -413,52 +413,42 @@ pub fn user_fault(frame: &TrapFrame, address: Option<u64>) {
 /// Checks made on every return to ring 3 from an interrupt: kill, hang, injected fault, and
 /// preemption requests.
 pub fn before_user_return(frame: &mut TrapFrame) {
-    let Some(me) = current() else { return };
-    if me.kill.load(Ordering::Relaxed) {
-        exit_current(me, ProcState::Killed, -9);
-    }
-    if me.hung.load(Ordering::Relaxed) {
-        drop(me);
-        schedule(); // not runnable: stays off the CPU until resumed
-        return;
-    }
-    if me.inject_fault.swap(false, Ordering::AcqRel) {
-        log::info!(
-            "injecting a fault into {} (pid {}): jumping to {:#x}",
-            me.name,
-            me.pid,
-            crate::process::INJECTED_FAULT_RIP
-        );
-        frame.rip = crate::process::INJECTED_FAULT_RIP;
+    user_return_checks(&mut frame.rip);
+}
+
+/// The same checks on the `sysret` path, plus preemption on a shared CPU where others wait.
+pub fn before_syscall_return(frame: &mut crate::syscall::SyscallFrame) {
+    user_return_checks(&mut frame.rip);
+    let cpu = this_cpu();
+    let running = current().is_some_and(|me| me.state() == ProcState::Running);
+    if running && !is_dedicated(cpu) && !SCHED[cpu].lock().queue.is_empty() {
+        schedule();
     }
 }
 
-/// The same checks on the `sysret` path.
-pub fn before_syscall_return(frame: &mut crate::syscall::SyscallFrame) {
-    let Some(me) = current() else { return };
-    if me.kill.load(Ordering::Relaxed) {
-        exit_current(me, ProcState::Killed, -9);
-    }
-    if me.hung.load(Ordering::Relaxed) {
-        drop(me);
-        schedule();
+/// Kill, hang and fault injection, applied where the process is about to re-enter ring 3 at
+/// `*rip`. Loops so that a process resumed after a hang sees a kill that came meanwhile.
+fn user_return_checks(rip: &mut u64) {
+    loop {
+        let Some(me) = current() else { return };
+        if me.kill.load(Ordering::Relaxed) {
+            exit_current(me, ProcState::Killed, -9);
+        }
+        if me.hung.load(Ordering::Relaxed) {
+            drop(me);
+            schedule(); // not runnable: stays off the CPU until resumed
+            continue;
+        }
+        if me.inject_fault.swap(false, Ordering::AcqRel) {
+            log::info!(
+                "injecting a fault into {} (pid {}): jumping to {:#x}",
+                me.name,
+                me.pid,
+                crate::process::INJECTED_FAULT_RIP
+            );
+            *rip = crate::process::INJECTED_FAULT_RIP;
+        }
         return;
-    }
-    if me.inject_fault.swap(false, Ordering::AcqRel) {
-        log::info!(
-            "injecting a fault into {} (pid {}): jumping to {:#x}",
-            me.name,
-            me.pid,
-            crate::process::INJECTED_FAULT_RIP
-        );
-        frame.rip = crate::process::INJECTED_FAULT_RIP;
-    }
-    if !is_dedicated(this_cpu())
-        && !SCHED[this_cpu()].lock().queue.is_empty()
-        && me.state() == ProcState::Running
-    {
-        drop(me);
-        schedule();
     }
 }
 

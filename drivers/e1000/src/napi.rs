@@ -7,7 +7,9 @@
 //!
 //! Unmasking after an empty poll cannot lose a frame: the device sets the receive cause in
 //! `ICR` whether or not it is masked, and enabling a cause that is already set raises the
-//! interrupt at once.
+//! interrupt at once. The driver clears `ICR` before unmasking (the causes that piled up while
+//! polling would otherwise interrupt it at once for frames it already handled) and then looks
+//! at the ring once more, for a frame that arrived between its last poll and that read.
 
 /// Whether the driver sleeps for interrupts or polls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -236,6 +236,11 @@ impl<R: Registers> Nic<R> {
         done
     }
 
+    /// True when a received descriptor is waiting (one descriptor read, no register access).
+    pub fn rx_pending(&self) -> bool {
+        self.rx.next().is_some()
+    }
+
     /// Takes back the frames the device finished sending and counts them; returns how many.
     pub fn reclaim_tx(&mut self) -> usize {
         let sent = self.tx.reclaim();

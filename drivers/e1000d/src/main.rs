@@ -251,7 +251,7 @@ impl Driver {
                 self.nic.counters.polls += 1;
                 polls_since_housekeeping += 1;
                 if self.napi.polled(work) == MaskChange::Unmask {
-                    self.nic.unmask_interrupts();
+                    self.back_to_interrupts();
                 }
             }
             if self.napi.mode() == Mode::Interrupts
@@ -285,6 +285,20 @@ impl Driver {
             // ICR is clear (and the causes masked if polling starts), so the line is quiet:
             // re-arm it. A no-op for MSI.
             let _ = libsys::irq_ack(DEVICE);
+        }
+    }
+
+    /// A poll found nothing: clear the causes that piled up while polling (or unmasking would
+    /// interrupt at once for frames already handled), unmask, and look at the ring once more
+    /// for a frame that arrived in between, whose cause the `ICR` read cleared.
+    fn back_to_interrupts(&mut self) {
+        let (_, link) = self.nic.take_causes();
+        if let Some(up) = link {
+            self.link_changed(up);
+        }
+        self.nic.unmask_interrupts();
+        if self.nic.rx_pending() && self.napi.interrupted() == MaskChange::Mask {
+            self.nic.mask_interrupts();
         }
     }
 
