@@ -56,6 +56,9 @@ fn deliver(me: &Arc<Process>, dest: &Arc<Process>, msg: [u8; IPC_MSG_LEN], call:
         let mut m = me.ipc.lock();
         m.outbox = msg;
         m.call_mode = call;
+        drop(m);
+        // A receiver idling in `wait` (not `ipc_recv`) learns that a message waits for it.
+        sched::notify(dest);
         false
     }
 }
@@ -73,13 +76,33 @@ pub fn send(me: &Arc<Process>, dest: u32, msg_ptr: u64) -> Result<(), Error> {
 }
 
 pub fn call(me: &Arc<Process>, dest: u32, msg_ptr: u64, reply_ptr: u64) -> Result<u64, Error> {
+    call_timeout(me, dest, msg_ptr, reply_ptr, u64::MAX)
+}
+
+pub fn call_timeout(
+    me: &Arc<Process>,
+    dest: u32,
+    msg_ptr: u64,
+    reply_ptr: u64,
+    timeout_ns: u64,
+) -> Result<u64, Error> {
     let msg = read_msg(msg_ptr)?;
     let dest = peer(me, dest)?;
     // `deliver` cleared ipc_done under the IPC lock; `reply` (or a failure) sets it again.
     deliver(me, &dest, msg, true);
-    sched::block_until(me, u64::MAX, || {
+    let answered = sched::block_until(me, timeout_ns, || {
         me.ipc_done.load(Ordering::Acquire) && me.ipc.lock().awaiting_reply_from.is_none()
     });
+    if !answered {
+        // Withdraw: out of the receiver's queue if it never took the message, and no longer
+        // awaiting a reply (a late one is refused).
+        let _g = IPC.lock();
+        dest.ipc.lock().send_queue.retain(|&p| p != me.pid);
+        me.ipc.lock().awaiting_reply_from = None;
+        if !me.ipc_done.load(Ordering::Acquire) {
+            return Err(Error::TimedOut);
+        }
+    }
     if me.ipc_failed.load(Ordering::Acquire) {
         return Err(Error::Gone);
     }
@@ -144,6 +167,11 @@ fn reply(me: &Arc<Process>, to: u32, reply: [u8; IPC_MSG_LEN]) -> Result<(), Err
     target.ipc_done.store(true, Ordering::Release);
     sched::wake_blocked(&target);
     Ok(())
+}
+
+pub fn reply_only(me: &Arc<Process>, to: u32, reply_ptr: u64) -> Result<(), Error> {
+    let r = read_msg(reply_ptr)?;
+    reply(me, to, r)
 }
 
 pub fn reply_recv(me: &Arc<Process>, to: u32, reply_ptr: u64, msg_ptr: u64) -> Result<u64, Error> {

@@ -362,7 +362,9 @@ pub fn block_until(me: &Arc<Process>, timeout_ns: u64, done: impl Fn() -> bool) 
             SCHED[this_cpu()].lock().sleepers.push(me.clone());
         }
         schedule();
-        if me.kill.load(Ordering::Relaxed) {
+        // A kill or an injected fault ends the wait: the process must get back to its
+        // return-to-user checks.
+        if me.kill.load(Ordering::Relaxed) || me.inject_fault.load(Ordering::Relaxed) {
             return false;
         }
     }
@@ -471,6 +473,8 @@ pub fn kill(p: &Arc<Process>) {
 
 pub fn inject_fault(p: &Arc<Process>) {
     p.inject_fault.store(true, Ordering::Release);
+    // A sleeping process is woken so that it reaches user mode (and the fault) now.
+    wake_blocked(p);
     kick(p.cpu as usize);
 }
 

@@ -68,6 +68,13 @@ pub mod nr {
     pub const PCI_INFO: u64 = 21;
     /// `sysconf()`: the boot-time choices as [`super::sysconf`] flags.
     pub const SYSCONF: u64 = 22;
+    /// `ipc_reply(pid, reply_ptr)`: answers the `ipc_call` of `pid` without waiting for the next
+    /// message (for servers whose idle wait is not `ipc_recv`).
+    pub const IPC_REPLY: u64 = 23;
+    /// `ipc_call_timeout(pid, msg_ptr, reply_ptr, timeout_ns)`: `ipc_call` that gives up with
+    /// [`super::Error::TimedOut`] when no reply came in time (a hung server cannot hang its
+    /// client); a late reply is refused.
+    pub const IPC_CALL_TIMEOUT: u64 = 24;
 }
 
 /// Flags returned by `sysconf`.

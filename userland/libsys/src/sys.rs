@@ -309,3 +309,31 @@ pub fn sysconf() -> u64 {
     let v = unsafe { crate::syscall::syscall0(nr::SYSCONF) };
     if v < 0 { 0 } else { v as u64 }
 }
+
+/// `IPC_REPLY`: answers the pending `ipc_call` of `pid` without waiting for another message.
+pub fn ipc_reply(pid: u32, reply: &Message) -> Result<()> {
+    // Safety: the kernel reads one message from `reply`, which we borrow.
+    check(unsafe { syscall2(nr::IPC_REPLY, pid as u64, addr(reply as *const Message)) }).map(drop)
+}
+
+/// `IPC_CALL_TIMEOUT`: [`ipc_call`] that gives up with [`Error::TimedOut`] after `timeout_ns`.
+pub fn ipc_call_timeout(
+    pid: u32,
+    msg: &Message,
+    reply: &mut Message,
+    timeout_ns: u64,
+) -> Result<()> {
+    // Safety: as in `ipc_call`; the fourth argument is a plain number.
+    check(unsafe {
+        crate::syscall::syscall6(
+            nr::IPC_CALL_TIMEOUT,
+            pid as u64,
+            addr(msg as *const Message),
+            addr(reply as *mut Message),
+            timeout_ns,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}

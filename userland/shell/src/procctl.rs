@@ -1,5 +1,7 @@
-//! `kill NAME` and `restart NAME`: the kernel's `proc_ctl` Kill and Restart, by process name
-//! (needs the `control` grant).
+//! `kill NAME`, `restart NAME`, `crash NAME`, `hang NAME` and `resume NAME`: the kernel's
+//! `proc_ctl` by process name (needs the `control` grant). `crash` makes the kernel inject a
+//! genuine CPU fault into the process (it jumps to an unmapped address and takes a page fault);
+//! `hang` stops scheduling it, so it looks hung; `resume` undoes `hang`.
 //!
 //! `kill` waits until the process is dead (the kernel stops it asynchronously, at its next
 //! return to user mode), so that `kill X; restart X` works; `restart` starts a fresh instance of
@@ -76,6 +78,50 @@ pub fn kill(sys: &mut impl Sys, out: &mut impl Write, args: &[&str]) -> Outcome 
         sys.wait(POLL_NS.min(deadline - now));
     }
     writeln!(out, "killed {name} (pid {pid})")?;
+    Ok(())
+}
+
+/// `crash NAME`: a real fault, injected by the kernel; waits until the process has faulted.
+pub fn crash(sys: &mut impl Sys, out: &mut impl Write, args: &[&str]) -> Outcome {
+    let name = one_name(args, "crash NAME")?;
+    let pid = sys
+        .lookup(name)
+        .map_err(|e| Failure::failed(format!("no running process {name} ({e})")))?;
+    sys.proc_ctl(pid, ProcOp::InjectFault)
+        .map_err(|e| Failure::failed(format!("{name} (pid {pid}): {e}")))?;
+    let deadline = sys.time_ns().saturating_add(KILL_WAIT_NS);
+    loop {
+        match find(sys, name)? {
+            Some(p) if p.pid == pid && !is_dead(p.state) => {}
+            _ => break,
+        }
+        let now = sys.time_ns();
+        if now >= deadline {
+            return Err(Failure::failed(format!(
+                "{name} (pid {pid}) has not faulted after 2 s"
+            )));
+        }
+        sys.wait(POLL_NS.min(deadline - now));
+    }
+    writeln!(out, "crashed {name} (pid {pid})")?;
+    Ok(())
+}
+
+/// `hang NAME` (`stop` = true) and `resume NAME`.
+pub fn hang(sys: &mut impl Sys, out: &mut impl Write, args: &[&str], stop: bool) -> Outcome {
+    let usage = if stop { "hang NAME" } else { "resume NAME" };
+    let name = one_name(args, usage)?;
+    let pid = sys
+        .lookup(name)
+        .map_err(|e| Failure::failed(format!("no running process {name} ({e})")))?;
+    let op = if stop { ProcOp::Hang } else { ProcOp::Resume };
+    sys.proc_ctl(pid, op)
+        .map_err(|e| Failure::failed(format!("{name} (pid {pid}): {e}")))?;
+    writeln!(
+        out,
+        "{} {name} (pid {pid})",
+        if stop { "hung" } else { "resumed" }
+    )?;
     Ok(())
 }
 
