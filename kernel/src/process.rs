@@ -233,6 +233,10 @@ struct Region {
 static REGIONS: Once<Vec<Region>> = Once::new();
 
 static FAULTS: Mutex<VecDeque<FaultRecord>> = Mutex::new(VecDeque::new());
+/// One status page per manifest slot; it outlives the slot's instances.
+static STATUS_FRAMES: Once<Vec<PhysFrame>> = Once::new();
+/// Times the kernel itself restarted the reincarnation server.
+const RS_RESTARTS_LIMIT: u32 = 16;
 /// Process waiting in `fault_record`, if any.
 static FAULT_WAITER: AtomicU32 = AtomicU32::new(0);
 
@@ -356,6 +360,15 @@ pub fn start_all(ramdisk: Option<Ramdisk<'static>>) {
         }
     }
     *PLACEMENT.lock() = placement;
+    STATUS_FRAMES.call_once(|| {
+        manifest
+            .processes()
+            .map(|p| {
+                memory::alloc_frame()
+                    .unwrap_or_else(|| panic!("no memory for the status page of {}", p.name))
+            })
+            .collect()
+    });
     let mut table = TABLE.lock();
     table.resize(manifest.processes().count(), None);
     drop(table);
@@ -427,6 +440,19 @@ pub fn spawn(slot: usize, restarts: u32) -> Result<Arc<Process>, &'static str> {
             )
             .map_err(|_| "out of memory")?;
         top_frame = Some(f);
+    }
+    // The status page shared with the reincarnation server.
+    if let Some(frame) = STATUS_FRAMES.get().and_then(|f| f.get(slot)) {
+        space
+            .map(
+                layout::STATUS_PAGE,
+                *frame,
+                PageTableFlags::PRESENT | PageTableFlags::WRITABLE | PageTableFlags::NO_EXECUTE,
+            )
+            .map_err(|_| "out of memory")?;
+        let page = memory::phys_to_virt(frame.start_address().as_u64()).as_mut_ptr::<u64>();
+        // Safety: the status page is a kernel-owned frame; word 1 is the generation.
+        unsafe { page.add(1).write_volatile(restarts as u64) };
     }
     // The argument string sits in the top 256 bytes of the stack.
     let args = e.args.as_bytes();
@@ -695,6 +721,75 @@ pub fn fault_record_syscall(me: &Arc<Process>, out: u64, timeout: u64) -> Result
         {
             return Err(Error::TimedOut);
         }
+    }
+}
+
+/// `status_map(slot)`: another process's status page, read-only (control grant).
+pub fn status_map_syscall(me: &Process, slot: u64, info_ptr: u64) -> Result<u64, Error> {
+    if !has_grant(me, "control") {
+        log_denied(me, "status_map", "control");
+        return Err(Error::Denied);
+    }
+    let frame = *STATUS_FRAMES
+        .get()
+        .and_then(|f| f.get(slot as usize))
+        .ok_or(Error::NotFound)?;
+    let va = layout::STATUS_VIEWS + slot * 4096;
+    let mut guard = me.space.lock();
+    let space = guard.as_mut().ok_or(Error::Gone)?;
+    if space.translate(va).is_none() {
+        space
+            .map(
+                va,
+                frame,
+                PageTableFlags::PRESENT | PageTableFlags::NO_EXECUTE,
+            )
+            .map_err(|_| Error::NoMemory)?;
+    }
+    drop(guard);
+    let info = axolotl_abi::MapInfo {
+        addr: va,
+        len: 4096,
+        phys: frame.start_address().as_u64(),
+        kind: 0,
+    };
+    crate::user::write_struct(info_ptr, &info)?;
+    Ok(va)
+}
+
+/// `proc_policy(slot)`: the manifest's restart policy of a slot.
+pub fn proc_policy_syscall(slot: u64, out: u64) -> Result<u64, Error> {
+    let e = manifest()
+        .and_then(|m| m.processes().nth(slot as usize))
+        .ok_or(Error::NotFound)?;
+    let policy = axolotl_abi::RestartPolicy {
+        max_failures: e.restart.max_failures,
+        window_ms: e.restart.window_ms,
+        backoff_ms: e.restart.backoff_ms,
+        start: e.start as u32,
+    };
+    crate::user::write_struct(out, &policy)?;
+    Ok(0)
+}
+
+/// The kernel restarts the reincarnation server itself (the process named `rs`), up to a limit.
+pub fn after_death(p: &Process) {
+    if p.name != "rs" {
+        return;
+    }
+    if p.restarts >= RS_RESTARTS_LIMIT {
+        log::error!(
+            "the reincarnation server died {} times: the kernel gives up on it",
+            p.restarts + 1
+        );
+        return;
+    }
+    log::warn!(
+        "the reincarnation server died: the kernel restarts it (restart {})",
+        p.restarts + 1
+    );
+    if let Err(e) = spawn(p.slot, p.restarts + 1) {
+        log::error!("cannot restart the reincarnation server: {e}");
     }
 }
 

@@ -392,6 +392,7 @@ pub fn exit_current(me: Arc<Process>, state: ProcState, code: i64) -> ! {
         log::info!("{} (pid {}) exited with code {code}", me.name, me.pid);
     }
     crate::ipc::on_death(&me);
+    crate::process::after_death(&me);
     drop(me);
     schedule();
     unreachable!("a dead process was scheduled again");

@@ -1,8 +1,9 @@
-//! The serial console (COM1, 0x3f8): kernel log output and, later, the shell's terminal.
+//! The serial console (COM1, 0x3f8, 115200 baud 8N1): kernel log output and the shell's terminal.
+//! (The bootloader's own first lines come at its speed, 38400 baud.)
 
 use core::fmt;
 use spin::Mutex;
-use uart_16550::{Config, Uart16550, backend::PioBackend};
+use uart_16550::{BaudRate, Config, Uart16550, backend::PioBackend};
 use x86_64::instructions::port::Port;
 
 const COM1: u16 = 0x3f8;
@@ -13,7 +14,7 @@ pub fn init() {
     // Safety: COM1's eight ports belong to this driver alone.
     let uart = unsafe { Uart16550::new_port(COM1) };
     if let Ok(mut uart) = uart
-        && uart.init(Config::default()).is_ok()
+        && uart.init(Config { baud_rate: BaudRate::Baud115200, ..Config::default() }).is_ok()
     {
         *PORT.lock() = Some(uart);
     }

@@ -139,6 +139,8 @@ extern "C" fn axolotl_syscall_dispatch(frame: &mut SyscallFrame) {
         nr::IRQ_ACK => crate::process::irq_ack_syscall(&me, a0, a1),
         nr::PCI_INFO => pci_info(a0, a1),
         nr::SYSCONF => Ok(crate::sysconf()),
+        nr::STATUS_MAP => crate::process::status_map_syscall(&me, a0, a1),
+        nr::PROC_POLICY => crate::process::proc_policy_syscall(a0, a1),
         nr::IPC_REPLY => crate::ipc::reply_only(&me, a0 as u32, a1).map(|_| 0),
         nr::IPC_CALL_TIMEOUT => crate::ipc::call_timeout(&me, a0 as u32, a1, a2, frame.r10),
         _ => Err(Error::NoSys),

@@ -29,10 +29,19 @@ pub enum Command {
     Test(TestArgs),
     /// `bench [--seconds S] [--json PATH]`.
     Bench(BenchArgs),
-    /// `image [--bios|--uefi] [--out PATH]`.
+    /// `image [--bios|--uefi] [--out PATH] [--release] [--manifest PATH] [--cmdline WORDS]`.
     Image(ImageArgs),
-    /// `flash DEVICE`.
+    /// `flash DEVICE [--bios|--uefi] [--yes] [--release] [--manifest PATH] [--cmdline WORDS]`.
     Flash(FlashArgs),
+}
+
+/// The kernel command line made of [`DEFAULT_CMDLINE`] and the `--cmdline` words `extra`.
+pub fn full_cmdline(extra: &str) -> String {
+    if extra.trim().is_empty() {
+        DEFAULT_CMDLINE.to_string()
+    } else {
+        format!("{DEFAULT_CMDLINE} {}", extra.trim())
+    }
 }
 
 /// Limit of each wait of an `--exec` session when `--timeout` is not given.
@@ -172,11 +181,7 @@ impl Default for RunArgs {
 impl RunArgs {
     /// The full kernel command line of this run.
     pub fn cmdline(&self) -> String {
-        if self.cmdline_extra.trim().is_empty() {
-            DEFAULT_CMDLINE.to_string()
-        } else {
-            format!("{DEFAULT_CMDLINE} {}", self.cmdline_extra.trim())
-        }
+        full_cmdline(&self.cmdline_extra)
     }
 
     /// The first option that asks for a feature the system does not have yet, as a one-line
@@ -186,12 +191,8 @@ impl RunArgs {
             "--layout single (needs the network stack servers)"
         } else if self.ipc == Ipc::Kernel {
             "--ipc kernel (needs the network stack servers)"
-        } else if !self.fwd.is_empty() {
-            "--fwd (needs the guest network stack)"
         } else if self.net == Net::Tap {
             "--net tap (needs the guest network stack)"
-        } else if self.nic == Nic::E1000e {
-            "--nic e1000e (needs the e1000 driver)"
         } else {
             return None;
         };
@@ -241,12 +242,43 @@ pub enum Firmware {
     Uefi,
 }
 
-/// Options of `image`.
+/// What goes into the one image that `image` and `flash` make: the options they share.
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSource {
+    /// BIOS (`--bios`, the default) or UEFI (`--uefi`).
+    pub firmware: Firmware,
+    /// Release kernel.
+    pub release: bool,
+    /// The system manifest (`None`: `system.toml` at the workspace root).
+    pub manifest: Option<PathBuf>,
+    /// Extra kernel command-line words, appended to [`DEFAULT_CMDLINE`] (as `run --cmdline`).
+    pub cmdline_extra: String,
+}
+
+impl Default for ImageSource {
+    fn default() -> Self {
+        Self {
+            firmware: Firmware::Bios,
+            release: false,
+            manifest: None,
+            cmdline_extra: String::new(),
+        }
+    }
+}
+
+impl ImageSource {
+    /// The full kernel command line packed into the image.
+    pub fn cmdline(&self) -> String {
+        full_cmdline(&self.cmdline_extra)
+    }
+}
+
+/// Options of `image`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ImageArgs {
-    /// Which image (both when absent).
-    pub firmware: Option<Firmware>,
-    /// Output path.
+    /// What the image holds.
+    pub source: ImageSource,
+    /// Where to write it (`None`: `target/axolotl/axolotl-bios.img` or `-uefi.img`).
     pub out: Option<PathBuf>,
 }
 
@@ -255,6 +287,10 @@ pub struct ImageArgs {
 pub struct FlashArgs {
     /// Block device to write.
     pub device: PathBuf,
+    /// What the image holds.
+    pub source: ImageSource,
+    /// Write without asking for confirmation.
+    pub yes: bool,
 }
 
 /// A command line that cannot be used; the text is the whole explanation.
@@ -581,15 +617,18 @@ fn parse_run(w: &mut Words) -> Result<RunArgs, ArgError> {
                 }
                 a.timeout = Some(Duration::from_secs(secs));
             }
-            "--cmdline" => {
-                let v = w.value(&o)?;
-                check_cmdline(&v)?;
-                a.cmdline_extra = v;
-            }
+            "--cmdline" => a.cmdline_extra = cmdline_value(w, &o)?,
             _ => return Err(w.unknown(&o)),
         }
     }
     Ok(a)
+}
+
+/// The value of `--cmdline`, checked with the kernel's own parser.
+fn cmdline_value(w: &mut Words, opt: &str) -> Result<String, ArgError> {
+    let v = w.value(opt)?;
+    check_cmdline(&v)?;
+    Ok(v)
 }
 
 fn parse_test(w: &mut Words) -> Result<TestArgs, ArgError> {
@@ -642,31 +681,56 @@ fn parse_bench(w: &mut Words) -> Result<BenchArgs, ArgError> {
     Ok(a)
 }
 
+/// Takes option `o` if it is one of the options `image` and `flash` share (`--bios`, `--uefi`,
+/// `--release`, `--manifest`, `--cmdline`); `Ok(false)` when it is not.
+fn image_source_option(w: &mut Words, o: &str, a: &mut ImageSource) -> Result<bool, ArgError> {
+    match o {
+        "--bios" | "--uefi" => {
+            if w.seen.iter().any(|s| s == "--bios" || s == "--uefi") {
+                return err("options '--bios' and '--uefi' exclude each other");
+            }
+            w.once(o)?;
+            a.firmware = if o == "--bios" {
+                Firmware::Bios
+            } else {
+                Firmware::Uefi
+            };
+        }
+        "--release" => {
+            w.once(o)?;
+            a.release = true;
+        }
+        "--manifest" => {
+            w.once(o)?;
+            a.manifest = Some(manifest_path(w, o)?);
+        }
+        "--cmdline" => {
+            w.once(o)?;
+            a.cmdline_extra = cmdline_value(w, o)?;
+        }
+        _ => return Ok(false),
+    }
+    Ok(true)
+}
+
 fn parse_image(w: &mut Words) -> Result<ImageArgs, ArgError> {
-    let mut a = ImageArgs {
-        firmware: None,
-        out: None,
-    };
+    let mut a = ImageArgs::default();
     while let Some(item) = w.next()? {
         match item {
-            Item::Opt(o) => {
+            Item::Opt(o) if image_source_option(w, &o, &mut a.source)? => {}
+            Item::Opt(o) if o == "--out" => {
                 w.once(&o)?;
-                let fw = match o.as_str() {
-                    "--bios" => Firmware::Bios,
-                    "--uefi" => Firmware::Uefi,
-                    "--out" => {
-                        a.out = Some(PathBuf::from(w.value(&o)?));
-                        continue;
-                    }
-                    _ => return Err(w.unknown(&o)),
-                };
-                if a.firmware.is_some() {
-                    return err("options '--bios' and '--uefi' exclude each other");
+                let v = w.value(&o)?;
+                if v.is_empty() {
+                    return err("option '--out' needs a file name");
                 }
-                a.firmware = Some(fw);
+                a.out = Some(PathBuf::from(v));
             }
+            Item::Opt(o) => return Err(w.unknown(&o)),
             Item::Positional(p) => {
-                return err(format!("'cargo xtask image' takes no argument '{p}'"));
+                return err(format!(
+                    "'cargo xtask image' takes no argument '{p}' (the file goes in --out PATH)"
+                ));
             }
         }
     }
@@ -675,8 +739,15 @@ fn parse_image(w: &mut Words) -> Result<ImageArgs, ArgError> {
 
 fn parse_flash(w: &mut Words) -> Result<FlashArgs, ArgError> {
     let mut device = None;
+    let mut source = ImageSource::default();
+    let mut yes = false;
     while let Some(item) = w.next()? {
         match item {
+            Item::Opt(o) if image_source_option(w, &o, &mut source)? => {}
+            Item::Opt(o) if o == "--yes" || o == "-y" => {
+                w.once("--yes")?;
+                yes = true;
+            }
             Item::Opt(o) => return Err(w.unknown(&o)),
             Item::Positional(p) if device.is_none() => device = Some(PathBuf::from(p)),
             Item::Positional(p) => {
@@ -687,8 +758,12 @@ fn parse_flash(w: &mut Words) -> Result<FlashArgs, ArgError> {
         }
     }
     match device {
-        Some(device) => Ok(FlashArgs { device }),
-        None => err("'cargo xtask flash' needs a DEVICE (e.g. /dev/sdX)"),
+        Some(device) => Ok(FlashArgs {
+            device,
+            source,
+            yes,
+        }),
+        None => err("'cargo xtask flash' needs a DEVICE (e.g. /dev/sdX; see 'lsblk')"),
     }
 }
 
@@ -766,8 +841,8 @@ mod tests {
     #[test]
     fn run_all_supported_options() {
         let r = run(
-            "--smp 8 --mem=512 --uefi --accel kvm --nic e1000 --net user --layout split \
-                     --ipc chan --timeout 30 --release --cmdline log=debug",
+            "--smp 8 --mem=512 --uefi --accel kvm --nic e1000e --net user --layout split \
+                     --ipc chan --fwd udp:5555:7 --timeout 30 --release --cmdline log=debug",
         );
         assert_eq!(r.smp, 8);
         assert_eq!(r.mem_mib, 512);
@@ -860,9 +935,7 @@ mod tests {
         for (line, what) in [
             ("--layout single", "--layout single"),
             ("--ipc kernel", "--ipc kernel"),
-            ("--fwd tcp:8080:80", "--fwd"),
             ("--net tap", "--net tap"),
-            ("--nic e1000e", "--nic e1000e"),
         ] {
             let msg = run(line)
                 .unsupported()
@@ -954,21 +1027,73 @@ mod tests {
             }))
         );
         assert!(p("bench --seconds 0").is_err());
+    }
+
+    #[test]
+    fn image_args() {
+        assert_eq!(p("image"), Ok(Command::Image(ImageArgs::default())));
+        assert_eq!(ImageArgs::default().source.firmware, Firmware::Bios);
+        assert_eq!(ImageArgs::default().source.cmdline(), "log=info");
+        let Ok(Command::Image(a)) = p("image --uefi --out=x.img --release") else {
+            panic!()
+        };
         assert_eq!(
-            p("image --uefi --out x.img"),
-            Ok(Command::Image(ImageArgs {
-                firmware: Some(Firmware::Uefi),
+            a,
+            ImageArgs {
+                source: ImageSource {
+                    firmware: Firmware::Uefi,
+                    release: true,
+                    ..ImageSource::default()
+                },
                 out: Some("x.img".into())
-            }))
+            }
         );
-        assert!(p("image --bios --uefi").unwrap_err().0.contains("exclude"));
+        let words = ["image", "--cmdline", "test=exit-after-boot", "--bios"].map(String::from);
+        let Ok(Command::Image(a)) = parse(&words) else {
+            panic!()
+        };
+        assert_eq!(a.source.cmdline(), "log=info test=exit-after-boot");
+        let e = |line: &str| p(line).unwrap_err().0;
+        assert!(e("image --bios --uefi").contains("exclude each other"));
+        assert!(e("image --uefi --bios").contains("exclude each other"));
+        assert!(e("image --bios --bios").contains("exclude each other"));
+        assert!(e("image --out").contains("'--out' needs a value"));
+        assert!(e("image --out=").contains("needs a file name"));
+        assert!(e("image --out a --out b").contains("given twice"));
+        assert!(e("image x.img").contains("takes no argument 'x.img' (the file goes in --out"));
+        assert!(e("image --yes").contains("unknown option '--yes' for 'cargo xtask image'"));
+        assert!(e("image --cmdline colour=red").contains("unknown command-line key"));
+        assert!(e("image --manifest /nonexistent.toml").contains("no such file"));
+        assert!(e("image --release=1").contains("takes no value"));
+    }
+
+    #[test]
+    fn flash_args() {
         assert_eq!(
             p("flash /dev/sdz"),
             Ok(Command::Flash(FlashArgs {
-                device: "/dev/sdz".into()
+                device: "/dev/sdz".into(),
+                source: ImageSource::default(),
+                yes: false,
             }))
         );
-        assert!(p("flash").unwrap_err().0.contains("needs a DEVICE"));
-        assert!(p("flash a b").is_err());
+        let Ok(Command::Flash(a)) = p("flash --uefi /dev/loop3 --yes --release") else {
+            panic!()
+        };
+        assert_eq!(a.device, std::path::Path::new("/dev/loop3"));
+        assert!(a.yes && a.source.release);
+        assert_eq!(a.source.firmware, Firmware::Uefi);
+        let Ok(Command::Flash(a)) = p("flash -y /dev/sdz") else {
+            panic!()
+        };
+        assert!(a.yes);
+        let e = |line: &str| p(line).unwrap_err().0;
+        assert!(e("flash").contains("needs a DEVICE"));
+        assert!(e("flash --yes").contains("needs a DEVICE"));
+        assert!(e("flash a b").contains("one DEVICE, got a second: 'b'"));
+        assert!(e("flash /dev/sdz --yes -y").contains("given twice"));
+        assert!(e("flash /dev/sdz --out x").contains("unknown option '--out'"));
+        assert!(e("flash /dev/sdz --bios --uefi").contains("exclude each other"));
+        assert!(e("flash /dev/sdz --yes=no").contains("takes no value"));
     }
 }

@@ -224,6 +224,89 @@ pub fn make_images(
     Ok(images)
 }
 
+/// The folder of the images of a boot with `cmdline` and the manifest at `manifest`: `out_dir()`
+/// itself for the default command line and manifest (the images of `build`), else a folder of its
+/// own, `run-HASH` (see [`run_dir_name`]). `manifest_given` is whether the user named the manifest.
+pub fn image_dir(cmdline: &str, manifest: &Path, manifest_given: bool) -> PathBuf {
+    if cmdline == crate::args::DEFAULT_CMDLINE && !manifest_given {
+        out_dir()
+    } else {
+        let key = format!("{cmdline}\n{}", manifest.display());
+        out_dir().join(run_dir_name(&key))
+    }
+}
+
+/// Builds what `source` asks for (user programs, kernel) and makes its one image, as `run` would
+/// make it, in [`image_dir`]. Returns the image's path. For `image` and `flash`.
+pub fn image_of(source: &crate::args::ImageSource) -> Result<PathBuf, Error> {
+    let manifest = source.manifest.clone().unwrap_or_else(default_manifest);
+    let payload = payload(&manifest)?;
+    let kernel = build_kernel(source.release)?;
+    let cmdline = source.cmdline();
+    let dir = image_dir(&cmdline, &manifest, source.manifest.is_some());
+    eprintln!("making the {} image...", firmware_name(source.firmware));
+    let modules = ramdisk_modules(&cmdline, Some(&payload));
+    Ok(make_images(&kernel, &dir, &modules, &[source.firmware])?.remove(0))
+}
+
+/// `BIOS` or `UEFI`.
+pub fn firmware_name(firmware: Firmware) -> &'static str {
+    match firmware {
+        Firmware::Bios => "BIOS",
+        Firmware::Uefi => "UEFI",
+    }
+}
+
+/// Copies the file `from` to `to` through a temporary file beside `to` and a rename, so a reader
+/// of `to` sees the old file or the new one, never half of one. `to` must be a regular file or
+/// not exist: a device or a folder is refused (devices are written by `flash`).
+pub fn copy_atomically(from: &Path, to: &Path) -> Result<(), Error> {
+    if let Ok(m) = std::fs::metadata(to)
+        && !m.is_file()
+    {
+        use std::os::unix::fs::FileTypeExt;
+        let what = if m.file_type().is_block_device() {
+            "is a block device (write devices with 'cargo xtask flash DEVICE')"
+        } else if m.is_dir() {
+            "is a folder (give a file name)"
+        } else {
+            "is not a regular file"
+        };
+        return Err(Error::Failed(format!("{} {what}", to.display())));
+    }
+    if let Some(parent) = to.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.is_dir()
+    {
+        return Err(Error::Failed(format!(
+            "cannot write {}: the folder {} does not exist",
+            to.display(),
+            parent.display()
+        )));
+    }
+    let tmp = temp_beside(to);
+    std::fs::copy(from, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, to))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::Failed(format!("cannot write {}: {e}", to.display()))
+        })
+}
+
+/// A size for people: `512 B`, `4.0 KiB`, `10.5 MiB`, `14.9 GiB`.
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// A folder name for a run with a non-default command line or manifest: `run-` and a hash of
 /// `key` (the line and the manifest's path), so equal runs share their images and different ones
 /// never collide.
@@ -314,6 +397,57 @@ mod tests {
             1,
             "no temporary left behind"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn image_dirs() {
+        let m = default_manifest();
+        assert_eq!(image_dir("log=info", &m, false), out_dir());
+        // Naming the default manifest still gets a folder of its own, as `run` does.
+        assert_ne!(image_dir("log=info", &m, true), out_dir());
+        let debug = image_dir("log=info log=debug", &m, false);
+        assert!(debug.starts_with(out_dir()) && debug != out_dir());
+        assert_eq!(debug, image_dir("log=info log=debug", &m, false));
+    }
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(4096), "4.0 KiB");
+        assert_eq!(human_size(10_978_304), "10.5 MiB");
+        assert_eq!(human_size(16_008_609_792), "14.9 GiB");
+        assert_eq!(human_size(3 << 40), "3.0 TiB");
+    }
+
+    #[test]
+    fn image_copies_refuse_devices_and_missing_folders() {
+        let dir = std::env::temp_dir().join(format!("xtask-copy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (from, to) = (dir.join("a.img"), dir.join("b.img"));
+        std::fs::write(&from, b"image").unwrap();
+        copy_atomically(&from, &to).unwrap();
+        std::fs::write(&from, b"image 2").unwrap();
+        copy_atomically(&from, &to).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"image 2");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            2,
+            "no temporary left"
+        );
+        let e = copy_atomically(&from, &dir).unwrap_err().to_string();
+        assert!(e.contains("is a folder"), "{e}");
+        let e = copy_atomically(&from, &dir.join("nope/x.img"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not exist"), "{e}");
+        if Path::new("/dev/null").exists() {
+            let e = copy_atomically(&from, Path::new("/dev/null"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("not a regular file"), "{e}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -7,15 +7,20 @@
 //!   commands into the guest shell (`--exec`, `exec`),
 //! - `test` runs the host unit tests, the in-kernel tests and the QEMU scenarios of the
 //!   `axolotl-tests` crate, and sums them up (`suite`),
-//! - `bench`, `image` and `flash` are parsed but not implemented yet.
+//! - `image` makes one BIOS or UEFI image and copies it where asked (`images`),
+//! - `flash` writes that image to a block device, after checking that it is a whole disk that
+//!   nothing uses, and reads it back (`flash`, `blockdev`),
+//! - `bench` is parsed but not implemented yet.
 //!
 //! Exit status: 0 success; 1 a guest, test or build failure; 2 a bad command line, a missing
 //! feature, or QEMU failing; 124 a timeout. Options are parsed by hand in `args`; QEMU and OVMF
 //! are found (or installed, as root) by `host`.
 
 mod args;
+mod blockdev;
 mod counts;
 mod exec;
+mod flash;
 mod host;
 mod images;
 mod manifest;
@@ -62,8 +67,8 @@ COMMANDS:
     run      boot Axolotl in QEMU with the serial console on this terminal
     test     run every test: host unit tests, in-kernel tests, QEMU scenarios
     bench    measure the network stack (not yet implemented)
-    image    write a bootable image (not yet implemented)
-    flash    write an image to a device (not yet implemented)
+    image    write the BIOS or UEFI disk image to a file, ready for dd
+    flash    write the disk image to a block device (a USB stick) and verify it
 
 'cargo xtask COMMAND --help' describes a command's options.
 Exit status: 0 success; 1 guest, test or build failure; 2 bad usage, unsupported feature or QEMU
@@ -141,15 +146,47 @@ Measures the network stack in every layout (not yet implemented).
 ";
 
 const HELP_IMAGE: &str = "\
-cargo xtask image [--bios|--uefi] [--out PATH]
+cargo xtask image [--bios|--uefi] [--out PATH] [--release] [--manifest PATH] [--cmdline WORDS]
 
-Writes a bootable image to PATH (not yet implemented; 'cargo xtask build' makes both images).
+Builds the user programs, the kernel and one raw disk image, the same image 'build' makes, and
+writes it to PATH. Prints the path and the size. The file can be written to a disk as it is
+(dd if=PATH of=/dev/sdX bs=1M conv=fsync), or use 'cargo xtask flash'. See docs/rig.md.
+
+OPTIONS:
+    --bios             a BIOS (MBR) image, for legacy/CSM boot (the default)
+    --uefi             a UEFI (GPT) image
+    --out PATH         where to write it (default: target/axolotl/axolotl-bios.img or
+                       target/axolotl/axolotl-uefi.img); an existing regular file is replaced
+    --release          release kernel
+    --manifest PATH    the system manifest (default: system.toml at the workspace root)
+    --cmdline \"WORDS\"  extra kernel command-line words after 'log=info', as for 'run'; the
+                       image's ramdisk holds the command line
 ";
 
 const HELP_FLASH: &str = "\
-cargo xtask flash DEVICE
+cargo xtask flash DEVICE [--bios|--uefi] [--yes] [--release] [--manifest PATH] [--cmdline WORDS]
 
-Writes the image to a block device (not yet implemented).
+Writes the image 'cargo xtask image' would make to the block device DEVICE (a USB stick:
+/dev/sdX, /dev/disk/by-id/usb-...), then reads it back and compares. Everything on DEVICE is
+destroyed. See docs/rig.md.
+
+Refuses, before building anything: a DEVICE that is not a block device, a partition (write the
+whole disk), a read-only or empty one, and one that is in use: itself or any of its partitions
+mounted, holding /, used as swap, or under device mapper/RAID. Refuses an image larger than
+the device. Shows the device's size, model (or a loop device's file) and whether it is
+removable, with a loud warning when it is not. Then asks to type 'yes', unless --yes; without
+--yes and without a terminal it refuses (exit 2).
+
+Writes in 1 MiB chunks with a progress bar, syncs, and verifies by reading the device back
+(reporting the first mismatching offset). Exit status: 0 written and verified, 1 refused or
+failed, 2 bad usage.
+
+OPTIONS:
+    --bios | --uefi    which image (default --bios)
+    -y, --yes          do not ask for confirmation
+    --release          release kernel
+    --manifest PATH    the system manifest (default: system.toml)
+    --cmdline \"WORDS\"  extra kernel command-line words after 'log=info', as for 'run'
 ";
 
 fn help(topic: Option<&str>) -> &'static str {
@@ -210,15 +247,8 @@ fn dispatch(cmd: Command) -> Result<u8, Error> {
              chanbench and the guest iperf3)"
                 .to_string(),
         )),
-        Command::Image(_) => Err(Error::Unsupported(
-            "not yet implemented: cargo xtask image (issue: image export; \
-             'cargo xtask build' makes target/axolotl/axolotl-{bios,uefi}.img meanwhile)"
-                .to_string(),
-        )),
-        Command::Flash(_) => Err(Error::Unsupported(
-            "not yet implemented: cargo xtask flash (issue: writing images to real hardware)"
-                .to_string(),
-        )),
+        Command::Image(a) => image(&a),
+        Command::Flash(a) => flash::flash(&a),
     }
 }
 
@@ -240,10 +270,37 @@ fn build(release: bool, manifest: &std::path::Path) -> Result<u8, Error> {
     Ok(0)
 }
 
+/// `cargo xtask image`: makes the image as `run` would, then copies it to `--out`.
+fn image(a: &args::ImageArgs) -> Result<u8, Error> {
+    let made = images::image_of(&a.source)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| images::out_dir().join(images::image_name(a.source.firmware)));
+    if out != made {
+        images::copy_atomically(&made, &out)?;
+    }
+    let len = std::fs::metadata(&out)
+        .map_err(|e| Error::Failed(format!("cannot read {}: {e}", out.display())))?
+        .len();
+    println!(
+        "{}: {len} bytes ({}), {} image",
+        out.display(),
+        images::human_size(len),
+        images::firmware_name(a.source.firmware)
+    );
+    Ok(0)
+}
+
 /// `cargo xtask run`.
 fn run(a: &RunArgs) -> Result<u8, Error> {
     if let Some(msg) = a.unsupported() {
         return Err(Error::Unsupported(msg));
+    }
+    if !a.fwd.is_empty() && a.net != args::Net::User {
+        return Err(Error::Usage(
+            "--fwd needs --net user (QEMU's user networking forwards the host ports)".into(),
+        ));
     }
     let tools = host::ensure_tools(a.uefi)?;
     if a.accel == args::Accel::Kvm {
@@ -261,12 +318,7 @@ fn run(a: &RunArgs) -> Result<u8, Error> {
     let cmdline = a.cmdline();
     // The default command line and manifest use the images of `build`; any other run gets a
     // folder of its own.
-    let dir = if cmdline == args::DEFAULT_CMDLINE && a.manifest.is_none() {
-        images::out_dir()
-    } else {
-        let key = format!("{cmdline}\n{}", manifest.display());
-        images::out_dir().join(images::run_dir_name(&key))
-    };
+    let dir = images::image_dir(&cmdline, &manifest, a.manifest.is_some());
     eprintln!("making images...");
     let fw = if a.uefi {
         Firmware::Uefi
@@ -307,6 +359,7 @@ fn run(a: &RunArgs) -> Result<u8, Error> {
         net: a.net,
         nic: a.nic,
         console,
+        fwd: a.fwd.clone(),
     };
     let qemu_args = qemu::qemu_args(&machine);
     eprintln!("running: {} {}", tools.qemu.display(), qemu_args.join(" "));

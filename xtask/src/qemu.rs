@@ -75,6 +75,8 @@ pub struct Machine {
     pub nic: Nic,
     /// Serial console wiring.
     pub console: Console,
+    /// Host loopback ports forwarded into the guest (user networking only).
+    pub fwd: Vec<crate::args::Forward>,
 }
 
 /// The arguments of `qemu-system-x86_64` for `m`.
@@ -120,7 +122,21 @@ pub fn qemu_args(m: &Machine) -> Vec<String> {
                 Nic::E1000e => "e1000e",
             };
             let backend = if m.net == Net::User { "user" } else { "tap" };
-            push(&["-nic", &format!("{backend},model={model}")]);
+            let mut nic = format!("{backend},model={model}");
+            if m.net == Net::User {
+                for f in &m.fwd {
+                    let proto = match f.proto {
+                        crate::args::Proto::Tcp => "tcp",
+                        crate::args::Proto::Udp => "udp",
+                    };
+                    // Only the host's loopback: nothing outside this machine can reach the guest.
+                    nic.push_str(&format!(
+                        ",hostfwd={proto}:127.0.0.1:{}-:{}",
+                        f.host_port, f.guest_port
+                    ));
+                }
+            }
+            push(&["-nic", &nic]);
         }
     }
     push(&["-drive", &format!("format=raw,file={}", m.image.display())]);
@@ -462,6 +478,7 @@ mod tests {
             net: Net::None,
             nic: Nic::E1000,
             console: Console::Stdio,
+            fwd: Vec::new(),
         }
     }
 

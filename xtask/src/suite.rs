@@ -30,12 +30,14 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use axolotl_tests::{BootResult, BootSpec, Harness, ManifestSource, Outcome, Scenario, transcript};
+use axolotl_tests::{
+    BootResult, BootSpec, Harness, ManifestSource, Outcome, Scenario, XtaskRun, transcript,
+};
 
 use crate::args::{Accel, Firmware, Net, Nic, TestArgs};
 use crate::counts::{self, CargoCounts};
@@ -184,7 +186,7 @@ pub fn test(args: &TestArgs) -> Result<u8, Error> {
 
 /// The host-testable libraries of user programs: not default members (their binaries build only
 /// for the guest), so they are tested with `--lib`.
-const USER_LIBS: [&str; 4] = ["libsys", "shell", "chanbench", "ipcbench"];
+const USER_LIBS: [&str; 5] = ["libsys", "shell", "chanbench", "ipcbench", "rs"];
 
 /// Runs `cargo test` over the default members, then over the user programs' libraries, then
 /// libchan's heavy tests: the stress tests in release with the 300-million-message run, and the
@@ -310,7 +312,11 @@ fn run_qemu_tests(
                 Ok(note) => Verdict::Ok(note),
                 Err(why) => Verdict::Failed(why),
             };
-            report(s.name, &attach_transcript(harness, s.boot_name(), verdict));
+            if s.host_only {
+                report(s.name, &verdict);
+            } else {
+                report(s.name, &attach_transcript(harness, s.boot_name(), verdict));
+            }
         }
     };
     run_pool(shared, jobs, &run);
@@ -480,6 +486,13 @@ impl QemuHarness {
         };
         let modules = images::ramdisk_modules(&spec.cmdline, payload.as_deref());
         let image = images::make_images(&self.kernel, &dir, &modules, &[fw])?.remove(0);
+        let machine = self.machine(&dir, image, spec)?;
+        Ok((machine, payload))
+    }
+
+    /// The machine that boots `image` as `spec` asks (firmware, CPUs, memory, network card);
+    /// a UEFI boot gets its own copy of the variable store in `dir`.
+    fn machine(&self, dir: &Path, image: PathBuf, spec: &BootSpec) -> Result<Machine, Error> {
         let boot = if spec.uefi {
             let ovmf = self
                 .tools
@@ -502,11 +515,31 @@ impl QemuHarness {
             mem_mib: spec.mem_mib,
             boot,
             accel: Accel::Tcg,
-            net: Net::None,
-            nic: Nic::E1000,
+            net: if spec.nic.is_some() {
+                Net::User
+            } else {
+                Net::None
+            },
+            nic: match spec.nic {
+                Some(axolotl_tests::NicModel::E1000e) => Nic::E1000e,
+                _ => Nic::E1000,
+            },
             console: Console::Stdio,
+            fwd: spec
+                .forwards
+                .iter()
+                .map(|f| crate::args::Forward {
+                    proto: if f.tcp {
+                        crate::args::Proto::Tcp
+                    } else {
+                        crate::args::Proto::Udp
+                    },
+                    host_port: f.host_port,
+                    guest_port: f.guest_port,
+                })
+                .collect(),
         };
-        Ok((machine, payload))
+        Ok(machine)
     }
 
     /// Boots for real.
@@ -520,6 +553,14 @@ impl QemuHarness {
                 return r;
             }
         };
+        let mut r = self.run_machine(name, &machine, spec);
+        r.manifest = payload.map(|p| p.table.clone());
+        let _ = std::fs::write(self.transcript_path(name), &r.transcript);
+        r
+    }
+
+    /// Runs QEMU on `machine` with `spec`'s timeout and commands.
+    fn run_machine(&self, name: &str, machine: &Machine, spec: &BootSpec) -> BootResult {
         let opts = RunOptions {
             timeout: Some(spec.timeout),
             inherit_stdin: false,
@@ -533,10 +574,7 @@ impl QemuHarness {
                 step_timeout: spec.timeout,
             }),
         };
-        let mut r = qemu::run(&self.tools.qemu, &qemu::qemu_args(&machine), &opts);
-        r.manifest = payload.map(|p| p.table.clone());
-        let _ = std::fs::write(self.transcript_path(name), &r.transcript);
-        r
+        qemu::run(&self.tools.qemu, &qemu::qemu_args(machine), &opts)
     }
 }
 
@@ -557,6 +595,98 @@ impl Harness for QemuHarness {
         }
         result.clone()
     }
+
+    fn boot_image(&self, name: &str, image: &Path, spec: &BootSpec) -> BootResult {
+        let dir = self.dir(name);
+        let machine = std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::Failed(format!("cannot create {}: {e}", dir.display())))
+            .and_then(|()| self.machine(&dir, image.to_path_buf(), spec));
+        let r = match machine {
+            Ok(m) => self.run_machine(name, &m, spec),
+            Err(e) => BootResult::not_run(Outcome::SetupFailed(e.to_string())),
+        };
+        let _ = std::fs::write(self.transcript_path(name), &r.transcript);
+        r
+    }
+
+    fn xtask(&self, args: &[&str], timeout: Duration) -> XtaskRun {
+        run_xtask(args, timeout)
+    }
+
+    fn folder(&self, name: &str) -> Result<PathBuf, String> {
+        let dir = self.dir(name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        Ok(dir)
+    }
+}
+
+/// Runs this xtask again as `cargo xtask ARGS` would: the very binary that runs now
+/// (`/proc/self/exe`, so a rebuilt xtask on disk does not matter), in the workspace root, with
+/// an empty stdin and no terminal. Its process group is killed at `timeout` and when we die.
+fn run_xtask(args: &[&str], timeout: Duration) -> XtaskRun {
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.args(args)
+        .current_dir(images::workspace_root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    crate::sys::detach_and_tie_to_parent(&mut cmd);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return XtaskRun {
+                stderr: format!("could not start xtask: {e}\n"),
+                ..XtaskRun::default()
+            };
+        }
+    };
+    let pid = child.id();
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        let mut text = Vec::new();
+        if let Some(mut p) = pipe {
+            let _ = p.read_to_end(&mut text);
+        }
+        String::from_utf8_lossy(&text).into_owned()
+    };
+    std::thread::scope(|s| {
+        let stdout = s.spawn(|| drain(out.map(|p| Box::new(p) as _)));
+        let stderr = s.spawn(|| drain(err.map(|p| Box::new(p) as _)));
+        let deadline = std::time::Instant::now() + timeout;
+        let (status, why) = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => {
+                    let why = st
+                        .code()
+                        .is_none()
+                        .then(|| format!("xtask ended by {st}\n"));
+                    break (st.code(), why);
+                }
+                Ok(None) if std::time::Instant::now() >= deadline => {
+                    crate::sys::kill_process_group(pid);
+                    let _ = child.wait();
+                    break (
+                        None,
+                        Some(format!("killed after {} s\n", timeout.as_secs())),
+                    );
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+                Err(e) => {
+                    crate::sys::kill_process_group(pid);
+                    let _ = child.wait();
+                    break (None, Some(format!("lost track of xtask: {e}\n")));
+                }
+            }
+        };
+        let mut stderr = stderr.join().unwrap_or_default();
+        stderr.push_str(&why.unwrap_or_default());
+        XtaskRun {
+            status,
+            stdout: stdout.join().unwrap_or_default(),
+            stderr,
+        }
+    })
 }
 
 #[cfg(test)]

@@ -75,6 +75,13 @@ pub mod nr {
     /// [`super::Error::TimedOut`] when no reply came in time (a hung server cannot hang its
     /// client); a late reply is refused.
     pub const IPC_CALL_TIMEOUT: u64 = 24;
+    /// `status_map(slot, info_ptr)`: maps the status page of process slot `slot` read-only into
+    /// the caller (a [`super::StatusPage`]; needs the `control` grant) and fills a
+    /// [`super::MapInfo`]. Every process has its own status page mapped writable at
+    /// [`super::layout::STATUS_PAGE`] from its start; the page outlives restarts.
+    pub const STATUS_MAP: u64 = 25;
+    /// `proc_policy(slot, policy_ptr)`: the manifest's [`super::RestartPolicy`] of slot `slot`.
+    pub const PROC_POLICY: u64 = 26;
 }
 
 /// Flags returned by `sysconf`.
@@ -334,6 +341,32 @@ pub struct FaultRecord {
 }
 const _: () = assert!(core::mem::size_of::<FaultRecord>() == 48);
 
+/// The page a process shares with the reincarnation server: a heartbeat it bumps every loop
+/// (0 = the process does not take part in hang detection), and words of its own.
+#[derive(Debug)]
+#[repr(C)]
+pub struct StatusPage {
+    /// Bumped by the process each time round its main loop.
+    pub heartbeat: core::sync::atomic::AtomicU64,
+    /// Generation: the restart count of the instance that last wrote the page.
+    pub generation: core::sync::atomic::AtomicU64,
+}
+
+/// A process's restart policy from the manifest.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub struct RestartPolicy {
+    /// Restarts allowed within `window_ms` before giving up (0 = never restart).
+    pub max_failures: u32,
+    /// Length of the failure window.
+    pub window_ms: u32,
+    /// Delay before a restart, doubled for each earlier failure in the window.
+    pub backoff_ms: u32,
+    /// 1 when the process is started at boot.
+    pub start: u32,
+}
+const _: () = assert!(core::mem::size_of::<RestartPolicy>() == 16);
+
 /// Operations of `proc_ctl`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u64)]
@@ -380,4 +413,8 @@ pub mod layout {
     pub const MAP_BASE: u64 = 0x0000_4000_0000_0000;
     /// End of the user half.
     pub const USER_END: u64 = 0x0000_8000_0000_0000;
+    /// The process's own status page (writable), mapped at start.
+    pub const STATUS_PAGE: u64 = 0x0000_3FFF_FFFF_F000;
+    /// Where `status_map` places other processes' status pages (one page per slot, read-only).
+    pub const STATUS_VIEWS: u64 = 0x0000_3F00_0000_0000;
 }

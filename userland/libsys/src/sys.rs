@@ -337,3 +337,36 @@ pub fn ipc_call_timeout(
     })
     .map(drop)
 }
+
+/// Bumps this process's heartbeat in its status page, which the reincarnation server watches to
+/// tell a hung process from a live one. Call it once per main-loop iteration.
+pub fn heartbeat() {
+    let page = crate::abi::layout::STATUS_PAGE as *const crate::abi::StatusPage;
+    // Safety: the kernel maps this process's status page at STATUS_PAGE, writable, before the
+    // process starts, and never unmaps it; the heartbeat is an atomic.
+    unsafe { (*page).heartbeat.fetch_add(1, core::sync::atomic::Ordering::Relaxed) };
+}
+
+/// `STATUS_MAP`: the status page of process slot `slot`, read-only (needs `control`).
+pub fn status_map(slot: u32) -> Result<&'static crate::abi::StatusPage> {
+    let mut info = MapInfo::default();
+    // Safety: the kernel writes one MapInfo to `info`, which we borrow mutably.
+    let va = check(unsafe { syscall2(nr::STATUS_MAP, slot as u64, addr(&mut info as *mut MapInfo)) })?;
+    // Safety: the kernel mapped one readable page at `va` for the rest of our life; the page
+    // holds a StatusPage of atomics.
+    Ok(unsafe { &*(va as u64 as *const crate::abi::StatusPage) })
+}
+
+/// `PROC_POLICY`: the manifest's restart policy of slot `slot`.
+pub fn proc_policy(slot: u32) -> Result<crate::abi::RestartPolicy> {
+    let mut p = crate::abi::RestartPolicy::default();
+    // Safety: the kernel writes one RestartPolicy to `p`, which we borrow mutably.
+    check(unsafe {
+        syscall2(
+            nr::PROC_POLICY,
+            slot as u64,
+            addr(&mut p as *mut crate::abi::RestartPolicy),
+        )
+    })?;
+    Ok(p)
+}

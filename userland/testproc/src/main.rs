@@ -33,6 +33,7 @@ fn main(args: &str) -> i32 {
     match (mode, operand) {
         ("heartbeat", None) => heartbeat(),
         ("spin", None) => spin(),
+        ("crash-at-start", None) => fault_ud2(),
         ("fault-ptr", None) => fault_ptr(),
         ("fault-ud2", None) => fault_ud2(),
         ("fault-kwrite", None) => fault_kwrite(),
@@ -43,7 +44,7 @@ fn main(args: &str) -> i32 {
         _ => {
             log!(
                 "testproc: bad arguments '{args}' (expected heartbeat, fault-ptr, fault-ud2, \
-                 fault-kwrite, map-denied, spin, map-ok REGION, scribble REGION or chan-victim REGION)"
+                 fault-kwrite, map-denied, spin, crash-at-start, map-ok REGION, scribble REGION or chan-victim REGION)"
             );
             2
         }
@@ -54,6 +55,7 @@ fn heartbeat() -> ! {
     let mut next = libsys::time_ns();
     let mut n = 0u64;
     loop {
+        libsys::heartbeat();
         log!("heartbeat {n}");
         n = n.wrapping_add(1);
         next = next.saturating_add(HEARTBEAT_NS);
