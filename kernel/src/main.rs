@@ -63,6 +63,9 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         flags |= axolotl_abi::sysconf::LAYOUT_SINGLE;
     }
     SYSCONF.store(flags, core::sync::atomic::Ordering::Relaxed);
+    if cmdline.transport == klib::cmdline::Transport::Kernel {
+        log::info!("servers talk over kernel IPC (ipc=kernel), not shared-memory channels");
+    }
 
     let phys_offset = boot_info
         .physical_memory_offset

@@ -181,7 +181,14 @@ impl Default for RunArgs {
 impl RunArgs {
     /// The full kernel command line of this run.
     pub fn cmdline(&self) -> String {
-        full_cmdline(&self.cmdline_extra)
+        let line = full_cmdline(&self.cmdline_extra);
+        // The transport between servers is a boot-time choice the kernel hands to every process
+        // (`sysconf`), so it travels on the kernel command line.
+        if self.ipc == Ipc::Kernel {
+            format!("{line} ipc=kernel")
+        } else {
+            line
+        }
     }
 
     /// The first option that asks for a feature the system does not have yet, as a one-line
@@ -189,8 +196,6 @@ impl RunArgs {
     pub fn unsupported(&self) -> Option<String> {
         let what = if self.layout == Layout::Single {
             "--layout single (needs the network stack servers)"
-        } else if self.ipc == Ipc::Kernel {
-            "--ipc kernel (needs the network stack servers)"
         } else if self.net == Net::Tap {
             "--net tap (needs the guest network stack)"
         } else {
@@ -931,10 +936,16 @@ mod tests {
     }
 
     #[test]
+    fn ipc_kernel_travels_on_the_kernel_command_line() {
+        assert_eq!(run("--ipc kernel").cmdline(), "log=info ipc=kernel");
+        assert_eq!(run("--ipc chan").cmdline(), "log=info");
+        assert_eq!(run("--ipc kernel").unsupported(), None);
+    }
+
+    #[test]
     fn features_not_built_yet_are_refused_not_ignored() {
         for (line, what) in [
             ("--layout single", "--layout single"),
-            ("--ipc kernel", "--ipc kernel"),
             ("--net tap", "--net tap"),
         ] {
             let msg = run(line)
