@@ -339,7 +339,9 @@ pub fn ipc_call_timeout(
 }
 
 /// Bumps this process's heartbeat in its status page, which the reincarnation server watches to
-/// tell a hung process from a live one. Call it once per main-loop iteration.
+/// tell a hung process from a live one. A process that calls it once has opted in: from then on
+/// it must call it at least every 500 ms, idle or not (wait with a timeout rather than forever),
+/// or rs takes it for hung after a second and restarts it.
 pub fn heartbeat() {
     let page = crate::abi::layout::STATUS_PAGE as *const crate::abi::StatusPage;
     // Safety: the kernel maps this process's status page at STATUS_PAGE, writable, before the
