@@ -198,6 +198,31 @@ impl<'a, W: Waiter> Consumer<'a, W> {
         }
     }
 
+    /// First half of sleeping on several channels at once: sets this consumer's `sleeping` flag
+    /// and re-checks the ring (the same fence argument as [`Consumer::wait_ready`]). `Ok(true)`:
+    /// a message is ready, do not sleep (the flag is cleared again). `Ok(false)`: the flag stays
+    /// set, and the producer's next publish will notify; arm every input, sleep once in the
+    /// kernel if none had a message, then [`Consumer::disarm`] them all. Every wake-up the
+    /// producers send must reach the same sleeper (on Axolotl: one process, woken by `notify`).
+    pub fn arm(&mut self) -> Result<bool, RecvError> {
+        let sleeping = &self.shared.header.wake.sleeping;
+        sleeping.swap(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let ready = self.poll_ready();
+        if ready != Ok(false) {
+            sleeping.swap(0, Ordering::Relaxed);
+        } else {
+            self.counters.waits += 1;
+        }
+        ready
+    }
+
+    /// Clears the `sleeping` flag set by [`Consumer::arm`] (after the sleep, or when another
+    /// input had a message).
+    pub fn disarm(&mut self) {
+        self.shared.header.wake.sleeping.swap(0, Ordering::Relaxed);
+    }
+
     /// Sets how many polls [`Consumer::recv_wait`] makes before sleeping (0: sleep at once).
     pub fn set_spin_limit(&mut self, polls: u32) {
         self.spin_limit = polls;

@@ -364,3 +364,28 @@ fn buffers_travel_by_descriptor_and_come_back() {
     );
     assert_eq!(owner.counters().double_free, 1);
 }
+
+#[test]
+fn arm_and_disarm_for_several_inputs() {
+    use libchan::{Message, Polling};
+    let mut a = common::HostRegion::channel(16);
+    let mut b = common::HostRegion::channel(16);
+    let (mut txa, mut rxa) = a.split(Polling, Polling);
+    let (_txb, mut rxb) = b.split(Polling, Polling);
+    // Nothing anywhere: both stay armed, so a publish on either notifies.
+    assert_eq!(rxa.arm(), Ok(false));
+    assert_eq!(rxb.arm(), Ok(false));
+    txa.send(&Message::new(1)).unwrap();
+    assert_eq!(
+        txa.counters().notifies,
+        1,
+        "the armed consumer was notified"
+    );
+    rxa.disarm();
+    rxb.disarm();
+    // A message already there: arm says so and does not stay armed.
+    assert_eq!(rxa.arm(), Ok(true));
+    txa.send(&Message::new(2)).unwrap();
+    assert_eq!(txa.counters().notifies, 1, "not armed any more: no syscall");
+    assert_eq!(rxa.try_recv().unwrap().map(|m| m.tag), Some(1));
+}
