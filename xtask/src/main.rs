@@ -21,6 +21,7 @@ mod blockdev;
 mod counts;
 mod exec;
 mod flash;
+mod fuzz;
 mod host;
 mod images;
 mod manifest;

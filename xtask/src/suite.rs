@@ -129,6 +129,11 @@ pub fn test(args: &TestArgs) -> Result<u8, Error> {
     let mut tally = Tally::default();
     println!("== host unit tests (cargo test) ==");
     host_tests(args.filter.as_deref(), &mut tally)?;
+    println!(
+        "== fuzz targets ({} s each) ==",
+        crate::fuzz::SECONDS_PER_TARGET
+    );
+    fuzz_pass(filter, &mut tally);
 
     if let Some(tools) = tools {
         println!("== QEMU tests ==");
@@ -219,6 +224,44 @@ fn host_tests(filter: Option<&str>, tally: &mut Tally) -> Result<(), Error> {
         filter,
         tally,
     )
+}
+
+/// Every cargo-fuzz target for a bounded time, one test each (`fuzz::TARGET`).
+fn fuzz_pass(filter: &str, tally: &mut Tally) {
+    let mut jobs = Vec::new();
+    for dir in crate::fuzz::FUZZ_CRATES {
+        let root = images::workspace_root().join(dir);
+        let Ok(manifest) = std::fs::read_to_string(root.join("fuzz/Cargo.toml")) else {
+            tally.report(
+                &format!("fuzz::{dir}"),
+                &Verdict::Failed("no fuzz/Cargo.toml".into()),
+            );
+            continue;
+        };
+        for t in crate::fuzz::targets(&manifest) {
+            let name = format!("fuzz::{t}");
+            if name.contains(filter) {
+                jobs.push((root.clone(), t, name));
+            }
+        }
+    }
+    if jobs.is_empty() {
+        return;
+    }
+    if let Err(why) = crate::fuzz::ensure_cargo_fuzz() {
+        for (_, _, name) in &jobs {
+            tally.report(name, &Verdict::Skipped(why.clone()));
+        }
+        return;
+    }
+    for (root, target, name) in jobs {
+        let verdict = match crate::fuzz::run_target(&root, &target, crate::fuzz::SECONDS_PER_TARGET)
+        {
+            Ok(note) => Verdict::Ok(Some(note)),
+            Err(tail) => Verdict::Failed(format!("cargo fuzz run {target} failed:\n{tail}")),
+        };
+        tally.report(&name, &verdict);
+    }
 }
 
 /// Runs one `cargo test` invocation, streaming its output and counting its results.
