@@ -118,8 +118,9 @@ OPTIONS:
     --cmdline \"WORDS\"          extra kernel command-line words after 'log=info', e.g.
                                \"log=debug\" or \"test=kernel\"
 
-Not yet supported (the network stack does not exist yet): --layout single, --ipc kernel,
---fwd, --net tap, --nic e1000e.
+--fwd needs --net user and forwards from the host's 127.0.0.1 only. --ipc kernel puts
+ipc=kernel on the kernel command line (servers then use kernel IPC instead of channels).
+Not yet supported (they need the network stack servers): --layout single, --net tap.
 ";
 
 const HELP_TEST: &str = "\

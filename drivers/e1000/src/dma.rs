@@ -149,6 +149,42 @@ impl Layout {
     }
 }
 
+/// How the driver divides its DMA region when the packet buffers live in shared pools
+/// (docs/netpath.md): only the RX and TX descriptor rings, each starting on a 4 KiB boundary.
+#[derive(Debug, Clone, Copy)]
+pub struct RingLayout {
+    /// The RX descriptor ring.
+    pub rx_desc: DmaSlice,
+    /// The TX descriptor ring.
+    pub tx_desc: DmaSlice,
+}
+
+impl RingLayout {
+    /// Bytes of DMA memory `rx` + `tx` descriptors need.
+    pub fn bytes_needed(rx: usize, tx: usize) -> Option<usize> {
+        let d = crate::desc::DESC_LEN;
+        page_round(rx.checked_mul(d)?)?.checked_add(page_round(tx.checked_mul(d)?)?)
+    }
+
+    /// Divides `region` for `rx` and `tx` descriptors.
+    pub fn new(region: DmaSlice, rx: usize, tx: usize) -> Result<Self, DmaError> {
+        let needed = Self::bytes_needed(rx, tx).ok_or(DmaError::OutOfRange)?;
+        if needed > region.len() {
+            return Err(DmaError::TooSmall {
+                needed,
+                have: region.len(),
+            });
+        }
+        let d = crate::desc::DESC_LEN;
+        let rx_bytes = rx * d;
+        let tx_at = page_round(rx_bytes).ok_or(DmaError::OutOfRange)?;
+        Ok(Self {
+            rx_desc: region.piece(0, rx_bytes)?,
+            tx_desc: region.piece(tx_at, tx * d)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +245,24 @@ mod tests {
             DmaError::TooSmall {
                 needed: 2 * 4096 + 96 * 2048,
                 have: r.len()
+            }
+        );
+    }
+
+    #[test]
+    fn ring_layout_takes_two_pages() {
+        assert_eq!(RingLayout::bytes_needed(256, 256), Some(2 * 4096));
+        assert_eq!(RingLayout::bytes_needed(usize::MAX, 1), None);
+        let mut mem = vec![0u64; 2 * 4096 / 8];
+        let r = region(&mut mem, 0x30_0000);
+        let l = RingLayout::new(r, 256, 256).unwrap();
+        assert_eq!((l.rx_desc.phys(), l.rx_desc.len()), (0x30_0000, 4096));
+        assert_eq!((l.tx_desc.phys(), l.tx_desc.len()), (0x30_1000, 4096));
+        assert_eq!(
+            RingLayout::new(r, 512, 256).unwrap_err(),
+            DmaError::TooSmall {
+                needed: 3 * 4096,
+                have: 2 * 4096
             }
         );
     }

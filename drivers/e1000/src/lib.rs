@@ -6,11 +6,13 @@
 //! - [`mmio`]: the [`mmio::Registers`] trait the device is reached through (real MMIO, or a
 //!   fake register file in the tests);
 //! - [`dma`]: DMA memory given as (virtual base, physical base, length) and its division;
-//! - [`ring`]: the RX and TX descriptor rings, with every index and every value the device
-//!   writes checked;
+//! - [`ring`]: the RX and TX descriptor rings, over the driver's own buffers or a shared pool's,
+//!   with every index and every value the device writes checked;
 //! - [`device`]: the supported models and the bring-up sequence (reset, link, MAC, rings);
 //! - [`nic`]: one NIC with its rings and counters, the core the driver loop turns;
 //! - [`napi`]: when to take interrupts and when to poll;
+//! - [`path`]: the driver's end of the zero-copy data path to pf (docs/netpath.md): rx-pool
+//!   buffers posted to the NIC and lent to pf, tx-pool frames sent and sent home;
 //! - [`stats`]: the statistics registers, which QEMU does not clear on read;
 //! - [`arp`]: Ethernet and ARP, for the driver's own gateway probe and ARP answers;
 //! - [`proto`]: the statistics protocol the shell's `ifconfig` speaks over kernel IPC.
@@ -27,6 +29,7 @@ pub mod fake;
 pub mod mmio;
 pub mod napi;
 pub mod nic;
+pub mod path;
 pub mod proto;
 pub mod regs;
 pub mod ring;

@@ -1,13 +1,20 @@
 //! The driver core: one NIC with its two rings and its counters. The driver program is a loop
 //! around it that adds the system calls (sleeping, interrupt acknowledgement, IPC, logging).
+//!
+//! A NIC is built one of two ways: [`Nic::new`] with its own packet buffers in its DMA region
+//! (frames are handed to a closure and copied out: the self-contained driver), or
+//! [`Nic::with_pools`] with only its descriptor rings in its DMA region and the packet buffers in
+//! shared pools (frames stay where the device wrote them: the data path, [`crate::path`]).
 
 use crate::arp::{self, ArpAction, Ipv4, Mac};
 use crate::device::{self, InitError, Model};
-use crate::dma::{DmaError, DmaSlice, Layout};
+use crate::dma::{DmaError, DmaSlice, Layout, RingLayout};
 use crate::mmio::Registers;
 use crate::proto::{Counters, Status};
 use crate::regs::{self, int};
-use crate::ring::{RingError, RxError, RxRing, TxError, TxRing};
+use crate::ring::{
+    PoolBuffers, PooledFrame, PostError, RingError, RxError, RxRing, TxError, TxRing,
+};
 use crate::stats::StatRegister;
 
 /// Receive descriptors.
@@ -41,6 +48,29 @@ impl From<RingError> for NicError {
 /// Bytes of DMA memory a [`Nic`] with the default ring sizes needs.
 pub fn dma_bytes_needed() -> usize {
     Layout::bytes_needed(RX_DESCRIPTORS, TX_DESCRIPTORS, BUF_SIZE).unwrap_or(usize::MAX)
+}
+
+/// Bytes of DMA memory a [`Nic`] over shared pools needs: the two descriptor rings.
+pub fn ring_bytes_needed() -> usize {
+    RingLayout::bytes_needed(RX_DESCRIPTORS, TX_DESCRIPTORS).unwrap_or(usize::MAX)
+}
+
+/// A receive descriptor the device finished, over a pool ([`Nic::poll_rx_pooled`]). Either way
+/// the pool buffer is the caller's again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Received {
+    /// A good frame of `len` bytes at the start of pool buffer `buffer`.
+    Frame {
+        /// The pool buffer.
+        buffer: u32,
+        /// The frame's length.
+        len: usize,
+    },
+    /// A bad frame (counted), or a piece of one: the buffer holds nothing to pass on.
+    Dropped {
+        /// The pool buffer.
+        buffer: u32,
+    },
 }
 
 /// Queues frames on the transmit ring from inside a receive handler.
@@ -104,6 +134,42 @@ impl<R: Registers> Nic<R> {
         })
     }
 
+    /// A NIC over register bank `regs` with its descriptor rings in `rings` (at least
+    /// [`ring_bytes_needed`] bytes) that receives into buffers of `rx_pool` and sends from
+    /// buffers of `tx_pool`. The receive ring starts empty: post buffers with [`Nic::rx_post`]
+    /// after [`Nic::init`]. Touches no register.
+    pub fn with_pools(
+        regs: R,
+        model: Model,
+        rings: DmaSlice,
+        rx_pool: PoolBuffers,
+        tx_pool: PoolBuffers,
+    ) -> Result<Self, NicError> {
+        let l = RingLayout::new(rings, RX_DESCRIPTORS, TX_DESCRIPTORS)?;
+        Ok(Self {
+            regs,
+            model,
+            mac: Mac::ZERO,
+            rx: RxRing::over_pool(l.rx_desc, RX_DESCRIPTORS, rx_pool)?,
+            tx: TxRing::over_pool(l.tx_desc, TX_DESCRIPTORS, tx_pool)?,
+            counters: Counters::default(),
+            link_up: false,
+            link_changes: 0,
+            rx_errors: 0,
+            tx_drops: 0,
+            stats: [
+                StatRegister::new(regs::MPC),
+                StatRegister::new(regs::ROC),
+                StatRegister::new(regs::CRCERRS),
+            ],
+        })
+    }
+
+    /// True when the packet buffers are in shared pools ([`Nic::with_pools`]).
+    pub fn is_pooled(&self) -> bool {
+        self.rx.is_pooled()
+    }
+
     /// Resets and programs the device ([`device::init`]); interrupts stay masked. Idempotent:
     /// whatever state the device was left in, it ends up the same.
     pub fn init(&mut self, sleep: &mut impl FnMut(u64)) -> Result<Mac, InitError> {
@@ -118,6 +184,21 @@ impl<R: Registers> Nic<R> {
         self.stats.iter_mut().for_each(StatRegister::device_reset);
         self.link_up = device::link_up(&mut self.regs);
         Ok(self.mac)
+    }
+
+    /// Stops the device and programs it afresh ([`Nic::init`]), for a device that misbehaved:
+    /// frames of pool buffers still queued for sending are given up and passed to `dropped`
+    /// (once the device can no longer read them), and the receive buffers the ring holds are
+    /// posted again.
+    pub fn reinit(
+        &mut self,
+        sleep: &mut impl FnMut(u64),
+        dropped: impl FnMut(PooledFrame),
+    ) -> Result<Mac, InitError> {
+        device::quiesce(&mut self.regs);
+        sleep(device::QUIESCE_NS);
+        self.tx.abandon(dropped);
+        self.init(sleep)
     }
 
     /// The register bank (the host tests reach the fake device through it).
@@ -200,9 +281,21 @@ impl<R: Registers> Nic<R> {
         device::disable_interrupts(&mut self.regs);
     }
 
-    /// Enables the driver's interrupt causes (back to sleeping).
+    /// Enables the driver's interrupt causes (back to sleeping): [`int::ENABLED`], and over
+    /// pools also `TXDW`, since the owner of a transmit buffer waits for it.
     pub fn unmask_interrupts(&mut self) {
-        device::enable_interrupts(&mut self.regs);
+        if self.is_pooled() {
+            self.regs.write(regs::IMS, int::ENABLED | int::TXDW);
+        } else {
+            device::enable_interrupts(&mut self.regs);
+        }
+    }
+
+    /// The interrupt causes that mean ring work, as opposed to a link change: when one is
+    /// set the driver polls.
+    pub fn ring_causes(&self) -> u32 {
+        let rx = int::RXT0 | int::RXO | int::RXDMT0;
+        if self.is_pooled() { rx | int::TXDW } else { rx }
     }
 
     /// Handles up to `budget` received descriptors: good frames go to `handler`, which may
@@ -213,6 +306,10 @@ impl<R: Registers> Nic<R> {
         budget: usize,
         mut handler: impl FnMut(&[u8], &mut Transmit<'_>),
     ) -> usize {
+        if self.rx.is_pooled() {
+            // Its buffers belong to a pool: `poll_rx_pooled` hands them back.
+            return 0;
+        }
         let mut done = 0;
         while done < budget {
             let Some(token) = self.rx.next() else { break };
@@ -227,13 +324,92 @@ impl<R: Registers> Nic<R> {
                     handler(frame, &mut tx);
                 }
                 Err(RxError::TooLong { .. }) => self.counters.rx_too_long += 1,
-                Err(RxError::Fragment) => {}
+                Err(RxError::Fragment | RxError::InPool) => {}
                 Err(RxError::Damaged { .. } | RxError::Empty) => self.rx_errors += 1,
             }
             self.rx.release(token);
             done += 1;
         }
         done
+    }
+
+    /// Over pools: handles up to `budget` received descriptors, passing each buffer with what
+    /// it holds to `handler` (the caller owns the buffer again). Good frames are counted in
+    /// `rx_frames`/`rx_bytes`, bad ones as with [`Nic::poll_rx`]. The emptied descriptors wait
+    /// for [`Nic::rx_post`]; the tail is written by [`Nic::flush`]. Returns how many were
+    /// handled.
+    pub fn poll_rx_pooled(&mut self, budget: usize, mut handler: impl FnMut(Received)) -> usize {
+        let mut done = 0;
+        while done < budget {
+            let Some(token) = self.rx.next() else { break };
+            let (outcome, len) = (token.outcome(), token.len());
+            let Some(buffer) = self.rx.release(token) else {
+                break;
+            };
+            match outcome {
+                Ok(()) => {
+                    self.counters.rx_frames += 1;
+                    self.counters.rx_bytes += len as u64;
+                    handler(Received::Frame { buffer, len });
+                }
+                Err(e) => {
+                    match e {
+                        RxError::TooLong { .. } => self.counters.rx_too_long += 1,
+                        RxError::Fragment | RxError::InPool => {}
+                        RxError::Damaged { .. } | RxError::Empty => self.rx_errors += 1,
+                    }
+                    handler(Received::Dropped { buffer });
+                }
+            }
+            done += 1;
+        }
+        done
+    }
+
+    /// Over pools: posts pool buffer `index` for receiving (see [`RxRing::post`]).
+    pub fn rx_post(&mut self, index: u32) -> Result<(), PostError> {
+        self.rx.post(index)
+    }
+
+    /// Receive descriptors waiting for a buffer (always 0 with own buffers).
+    pub fn rx_unposted(&self) -> usize {
+        self.rx.unposted()
+    }
+
+    /// Receive descriptors holding a buffer.
+    pub fn rx_posted(&self) -> usize {
+        self.rx.posted()
+    }
+
+    /// Over pools: queues a frame in a pool buffer for sending (see [`TxRing::push_pooled`]).
+    /// A refusal is not counted here: the caller decides what becomes of the frame.
+    pub fn send_pooled(&mut self, frame: PooledFrame) -> Result<(), TxError> {
+        self.tx.push_pooled(frame)
+    }
+
+    /// Over pools: takes back up to `max` frames the device finished sending, passing each to
+    /// `done` (its buffer is free for its owner again), and counts them; returns how many.
+    pub fn reclaim_tx_pooled(&mut self, max: usize, done: impl FnMut(PooledFrame)) -> usize {
+        let sent = self.tx.reclaim_with(max, done);
+        self.counters.tx_frames += sent.frames;
+        self.counters.tx_bytes += sent.bytes;
+        sent.frames as usize
+    }
+
+    /// True when the device finished a frame not yet reclaimed (one descriptor read, no
+    /// register access).
+    pub fn tx_done_pending(&self) -> bool {
+        self.tx.done_pending()
+    }
+
+    /// Frames that can be queued for sending now.
+    pub fn tx_free(&self) -> usize {
+        self.tx.free()
+    }
+
+    /// Counts a frame that could not be sent (reported in [`Status::tx_drops`]).
+    pub fn count_tx_drop(&mut self) {
+        self.tx_drops += 1;
     }
 
     /// True when a received descriptor is waiting (one descriptor read, no register access).

@@ -12,9 +12,13 @@
 //!   rx_frames, rx_bytes, tx_frames, tx_bytes, rx_drops, rx_too_long, interrupts, polls.
 //! - [`REQUEST_STATUS`] (2): the reply is [`Status`]: link_up (0/1), MAC (low 48 bits, first
 //!   byte lowest), PCI ids (vendor << 16 | device), link_changes, rx_errors, tx_drops.
+//! - [`REQUEST_PATH`] (3): the reply is [`PathCounters`], eight `u64` words: mode (0 =
+//!   self-contained, 1 = data path), rx_to_pf, rx_returned, tx_from_pf, tx_done, refused,
+//!   rx_starved, epoch_changes (all 0 in self-contained mode). A driver from before this
+//!   request answers it with [`UNKNOWN_REQUEST`], like any request it does not know.
 //!
-//! Anything else is answered with word 0 = [`UNKNOWN_REQUEST`]. (All nine counters do not fit
-//! in one 64-byte message, hence two requests.)
+//! Anything else is answered with word 0 = [`UNKNOWN_REQUEST`]. (All the counters do not fit
+//! in one 64-byte message, hence several requests.)
 
 use axolotl_abi::IPC_MSG_LEN;
 
@@ -26,6 +30,8 @@ pub const SERVICE: &str = "e1000";
 pub const REQUEST_COUNTERS: u8 = 1;
 /// Request: link, address and error counters.
 pub const REQUEST_STATUS: u8 = 2;
+/// Request: the data path's counters.
+pub const REQUEST_PATH: u8 = 3;
 /// Byte 1 of every request: "I wait for the answer in `ipc_recv`; answer with `ipc_send`".
 pub const REPLY_BY_SEND: u8 = 1;
 /// Word 0 of the reply to a request the driver does not know.
@@ -159,17 +165,83 @@ impl Status {
     }
 }
 
+/// How the driver runs, and the counters of its end of the data path (docs/netpath.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PathCounters {
+    /// The driver runs on the data path (false: self-contained, every counter 0).
+    pub data_path: bool,
+    /// Received frames passed to pf (RX_FRAME sent).
+    pub rx_to_pf: u64,
+    /// Receive buffers pf gave back (RX_RETURN accepted).
+    pub rx_returned: u64,
+    /// Frames pf asked to send (TX_FRAME accepted).
+    pub tx_from_pf: u64,
+    /// Transmit buffers sent home (TX_DONE sent), sent or dropped.
+    pub tx_done: u64,
+    /// Messages from pf refused: malformed, not for the driver, or returning a buffer pf does
+    /// not hold.
+    pub refused: u64,
+    /// Receive descriptors left without a buffer because the whole rx-pool was lent out.
+    pub rx_starved: u64,
+    /// Epoch changes seen on the two channels (pf restarted).
+    pub epoch_changes: u64,
+}
+
+impl PathCounters {
+    /// The reply message.
+    pub fn encode(&self) -> Message {
+        from_words(&[
+            u64::from(self.data_path),
+            self.rx_to_pf,
+            self.rx_returned,
+            self.tx_from_pf,
+            self.tx_done,
+            self.refused,
+            self.rx_starved,
+            self.epoch_changes,
+        ])
+    }
+
+    /// The counters in a reply message.
+    pub fn decode(m: &Message) -> Self {
+        Self {
+            data_path: word(m, 0) == 1,
+            rx_to_pf: word(m, 1),
+            rx_returned: word(m, 2),
+            tx_from_pf: word(m, 3),
+            tx_done: word(m, 4),
+            refused: word(m, 5),
+            rx_starved: word(m, 6),
+            epoch_changes: word(m, 7),
+        }
+    }
+}
+
 /// True when a reply says the request was not understood.
 pub fn is_unknown(reply: &Message) -> bool {
     word(reply, 0) == UNKNOWN_REQUEST
 }
 
-/// The driver's answer to `request`.
+/// The answer to `request` of a driver that knows only [`REQUEST_COUNTERS`] and
+/// [`REQUEST_STATUS`] (as the shell's tests model it).
 pub fn answer(request: &Message, counters: &Counters, status: &Status) -> Message {
     match request[0] {
         REQUEST_COUNTERS => counters.encode(),
         REQUEST_STATUS => status.encode(),
         _ => from_words(&[UNKNOWN_REQUEST]),
+    }
+}
+
+/// The driver's answer to `request`, [`REQUEST_PATH`] included.
+pub fn answer_all(
+    request: &Message,
+    counters: &Counters,
+    status: &Status,
+    path: &PathCounters,
+) -> Message {
+    match request[0] {
+        REQUEST_PATH => path.encode(),
+        _ => answer(request, counters, status),
     }
 }
 
@@ -232,5 +304,32 @@ mod tests {
         assert!(request(1)[2..].iter().all(|&b| b == 0));
         assert!(replies_by_send(&request(2)));
         assert!(!replies_by_send(&[0; 64]));
+    }
+
+    #[test]
+    fn path_counters_are_a_third_request() {
+        let p = PathCounters {
+            data_path: true,
+            rx_to_pf: 1,
+            rx_returned: 2,
+            tx_from_pf: 3,
+            tx_done: 4,
+            refused: 5,
+            rx_starved: 6,
+            epoch_changes: 7,
+        };
+        let (c, s) = (Counters::default(), Status::default());
+        let m = answer_all(&request(REQUEST_PATH), &c, &s, &p);
+        assert_eq!(m[0..8], [1, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(m[56..64], [7, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(PathCounters::decode(&m), p);
+        assert!(!is_unknown(&m));
+        let alone = answer_all(&request(REQUEST_PATH), &c, &s, &PathCounters::default());
+        assert_eq!(PathCounters::decode(&alone), PathCounters::default());
+        // The older requests are answered as before; the shell's model of a driver from before
+        // the path does not know the third.
+        assert_eq!(answer_all(&request(REQUEST_STATUS), &c, &s, &p), s.encode());
+        assert!(is_unknown(&answer_all(&request(9), &c, &s, &p)));
+        assert!(is_unknown(&answer(&request(REQUEST_PATH), &c, &s)));
     }
 }

@@ -1,11 +1,28 @@
 //! The receive and transmit descriptor rings, over DMA memory.
 //!
-//! Each ring is an array of descriptors with one fixed buffer per descriptor. The driver and
-//! the device pass descriptors back and forth through two indices: the device advances the head
-//! (`RDH`/`TDH`), the driver the tail (`RDT`/`TDT`). Everything the device writes is untrusted:
-//! lengths are checked against the buffer size, a head value read from a register must lie
-//! inside the ring and inside the window the driver gave the device ([`RxRing::check_head`],
-//! [`TxRing::check_head`]), and no index read from the device is ever used to address memory.
+//! A ring is an array of descriptors. The driver and the device pass descriptors back and forth
+//! through two indices: the device advances the head (`RDH`/`TDH`), the driver the tail
+//! (`RDT`/`TDT`). Everything the device writes is untrusted: lengths are checked against the
+//! buffer size, a head value read from a register must lie inside the ring and inside the window
+//! the driver gave the device ([`RxRing::check_head`], [`TxRing::check_head`]), and no index
+//! read from the device is ever used to address memory.
+//!
+//! The packet buffers come from one of two places:
+//! - **own buffers** ([`RxRing::new`], [`TxRing::new`]): one fixed buffer per descriptor in the
+//!   driver's DMA region; frames are read from and copied into them;
+//! - **a shared pool** ([`RxRing::over_pool`], [`TxRing::over_pool`]): buffers of a region the
+//!   network servers map too ([`PoolBuffers`], docs/netpath.md). The receive ring holds the
+//!   buffers the driver posted ([`RxRing::post`]) and hands each back when the device filled it
+//!   ([`RxRing::release`] returns its index); the transmit ring sends buffers the servers filled
+//!   ([`TxRing::push_pooled`]) and reports each when the device is done
+//!   ([`TxRing::reclaim_with`]). The rings never read or write a pool buffer's bytes: they only
+//!   compute its physical address from a buffer index they check against the pool.
+//!
+//! The receive ring keeps the posted descriptors in one window: `next` (the oldest the device
+//! may fill) up to, not including, the tail. Descriptors from the tail round to `next` hold no
+//! buffer the device may use; one of them always stays empty, so that a full ring never looks
+//! empty to the device (`RDH == RDT`). With own buffers every descriptor is refilled as soon as
+//! it is released, so the window is always the whole ring but one.
 //!
 //! Tail writes are batched: the rings only record the new tail, and [`RxRing::tail_update`] /
 //! [`TxRing::tail_update`] hand it to the caller to write once per batch.
@@ -19,16 +36,28 @@ use crate::dma::{DmaError, DmaSlice};
 pub const MIN_DESCRIPTORS: usize = 8;
 /// Most descriptors in a ring.
 pub const MAX_DESCRIPTORS: usize = 4096;
+/// Most descriptors in a ring over a shared pool (the ring remembers the buffer of each
+/// descriptor in a table of this size).
+pub const MAX_POOL_DESCRIPTORS: usize = 512;
+/// Most buffers in a shared pool the rings post from (buffer indices are kept as `u16`).
+pub const MAX_POOL_BUFFERS: u32 = 1 << 16;
 
 /// Why a ring cannot be built, or what is wrong with a value the device reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RingError {
-    /// The descriptor count is not a multiple of 8 in 8..=4096.
+    /// The descriptor count is not a multiple of 8 in 8..=4096 (8..=[`MAX_POOL_DESCRIPTORS`]
+    /// over a pool).
     BadCount(usize),
     /// The buffer size is not one the device supports for this ring.
     BadBufferSize(usize),
     /// The DMA memory given does not fit the ring.
     Memory(DmaError),
+    /// The pool has no buffers, more than [`MAX_POOL_BUFFERS`], or reaches past the end of the
+    /// physical address space.
+    BadPool {
+        /// Its number of buffers.
+        count: u32,
+    },
     /// A head index read from the device is not inside the ring.
     HeadOutOfRange {
         /// The value read.
@@ -54,21 +83,44 @@ impl From<DmaError> for RingError {
     }
 }
 
+/// Buffers of a shared pool: `count` buffers of `size` bytes, physically contiguous from `phys`
+/// (regions are, docs/netpath.md). Buffer `i` is at `phys + i * size` for the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolBuffers {
+    /// Physical address of buffer 0.
+    pub phys: u64,
+    /// Number of buffers.
+    pub count: u32,
+    /// Size of every buffer in bytes.
+    pub size: usize,
+}
+
+impl PoolBuffers {
+    fn check(&self) -> Result<(), RingError> {
+        let bytes = (self.count as u64).checked_mul(self.size as u64);
+        if self.count == 0
+            || self.count > MAX_POOL_BUFFERS
+            || bytes.and_then(|b| self.phys.checked_add(b)).is_none()
+        {
+            return Err(RingError::BadPool { count: self.count });
+        }
+        Ok(())
+    }
+
+    /// Physical address of buffer `index`, if the pool has it.
+    pub fn phys_of(&self, index: u32) -> Option<u64> {
+        (index < self.count).then(|| self.phys + u64::from(index) * self.size as u64)
+    }
+}
+
 /// Steps from `from` forward to `to` in a ring of `n`.
 fn distance(from: usize, to: usize, n: usize) -> usize {
     (to + n - from) % n
 }
 
-/// Checks the count, the descriptor memory and the buffer memory of a ring.
-fn check_geometry(
-    desc: &DmaSlice,
-    bufs: &DmaSlice,
-    count: usize,
-    buf_size: usize,
-) -> Result<(), RingError> {
-    if !(MIN_DESCRIPTORS..=MAX_DESCRIPTORS).contains(&count)
-        || !count.is_multiple_of(MIN_DESCRIPTORS)
-    {
+/// Checks the count and the descriptor memory of a ring.
+fn check_descriptors(desc: &DmaSlice, count: usize, max: usize) -> Result<(), RingError> {
+    if !(MIN_DESCRIPTORS..=max).contains(&count) || !count.is_multiple_of(MIN_DESCRIPTORS) {
         return Err(RingError::BadCount(count));
     }
     // The device needs the ring on a 16-byte boundary; we read descriptors as `u64`s.
@@ -80,6 +132,17 @@ fn check_geometry(
             have: desc.len(),
         }));
     }
+    Ok(())
+}
+
+/// Checks the count, the descriptor memory and the buffer memory of a ring with own buffers.
+fn check_geometry(
+    desc: &DmaSlice,
+    bufs: &DmaSlice,
+    count: usize,
+    buf_size: usize,
+) -> Result<(), RingError> {
+    check_descriptors(desc, count, MAX_DESCRIPTORS)?;
     let buf_bytes = count
         .checked_mul(buf_size)
         .ok_or(RingError::BadBufferSize(buf_size))?;
@@ -123,6 +186,20 @@ pub enum RxError {
     },
     /// A descriptor marked done with no bytes.
     Empty,
+    /// The frame is good but lies in a pool buffer, whose bytes the ring does not map: read it
+    /// through the pool ([`RxRing::frame`] on a ring over a pool).
+    InPool,
+}
+
+/// Why a buffer could not be posted to the receive ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostError {
+    /// The ring uses its own buffers.
+    NotPooled,
+    /// Every descriptor but the one kept empty holds a buffer.
+    Full,
+    /// The pool has no buffer of that index.
+    BadIndex(u32),
 }
 
 /// A received descriptor the driver holds until it gives it back with [`RxRing::release`].
@@ -140,22 +217,49 @@ impl RxToken {
         self.index
     }
 
+    /// The length the device wrote (meaningful when [`RxToken::outcome`] is `Ok`).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the device wrote no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     /// Whether the descriptor holds a whole good frame, or what is wrong with it.
     pub fn outcome(&self) -> Result<(), RxError> {
         self.outcome
     }
 }
 
+/// Where a receive ring's buffers are.
+// The pool variant carries its table inline: the crate does not allocate, and a ring is built
+// once per driver instance.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum RxBuffers {
+    /// One buffer per descriptor, in the driver's DMA region.
+    Own(DmaSlice),
+    /// Buffers of a shared pool; `ids[i]` is the pool index of the buffer descriptor `i` holds
+    /// (meaningful for the posted descriptors only).
+    Pool {
+        pool: PoolBuffers,
+        ids: [u16; MAX_POOL_DESCRIPTORS],
+    },
+}
+
 /// The receive ring.
 #[derive(Debug)]
 pub struct RxRing {
     desc: DmaSlice,
-    bufs: DmaSlice,
+    bufs: RxBuffers,
     count: usize,
     buf_size: usize,
     /// Next descriptor to look at.
     next: usize,
-    /// The tail to give the device: it may fill descriptors up to, not including, this one.
+    /// The tail to give the device: it may fill descriptors up to, not including, this one;
+    /// the next buffer posted goes here. The descriptors `next..tail` hold buffers.
     tail: usize,
     /// The tail last handed out by `tail_update` (None: never, or since `reset`).
     written_tail: Option<usize>,
@@ -179,11 +283,35 @@ impl RxRing {
         check_geometry(&desc, &bufs, count, buf_size)?;
         Ok(Self {
             desc,
-            bufs,
+            bufs: RxBuffers::Own(bufs),
             count,
             buf_size,
             next: 0,
             tail: count - 1,
+            written_tail: None,
+            discarding: false,
+        })
+    }
+
+    /// A ring of `count` descriptors (at most [`MAX_POOL_DESCRIPTORS`]) in `desc` that receives
+    /// into buffers of `pool` (whose size must be one `RCTL.BSIZE` offers). It starts with no
+    /// buffer: post them with [`RxRing::post`] after [`RxRing::reset`].
+    pub fn over_pool(desc: DmaSlice, count: usize, pool: PoolBuffers) -> Result<Self, RingError> {
+        if Self::bsize_bits(pool.size).is_none() {
+            return Err(RingError::BadBufferSize(pool.size));
+        }
+        pool.check()?;
+        check_descriptors(&desc, count, MAX_POOL_DESCRIPTORS)?;
+        Ok(Self {
+            desc,
+            bufs: RxBuffers::Pool {
+                pool,
+                ids: [0; MAX_POOL_DESCRIPTORS],
+            },
+            count,
+            buf_size: pool.size,
+            next: 0,
+            tail: 0,
             written_tail: None,
             discarding: false,
         })
@@ -215,6 +343,11 @@ impl RxRing {
         self.buf_size
     }
 
+    /// True when the ring receives into a shared pool's buffers.
+    pub fn is_pooled(&self) -> bool {
+        matches!(self.bufs, RxBuffers::Pool { .. })
+    }
+
     /// Physical address of the descriptor ring (for `RDBAL`/`RDBAH`).
     pub fn phys(&self) -> u64 {
         self.desc.phys()
@@ -235,38 +368,101 @@ impl RxRing {
         self.next
     }
 
+    /// Descriptors that hold a buffer (given to the device, or filled and not yet released).
+    pub fn posted(&self) -> usize {
+        distance(self.next, self.tail, self.count)
+    }
+
+    /// Descriptors waiting for a buffer ([`RxRing::post`]); always 0 with own buffers.
+    pub fn unposted(&self) -> usize {
+        self.count - 1 - self.posted()
+    }
+
     fn desc_ptr(&self, i: usize) -> *mut RxDesc {
         debug_assert!(i < self.count);
-        // `check_geometry` made sure `count` descriptors fit in `desc`, aligned.
+        // `check_descriptors` made sure `count` descriptors fit in `desc`, aligned.
         self.desc.virt().cast::<RxDesc>().wrapping_add(i)
     }
 
-    fn buf_phys(&self, i: usize) -> u64 {
-        self.bufs.phys() + (i * self.buf_size) as u64
+    fn write_desc(&mut self, i: usize, addr: u64) {
+        let d = RxDesc {
+            addr,
+            ..RxDesc::default()
+        };
+        // Safety: `i < count`, so the descriptor lies in our DMA memory (checked in the
+        // constructor), and the device does not use it: it is outside the window it was given.
+        unsafe { core::ptr::write_volatile(self.desc_ptr(i), d) };
     }
 
-    /// Writes every descriptor afresh (buffer address, nothing received) and rewinds: the
-    /// device gets all descriptors but one, starting at 0. Call with the receiver off.
+    /// Writes every descriptor afresh and rewinds. Call with the receiver off.
+    ///
+    /// With own buffers the device gets all descriptors but one, starting at 0. Over a pool the
+    /// ring keeps the buffers it holds (those not released) and posts them again from
+    /// descriptor 0, in the same order; a frame the device had written into one of them is
+    /// dropped.
     pub fn reset(&mut self) {
-        for i in 0..self.count {
-            let d = RxDesc {
-                addr: self.buf_phys(i),
-                ..RxDesc::default()
-            };
-            // Safety: `i < count`, so the descriptor lies in our DMA memory (checked in `new`).
-            unsafe { core::ptr::write_volatile(self.desc_ptr(i), d) };
+        let kept = self.posted();
+        let (next, count) = (self.next, self.count);
+        match &mut self.bufs {
+            RxBuffers::Own(bufs) => {
+                let (base, size) = (bufs.phys(), self.buf_size as u64);
+                for i in 0..count {
+                    self.write_desc(i, base + i as u64 * size);
+                }
+                self.tail = count - 1;
+            }
+            RxBuffers::Pool { pool, ids } => {
+                let pool = *pool;
+                ids[..count].rotate_left(next);
+                let ids = *ids;
+                for (i, id) in ids.iter().enumerate().take(count) {
+                    let addr = if i < kept {
+                        pool.phys_of(u32::from(*id)).unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    self.write_desc(i, addr);
+                }
+                self.tail = kept;
+            }
         }
         self.next = 0;
-        self.tail = self.count - 1;
         self.written_tail = None;
         self.discarding = false;
         fence(Ordering::SeqCst);
+    }
+
+    /// Posts buffer `index` of the pool in the descriptor at the tail (the device gets it with
+    /// the next tail write, [`RxRing::tail_update`]). The caller must own the buffer and not
+    /// touch it until [`RxRing::release`] hands it back.
+    pub fn post(&mut self, index: u32) -> Result<(), PostError> {
+        let RxBuffers::Pool { pool, .. } = &self.bufs else {
+            return Err(PostError::NotPooled);
+        };
+        let Some(addr) = pool.phys_of(index) else {
+            return Err(PostError::BadIndex(index));
+        };
+        if self.unposted() == 0 {
+            return Err(PostError::Full);
+        }
+        let i = self.tail;
+        self.write_desc(i, addr);
+        if let RxBuffers::Pool { ids, .. } = &mut self.bufs {
+            // `phys_of` checked `index < count <= MAX_POOL_BUFFERS = 2^16`.
+            ids[i] = index as u16;
+        }
+        self.tail = (i + 1) % self.count;
+        Ok(())
     }
 
     /// The next descriptor the device has finished, if there is one. It stays the driver's
     /// until it is given back with [`RxRing::release`]; calling `next` again before that returns
     /// the same descriptor.
     pub fn next(&self) -> Option<RxToken> {
+        if self.next == self.tail {
+            // No buffer posted: whatever the descriptor says is stale.
+            return None;
+        }
         let p = self.desc_ptr(self.next);
         // Safety: `next < count`: the descriptor lies in our DMA memory. The status byte is
         // read alone first: the device writes it last.
@@ -298,9 +494,13 @@ impl RxRing {
         })
     }
 
-    /// The bytes of a good frame, or why there are none.
+    /// The bytes of a good frame in the ring's own buffer, or why there are none
+    /// ([`RxError::InPool`] over a pool: the caller reads the frame through the pool).
     pub fn frame(&self, token: &RxToken) -> Result<&[u8], RxError> {
         token.outcome?;
+        let RxBuffers::Own(bufs) = &self.bufs else {
+            return Err(RxError::InPool);
+        };
         if token.index >= self.count || token.len > self.buf_size {
             return Err(RxError::TooLong { len: token.len });
         }
@@ -308,33 +508,41 @@ impl RxRing {
         // bytes checked in `new`), `len <= buf_size`, and the device does not write it while
         // the driver holds the descriptor (DD set, not yet given back).
         Ok(unsafe {
-            core::slice::from_raw_parts(
-                self.bufs.virt().add(token.index * self.buf_size),
-                token.len,
-            )
+            core::slice::from_raw_parts(bufs.virt().add(token.index * self.buf_size), token.len)
         })
     }
 
-    /// Gives the descriptor of `token` back to the device (the new tail is written by the
-    /// caller after the batch: [`RxRing::tail_update`]). A token that is not the current one
-    /// (a second token for the same descriptor) is ignored.
-    pub fn release(&mut self, token: RxToken) {
-        if token.index != self.next {
-            return;
+    /// Gives the descriptor of `token` back (the new tail is written by the caller after the
+    /// batch: [`RxRing::tail_update`]). A token that is not the current one (a second token for
+    /// the same descriptor) is ignored.
+    ///
+    /// With own buffers the descriptor is refilled with its buffer at once and `None` is
+    /// returned. Over a pool the descriptor is left empty and the index of the pool buffer it
+    /// held is returned: the caller owns that buffer again (with the frame in it) and posts
+    /// another one in its place ([`RxRing::post`]).
+    pub fn release(&mut self, token: RxToken) -> Option<u32> {
+        if token.index != self.next || self.next == self.tail {
+            return None;
         }
         let i = self.next;
-        let d = RxDesc {
-            addr: self.buf_phys(i),
-            ..RxDesc::default()
-        };
-        // Safety: `i < count`: the descriptor lies in our DMA memory, and the device does not
-        // use it until the tail passes it.
-        unsafe { core::ptr::write_volatile(self.desc_ptr(i), d) };
         // A frame too long for one buffer continues in the next descriptors up to the one with
         // end-of-packet: drop those too.
         self.discarding = !token.eop;
-        self.tail = i;
         self.next = (i + 1) % self.count;
+        match &self.bufs {
+            RxBuffers::Own(bufs) => {
+                let addr = bufs.phys() + (i * self.buf_size) as u64;
+                self.write_desc(i, addr);
+                // The descriptor kept empty moves here; the previous one goes to the device.
+                self.tail = i;
+                None
+            }
+            RxBuffers::Pool { ids, .. } => {
+                let id = u32::from(ids[i]);
+                self.write_desc(i, 0);
+                Some(id)
+            }
+        }
     }
 
     /// The tail to write to `RDT`, if it changed since the last call (or since `reset`).
@@ -369,6 +577,10 @@ pub enum TxError {
     },
     /// The frame has no bytes.
     Empty,
+    /// A frame in a pool buffer was given to a ring with own buffers, or the other way round.
+    WrongBuffers,
+    /// The pool has no buffer of that index.
+    BadIndex(u32),
 }
 
 /// Frames and bytes the device finished sending, from [`TxRing::reclaim`].
@@ -380,11 +592,38 @@ pub struct Sent {
     pub bytes: u64,
 }
 
+/// A frame in a pool buffer: `len` bytes at `offset` in buffer `index`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PooledFrame {
+    /// The pool buffer.
+    pub index: u32,
+    /// First byte of the frame in the buffer.
+    pub offset: u32,
+    /// Length of the frame.
+    pub len: u32,
+}
+
+/// Where a transmit ring's buffers are.
+// The pool variant carries its table inline: the crate does not allocate, and a ring is built
+// once per driver instance.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+enum TxBuffers {
+    /// One buffer per descriptor, in the driver's DMA region.
+    Own(DmaSlice),
+    /// Buffers of a shared pool; `frames[i]` is the frame descriptor `i` sends (meaningful
+    /// for the descriptors in flight only).
+    Pool {
+        pool: PoolBuffers,
+        frames: [PooledFrame; MAX_POOL_DESCRIPTORS],
+    },
+}
+
 /// The transmit ring.
 #[derive(Debug)]
 pub struct TxRing {
     desc: DmaSlice,
-    bufs: DmaSlice,
+    bufs: TxBuffers,
     count: usize,
     buf_size: usize,
     /// Next descriptor to fill.
@@ -410,9 +649,32 @@ impl TxRing {
         check_geometry(&desc, &bufs, count, buf_size)?;
         Ok(Self {
             desc,
-            bufs,
+            bufs: TxBuffers::Own(bufs),
             count,
             buf_size,
+            tail: 0,
+            clean: 0,
+            written_tail: None,
+        })
+    }
+
+    /// A ring of `count` descriptors (at most [`MAX_POOL_DESCRIPTORS`]) in `desc` that sends
+    /// frames from buffers of `pool` ([`TxRing::push_pooled`]). Call [`TxRing::reset`] before
+    /// giving it to the device.
+    pub fn over_pool(desc: DmaSlice, count: usize, pool: PoolBuffers) -> Result<Self, RingError> {
+        if pool.size == 0 || pool.size > u16::MAX as usize {
+            return Err(RingError::BadBufferSize(pool.size));
+        }
+        pool.check()?;
+        check_descriptors(&desc, count, MAX_POOL_DESCRIPTORS)?;
+        Ok(Self {
+            desc,
+            bufs: TxBuffers::Pool {
+                pool,
+                frames: [PooledFrame::default(); MAX_POOL_DESCRIPTORS],
+            },
+            count,
+            buf_size: pool.size,
             tail: 0,
             clean: 0,
             written_tail: None,
@@ -422,6 +684,11 @@ impl TxRing {
     /// Number of descriptors.
     pub fn count(&self) -> usize {
         self.count
+    }
+
+    /// True when the ring sends from a shared pool's buffers.
+    pub fn is_pooled(&self) -> bool {
+        matches!(self.bufs, TxBuffers::Pool { .. })
     }
 
     /// Physical address of the descriptor ring (for `TDBAL`/`TDBAH`).
@@ -454,7 +721,8 @@ impl TxRing {
         self.desc.virt().cast::<TxDesc>().wrapping_add(i)
     }
 
-    /// Clears every descriptor and rewinds. Call with the transmitter off.
+    /// Clears every descriptor and rewinds. Call with the transmitter off. Frames in pool
+    /// buffers still in flight are forgotten: take them first with [`TxRing::abandon`].
     pub fn reset(&mut self) {
         for i in 0..self.count {
             // Safety: `i < count`: the descriptor lies in our DMA memory (checked in `new`).
@@ -468,8 +736,13 @@ impl TxRing {
     }
 
     /// Queues the frame `fill` writes into a buffer; `fill` returns its length. Nothing is
-    /// queued if `fill` returns 0 or more than the buffer. Returns the length.
+    /// queued if `fill` returns 0 or more than the buffer. Returns the length. Only for a ring
+    /// with own buffers ([`TxError::WrongBuffers`] otherwise).
     pub fn push_with(&mut self, fill: impl FnOnce(&mut [u8]) -> usize) -> Result<usize, TxError> {
+        let TxBuffers::Own(bufs) = &self.bufs else {
+            return Err(TxError::WrongBuffers);
+        };
+        let bufs = *bufs;
         if self.free() == 0 {
             return Err(TxError::Full);
         }
@@ -478,7 +751,7 @@ impl TxRing {
         // read by the device; the buffer lies in our DMA memory (checked in `new`), and `&mut
         // self` makes this the only reference to it.
         let buf = unsafe {
-            core::slice::from_raw_parts_mut(self.bufs.virt().add(i * self.buf_size), self.buf_size)
+            core::slice::from_raw_parts_mut(bufs.virt().add(i * self.buf_size), self.buf_size)
         };
         let len = fill(buf);
         if len == 0 {
@@ -490,16 +763,22 @@ impl TxRing {
                 max: self.buf_size,
             });
         }
+        self.queue(i, bufs.phys() + (i * self.buf_size) as u64, len as u16);
+        Ok(len)
+    }
+
+    /// Writes descriptor `i` for `len` bytes at `addr` and moves the tail past it.
+    fn queue(&mut self, i: usize, addr: u64, len: u16) {
         let d = TxDesc {
-            addr: self.bufs.phys() + (i * self.buf_size) as u64,
-            length: len as u16,
+            addr,
+            length: len,
             cmd: tx_cmd::EOP | tx_cmd::IFCS | tx_cmd::RS,
             ..TxDesc::default()
         };
-        // Safety: as above.
+        // Safety: `i < count` and descriptor `i` is not in flight (the callers checked
+        // `free() > 0`): it lies in our DMA memory and the device does not read it.
         unsafe { core::ptr::write_volatile(self.desc_ptr(i), d) };
         self.tail = (i + 1) % self.count;
-        Ok(len)
     }
 
     /// Queues a copy of `frame`.
@@ -520,6 +799,39 @@ impl TxRing {
         .map(drop)
     }
 
+    /// Queues the frame in a pool buffer (the device reads it by DMA; nobody may write the
+    /// buffer until [`TxRing::reclaim_with`] reports the frame). Only for a ring over a pool
+    /// ([`TxError::WrongBuffers`] otherwise). The frame is checked against the pool: the
+    /// buffer must exist and `offset + len` lie inside it.
+    pub fn push_pooled(&mut self, frame: PooledFrame) -> Result<(), TxError> {
+        let TxBuffers::Pool { pool, .. } = &self.bufs else {
+            return Err(TxError::WrongBuffers);
+        };
+        let Some(base) = pool.phys_of(frame.index) else {
+            return Err(TxError::BadIndex(frame.index));
+        };
+        if frame.len == 0 {
+            return Err(TxError::Empty);
+        }
+        let end = u64::from(frame.offset) + u64::from(frame.len);
+        if end > self.buf_size as u64 {
+            return Err(TxError::TooLong {
+                len: end as usize,
+                max: self.buf_size,
+            });
+        }
+        if self.free() == 0 {
+            return Err(TxError::Full);
+        }
+        let i = self.tail;
+        if let TxBuffers::Pool { frames, .. } = &mut self.bufs {
+            frames[i] = frame;
+        }
+        // `offset + len <= buf_size <= u16::MAX` (checked in `over_pool`).
+        self.queue(i, base + u64::from(frame.offset), frame.len as u16);
+        Ok(())
+    }
+
     /// The tail to write to `TDT`, if frames were queued since the last call.
     pub fn tail_update(&mut self) -> Option<u32> {
         if self.written_tail == Some(self.tail) {
@@ -532,8 +844,14 @@ impl TxRing {
 
     /// Takes back the descriptors the device finished (DD set), oldest first, and counts them.
     pub fn reclaim(&mut self) -> Sent {
+        self.reclaim_with(usize::MAX, |_| {})
+    }
+
+    /// [`TxRing::reclaim`] for at most `max` descriptors, calling `done` with each finished
+    /// frame of a pool buffer (the buffer is free again for its owner).
+    pub fn reclaim_with(&mut self, max: usize, mut done: impl FnMut(PooledFrame)) -> Sent {
         let mut sent = Sent::default();
-        while self.clean != self.tail {
+        while self.clean != self.tail && (sent.frames as usize) < max {
             let p = self.desc_ptr(self.clean);
             // Safety: `clean < count`: the descriptor lies in our DMA memory.
             let status = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*p).status)) };
@@ -545,9 +863,38 @@ impl TxRing {
             let len = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*p).length)) };
             sent.frames += 1;
             sent.bytes += u64::from(len);
+            if let TxBuffers::Pool { frames, .. } = &self.bufs {
+                done(frames[self.clean]);
+            }
             self.clean = (self.clean + 1) % self.count;
         }
         sent
+    }
+
+    /// True when the oldest descriptor in flight is finished (one descriptor read): a
+    /// [`TxRing::reclaim_with`] would find work.
+    pub fn done_pending(&self) -> bool {
+        if self.clean == self.tail {
+            return false;
+        }
+        let p = self.desc_ptr(self.clean);
+        // Safety: `clean < count`: the descriptor lies in our DMA memory.
+        let status = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*p).status)) };
+        status & tx_status::DD != 0
+    }
+
+    /// Gives up every descriptor in flight, calling `dropped` with each frame of a pool buffer,
+    /// and returns how many there were. Call only with the transmitter stopped (before a
+    /// [`TxRing::reset`]): the device must not read those buffers any more.
+    pub fn abandon(&mut self, mut dropped: impl FnMut(PooledFrame)) -> usize {
+        let n = self.in_flight();
+        while self.clean != self.tail {
+            if let TxBuffers::Pool { frames, .. } = &self.bufs {
+                dropped(frames[self.clean]);
+            }
+            self.clean = (self.clean + 1) % self.count;
+        }
+        n
     }
 
     /// Checks a head value read from `TDH`: inside the ring, and between the oldest descriptor
@@ -559,448 +906,4 @@ impl TxRing {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use core::ptr::NonNull;
-
-    const PHYS: u64 = 0x4000_0000;
-
-    /// DMA memory on the heap, and a device's view of it.
-    struct Mem {
-        words: Vec<u64>,
-    }
-
-    impl Mem {
-        fn new(bytes: usize) -> Self {
-            Self {
-                words: vec![0; bytes.div_ceil(8)],
-            }
-        }
-        fn slice(&mut self) -> DmaSlice {
-            let len = self.words.len() * 8;
-            // Safety: the memory outlives the rings of each test.
-            unsafe {
-                DmaSlice::new(
-                    NonNull::new(self.words.as_mut_ptr().cast()).unwrap(),
-                    PHYS,
-                    len,
-                )
-                .unwrap()
-            }
-        }
-        fn rx_desc(&self, i: usize) -> RxDesc {
-            // Safety: the test reads descriptors within the vector.
-            unsafe { core::ptr::read_volatile(self.words.as_ptr().cast::<RxDesc>().add(i)) }
-        }
-        /// The device writes back RX descriptor `i` and fills its buffer.
-        fn rx_complete(&mut self, i: usize, data: &[u8], status: u8, errors: u8, len: u16) {
-            let d = self.rx_desc(i);
-            let off = (d.addr - PHYS) as usize;
-            let bytes: &mut [u8] =
-                // Safety: the test's own memory.
-                unsafe { core::slice::from_raw_parts_mut(self.words.as_mut_ptr().cast::<u8>(), self.words.len() * 8) };
-            bytes[off..off + data.len()].copy_from_slice(data);
-            let w = RxDesc {
-                length: len,
-                status,
-                errors,
-                ..d
-            };
-            // Safety: as above.
-            unsafe {
-                core::ptr::write_volatile(self.words.as_mut_ptr().cast::<RxDesc>().add(i), w)
-            };
-        }
-        fn tx_desc(&self, base: usize, i: usize) -> TxDesc {
-            // Safety: the test reads descriptors within the vector.
-            unsafe {
-                core::ptr::read_volatile(
-                    self.words
-                        .as_ptr()
-                        .cast::<u8>()
-                        .add(base)
-                        .cast::<TxDesc>()
-                        .add(i),
-                )
-            }
-        }
-        fn tx_done(&mut self, base: usize, i: usize) {
-            let mut d = self.tx_desc(base, i);
-            d.status |= tx_status::DD;
-            // Safety: as above.
-            unsafe {
-                core::ptr::write_volatile(
-                    self.words
-                        .as_mut_ptr()
-                        .cast::<u8>()
-                        .add(base)
-                        .cast::<TxDesc>()
-                        .add(i),
-                    d,
-                )
-            };
-        }
-        fn bytes(&self, phys: u64, len: usize) -> Vec<u8> {
-            // Safety: the test's own memory.
-            let all = unsafe {
-                core::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.words.len() * 8)
-            };
-            let off = (phys - PHYS) as usize;
-            all[off..off + len].to_vec()
-        }
-    }
-
-    fn rx_ring(mem: &mut Mem, count: usize) -> RxRing {
-        let s = mem.slice();
-        let mut r = RxRing::new(
-            s.piece(0, count * 16).unwrap(),
-            s.piece(4096, count * 2048).unwrap(),
-            count,
-            2048,
-        )
-        .unwrap();
-        r.reset();
-        r
-    }
-
-    const DONE: u8 = rx_status::DD | rx_status::EOP;
-
-    #[test]
-    fn ring_geometry_is_checked() {
-        let mut mem = Mem::new(4096 + 16 * 2048);
-        let s = mem.slice();
-        let d = s.piece(0, 256).unwrap();
-        let b = s.piece(4096, 16 * 2048).unwrap();
-        for bad in [0, 4, 12, 8192] {
-            assert_eq!(
-                RxRing::new(d, b, bad, 2048).unwrap_err(),
-                RingError::BadCount(bad)
-            );
-        }
-        assert_eq!(
-            RxRing::new(d, b, 16, 1500).unwrap_err(),
-            RingError::BadBufferSize(1500)
-        );
-        assert!(matches!(
-            RxRing::new(d, b, 24, 2048),
-            Err(RingError::Memory(DmaError::TooSmall { .. }))
-        ));
-        assert!(matches!(
-            RxRing::new(d, s.piece(4096, 100).unwrap(), 16, 2048),
-            Err(RingError::Memory(DmaError::TooSmall { .. }))
-        ));
-        let misaligned = s.piece(8, 256).unwrap();
-        assert_eq!(
-            RxRing::new(misaligned, b, 16, 2048).unwrap_err(),
-            RingError::Memory(DmaError::Misaligned)
-        );
-        assert!(TxRing::new(d, b, 16, 0).is_err());
-        assert!(TxRing::new(d, b, 16, 2048).is_ok());
-        let r = RxRing::new(d, b, 16, 2048).unwrap();
-        assert_eq!(
-            (r.phys(), r.ring_bytes(), r.tail(), r.count()),
-            (PHYS, 256, 15, 16)
-        );
-        assert_eq!(RxRing::bsize_bits(256), Some(3 << 16));
-    }
-
-    #[test]
-    fn rx_reset_gives_every_descriptor_its_buffer() {
-        let mut mem = Mem::new(4096 + 8 * 2048);
-        let mut r = rx_ring(&mut mem, 8);
-        for i in 0..8 {
-            assert_eq!(
-                mem.rx_desc(i),
-                RxDesc {
-                    addr: PHYS + 4096 + i as u64 * 2048,
-                    ..RxDesc::default()
-                }
-            );
-        }
-        assert_eq!(r.tail_update(), Some(7));
-        assert_eq!(r.tail_update(), None);
-        assert!(r.next().is_none());
-    }
-
-    #[test]
-    fn rx_receives_and_wraps_around() {
-        let mut mem = Mem::new(4096 + 8 * 2048);
-        let mut r = rx_ring(&mut mem, 8);
-        r.tail_update();
-        // Three laps of the ring, one frame at a time, each with its own contents.
-        for n in 0..24usize {
-            let i = n % 8;
-            let data = [n as u8; 60];
-            mem.rx_complete(i, &data, DONE, 0, 60);
-            let t = r.next().expect("a frame");
-            assert_eq!(t.index(), i);
-            assert_eq!(r.frame(&t).unwrap(), &data[..]);
-            // Asking again before releasing gives the same descriptor.
-            let again = r.next().unwrap();
-            assert_eq!(again.index(), i);
-            r.release(t);
-            r.release(again); // a stale token: ignored
-            assert_eq!(r.next_index(), (i + 1) % 8);
-            assert_eq!(r.tail_update(), Some(i as u32));
-            // The descriptor went back clean, with its buffer address.
-            assert_eq!(
-                mem.rx_desc(i),
-                RxDesc {
-                    addr: PHYS + 4096 + i as u64 * 2048,
-                    ..RxDesc::default()
-                }
-            );
-            assert!(r.next().is_none());
-        }
-    }
-
-    #[test]
-    fn rx_batches_tail_writes() {
-        let mut mem = Mem::new(4096 + 8 * 2048);
-        let mut r = rx_ring(&mut mem, 8);
-        r.tail_update();
-        for i in 0..5 {
-            mem.rx_complete(i, &[i as u8; 20], DONE, 0, 20);
-        }
-        let mut got = 0;
-        while let Some(t) = r.next() {
-            assert!(r.frame(&t).is_ok());
-            r.release(t);
-            got += 1;
-        }
-        assert_eq!(got, 5);
-        assert_eq!(r.tail_update(), Some(4), "one tail write for the batch");
-    }
-
-    #[test]
-    fn rx_rejects_bad_descriptors() {
-        let mut mem = Mem::new(4096 + 8 * 2048);
-        let mut r = rx_ring(&mut mem, 8);
-        // Claims more bytes than the buffer holds.
-        mem.rx_complete(0, &[], DONE, 0, 4000);
-        // Damaged (CRC error).
-        mem.rx_complete(1, &[1; 64], DONE, rx_errors::CE, 64);
-        // Only a checksum-offload error: the frame itself is fine.
-        mem.rx_complete(2, &[2; 64], DONE, rx_errors::TCPE, 64);
-        // Empty.
-        mem.rx_complete(3, &[], DONE, 0, 0);
-        // A frame split over three buffers (no EOP on the first two), then a good one.
-        mem.rx_complete(4, &[4; 2048], rx_status::DD, 0, 2048);
-        mem.rx_complete(5, &[5; 2048], rx_status::DD, 0, 2048);
-        mem.rx_complete(6, &[6; 100], DONE, 0, 100);
-        mem.rx_complete(7, &[7; 42], DONE, 0, 42);
-        let mut outcomes = Vec::new();
-        while let Some(t) = r.next() {
-            outcomes.push(r.frame(&t).map(<[u8]>::len));
-            r.release(t);
-        }
-        assert_eq!(
-            outcomes,
-            [
-                Err(RxError::TooLong { len: 4000 }),
-                Err(RxError::Damaged {
-                    errors: rx_errors::CE
-                }),
-                Ok(64),
-                Err(RxError::Empty),
-                Err(RxError::TooLong { len: 2048 }),
-                Err(RxError::Fragment),
-                Err(RxError::Fragment),
-                Ok(42),
-            ]
-        );
-    }
-
-    #[test]
-    fn rx_head_values_are_checked() {
-        let mut mem = Mem::new(4096 + 8 * 2048);
-        let mut r = rx_ring(&mut mem, 8);
-        // Fresh ring: next 0, tail 7. Any head 0..=7 is plausible; 8 and up are not.
-        for h in 0..8 {
-            assert_eq!(r.check_head(h), Ok(h as usize));
-        }
-        assert_eq!(
-            r.check_head(8),
-            Err(RingError::HeadOutOfRange { head: 8, size: 8 })
-        );
-        assert_eq!(
-            r.check_head(u32::MAX),
-            Err(RingError::HeadOutOfRange {
-                head: u32::MAX,
-                size: 8
-            })
-        );
-        // After three frames: next 3, tail 2. The driver gives back every descriptor as soon
-        // as it has handled it, so the device may be anywhere in the ring; only the range
-        // check can catch a bad RX head.
-        for i in 0..3 {
-            mem.rx_complete(i, &[0; 60], DONE, 0, 60);
-            let t = r.next().unwrap();
-            r.release(t);
-        }
-        for h in 0..8 {
-            assert_eq!(r.check_head(h), Ok(h as usize));
-        }
-        assert!(r.check_head(9).is_err());
-        // The window check itself.
-        assert_eq!(
-            check_window(1, 8, 3, 6),
-            Err(RingError::HeadOutsideWindow {
-                head: 1,
-                from: 3,
-                to: 6
-            })
-        );
-        assert_eq!(
-            check_window(7, 8, 3, 6),
-            Err(RingError::HeadOutsideWindow {
-                head: 7,
-                from: 3,
-                to: 6
-            })
-        );
-        assert_eq!(check_window(6, 8, 3, 6), Ok(6));
-        assert_eq!(check_window(0, 8, 6, 1), Ok(0), "a window that wraps");
-        assert!(check_window(2, 8, 6, 1).is_err());
-    }
-
-    fn tx_ring(mem: &mut Mem, count: usize) -> TxRing {
-        let s = mem.slice();
-        let mut t = TxRing::new(
-            s.piece(0, count * 16).unwrap(),
-            s.piece(4096, count * 2048).unwrap(),
-            count,
-            2048,
-        )
-        .unwrap();
-        t.reset();
-        t
-    }
-
-    #[test]
-    fn tx_queues_fills_and_reclaims_with_wrap_around() {
-        let mut mem = Mem::new(4096 + 8 * 2048);
-        let mut t = tx_ring(&mut mem, 8);
-        assert_eq!(t.tail_update(), None, "nothing queued yet");
-        assert_eq!(t.free(), 7);
-        for n in 0..7u8 {
-            t.push(&[n; 100]).unwrap();
-        }
-        assert_eq!(t.push(&[9; 10]), Err(TxError::Full));
-        assert_eq!(t.tail_update(), Some(7));
-        assert_eq!(t.tail_update(), None);
-        for i in 0..7 {
-            let d = mem.tx_desc(0, i);
-            assert_eq!(d.length, 100);
-            assert_eq!(d.cmd, tx_cmd::EOP | tx_cmd::IFCS | tx_cmd::RS);
-            assert_eq!(d.status, 0);
-            assert_eq!(mem.bytes(d.addr, 100), vec![i as u8; 100]);
-        }
-        assert_eq!(
-            t.reclaim(),
-            Sent::default(),
-            "the device has not finished any"
-        );
-        for i in 0..3 {
-            mem.tx_done(0, i);
-        }
-        // Done out of order: 4 before 3 does not free 4 until 3 is done.
-        mem.tx_done(0, 4);
-        assert_eq!(
-            t.reclaim(),
-            Sent {
-                frames: 3,
-                bytes: 300
-            }
-        );
-        assert_eq!(t.free(), 3);
-        for n in 0..3u8 {
-            t.push(&[0xA0 + n; 60]).unwrap();
-        }
-        assert_eq!(t.tail_update(), Some(2), "wrapped past the end");
-        assert_eq!(mem.tx_desc(0, 7).length, 60);
-        assert_eq!(
-            mem.tx_desc(0, 0).status,
-            0,
-            "a reused descriptor starts clean"
-        );
-        for i in [3, 5, 6, 7, 0, 1] {
-            mem.tx_done(0, i);
-        }
-        assert_eq!(
-            t.reclaim(),
-            Sent {
-                frames: 7,
-                bytes: 4 * 100 + 3 * 60
-            }
-        );
-        assert_eq!(t.in_flight(), 0);
-    }
-
-    #[test]
-    fn tx_rejects_bad_frames() {
-        let mut mem = Mem::new(4096 + 8 * 2048);
-        let mut t = tx_ring(&mut mem, 8);
-        assert_eq!(t.push(&[]), Err(TxError::Empty));
-        assert_eq!(
-            t.push(&[0; 2049]),
-            Err(TxError::TooLong {
-                len: 2049,
-                max: 2048
-            })
-        );
-        assert_eq!(t.push_with(|_| 0), Err(TxError::Empty));
-        assert_eq!(
-            t.push_with(|_| 5000),
-            Err(TxError::TooLong {
-                len: 5000,
-                max: 2048
-            })
-        );
-        assert_eq!(
-            t.push_with(|b| {
-                b[..3].copy_from_slice(b"abc");
-                3
-            }),
-            Ok(3)
-        );
-        assert_eq!(t.in_flight(), 1);
-    }
-
-    #[test]
-    fn tx_head_values_are_checked() {
-        let mut mem = Mem::new(4096 + 8 * 2048);
-        let mut t = tx_ring(&mut mem, 8);
-        assert_eq!(t.check_head(0), Ok(0));
-        assert!(
-            matches!(t.check_head(1), Err(RingError::HeadOutsideWindow { .. })),
-            "nothing was given yet"
-        );
-        t.push(&[1; 64]).unwrap();
-        t.push(&[2; 64]).unwrap();
-        assert!(
-            t.check_head(2).is_err(),
-            "queued but the tail not yet written"
-        );
-        t.tail_update();
-        assert_eq!(t.check_head(2), Ok(2));
-        assert_eq!(
-            t.check_head(8),
-            Err(RingError::HeadOutOfRange { head: 8, size: 8 })
-        );
-        assert_eq!(
-            t.check_head(0xFFFF_0000),
-            Err(RingError::HeadOutOfRange {
-                head: 0xFFFF_0000,
-                size: 8
-            })
-        );
-        mem.tx_done(0, 0);
-        t.reclaim();
-        assert!(
-            matches!(t.check_head(0), Err(RingError::HeadOutsideWindow { .. })),
-            "behind the oldest in flight"
-        );
-        assert_eq!(t.check_head(1), Ok(1));
-    }
-}
+mod tests;

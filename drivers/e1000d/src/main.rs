@@ -1,39 +1,52 @@
 //! The e1000 driver program (process `e1000`, binary `e1000`, no arguments).
 //!
-//! It finds `nic0` among the PCI functions, maps its registers (`map("nic0")`) and its DMA
-//! region (`map("nic0-dma")`: descriptor rings and 2 KiB packet buffers), resets and programs
-//! the device, and then loops:
+//! It finds `nic0` among the PCI functions and maps its registers (`map("nic0")`). Then the
+//! manifest decides the mode, by whether it grants the channel `e1000-pf`:
+//!
+//! - **data path** (granted): `nic0-dma` holds only the two descriptor rings; frames are
+//!   received into the rx-pool, which the driver owns, and go to pf by descriptor; frames pf
+//!   sends are read from the tx-pool (`e1000::path`, docs/netpath.md). pf is looked up by name
+//!   (`pf`), again whenever a notify to it fails.
+//! - **self-contained** (`map` fails with `Denied` or `NotFound`; the kernel logs the denial):
+//!   `nic0-dma` holds the rings and 2 KiB packet buffers, and the driver answers and sends ARP
+//!   itself (below).
+//!
+//! It resets and programs the device, and then loops:
 //!
 //! - idle, it sleeps in `wait` with the device's interrupts enabled; the kernel turns the NIC's
 //!   interrupt into a notification. On waking it reads `ICR` (which clears it), re-arms the line
 //!   with `irq_ack("nic0")`, and if frames arrived switches to polling with the device's
 //!   interrupts masked, until a poll finds nothing (see `e1000::napi`);
-//! - every poll handles up to 64 received frames, reclaims sent ones and writes each ring's
-//!   tail once;
+//! - every poll handles up to 64 received frames (and, on the data path, up to 64 messages from
+//!   pf), reclaims sent ones and writes each ring's tail once; on the data path the sleep is
+//!   the channel's (`pf-e1000`), so a message from pf wakes it as the interrupt does;
 //! - between polls (every 64 polls under load) it answers statistics requests over kernel IPC
 //!   (`e1000::proto`), runs the ARP probe of the gateway and a watchdog that checks the device's
 //!   head registers and reads its statistics registers.
 //!
-//! Until the IP server exists the driver itself answers ARP requests for 10.0.2.15 and, once
-//! the link is up, asks for 10.0.2.2 (QEMU's user-networking gateway) a few times a second,
-//! logging `arp reply from 10.0.2.2 is-at MAC` or giving up loudly after 5 s. Other frames are
-//! counted and dropped.
+//! Self-contained, the driver itself answers ARP requests for 10.0.2.15 and, once the link is
+//! up, asks for 10.0.2.2 (QEMU's user-networking gateway) a few times a second, logging `arp
+//! reply from 10.0.2.2 is-at MAC` or giving up loudly after 5 s. Other frames are counted and
+//! dropped. On the data path the ip server does ARP.
 //!
 //! The driver keeps no state across a restart: a new instance resets the device and rewrites
 //! both rings, whatever the previous instance left behind.
 #![no_std]
 #![no_main]
 
+mod datapath;
+
 use core::ptr::NonNull;
 
+use datapath::{EventLog, Path, WAITER};
 use e1000::arp::{self, Ipv4, Mac, ResolveStep, Resolver};
 use e1000::dma::DmaSlice;
 use e1000::napi::{MaskChange, Mode, Napi};
 use e1000::nic::{self, ArpSeen, Nic, answer_arp};
-use e1000::proto;
+use e1000::proto::{self, PathCounters};
 use e1000::regs::{self, int};
 use e1000::{Mmio, Model};
-use libsys::{Error, Message, PciInfo, WaitResult, log};
+use libsys::{Error, MapInfo, Message, PciInfo, WaitResult, log};
 
 libsys::entry!(main);
 
@@ -53,6 +66,9 @@ const ARP_LIMIT_NS: u64 = 5_000_000_000;
 const LINK_WAIT_NS: u64 = 3_000_000_000;
 /// Longest idle sleep: bounds the latency of IPC requests, which do not wake `wait`.
 const IDLE_WAIT_NS: u64 = 10_000_000;
+/// Sleep while messages for pf wait for room in its channel (pf does not wake us when it
+/// makes room).
+const OUTBOX_WAIT_NS: u64 = 1_000_000;
 /// Received frames handled per poll.
 const RX_BUDGET: usize = 64;
 /// Under load, IPC, timers and the watchdog are looked at every this many polls.
@@ -61,8 +77,6 @@ const HOUSEKEEPING_POLLS: u64 = 64;
 const WATCHDOG_NS: u64 = 1_000_000_000;
 /// Most IPC requests answered per housekeeping round.
 const IPC_PER_ROUND: usize = 4;
-/// The interrupt causes that mean ring work (as opposed to link changes).
-const RING_CAUSES: u32 = int::RXT0 | int::RXO | int::RXDMT0;
 
 fn main(args: &str) -> i32 {
     if !args.trim().is_empty() {
@@ -83,8 +97,12 @@ fn main(args: &str) -> i32 {
         pci.bar0,
         if pci.msi != 0 { "MSI" } else { "INTx" }
     );
-    let mut nic = match open(model) {
-        Ok(n) => n,
+    let opened = open_registers().and_then(|mmio| match probe_data_path()? {
+        Some(to_pf) => datapath::open(mmio, model, to_pf).map(|(n, p)| (n, Role::path(p))),
+        None => open_own_buffers(mmio, model).map(|n| (n, Role::alone())),
+    });
+    let (mut nic, role) = match opened {
+        Ok(x) => x,
         Err(why) => {
             log!("cannot use {DEVICE}: {why}");
             return 1;
@@ -107,7 +125,7 @@ fn main(args: &str) -> i32 {
         model.name(),
         if nic.link_up() { "up" } else { "down" }
     );
-    Driver::new(nic, mac).run()
+    Driver::new(nic, mac, role).run()
 }
 
 /// The PCI function the kernel named `nic0` and its model. Logs why when there is none or it
@@ -164,8 +182,8 @@ fn name_of(info: &PciInfo) -> &str {
     core::str::from_utf8(&info.name[..n]).unwrap_or("")
 }
 
-/// Maps the registers and the DMA region and builds the NIC over them.
-fn open(model: Model) -> Result<Nic<Mmio>, &'static str> {
+/// Maps the registers.
+fn open_registers() -> Result<Mmio, &'static str> {
     let r = libsys::map(DEVICE).map_err(|e| {
         log!("map({DEVICE}): {e}");
         "its registers cannot be mapped"
@@ -176,6 +194,30 @@ fn open(model: Model) -> Result<Nic<Mmio>, &'static str> {
     if (r.len as usize) < regs::MIN_BAR_LEN || !r.addr.is_multiple_of(4) {
         return Err("its register window is too small");
     }
+    // Safety: the kernel mapped the device's BAR0 uncached at `r.addr`, `r.len` bytes, for the
+    // life of the process; nothing else in this program touches it.
+    Ok(unsafe { Mmio::new(r.addr as usize, r.len as usize) })
+}
+
+/// Decides the mode: the mapping of `e1000-pf` when the manifest grants it (data path), `None`
+/// when it does not (self-contained).
+fn probe_data_path() -> Result<Option<MapInfo>, &'static str> {
+    let name = netmsg::chan::DRIVER_TO_PF;
+    match libsys::map(name) {
+        Ok(info) => Ok(Some(info)),
+        Err(e @ (Error::Denied | Error::NotFound)) => {
+            log!("no data path ({name}: {e}): self-contained, with ARP of its own");
+            Ok(None)
+        }
+        Err(e) => {
+            log!("map({name}): {e}");
+            Err("the data path's channel cannot be mapped")
+        }
+    }
+}
+
+/// Maps the DMA region for rings and own buffers and builds the NIC over it.
+fn open_own_buffers(mmio: Mmio, model: Model) -> Result<Nic<Mmio>, &'static str> {
     let d = libsys::map(DMA_REGION).map_err(|e| {
         log!("map({DMA_REGION}): {e}");
         "its DMA region cannot be mapped (declare [region.nic0-dma] and grant it)"
@@ -189,9 +231,6 @@ fn open(model: Model) -> Result<Nic<Mmio>, &'static str> {
         );
         return Err("its DMA region is too small");
     }
-    // Safety: the kernel mapped the device's BAR0 uncached at `r.addr`, `r.len` bytes, for the
-    // life of the process; nothing else in this program touches it.
-    let mmio = unsafe { Mmio::new(r.addr as usize, r.len as usize) };
     let virt = NonNull::new(d.addr as *mut u8).ok_or("the DMA region was mapped at 0")?;
     // Safety: the kernel mapped the region (physically contiguous, at `d.phys`) at `d.addr`,
     // `d.len` bytes, for the life of the process; only the NIC uses it.
@@ -200,13 +239,41 @@ fn open(model: Model) -> Result<Nic<Mmio>, &'static str> {
     Nic::new(mmio, model, dma).map_err(|_| "the rings do not fit the DMA region")
 }
 
+/// What the driver is, besides a NIC.
+// One per process, built once: the path's queues are inline (no allocation).
+#[allow(clippy::large_enum_variant)]
+enum Role {
+    /// Self-contained: own buffers, ARP probe and answers.
+    Alone {
+        resolver: Option<Resolver>,
+        arp_answers: u64,
+    },
+    /// On the data path to pf.
+    Path { path: Path, events: EventLog },
+}
+
+impl Role {
+    fn alone() -> Self {
+        Self::Alone {
+            resolver: None,
+            arp_answers: 0,
+        }
+    }
+
+    fn path(path: Path) -> Self {
+        Self::Path {
+            path,
+            events: EventLog::default(),
+        }
+    }
+}
+
 /// The driver loop's state.
 struct Driver {
     nic: Nic<Mmio>,
     mac: Mac,
     napi: Napi,
-    resolver: Option<Resolver>,
-    arp_answers: u64,
+    role: Role,
     next_watchdog_ns: u64,
     /// A request asked for a reply by `ipc_call`, which the kernel gives us no way to answer
     /// without blocking; said once.
@@ -214,14 +281,13 @@ struct Driver {
 }
 
 impl Driver {
-    fn new(nic: Nic<Mmio>, mac: Mac) -> Self {
+    fn new(nic: Nic<Mmio>, mac: Mac, role: Role) -> Self {
         let now = libsys::time_ns();
         let mut d = Self {
             nic,
             mac,
             napi: Napi::new(),
-            resolver: None,
-            arp_answers: 0,
+            role,
             next_watchdog_ns: now + WATCHDOG_NS,
             warned_call_mode: false,
         };
@@ -232,12 +298,24 @@ impl Driver {
     }
 
     fn start_arp(&mut self, now: u64) {
-        if self.resolver.is_none() {
-            self.resolver = Some(Resolver::new(GATEWAY, now, ARP_INTERVAL_NS, ARP_LIMIT_NS));
+        if let Role::Alone { resolver, .. } = &mut self.role
+            && resolver.is_none()
+        {
+            *resolver = Some(Resolver::new(GATEWAY, now, ARP_INTERVAL_NS, ARP_LIMIT_NS));
         }
     }
 
     fn run(mut self) -> i32 {
+        if let Role::Path { path, .. } = &mut self.role {
+            // Every receive descriptor gets an rx-pool buffer; pf is looked up (it may start
+            // after us: then again at every housekeeping round).
+            path.refill(&mut self.nic);
+            self.nic.flush();
+            datapath::find_peer(path);
+            if WAITER.needs_lookup() {
+                log!("{} not running yet; looking for it", datapath::PEER);
+            }
+        }
         self.nic.unmask_interrupts();
         // The line may still be masked from an interrupt a previous instance never acknowledged.
         let _ = libsys::irq_ack(DEVICE);
@@ -247,14 +325,20 @@ impl Driver {
                 self.sleep();
             }
             let work = self.poll();
+            // On the data path, messages from pf keep the loop busy without an interrupt (the
+            // channel's sleep returns at once): that is load too, and housekeeping's system
+            // calls wait for every HOUSEKEEPING_POLLS rounds.
+            let busy = work > 0 && matches!(self.role, Role::Path { .. });
             if self.napi.mode() == Mode::Polling {
                 self.nic.counters.polls += 1;
                 polls_since_housekeeping += 1;
                 if self.napi.polled(work) == MaskChange::Unmask {
                     self.back_to_interrupts();
                 }
+            } else if busy {
+                polls_since_housekeeping += 1;
             }
-            if self.napi.mode() == Mode::Interrupts
+            if (self.napi.mode() == Mode::Interrupts && !busy)
                 || polls_since_housekeeping >= HOUSEKEEPING_POLLS
             {
                 polls_since_housekeeping = 0;
@@ -263,25 +347,43 @@ impl Driver {
         }
     }
 
-    /// Sleeps until an interrupt or the next timer, then takes the interrupt causes.
+    /// Sleeps until an interrupt, a message from pf (data path) or the next timer, then takes
+    /// the interrupt causes.
     fn sleep(&mut self) {
-        let now = libsys::time_ns();
-        let mut until = now + IDLE_WAIT_NS;
-        if let Some(at) = self.resolver.as_ref().and_then(Resolver::next_event_ns) {
-            until = until.min(at);
-        }
-        let woke = libsys::wait(Some(until.saturating_sub(now).max(1)));
+        let notified = match &mut self.role {
+            Role::Alone { resolver, .. } => {
+                let now = libsys::time_ns();
+                let mut until = now + IDLE_WAIT_NS;
+                if let Some(at) = resolver.as_ref().and_then(Resolver::next_event_ns) {
+                    until = until.min(at);
+                }
+                let woke = libsys::wait(Some(until.saturating_sub(now).max(1)));
+                woke == Ok(WaitResult::Notified)
+            }
+            Role::Path { path, events } => {
+                // The channel's sleep: spin a little, set its sleeping flag, re-check, `wait`.
+                // pf's notify and the NIC's interrupt both end it. No system call at all when
+                // a message from pf is already there.
+                let timeout = if path.outbox_len() > 0 {
+                    OUTBOX_WAIT_NS
+                } else {
+                    IDLE_WAIT_NS
+                };
+                path.wait(timeout, &mut |e| events.log(e));
+                WAITER.take_notified()
+            }
+        };
         let (icr, link) = self.nic.take_causes();
         if let Some(up) = link {
             self.link_changed(up);
         }
         if icr & !int::INT_ASSERTED != 0 {
             self.nic.counters.interrupts += 1;
-            if icr & RING_CAUSES != 0 && self.napi.interrupted() == MaskChange::Mask {
+            if icr & self.nic.ring_causes() != 0 && self.napi.interrupted() == MaskChange::Mask {
                 self.nic.mask_interrupts();
             }
         }
-        if woke == Ok(WaitResult::Notified) {
+        if notified {
             // ICR is clear (and the causes masked if polling starts), so the line is quiet:
             // re-arm it. A no-op for MSI.
             let _ = libsys::irq_ack(DEVICE);
@@ -297,7 +399,15 @@ impl Driver {
             self.link_changed(up);
         }
         self.nic.unmask_interrupts();
-        if self.nic.rx_pending() && self.napi.interrupted() == MaskChange::Mask {
+        let pending = match &self.role {
+            Role::Alone { .. } => self.nic.rx_pending(),
+            // Finished frames are work only if their messages have room to go to pf;
+            // otherwise poll again after a sleep, not at once.
+            Role::Path { path, .. } => {
+                path.can_take_frames() && (self.nic.rx_pending() || self.nic.tx_done_pending())
+            }
+        };
+        if pending && self.napi.interrupted() == MaskChange::Mask {
             self.nic.mask_interrupts();
         }
     }
@@ -309,9 +419,19 @@ impl Driver {
         }
     }
 
-    /// One poll: received frames, sent frames, tail writes. Returns the descriptors handled.
+    /// One poll: received frames, sent frames, tail writes (and on the data path, messages
+    /// from and to pf). Returns the work done.
     fn poll(&mut self) -> usize {
-        let (mac, resolver, answers) = (self.mac, &mut self.resolver, &mut self.arp_answers);
+        let (resolver, answers) = match &mut self.role {
+            Role::Alone {
+                resolver,
+                arp_answers,
+            } => (resolver, arp_answers),
+            Role::Path { path, events } => {
+                return path.poll(&mut self.nic, &mut |e| events.log(e));
+            }
+        };
+        let mac = self.mac;
         let rx = self.nic.poll_rx(RX_BUDGET, |frame, tx| {
             match answer_arp(frame, mac, OUR_IP, tx) {
                 ArpSeen::Learned { ip, mac } => {
@@ -342,11 +462,14 @@ impl Driver {
         rx + tx
     }
 
-    /// IPC requests, the ARP probe, the watchdog.
+    /// IPC requests, the ARP probe or finding pf, the watchdog.
     fn housekeeping(&mut self) {
         self.serve_ipc();
         let now = libsys::time_ns();
-        self.arp_tick(now);
+        match &mut self.role {
+            Role::Alone { .. } => self.arp_tick(now),
+            Role::Path { path, .. } => datapath::find_peer(path),
+        }
         if now >= self.next_watchdog_ns {
             self.next_watchdog_ns = now + WATCHDOG_NS;
             self.watchdog();
@@ -354,7 +477,12 @@ impl Driver {
     }
 
     fn arp_tick(&mut self, now: u64) {
-        let Some(r) = &mut self.resolver else { return };
+        let Role::Alone {
+            resolver: Some(r), ..
+        } = &mut self.role
+        else {
+            return;
+        };
         match r.poll(now) {
             ResolveStep::Send { .. } => {
                 let (mac, target) = (self.mac, r.target);
@@ -394,7 +522,11 @@ impl Driver {
                 continue;
             }
             self.nic.read_statistics();
-            let reply = proto::answer(&msg, &self.nic.counters, &self.nic.status());
+            let path = match &self.role {
+                Role::Alone { .. } => PathCounters::default(),
+                Role::Path { path, .. } => path.counters().report(),
+            };
+            let reply = proto::answer_all(&msg, &self.nic.counters, &self.nic.status(), &path);
             // The requester waits in ipc_recv right after its send; if it died meanwhile the
             // kernel fails this send instead of leaving us blocked.
             if let Err(e) = libsys::ipc_send(from, &reply) {
@@ -412,7 +544,14 @@ impl Driver {
         }
         if let Err(e) = self.nic.check_heads() {
             log!("device reports an impossible ring position ({e:?}): resetting it");
-            match self.nic.init(&mut libsys::sleep_ns) {
+            let done = match &mut self.role {
+                Role::Alone { .. } => self.nic.init(&mut libsys::sleep_ns),
+                // Frames queued for sending go home as dropped; receive buffers are kept.
+                Role::Path { path, events } => {
+                    path.reinit(&mut self.nic, &mut libsys::sleep_ns, &mut |e| events.log(e))
+                }
+            };
+            match done {
                 Ok(_) => {
                     self.napi.restart();
                     self.nic.unmask_interrupts();
