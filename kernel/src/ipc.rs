@@ -137,10 +137,12 @@ fn take(me: &Arc<Process>, timeout_ns: u64) -> Result<(u32, [u8; IPC_MSG_LEN]), 
         m.recv_waiting = true;
         me.ipc_done.store(false, Ordering::Release);
     }
-    let got = sched::block_until(me, timeout_ns, || me.ipc_done.load(Ordering::Acquire));
+    sched::block_until(me, timeout_ns, || me.ipc_done.load(Ordering::Acquire));
     let _g = IPC.lock();
     let mut m = me.ipc.lock();
-    if !got {
+    // Decided under the IPC lock: a sender that delivered after the wait timed out (but before
+    // we got here) has put its message in the inbox, and it must not be lost.
+    if !me.ipc_done.load(Ordering::Acquire) {
         m.recv_waiting = false;
         return Err(Error::TimedOut);
     }

@@ -14,7 +14,12 @@ pub fn init() {
     // Safety: COM1's eight ports belong to this driver alone.
     let uart = unsafe { Uart16550::new_port(COM1) };
     if let Ok(mut uart) = uart
-        && uart.init(Config { baud_rate: BaudRate::Baud115200, ..Config::default() }).is_ok()
+        && uart
+            .init(Config {
+                baud_rate: BaudRate::Baud115200,
+                ..Config::default()
+            })
+            .is_ok()
     {
         *PORT.lock() = Some(uart);
     }

@@ -191,7 +191,15 @@ pub fn test(args: &TestArgs) -> Result<u8, Error> {
 
 /// The host-testable libraries of user programs: not default members (their binaries build only
 /// for the guest), so they are tested with `--lib`.
-const USER_LIBS: [&str; 5] = ["libsys", "shell", "chanbench", "ipcbench", "rs"];
+const USER_LIBS: [&str; 7] = [
+    "libsys",
+    "shell",
+    "chanbench",
+    "ipcbench",
+    "rs",
+    "ipd",
+    "pfd",
+];
 
 /// Runs `cargo test` over the default members, then over the user programs' libraries, then
 /// libchan's heavy tests: the stress tests in release with the 300-million-message run, and the

@@ -15,7 +15,7 @@ use libsys::Message;
 
 use crate::parse;
 use crate::table;
-use crate::{net, procctl};
+use crate::{net, pfctl, ping, procctl};
 
 /// What the commands need from the kernel.
 pub trait Sys {
@@ -41,6 +41,15 @@ pub trait Sys {
     fn pci_info(&mut self, index: u32) -> Result<PciInfo, Error>;
     /// `PROC_CTL` of `pid`; returns the call's value (the new pid for [`ProcOp::Restart`]).
     fn proc_ctl(&mut self, pid: u32, op: ProcOp) -> Result<u64, Error>;
+    /// `IPC_CALL_TIMEOUT`: [`Sys::ipc_call`] that gives up with [`Error::TimedOut`] after
+    /// `timeout_ns`.
+    fn ipc_call_timeout(
+        &mut self,
+        pid: u32,
+        msg: &Message,
+        reply: &mut Message,
+        timeout_ns: u64,
+    ) -> Result<(), Error>;
 }
 
 /// Status of a command that failed.
@@ -112,7 +121,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     (
         "ifconfig",
-        "nic0's model, MAC address, link and counters, from the e1000 driver",
+        "nic0: model, MAC, link and counters (e1000 driver); address and counters (ip server)",
+    ),
+    (
+        "ping [-c N] [-W S] ADDR",
+        "send N (default 4) ICMP echo requests to ADDR through the ip server, 1 s apart",
     ),
     (
         "lspci",
@@ -129,6 +142,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("hang NAME", "stop scheduling NAME, so that it looks hung"),
     ("resume NAME", "let a hung NAME run again"),
+    (
+        "pf list|add [N] RULE|del N",
+        "packet filter: rules and counters; add a rule (as number N); delete rule N",
+    ),
     ("sleep S", "wait S seconds (decimals allowed: sleep 0.5)"),
     ("echo WORDS...", "print the words"),
     ("poweroff", "turn the machine off"),
@@ -163,6 +180,8 @@ pub fn run_command(sys: &mut impl Sys, out: &mut impl Write, command: &str) -> i
         "hang" => procctl::hang(sys, out, args, true),
         "resume" => procctl::hang(sys, out, args, false),
         "chanbench" => chanbench(sys, out, args),
+        "pf" => pfctl::pf(sys, out, args),
+        "ping" => ping::ping(sys, out, args),
         "sleep" => sleep(sys, args),
         "echo" => echo(out, args),
         "poweroff" => {
@@ -414,6 +433,12 @@ pub(crate) mod tests {
         /// `wait`s after a kill before the process is dead (`u32::MAX`: never).
         pub(crate) dies_after_polls: u32,
         killing: Option<u32>,
+        /// The packet filter, if it runs.
+        pub(crate) pf: Option<crate::pfctl::tests::FakePf>,
+        /// The timeout of every `ipc_call_timeout`.
+        pub(crate) pf_timeouts: Vec<u64>,
+        /// The ip server, if it runs.
+        pub(crate) ip: Option<crate::ping::tests::FakeIp>,
     }
 
     impl Fake {
@@ -454,6 +479,9 @@ pub(crate) mod tests {
                 ctl_error: None,
                 dies_after_polls: 0,
                 killing: None,
+                pf: None,
+                pf_timeouts: Vec::new(),
+                ip: None,
             }
         }
 
@@ -468,6 +496,11 @@ pub(crate) mod tests {
         fn proc_mut(&mut self, pid: u32) -> Option<&mut ProcInfo> {
             self.procs.iter_mut().flatten().find(|p| p.pid == pid)
         }
+
+        /// The fake clock.
+        pub(crate) fn time_ns_now(&self) -> u64 {
+            self.now
+        }
     }
 
     impl Sys for Fake {
@@ -481,6 +514,12 @@ pub(crate) mod tests {
             self.cpus.get(cpu as usize).copied().ok_or(Error::NotFound)
         }
         fn lookup(&mut self, name: &str) -> Result<u32, Error> {
+            if let (crate::pfctl::SERVICE, Some(pf)) = (name, &self.pf) {
+                return Ok(pf.pid);
+            }
+            if let (ipd::SERVICE, Some(ip)) = (name, &self.ip) {
+                return Ok(ip.pid);
+            }
             match (name, self.ping, self.e1000) {
                 (PING, Some(pid), _) => Ok(pid),
                 (proto::SERVICE, _, Some(pid)) => Ok(pid),
@@ -583,6 +622,28 @@ pub(crate) mod tests {
                 _ => Ok(0),
             }
         }
+        fn ipc_call_timeout(
+            &mut self,
+            pid: u32,
+            msg: &Message,
+            reply: &mut Message,
+            timeout_ns: u64,
+        ) -> Result<(), Error> {
+            if let Some(ip) = self.ip.as_mut().filter(|ip| ip.pid == pid) {
+                return ip.call(msg, reply, timeout_ns, &mut self.now);
+            }
+            self.pf_timeouts.push(timeout_ns);
+            let Some(pf) = self.pf.as_mut().filter(|p| p.pid == pid) else {
+                return Err(Error::NotFound);
+            };
+            if pf.silent {
+                pf.calls.push(*msg);
+                self.now += timeout_ns;
+                return Err(Error::TimedOut);
+            }
+            *reply = pf.answer(msg);
+            Ok(())
+        }
     }
 
     pub(crate) fn run(sys: &mut Fake, line: &str) -> (i32, String) {
@@ -627,6 +688,7 @@ pub(crate) mod tests {
             "stat",
             "ipcbench [N]",
             "ifconfig",
+            "ping [-c N]",
             "lspci",
             "kill NAME",
             "restart NAME",

@@ -6,7 +6,7 @@
 //! Everything but the main loop lives in this library, which is `no_std` + `alloc` and is tested
 //! on the host: line editing ([`line`]), splitting and number parsing ([`parse`]), the commands
 //! over a [`Sys`] trait that `main.rs` implements with system calls ([`commands`]; `ifconfig` and
-//! `lspci` in [`net`], `kill` and `restart` in [`procctl`]), and the `ps`/`stat` tables
+//! `lspci` in [`net`], `kill` and `restart` in [`procctl`], `pf` in [`pfctl`], `ping` in [`ping`]), and the `ps`/`stat` tables
 //! ([`table`]).
 #![cfg_attr(not(test), no_std)]
 
@@ -16,6 +16,8 @@ pub mod commands;
 pub mod line;
 pub mod net;
 pub mod parse;
+pub mod pfctl;
+pub mod ping;
 pub mod procctl;
 pub mod table;
 

@@ -58,6 +58,15 @@ impl Sys for Kernel {
             _ => libsys::proc_ctl(pid, op).map(|()| 0),
         }
     }
+    fn ipc_call_timeout(
+        &mut self,
+        pid: u32,
+        msg: &Message,
+        reply: &mut Message,
+        timeout_ns: u64,
+    ) -> Result<(), Error> {
+        libsys::ipc_call_timeout(pid, msg, reply, timeout_ns)
+    }
 }
 
 fn main(_args: &str) -> i32 {

@@ -1,5 +1,6 @@
 //! `ifconfig` (the e1000 driver's link, address and counters, asked over kernel IPC with the
-//! protocol of `e1000::proto`) and `lspci` (every PCI function the kernel found).
+//! protocol of `e1000::proto`; then, when the ip server runs, its address line and counters,
+//! asked with `ipd::proto`) and `lspci` (every PCI function the kernel found).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -9,6 +10,7 @@ use core::fmt::Write;
 use axolotl_abi::{Error, PciInfo};
 use e1000::Model;
 use e1000::proto::{self, Counters, Status};
+use ipd::proto::{CountersPage, Info, Request};
 use libsys::Message;
 
 use crate::commands::{Failure, Outcome, Sys};
@@ -68,6 +70,66 @@ pub fn ifconfig(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
         &Status::decode(&status_reply),
         &Counters::decode(&counters_reply),
     )?;
+    ip_lines(sys, out)
+}
+
+/// How long the ip server may take to answer one request.
+pub const IP_TIMEOUT_NS: u64 = 2_000_000_000;
+/// Most counter pages asked for (the server has about 50 counters, 6 a page).
+const MAX_COUNTER_PAGES: u32 = 32;
+/// Counters per line of `ifconfig`'s ip part.
+const COUNTERS_PER_LINE: usize = 6;
+
+/// The ip server's part of `ifconfig`: nothing when it does not run; else its address line
+/// and its counters (`rx_frames` and `tx_frames` always, the others when not zero).
+fn ip_lines(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
+    let who = ipd::SERVICE;
+    let Ok(pid) = sys.lookup(who) else {
+        return Ok(());
+    };
+    let ask = |sys: &mut _, r: Request| -> Result<Message, Failure> {
+        let mut reply: Message = [0; axolotl_abi::IPC_MSG_LEN];
+        Sys::ipc_call_timeout(sys, pid, &r.encode(), &mut reply, IP_TIMEOUT_NS)
+            .map_err(|e| Failure::failed(format!("no answer from {who} (pid {pid}): {e}")))?;
+        Ok(reply)
+    };
+    let info = Info::decode(&ask(sys, Request::Info)?)
+        .ok_or_else(|| Failure::failed(format!("{who} refused the information request")))?;
+    let mut values = Vec::new();
+    for _ in 0..MAX_COUNTER_PAGES {
+        let first = values.len() as u32;
+        let page = CountersPage::decode(&ask(sys, Request::Counters { first })?)
+            .ok_or_else(|| Failure::failed(format!("{who} refused the counters request")))?;
+        values.extend_from_slice(page.valid());
+        if page.valid().is_empty() || values.len() >= page.total as usize {
+            break;
+        }
+    }
+    write_ip(out, &info, &values)?;
+    Ok(())
+}
+
+/// The ip part of `ifconfig`: `inet ADDR/PREFIX gateway .. dns .. mtu .. arp_entries=..`, then
+/// the counters as `key=value`, named by `ipd::proto::counter_names`.
+pub fn write_ip(out: &mut impl Write, info: &Info, values: &[u64]) -> core::fmt::Result {
+    let opt = |a: Option<core::net::Ipv4Addr>| a.map_or("none".to_string(), |a| a.to_string());
+    writeln!(
+        out,
+        "  inet {} gateway {} dns {} mtu {} arp_entries={}",
+        info.address,
+        opt(info.gateway),
+        opt(info.dns),
+        info.mtu,
+        info.arp_entries
+    )?;
+    let shown: Vec<String> = ipd::proto::counter_names()
+        .zip(values)
+        .filter(|&(name, &v)| v != 0 || name == "rx_frames" || name == "tx_frames")
+        .map(|(name, v)| format!("{name}={v}"))
+        .collect();
+    for line in shown.chunks(COUNTERS_PER_LINE) {
+        writeln!(out, "  ip {}", line.join(" "))?;
+    }
     Ok(())
 }
 
@@ -245,6 +307,53 @@ mod tests {
         assert_eq!(
             (k.sent[0].1[0], k.sent[1].1[0]),
             (proto::REQUEST_STATUS, proto::REQUEST_COUNTERS)
+        );
+    }
+
+    #[test]
+    fn ifconfig_adds_the_ip_line_when_the_ip_server_runs() {
+        let mut k = Fake::new();
+        driver(&mut k);
+        let mut ip = crate::ping::tests::FakeIp::new(6);
+        let names: Vec<&str> = ipd::proto::counter_names().collect();
+        ip.counters = names
+            .iter()
+            .map(|&n| match n {
+                "rx_frames" => 12,
+                "arp" => 2,
+                "icmp_echo_replies" => 3,
+                "tx_done" => 5,
+                "channel_errors" => 1,
+                _ => 0,
+            })
+            .collect();
+        k.ip = Some(ip);
+        let (status, out) = run(&mut k, "ifconfig");
+        assert_eq!(status, 0, "{out}");
+        assert!(
+            out.ends_with(
+                "  interrupts=3 polls=7 link_changes=1\n\
+                 \x20 inet 10.0.2.15/24 gateway 10.0.2.2 dns 10.0.2.3 mtu 1500 arp_entries=1\n\
+                 \x20 ip rx_frames=12 arp=2 icmp_echo_replies=3 tx_frames=0 tx_done=5 channel_errors=1\n"
+            ),
+            "{out}"
+        );
+        // Information, then one page of counters per six.
+        let calls = k.ip.as_ref().unwrap().calls.len();
+        assert_eq!(calls, 1 + names.len().div_ceil(ipd::proto::PER_PAGE));
+        // A silent ip server makes ifconfig fail, after the driver's part.
+        let mut k = Fake::new();
+        driver(&mut k);
+        let mut ip = crate::ping::tests::FakeIp::new(6);
+        ip.silent = true;
+        k.ip = Some(ip);
+        let (status, out) = run(&mut k, "ifconfig");
+        assert_eq!(status, 1);
+        assert!(
+            out.ends_with(
+                "link_changes=1\nifconfig: no answer from ip (pid 6): timed out\n[exit 1]\n"
+            ),
+            "{out}"
         );
     }
 

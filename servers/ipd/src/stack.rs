@@ -1,0 +1,834 @@
+//! The ip server's logic over the two buffer pools: what to do with each message from pf, each
+//! request from a client, and each timer — with no system call, so that all of it runs on the
+//! host in the tests. The program (`main.rs`) moves messages between this and the channels, the
+//! clock and kernel IPC.
+//!
+//! **Receive.** An `RX_FRAME` names an rx-pool buffer; the frame is read where the NIC wrote it
+//! and goes through [`netproto::demux::demux_frame`]. ARP: the cache learns, a request for our
+//! address is answered, packets waiting for the sender are released. An echo request is
+//! answered: the reply is built in a tx-pool buffer — the received data is copied once, from
+//! the rx-pool buffer straight into the reply's — and addressed to the Ethernet source of the
+//! request (the neighbour it came through; no ARP lookup). An echo reply, or a destination
+//! unreachable quoting one of our echo requests, completes the matching ping. TCP and UDP are
+//! counted in `no_transport_server` and dropped (no tcp/udp server runs yet). Whatever the
+//! frame was, its buffer goes home at once with `RX_RETURN`: only the driver frees rx buffers.
+//!
+//! **Transmit.** Frames are built in tx-pool buffers, which this server owns ([`BufferPool`]),
+//! and sent as `TX_FRAME`; `TX_DONE` frees the buffer (a buffer that is not lent out is refused
+//! and counted in `tx_double_free`). When the pool is empty, what would have been sent is dropped
+//! and counted in `tx_pool_empty`. IPv4 packets go to the next hop of the routing table; when its
+//! MAC address is unknown the finished frame (destination MAC still zero) waits in the ARP cache
+//! as a descriptor, is completed and sent when the reply comes, and freed when the cache gives
+//! up.
+//!
+//! **Outbox.** Messages for pf wait in an outbox until the channel takes them
+//! ([`Stack::flush`]); it holds at most one message per buffer of the two pools plus a margin,
+//! and [`Stack::receive_budget`] keeps the server from reading more from pf than it can answer.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use core::net::Ipv4Addr;
+
+use libchan::{BufferPool, Message as ChanMessage, PoolDescriptor, PoolView};
+use netmsg::{Kind, RefusedCounters};
+use netproto::arp::{ArpCache, ArpEvent, ArpPacket, ArpPolicy, Resolution};
+use netproto::config::IpConfig;
+use netproto::demux::{self, Interface, Verdict};
+use netproto::ether::{self, EtherFrame, EtherHeader, EtherType, Mac};
+use netproto::icmp::{self, DestUnreachable, Echo};
+use netproto::ipv4::{IpProtocol, Ipv4Packet};
+use netproto::route::RoutingTable;
+
+use crate::proto::{self, CountersPage, Info, Message, PingReply, PingRequest, Request, Status};
+
+/// Most pings waiting for their reply at once.
+pub const MAX_PINGS: usize = 16;
+/// Most notices kept for the program to log between two [`Stack::take_notices`].
+pub const MAX_NOTICES: usize = 32;
+/// Room in the outbox beyond one message per pool buffer.
+pub const OUTBOX_MARGIN: usize = 64;
+/// Most messages a received message can add to the outbox: an ARP reply releasing a full queue
+/// of packets, plus its answer and its `RX_RETURN`.
+const MAX_OUT_PER_MESSAGE: usize = 8;
+
+const NS_PER_MS: u64 = 1_000_000;
+
+/// The server's own counters (the demultiplexer's are [`demux::Counters`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// `TX_FRAME`s sent to pf.
+    pub tx_frames: u64,
+    /// `TX_DONE`s taken back (buffer freed).
+    pub tx_done: u64,
+    /// Frames not sent because every tx-pool buffer was in flight.
+    pub tx_pool_empty: u64,
+    /// `TX_DONE`s refused: the buffer was not lent out (double free or forgery).
+    pub tx_double_free: u64,
+    /// Messages from pf refused: malformed, or a kind only ip sends.
+    pub refused: u64,
+    /// `RX_RETURN`s sent (every received frame's buffer, home to the driver).
+    pub rx_returned: u64,
+    /// TCP and UDP packets dropped: no tcp or udp server runs yet.
+    pub no_transport_server: u64,
+    /// ARP requests sent.
+    pub arp_requests_sent: u64,
+    /// ARP replies sent (requests for our address answered).
+    pub arp_replies_sent: u64,
+    /// ARP packets from another host claiming our address.
+    pub arp_conflicts: u64,
+    /// Packets freed because their next hop never answered ARP.
+    pub arp_unreachable: u64,
+    /// Packets freed because the ARP queue was full.
+    pub arp_queue_dropped: u64,
+    /// Echo requests answered.
+    pub echo_replies_sent: u64,
+    /// Echo requests not answered: their Ethernet source was a group address.
+    pub echo_bad_source: u64,
+    /// Echo requests sent for clients.
+    pub pings_sent: u64,
+    /// Echo replies matched to a ping.
+    pub ping_replies: u64,
+    /// Pings that timed out.
+    pub pings_timed_out: u64,
+    /// Pings that failed: ARP gave up, or a router said unreachable.
+    pub pings_unreachable: u64,
+    /// Echo replies that matched no ping in flight (late, duplicated, or not ours).
+    pub echo_replies_unmatched: u64,
+    /// Messages for pf that found the outbox full (a buffer lost: never with a sane pf).
+    pub outbox_overflow: u64,
+    /// Channel operations that failed (epoch change, corrupted header), counted by the program.
+    pub channel_errors: u64,
+}
+
+impl Stats {
+    /// Every counter with its name, in the order [`proto::counter_names`] reports them.
+    pub fn fields(&self) -> [(&'static str, u64); 21] {
+        [
+            ("tx_frames", self.tx_frames),
+            ("tx_done", self.tx_done),
+            ("tx_pool_empty", self.tx_pool_empty),
+            ("tx_double_free", self.tx_double_free),
+            ("refused", self.refused),
+            ("rx_returned", self.rx_returned),
+            ("no_transport_server", self.no_transport_server),
+            ("arp_requests_sent", self.arp_requests_sent),
+            ("arp_replies_sent", self.arp_replies_sent),
+            ("arp_conflicts", self.arp_conflicts),
+            ("arp_unreachable", self.arp_unreachable),
+            ("arp_queue_dropped", self.arp_queue_dropped),
+            ("echo_replies_sent", self.echo_replies_sent),
+            ("echo_bad_source", self.echo_bad_source),
+            ("pings_sent", self.pings_sent),
+            ("ping_replies", self.ping_replies),
+            ("pings_timed_out", self.pings_timed_out),
+            ("pings_unreachable", self.pings_unreachable),
+            ("echo_replies_unmatched", self.echo_replies_unmatched),
+            ("outbox_overflow", self.outbox_overflow),
+            ("channel_errors", self.channel_errors),
+        ]
+    }
+}
+
+/// Something worth a log line; the program rate-limits them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// A message from pf was refused.
+    Refused {
+        /// Its tag.
+        tag: u32,
+        /// What was wrong.
+        why: Refusal,
+    },
+    /// Another host claims our address.
+    ArpConflict {
+        /// Its hardware address.
+        mac: Mac,
+    },
+    /// A next hop did not answer ARP; its packets were freed.
+    ArpUnreachable {
+        /// The next hop.
+        ip: Ipv4Addr,
+        /// Packets freed.
+        packets: usize,
+    },
+    /// The tx-pool was empty when a frame had to be built.
+    TxPoolEmpty,
+    /// The outbox was full: an rx-pool buffer could not be sent home.
+    OutboxOverflow,
+}
+
+/// Why a message from pf was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `netmsg::Kind::decode` refused it.
+    Malformed(netmsg::Refused),
+    /// A `TX_DONE` for a tx-pool buffer that is not lent out.
+    NotLent {
+        /// The buffer.
+        index: u32,
+    },
+    /// `RX_RETURN` or `TX_FRAME`: only ip sends those.
+    NotForUs,
+}
+
+/// A ping waiting for its reply.
+#[derive(Debug, Clone, Copy)]
+struct Ping {
+    caller: u32,
+    dst: Ipv4Addr,
+    ident: u16,
+    seq: u16,
+    data_len: u16,
+    sent_ns: u64,
+    deadline_ns: u64,
+    /// The tx-pool buffer of its echo request while it waits in the ARP cache.
+    queued: Option<u32>,
+}
+
+/// What happened to a frame handed to [`Stack::send_to`].
+enum Sent {
+    /// In the outbox.
+    Now,
+    /// Waiting in the ARP cache for the next hop's address.
+    Queued,
+    /// Freed (the ARP cache refused it, or the outbox was full).
+    Dropped,
+}
+
+/// The ip server's state: see the module documentation.
+pub struct Stack<'a> {
+    rx: PoolView<'a>,
+    tx: BufferPool<'a>,
+    mac: Mac,
+    config: IpConfig,
+    routes: RoutingTable,
+    arp: ArpCache<PoolDescriptor>,
+    demux: demux::Counters,
+    refusals: RefusedCounters,
+    stats: Stats,
+    pings: Vec<Ping>,
+    out: VecDeque<ChanMessage>,
+    out_limit: usize,
+    replies: Vec<(u32, Message)>,
+    notices: Vec<Notice>,
+    ip_ident: u16,
+}
+
+/// The frame bytes of a pool buffer.
+///
+/// # Safety
+/// The caller must own the buffer under the path's protocol (a received frame not yet sent
+/// home, or a tx-pool buffer not lent out), so that nobody else writes it while the slice lives.
+unsafe fn bytes<'a>(b: &libchan::BufferRef<'a>) -> &'a [u8] {
+    // Safety: forwarded from our caller.
+    unsafe { b.as_slice() }
+}
+
+impl<'a> Stack<'a> {
+    /// A stack over the rx-pool `rx` (the driver's: only read) and the tx-pool `tx` (ours), for
+    /// the NIC at `mac` with `config`.
+    pub fn new(rx: PoolView<'a>, tx: BufferPool<'a>, mac: Mac, config: IpConfig) -> Self {
+        // The routing table of a configuration that loaded is always valid (it has at most
+        // 8 static routes plus two); an empty table only means "no route" for every ping.
+        let routes = config.routing_table(0).unwrap_or_default();
+        let out_limit = rx.count() as usize + tx.view().count() as usize + OUTBOX_MARGIN;
+        Self {
+            rx,
+            tx,
+            mac,
+            config,
+            routes,
+            arp: ArpCache::new(ArpPolicy::default()),
+            demux: demux::Counters::default(),
+            refusals: RefusedCounters::default(),
+            stats: Stats::default(),
+            pings: Vec::with_capacity(MAX_PINGS),
+            out: VecDeque::with_capacity(out_limit),
+            out_limit,
+            replies: Vec::with_capacity(MAX_PINGS),
+            notices: Vec::with_capacity(MAX_NOTICES),
+            ip_ident: 0,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &IpConfig {
+        &self.config
+    }
+
+    /// The demultiplexer's counters.
+    pub fn demux_counters(&self) -> &demux::Counters {
+        &self.demux
+    }
+
+    /// The server's own counters.
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The server's own counters, for the program to add to.
+    pub fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
+    }
+
+    /// Refused messages from pf, by reason.
+    pub fn refusals(&self) -> &RefusedCounters {
+        &self.refusals
+    }
+
+    /// Every counter [`proto::OP_COUNTERS`] reports, in the order of [`proto::counter_names`].
+    pub fn counter_values(&self) -> Vec<u64> {
+        self.demux
+            .fields()
+            .iter()
+            .chain(self.stats.fields().iter())
+            .map(|&(_, v)| v)
+            .collect()
+    }
+
+    /// tx-pool buffers lent out (in flight, or waiting for ARP).
+    pub fn tx_in_use(&self) -> u32 {
+        self.tx.in_use()
+    }
+
+    /// Pings waiting for their reply.
+    pub fn pings_in_flight(&self) -> usize {
+        self.pings.len()
+    }
+
+    fn interface(&self) -> Interface {
+        Interface {
+            mac: self.mac,
+            address: Some(self.config.address),
+            dhcp_client: false,
+        }
+    }
+
+    fn our_ip(&self) -> Ipv4Addr {
+        self.config.address.address()
+    }
+
+    fn notice(&mut self, n: Notice) {
+        if self.notices.len() < MAX_NOTICES {
+            self.notices.push(n);
+        }
+    }
+
+    /// The notices since the last call, oldest first.
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        core::mem::take(&mut self.notices)
+    }
+
+    /// IPC replies due: (caller's pid, message), to be sent with `ipc_reply`.
+    pub fn take_replies(&mut self) -> Vec<(u32, Message)> {
+        core::mem::take(&mut self.replies)
+    }
+
+    /// How many messages from pf to read now: as many as the outbox can answer, at most `max`.
+    pub fn receive_budget(&self, max: usize) -> usize {
+        (self.out_limit.saturating_sub(self.out.len()) / MAX_OUT_PER_MESSAGE).min(max)
+    }
+
+    /// Messages waiting for pf.
+    pub fn outbox_len(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Hands the outbox to `send` (which returns how many of the messages it took, in order)
+    /// until it is empty or `send` takes less than it was given.
+    pub fn flush(&mut self, mut send: impl FnMut(&[ChanMessage]) -> usize) {
+        loop {
+            let (first, _) = self.out.as_slices();
+            if first.is_empty() {
+                return;
+            }
+            let offered = first.len();
+            let taken = send(first).min(offered);
+            self.out.drain(..taken);
+            if taken < offered {
+                return;
+            }
+        }
+    }
+
+    fn push_out(&mut self, m: ChanMessage) -> bool {
+        if self.out.len() >= self.out_limit {
+            self.stats.outbox_overflow += 1;
+            self.notice(Notice::OutboxOverflow);
+            return false;
+        }
+        self.out.push_back(m);
+        true
+    }
+
+    /// Queues `TX_FRAME` for a finished frame in tx buffer `d`; frees it if the outbox is full.
+    fn transmit(&mut self, d: PoolDescriptor) -> bool {
+        if self.push_out(Kind::TxFrame(d).message()) {
+            self.stats.tx_frames += 1;
+            true
+        } else {
+            let _ = self.tx.free(d);
+            false
+        }
+    }
+
+    fn refuse(&mut self, tag: u32, why: Refusal) {
+        self.stats.refused += 1;
+        if let Refusal::Malformed(r) = why {
+            self.refusals.count(r);
+        }
+        self.notice(Notice::Refused { tag, why });
+    }
+
+    /// Handles one message from pf at time `now_ns`.
+    pub fn handle(&mut self, m: &ChanMessage, now_ns: u64) {
+        let kind = match Kind::decode(m, self.rx.count(), self.tx.view().count()) {
+            Ok(k) => k,
+            Err(r) => return self.refuse(m.tag, Refusal::Malformed(r)),
+        };
+        match kind {
+            Kind::RxFrame(d) => {
+                self.receive(d, now_ns);
+                if self.push_out(Kind::RxReturn(d).message()) {
+                    self.stats.rx_returned += 1;
+                }
+            }
+            Kind::TxDone(d) => match self.tx.free(d) {
+                Ok(()) => self.stats.tx_done += 1,
+                Err(_) => {
+                    self.stats.tx_double_free += 1;
+                    self.notice(Notice::Refused {
+                        tag: m.tag,
+                        why: Refusal::NotLent { index: d.index },
+                    });
+                }
+            },
+            Kind::RxReturn(_) | Kind::TxFrame(_) => self.refuse(m.tag, Refusal::NotForUs),
+        }
+    }
+
+    /// A received frame in rx buffer `d` (checked by `Kind::decode`).
+    fn receive(&mut self, d: PoolDescriptor, now_ns: u64) {
+        let Ok(buf) = self.rx.check(d) else {
+            return;
+        };
+        // Safety: pf handed us this buffer with RX_FRAME and we have not sent it home yet; under
+        // the path's protocol nobody writes it until the driver gets it back. (A peer breaking
+        // the protocol could only make us parse garbage: every parser is bounds-checked.)
+        let frame = unsafe { bytes(&buf) };
+        let iface = self.interface();
+        match demux::demux_frame(frame, &iface, &mut self.demux) {
+            Verdict::Arp(arp) => self.arp_received(&arp, now_ns),
+            Verdict::EchoRequest { ip, echo } => self.answer_echo(frame, &ip, &echo),
+            Verdict::EchoReply { ip, echo } => self.echo_reply(&ip, &echo, now_ns),
+            Verdict::Unreachable { ip, message } => self.unreachable(&ip, &message),
+            Verdict::Transport(_) => self.stats.no_transport_server += 1,
+            // No DHCP client runs (the interface says so), and drops are counted by the demux.
+            Verdict::Dhcp(_) | Verdict::Drop(_) => {}
+        }
+    }
+
+    fn arp_received(&mut self, arp: &ArpPacket, now_ns: u64) {
+        let outcome = self
+            .arp
+            .handle(arp, self.our_ip(), self.mac, now_ns / NS_PER_MS);
+        if outcome.conflict {
+            self.stats.arp_conflicts += 1;
+            self.notice(Notice::ArpConflict {
+                mac: arp.sender_mac,
+            });
+        }
+        if let Some(reply) = outcome.reply
+            && self.send_arp(&reply)
+        {
+            self.stats.arp_replies_sent += 1;
+        }
+        for d in outcome.released {
+            self.release(d, arp.sender_mac);
+        }
+    }
+
+    /// A frame that waited for ARP: its destination MAC is now known.
+    fn release(&mut self, d: PoolDescriptor, mac: Mac) {
+        self.unqueue(d.index);
+        match self.tx.buffer(d) {
+            Ok(mut b) => {
+                // Safety: the buffer is lent out by our pool but sits in our ARP queue: nobody
+                // else has it.
+                let frame = unsafe { b.as_mut_slice() };
+                if let Some(dst) = frame.get_mut(..6) {
+                    dst.copy_from_slice(&mac.0);
+                }
+                self.transmit(d);
+            }
+            Err(_) => {
+                let _ = self.tx.free(d);
+            }
+        }
+    }
+
+    /// The ping whose echo request is buffer `index` no longer waits in the ARP cache.
+    fn unqueue(&mut self, index: u32) {
+        for p in &mut self.pings {
+            if p.queued == Some(index) {
+                p.queued = None;
+            }
+        }
+    }
+
+    /// Builds a frame in a fresh tx buffer with `build` (which returns the frame's length) and
+    /// returns its descriptor, or counts `tx_pool_empty`.
+    fn build(&mut self, build: impl FnOnce(&mut [u8]) -> Option<usize>) -> Option<PoolDescriptor> {
+        let Some(mut d) = self.tx.alloc() else {
+            self.stats.tx_pool_empty += 1;
+            self.notice(Notice::TxPoolEmpty);
+            return None;
+        };
+        let len = match self.tx.buffer(d) {
+            Ok(mut b) => {
+                // Safety: `alloc` just lent this buffer to us; nobody else has it.
+                build(unsafe { b.as_mut_slice() })
+            }
+            Err(_) => None,
+        };
+        match len.and_then(|l| u32::try_from(l).ok()) {
+            Some(l) if l > 0 && l <= d.len => {
+                d.len = l;
+                Some(d)
+            }
+            _ => {
+                let _ = self.tx.free(d);
+                None
+            }
+        }
+    }
+
+    fn send_arp(&mut self, p: &ArpPacket) -> bool {
+        match self.build(|buf| p.emit_frame(buf).ok()) {
+            Some(d) => self.transmit(d),
+            None => false,
+        }
+    }
+
+    fn send_arp_request(&mut self, target: Ipv4Addr) {
+        let req = ArpPacket::request(self.mac, self.our_ip(), target);
+        if self.send_arp(&req) {
+            self.stats.arp_requests_sent += 1;
+        }
+    }
+
+    fn next_ip_ident(&mut self) -> u16 {
+        self.ip_ident = self.ip_ident.wrapping_add(1);
+        self.ip_ident
+    }
+
+    /// Answers an echo request: the reply goes back to the Ethernet address it came from.
+    fn answer_echo(&mut self, frame: &[u8], ip: &Ipv4Packet<'_>, echo: &Echo<'_>) {
+        let Some(to) = EtherFrame::parse(frame).ok().map(|e| e.src) else {
+            return;
+        };
+        if !to.is_unicast() {
+            self.stats.echo_bad_source += 1;
+            return;
+        }
+        let header = EtherHeader {
+            dst: to,
+            src: self.mac,
+            ethertype: EtherType::IPV4,
+        };
+        let ident = self.next_ip_ident();
+        // The one copy of the echoed data: from the rx-pool buffer into the reply's.
+        let built = self.build(|buf| {
+            header.emit(buf).ok()?;
+            let n =
+                icmp::build_echo_reply(ip, echo, ident, buf.get_mut(ether::HEADER_LEN..)?).ok()?;
+            ether::pad(buf, ether::HEADER_LEN + n).ok()
+        });
+        if let Some(d) = built
+            && self.transmit(d)
+        {
+            self.stats.echo_replies_sent += 1;
+        }
+    }
+
+    fn echo_reply(&mut self, ip: &Ipv4Packet<'_>, echo: &Echo<'_>, now_ns: u64) {
+        let found = self.pings.iter().position(|p| {
+            p.dst == ip.src
+                && p.ident == echo.ident
+                && p.seq == echo.seq
+                && echo_data_matches(echo.data, p.data_len, p.sent_ns)
+        });
+        let Some(i) = found else {
+            self.stats.echo_replies_unmatched += 1;
+            return;
+        };
+        let p = self.pings.swap_remove(i);
+        self.stats.ping_replies += 1;
+        let reply = PingReply {
+            status: Status::Ok,
+            rtt_ns: now_ns.saturating_sub(p.sent_ns),
+            from: ip.src,
+            seq: p.seq,
+            icmp_len: (icmp::HEADER_LEN + echo.data.len()) as u16,
+            ttl: ip.ttl,
+            unreachable_code: 0,
+        };
+        self.replies.push((p.caller, reply.encode()));
+    }
+
+    /// A destination unreachable: if it quotes one of our echo requests, that ping failed.
+    fn unreachable(&mut self, ip: &Ipv4Packet<'_>, message: &DestUnreachable<'_>) {
+        let Ok(q) = message.quoted() else {
+            return;
+        };
+        let Some(first8) = q.first8 else {
+            return;
+        };
+        if q.protocol != IpProtocol::ICMP
+            || q.src != self.our_ip()
+            || first8[0] != icmp::ECHO_REQUEST
+        {
+            return;
+        }
+        let ident = u16::from_be_bytes([first8[4], first8[5]]);
+        let seq = u16::from_be_bytes([first8[6], first8[7]]);
+        let found = self
+            .pings
+            .iter()
+            .position(|p| p.dst == q.dst && p.ident == ident && p.seq == seq);
+        if let Some(i) = found {
+            let p = self.pings.swap_remove(i);
+            self.stats.pings_unreachable += 1;
+            let reply = PingReply {
+                unreachable_code: message.code.saturating_add(1),
+                ..PingReply::failed(Status::Unreachable, ip.src, p.seq)
+            };
+            self.replies.push((p.caller, reply.encode()));
+        }
+    }
+
+    /// Hands a finished frame in tx buffer `d` to the next hop: sent now if its MAC is known,
+    /// else queued in the ARP cache (the first packet for it sends an ARP request).
+    fn send_to(&mut self, next_hop: Ipv4Addr, d: PoolDescriptor, now_ns: u64) -> Sent {
+        match self.arp.resolve(next_hop, d, now_ns / NS_PER_MS) {
+            Resolution::Ready { mac, packet } => {
+                self.release(packet, mac);
+                Sent::Now
+            }
+            Resolution::Queued {
+                send_request,
+                dropped,
+            } => {
+                if let Some(old) = dropped {
+                    self.unqueue(old.index);
+                    self.stats.arp_queue_dropped += 1;
+                    let _ = self.tx.free(old);
+                }
+                if send_request {
+                    self.send_arp_request(next_hop);
+                }
+                Sent::Queued
+            }
+            Resolution::Refused { packet, .. } => {
+                self.stats.arp_queue_dropped += 1;
+                let _ = self.tx.free(packet);
+                Sent::Dropped
+            }
+        }
+    }
+
+    /// Handles a request from client `from` (replies go to [`Stack::take_replies`]).
+    pub fn request(&mut self, from: u32, m: &Message, now_ns: u64) {
+        let reply = match Request::decode(m) {
+            None => proto::status_reply(Status::BadRequest),
+            Some(Request::Ping(p)) => match self.ping(from, &p, now_ns) {
+                Ok(()) => return,
+                Err(status) => PingReply::failed(status, p.dst, p.seq).encode(),
+            },
+            Some(Request::Info) => Info {
+                address: self.config.address,
+                gateway: self.config.gateway,
+                dns: self.config.dns,
+                mac: self.mac,
+                mtu: self.config.mtu,
+                arp_entries: self.arp.entries(now_ns / NS_PER_MS).count() as u32,
+                pings_in_flight: self.pings.len() as u32,
+            }
+            .encode(),
+            Some(Request::Counters { first }) => {
+                CountersPage::of(&self.counter_values(), first).encode()
+            }
+        };
+        self.replies.push((from, reply));
+    }
+
+    /// Sends the echo request of `p` for `caller`; the reply comes later (or now, on failure).
+    fn ping(&mut self, caller: u32, p: &PingRequest, now_ns: u64) -> Result<(), Status> {
+        if self.pings.len() >= MAX_PINGS
+            || self
+                .pings
+                .iter()
+                .any(|q| q.dst == p.dst && q.ident == p.ident && q.seq == p.seq)
+        {
+            return Err(Status::Busy);
+        }
+        let ours = self.config.address;
+        if p.dst.is_broadcast()
+            || Some(p.dst) == ours.broadcast()
+            || p.dst.is_multicast()
+            || p.dst.is_unspecified()
+        {
+            return Err(Status::BadRequest);
+        }
+        // No loopback interface: our own address and 127/8 have no route.
+        if p.dst == ours.address() || p.dst.is_loopback() {
+            return Err(Status::NoRoute);
+        }
+        let hop = self.routes.lookup(p.dst).ok_or(Status::NoRoute)?;
+        let header = EtherHeader {
+            dst: Mac::ZERO,
+            src: self.mac,
+            ethertype: EtherType::IPV4,
+        };
+        let (src, dst, ident) = (ours.address(), p.dst, self.next_ip_ident());
+        let mut data = [0u8; proto::MAX_PING_DATA as usize];
+        let data = data.get_mut(..usize::from(p.data_len)).unwrap_or_default();
+        fill_echo_data(data, now_ns);
+        let echo = Echo {
+            ident: p.ident,
+            seq: p.seq,
+            data,
+        };
+        let d = self
+            .build(|buf| {
+                header.emit(buf).ok()?;
+                let n = icmp::build_echo_request(
+                    buf.get_mut(ether::HEADER_LEN..)?,
+                    src,
+                    dst,
+                    ident,
+                    &echo,
+                )
+                .ok()?;
+                ether::pad(buf, ether::HEADER_LEN + n).ok()
+            })
+            .ok_or(Status::NoBuffer)?;
+        let timeout_ns = u64::from(p.timeout_ms) * NS_PER_MS;
+        self.pings.push(Ping {
+            caller,
+            dst: p.dst,
+            ident: p.ident,
+            seq: p.seq,
+            data_len: p.data_len,
+            sent_ns: now_ns,
+            deadline_ns: now_ns.saturating_add(timeout_ns),
+            queued: None,
+        });
+        match self.send_to(hop.next_hop, d, now_ns) {
+            Sent::Now => {}
+            Sent::Queued => {
+                if let Some(q) = self.pings.last_mut() {
+                    q.queued = Some(d.index);
+                }
+            }
+            Sent::Dropped => {
+                self.pings.pop();
+                return Err(Status::Busy);
+            }
+        }
+        self.stats.pings_sent += 1;
+        Ok(())
+    }
+
+    /// Runs the timers due at `now_ns`: ARP retries and give-ups, ping timeouts.
+    pub fn tick(&mut self, now_ns: u64) {
+        let now_ms = now_ns / NS_PER_MS;
+        if self.arp.next_deadline().is_some_and(|t| t <= now_ms) {
+            let mut events = Vec::new();
+            self.arp.poll(now_ms, |e| events.push(e));
+            for e in events {
+                match e {
+                    ArpEvent::SendRequest(ip) => self.send_arp_request(ip),
+                    ArpEvent::Unreachable { ip, packets } => {
+                        self.stats.arp_unreachable += packets.len() as u64;
+                        self.notice(Notice::ArpUnreachable {
+                            ip,
+                            packets: packets.len(),
+                        });
+                        for d in packets {
+                            self.host_unreachable(d.index);
+                            let _ = self.tx.free(d);
+                        }
+                    }
+                }
+            }
+        }
+        let our_ip = self.our_ip();
+        let mut i = 0;
+        while let Some(p) = self.pings.get(i).copied() {
+            if now_ns < p.deadline_ns {
+                i += 1;
+                continue;
+            }
+            // Its echo request may still wait in the ARP cache: the cache hands it back later
+            // (sent, or freed when ARP gives up).
+            self.pings.swap_remove(i);
+            self.stats.pings_timed_out += 1;
+            let reply = PingReply::failed(Status::TimedOut, our_ip, p.seq);
+            self.replies.push((p.caller, reply.encode()));
+        }
+    }
+
+    /// The ping whose echo request is buffer `index` failed: ARP for its next hop gave up.
+    fn host_unreachable(&mut self, index: u32) {
+        if let Some(i) = self.pings.iter().position(|p| p.queued == Some(index)) {
+            let p = self.pings.swap_remove(i);
+            self.stats.pings_unreachable += 1;
+            let reply = PingReply::failed(Status::Unreachable, self.our_ip(), p.seq);
+            self.replies.push((p.caller, reply.encode()));
+        }
+    }
+
+    /// When [`Stack::tick`] has something to do next (nanoseconds), if anything waits.
+    pub fn next_deadline(&self) -> Option<u64> {
+        let arp = self
+            .arp
+            .next_deadline()
+            .map(|ms| ms.saturating_mul(NS_PER_MS));
+        let ping = self.pings.iter().map(|p| p.deadline_ns).min();
+        match (arp, ping) {
+            (Some(a), Some(p)) => Some(a.min(p)),
+            (a, p) => a.or(p),
+        }
+    }
+}
+
+/// Byte `i` of the `len` data bytes of our echo request sent at `sent_ns`, laid out as iputils
+/// does: the send time (nanoseconds, big-endian) in the first 8 bytes when there is room for
+/// it, then each byte its own index.
+fn echo_byte(i: usize, len: usize, sent_ns: u64) -> u8 {
+    match sent_ns.to_be_bytes().get(i) {
+        Some(&s) if len >= 8 => s,
+        _ => i as u8,
+    }
+}
+
+/// Writes the data of our echo request sent at `sent_ns` ([`echo_byte`]).
+pub fn fill_echo_data(data: &mut [u8], sent_ns: u64) {
+    let len = data.len();
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = echo_byte(i, len, sent_ns);
+    }
+}
+
+/// True when `data` is what [`fill_echo_data`] wrote for `len` bytes at `sent_ns`.
+fn echo_data_matches(data: &[u8], len: u16, sent_ns: u64) -> bool {
+    data.len() == usize::from(len)
+        && data
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == echo_byte(i, data.len(), sent_ns))
+}
+
+#[cfg(test)]
+mod tests;

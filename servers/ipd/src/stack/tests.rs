@@ -1,0 +1,743 @@
+//! The stack against frames as QEMU's user network sends them (slirp: gateway 10.0.2.2 at
+//! 52:55:0a:00:02:02, guest 10.0.2.15), with real pools over heap memory standing in for the
+//! shared regions: the driver's side puts frames in rx-pool buffers, pf's side reads the outbox.
+
+use super::*;
+use alloc::vec;
+use netmsg::{BUFFER_SIZE, RX_POOL_ID, TX_POOL_ID, tag};
+use netproto::checksum;
+use netproto::demux::Transport;
+use netproto::icmp::IcmpMessage;
+use netproto::ipv4::Ipv4Repr;
+
+const GW_MAC: Mac = Mac([0x52, 0x55, 0x0a, 0x00, 0x02, 0x02]);
+const OUR_MAC: Mac = Mac([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
+const GW: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
+const US: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 15);
+const SHELL: u32 = 4;
+const MS: u64 = 1_000_000;
+
+/// `ping -c1 10.0.2.15` from the host as slirp would forward it: id 1, seq 1, 56 data bytes
+/// (netproto's tests/frames.rs has its checksums computed independently).
+const PING_FROM_HOST: [u8; 98] = [
+    0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x52, 0x55, 0x0a, 0x00, 0x02, 0x02, 0x08, 0x00, 0x45, 0x00,
+    0x00, 0x54, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x10, 0x65, 0x0a, 0x00, 0x02, 0x02, 0x0a, 0x00,
+    0x02, 0x0f, 0x08, 0x00, 0x38, 0xf9, 0x00, 0x01, 0x00, 0x01, 0x5c, 0x3b, 0x6a, 0x67, 0x00, 0x00,
+    0x00, 0x00, 0x2e, 0x8f, 0x0b, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15,
+    0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f, 0x20, 0x21, 0x22, 0x23, 0x24, 0x25,
+    0x26, 0x27, 0x28, 0x29, 0x2a, 0x2b, 0x2c, 0x2d, 0x2e, 0x2f, 0x30, 0x31, 0x32, 0x33, 0x34, 0x35,
+    0x36, 0x37,
+];
+
+/// The two pools and the stack, with the driver's and pf's sides played by the test.
+struct Bench {
+    stack: Stack<'static>,
+    /// The driver's view of the rx-pool (to write frames) and a reader's view of the tx-pool.
+    rx: PoolView<'static>,
+    tx: PoolView<'static>,
+    next_rx: u32,
+}
+
+fn pool(id: u16, buffers: usize) -> (PoolView<'static>, PoolView<'static>) {
+    let mem: &'static mut [u8] = vec![0u8; buffers * BUFFER_SIZE as usize].leak();
+    let (ptr, len) = (mem.as_mut_ptr(), mem.len());
+    // Safety: the memory is leaked, so it lives forever; the two views stand for two processes
+    // mapping one region, and the tests follow the ownership protocol.
+    unsafe {
+        (
+            PoolView::new(id, ptr, len, BUFFER_SIZE).unwrap(),
+            PoolView::new(id, ptr, len, BUFFER_SIZE).unwrap(),
+        )
+    }
+}
+
+impl Bench {
+    fn new() -> Self {
+        Self::with_tx(8)
+    }
+
+    fn with_tx(tx_buffers: usize) -> Self {
+        let (rx_stack, rx) = pool(RX_POOL_ID, 16);
+        let (tx_stack, tx) = pool(TX_POOL_ID, tx_buffers);
+        let stack = Stack::new(
+            rx_stack,
+            BufferPool::new(tx_stack).unwrap(),
+            OUR_MAC,
+            IpConfig::default(),
+        );
+        Self {
+            stack,
+            rx,
+            tx,
+            next_rx: 0,
+        }
+    }
+
+    /// The driver receives `frame` into the next rx buffer and pf passes it on.
+    fn receive(&mut self, frame: &[u8], now: u64) -> PoolDescriptor {
+        let index = self.next_rx % self.rx.count();
+        self.next_rx += 1;
+        let mut d = self.rx.whole(index).unwrap();
+        d.len = frame.len() as u32;
+        self.rx.check(d).unwrap().copy_from(frame);
+        self.stack.handle(&Kind::RxFrame(d).message(), now);
+        d
+    }
+
+    /// Everything the stack sent to pf since the last call.
+    fn sent(&mut self) -> Vec<Kind> {
+        let mut got = Vec::new();
+        self.stack.flush(|msgs| {
+            got.extend(msgs.iter().map(|m| Kind::decode(m, 16, 64).unwrap()));
+            msgs.len()
+        });
+        got
+    }
+
+    /// The bytes of a transmitted frame.
+    fn frame(&mut self, d: PoolDescriptor) -> Vec<u8> {
+        let mut f = vec![0u8; d.len as usize];
+        self.tx.check(d).unwrap().copy_to(&mut f);
+        f
+    }
+
+    /// The one frame sent, asserting that nothing else was.
+    fn one_tx_frame(&mut self) -> (PoolDescriptor, Vec<u8>) {
+        let sent = self.sent();
+        let [Kind::TxFrame(d)] = sent[..] else {
+            panic!("expected one TX_FRAME, got {sent:?}")
+        };
+        (d, self.frame(d))
+    }
+
+    /// pf hands the driver's TX_DONE back.
+    fn tx_done(&mut self, d: PoolDescriptor) {
+        self.stack.handle(&Kind::TxDone(d).message(), 0);
+    }
+
+    fn replies(&mut self) -> Vec<(u32, PingReply)> {
+        self.stack
+            .take_replies()
+            .into_iter()
+            .map(|(pid, m)| (pid, PingReply::decode(&m)))
+            .collect()
+    }
+}
+
+fn ether(dst: Mac, src: Mac, t: EtherType, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + payload.len().max(46)];
+    let n = EtherHeader {
+        dst,
+        src,
+        ethertype: t,
+    }
+    .emit_frame(&mut f, payload)
+    .unwrap();
+    f.truncate(n);
+    f
+}
+
+/// The gateway's answer to `request` (an ARP frame) as slirp builds it.
+fn arp_reply_from_gateway() -> Vec<u8> {
+    let p = ArpPacket {
+        op: netproto::arp::ArpOp::Reply,
+        sender_mac: GW_MAC,
+        sender_ip: GW,
+        target_mac: OUR_MAC,
+        target_ip: US,
+    };
+    let mut f = vec![0u8; 60];
+    p.emit_frame(&mut f).unwrap();
+    f
+}
+
+/// What the host answers to our echo request `frame`: the echo reply, TTL 255 as slirp.
+fn host_answers(frame: &[u8]) -> Vec<u8> {
+    try_host_answers(frame).expect("not an echo request for the host")
+}
+
+fn try_host_answers(frame: &[u8]) -> Option<Vec<u8>> {
+    let host = Interface {
+        mac: GW_MAC,
+        address: Some("10.0.2.2/24".parse().unwrap()),
+        dhcp_client: false,
+    };
+    let v = demux::demux_frame(frame, &host, &mut demux::Counters::default());
+    let Verdict::EchoRequest { ip, echo } = v else {
+        return None;
+    };
+    let mut packet = vec![0u8; 20 + 8 + echo.data.len()];
+    let n = icmp::build_echo_reply(&ip, &echo, 0x4242, &mut packet).unwrap();
+    // slirp's replies come with TTL 255: rewrite it and the header checksum.
+    packet[8] = 255;
+    packet[10..12].fill(0);
+    let c = checksum::internet_checksum(&packet[..20]);
+    packet[10..12].copy_from_slice(&c.to_be_bytes());
+    Some(ether(OUR_MAC, GW_MAC, EtherType::IPV4, &packet[..n]))
+}
+
+fn ping(dst: Ipv4Addr, seq: u16, timeout_ms: u32) -> Message {
+    Request::Ping(PingRequest {
+        dst,
+        ident: 0x77,
+        seq,
+        timeout_ms,
+        data_len: 56,
+    })
+    .encode()
+}
+
+#[test]
+fn an_echo_request_is_answered_from_the_buffer_it_arrived_in() {
+    let mut b = Bench::new();
+    let rx = b.receive(&PING_FROM_HOST, 5 * MS);
+    let sent = b.sent();
+    let [Kind::TxFrame(d), Kind::RxReturn(back)] = sent[..] else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(back, rx, "the rx buffer goes home as it came");
+    let reply = b.frame(d);
+    assert_eq!(reply.len(), 98);
+    assert_eq!(&reply[..6], &GW_MAC.0, "back to the neighbour it came from");
+    assert_eq!(&reply[6..12], &OUR_MAC.0);
+    assert_eq!(&reply[12..14], &[0x08, 0x00]);
+    // The host sees an echo reply from us with the same identifier, sequence and data.
+    let host = Interface {
+        mac: GW_MAC,
+        address: Some("10.0.2.2/24".parse().unwrap()),
+        dhcp_client: false,
+    };
+    let v = demux::demux_frame(&reply, &host, &mut demux::Counters::default());
+    let Verdict::EchoReply { ip, echo } = v else {
+        panic!("{v:?}")
+    };
+    assert_eq!((ip.src, ip.dst, ip.ttl), (US, GW, 64));
+    assert_eq!((echo.ident, echo.seq), (1, 1));
+    assert_eq!(echo.data, &PING_FROM_HOST[42..]);
+    let s = *b.stack.stats();
+    assert_eq!((s.echo_replies_sent, s.tx_frames, s.rx_returned), (1, 1, 1));
+    assert_eq!(b.stack.tx_in_use(), 1);
+    b.tx_done(d);
+    assert_eq!((b.stack.tx_in_use(), b.stack.stats().tx_done), (0, 1));
+    // The same TX_DONE again is refused and counted.
+    b.tx_done(d);
+    assert_eq!(b.stack.stats().tx_double_free, 1);
+    assert_eq!(b.stack.take_notices().len(), 1);
+    assert!(b.stack.demux_counters().accounted());
+}
+
+#[test]
+fn an_echo_request_from_a_group_address_is_not_answered() {
+    let mut b = Bench::new();
+    let mut f = PING_FROM_HOST;
+    f[6] |= 1; // multicast source
+    b.receive(&f, 0);
+    assert!(matches!(b.sent()[..], [Kind::RxReturn(_)]));
+    assert_eq!(b.stack.stats().echo_bad_source, 1);
+    assert_eq!(b.stack.tx_in_use(), 0);
+}
+
+#[test]
+fn arp_requests_for_us_are_answered_and_learned() {
+    let mut b = Bench::new();
+    let req = ArpPacket::request(GW_MAC, GW, US);
+    let mut f = vec![0u8; 60];
+    req.emit_frame(&mut f).unwrap();
+    b.receive(&f, 0);
+    let sent = b.sent();
+    let [Kind::TxFrame(d), Kind::RxReturn(_)] = sent[..] else {
+        panic!("{sent:?}")
+    };
+    let reply = b.frame(d);
+    let e = EtherFrame::parse(&reply).unwrap();
+    assert_eq!(
+        (e.dst, e.src, e.ethertype),
+        (GW_MAC, OUR_MAC, EtherType::ARP)
+    );
+    let a = ArpPacket::parse(e.payload).unwrap();
+    assert_eq!(a, req.reply(OUR_MAC));
+    assert_eq!(b.stack.stats().arp_replies_sent, 1);
+    // The gateway was learned: a ping to it goes out at once, without an ARP request.
+    b.stack.request(SHELL, &ping(GW, 1, 1000), MS);
+    let sent = b.sent();
+    let [Kind::TxFrame(p)] = sent[..] else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(&b.frame(p)[..6], &GW_MAC.0);
+    // A request for someone else is not answered; a claim of our address is a conflict.
+    let other = ArpPacket::request(GW_MAC, GW, Ipv4Addr::new(10, 0, 2, 9));
+    other.emit_frame(&mut f).unwrap();
+    b.receive(&f, 0);
+    assert!(matches!(b.sent()[..], [Kind::RxReturn(_)]));
+    let claim = ArpPacket::request(Mac([2, 0, 0, 0, 0, 9]), US, GW);
+    claim.emit_frame(&mut f).unwrap();
+    b.receive(&f, 0);
+    assert_eq!(b.stack.stats().arp_conflicts, 1);
+    assert!(b.stack.take_notices().contains(&Notice::ArpConflict {
+        mac: Mac([2, 0, 0, 0, 0, 9])
+    }));
+}
+
+#[test]
+fn a_ping_resolves_the_gateway_then_measures_the_round_trip() {
+    let mut b = Bench::new();
+    b.stack.request(SHELL, &ping(GW, 1, 2000), 10 * MS);
+    assert!(b.stack.take_replies().is_empty(), "the caller waits");
+    assert_eq!(b.stack.pings_in_flight(), 1);
+    // First an ARP request for the gateway; the echo request waits in the cache.
+    let (arp_d, arp) = b.one_tx_frame();
+    assert_eq!(&arp[..6], &[0xff; 6]);
+    let a = ArpPacket::parse(&arp[14..]).unwrap();
+    assert_eq!(a, ArpPacket::request(OUR_MAC, US, GW));
+    assert_eq!(b.stack.tx_in_use(), 2);
+    assert_eq!(b.stack.next_deadline(), Some(1010 * MS), "ARP retry");
+    b.tx_done(arp_d);
+    // The gateway answers: the echo request leaves, addressed to it.
+    b.receive(&arp_reply_from_gateway(), 11 * MS);
+    let sent = b.sent();
+    let [Kind::TxFrame(echo_d), Kind::RxReturn(_)] = sent[..] else {
+        panic!("{sent:?}")
+    };
+    let request = b.frame(echo_d);
+    assert_eq!(&request[..6], &GW_MAC.0);
+    assert_eq!(request.len(), 14 + 20 + 8 + 56);
+    b.tx_done(echo_d);
+    assert_eq!(
+        b.stack.next_deadline(),
+        Some(2010 * MS),
+        "the ping's timeout"
+    );
+    // The host answers 0.4 ms later.
+    let answer = host_answers(&request);
+    b.receive(&answer, 11 * MS + 400_000);
+    let replies = b.replies();
+    assert_eq!(
+        replies,
+        [(
+            SHELL,
+            PingReply {
+                status: Status::Ok,
+                rtt_ns: 1_400_000,
+                from: GW,
+                seq: 1,
+                icmp_len: 64,
+                ttl: 255,
+                unreachable_code: 0,
+            }
+        )]
+    );
+    assert_eq!(b.stack.pings_in_flight(), 0);
+    assert_eq!(b.stack.tx_in_use(), 0);
+    // The same reply again matches nothing.
+    b.receive(&answer, 12 * MS);
+    assert!(b.replies().is_empty());
+    let s = *b.stack.stats();
+    assert_eq!(
+        (
+            s.pings_sent,
+            s.ping_replies,
+            s.echo_replies_unmatched,
+            s.arp_requests_sent
+        ),
+        (1, 1, 1, 1)
+    );
+    assert_eq!(b.stack.next_deadline(), None);
+}
+
+#[test]
+fn an_echo_reply_with_other_data_or_from_elsewhere_does_not_count() {
+    let mut b = Bench::new();
+    b.stack.request(SHELL, &ping(GW, 7, 1000), 0);
+    let (_, arp) = b.one_tx_frame();
+    assert_eq!(&arp[12..14], &[0x08, 0x06]);
+    b.receive(&arp_reply_from_gateway(), MS);
+    let sent = b.sent();
+    let Kind::TxFrame(d) = sent[0] else {
+        panic!("{sent:?}")
+    };
+    let request = b.frame(d);
+    let mut answer = host_answers(&request);
+    // One data byte changed (checksum repaired): not our echo.
+    let l = answer.len();
+    answer[l - 1] ^= 0xff;
+    answer[36..38].fill(0);
+    let c = checksum::internet_checksum(&answer[34..]);
+    answer[36..38].copy_from_slice(&c.to_be_bytes());
+    b.receive(&answer, 2 * MS);
+    assert!(b.replies().is_empty());
+    assert_eq!(b.stack.stats().echo_replies_unmatched, 1);
+}
+
+#[test]
+fn a_ping_times_out_and_arp_gives_up_later() {
+    let mut b = Bench::new();
+    b.stack.request(SHELL, &ping(GW, 2, 1500), 0);
+    let (arp_d, _) = b.one_tx_frame();
+    b.tx_done(arp_d);
+    b.stack.tick(1000 * MS);
+    let (arp_d, _) = b.one_tx_frame(); // the second ARP request
+    b.tx_done(arp_d);
+    b.stack.tick(1499 * MS);
+    assert!(b.replies().is_empty());
+    b.stack.tick(1500 * MS);
+    assert_eq!(
+        b.replies(),
+        [(SHELL, PingReply::failed(Status::TimedOut, US, 2))]
+    );
+    assert_eq!(b.stack.stats().pings_timed_out, 1);
+    // The echo request still waits in the ARP cache: its buffer is lent out until ARP gives up.
+    assert_eq!(b.stack.tx_in_use(), 1);
+    b.stack.tick(2000 * MS);
+    let (arp_d, _) = b.one_tx_frame(); // the third and last
+    b.tx_done(arp_d);
+    b.stack.tick(3000 * MS);
+    assert!(b.sent().is_empty());
+    assert_eq!(b.stack.tx_in_use(), 0, "freed when ARP gave up");
+    assert_eq!(b.stack.stats().arp_unreachable, 1);
+    assert!(b.replies().is_empty(), "the caller already had its answer");
+    assert!(
+        b.stack
+            .take_notices()
+            .contains(&Notice::ArpUnreachable { ip: GW, packets: 1 })
+    );
+}
+
+#[test]
+fn a_ping_to_a_silent_neighbour_is_unreachable() {
+    let mut b = Bench::new();
+    let silent = Ipv4Addr::new(10, 0, 2, 77);
+    b.stack.request(SHELL, &ping(silent, 3, 10_000), 0);
+    for t in [0, 1000, 2000] {
+        b.stack.tick(t * MS);
+        let (d, arp) = b.one_tx_frame();
+        assert_eq!(ArpPacket::parse(&arp[14..]).unwrap().target_ip, silent);
+        b.tx_done(d);
+    }
+    b.stack.tick(3000 * MS);
+    let [(SHELL, r)] = b.replies()[..] else {
+        panic!()
+    };
+    assert_eq!((r.status, r.from, r.seq), (Status::Unreachable, US, 3));
+    assert_eq!(r.unreachable_text(), "Destination Host Unreachable");
+    assert_eq!((b.stack.tx_in_use(), b.stack.pings_in_flight()), (0, 0));
+}
+
+#[test]
+fn a_router_saying_unreachable_ends_the_ping() {
+    let mut b = Bench::new();
+    b.stack
+        .request(SHELL, &ping(Ipv4Addr::new(192, 0, 2, 1), 4, 5000), 0);
+    b.sent();
+    b.receive(&arp_reply_from_gateway(), MS);
+    let sent = b.sent();
+    let Kind::TxFrame(d) = sent[0] else { panic!() };
+    let request = b.frame(d);
+    // The gateway: net unreachable (code 0), quoting our IPv4 header and 8 bytes.
+    let mut icmp_msg = vec![3, 0, 0, 0, 0, 0, 0, 0];
+    icmp_msg.extend_from_slice(&request[14..14 + 28]);
+    let c = checksum::internet_checksum(&icmp_msg);
+    icmp_msg[2..4].copy_from_slice(&c.to_be_bytes());
+    let mut packet = vec![0u8; 20 + icmp_msg.len()];
+    Ipv4Repr::new(GW, US, IpProtocol::ICMP, 9, 0)
+        .emit_packet(&mut packet, &icmp_msg)
+        .unwrap();
+    b.receive(&ether(OUR_MAC, GW_MAC, EtherType::IPV4, &packet), 2 * MS);
+    let [(SHELL, r)] = b.replies()[..] else {
+        panic!()
+    };
+    assert_eq!(
+        (r.status, r.from, r.unreachable_code),
+        (Status::Unreachable, GW, 1)
+    );
+    assert_eq!(r.unreachable_text(), "Destination Net Unreachable");
+    assert!(matches!(
+        IcmpMessage::parse(&icmp_msg),
+        Ok(IcmpMessage::DestUnreachable(_))
+    ));
+}
+
+#[test]
+fn tcp_and_udp_are_counted_and_dropped() {
+    let mut b = Bench::new();
+    let mut syn = vec![
+        0x9c, 0x40, 0x14, 0x51, 0x8a, 0x3b, 0x11, 0x07, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0, 0, 0,
+        0, 0,
+    ];
+    let c = checksum::transport_checksum(GW, US, 6, &syn).unwrap();
+    syn[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut packet = vec![0u8; 40];
+    Ipv4Repr::new(GW, US, IpProtocol::TCP, 1, 0)
+        .emit_packet(&mut packet, &syn)
+        .unwrap();
+    let f = ether(OUR_MAC, GW_MAC, EtherType::IPV4, &packet);
+    assert!(matches!(
+        demux::classify_frame(&f, &b.stack.interface()),
+        Verdict::Transport(d) if d.transport == Transport::Tcp
+    ));
+    b.receive(&f, 0);
+    assert!(matches!(b.sent()[..], [Kind::RxReturn(_)]));
+    assert_eq!(b.stack.stats().no_transport_server, 1);
+    assert_eq!(b.stack.demux_counters().tcp, 1);
+}
+
+#[test]
+fn an_empty_tx_pool_drops_what_would_be_sent() {
+    let mut b = Bench::with_tx(1);
+    b.receive(&PING_FROM_HOST, 0);
+    let sent = b.sent();
+    let Kind::TxFrame(d) = sent[0] else { panic!() };
+    // The only buffer is in flight: the next echo request is not answered, a ping cannot start.
+    b.receive(&PING_FROM_HOST, 0);
+    assert!(matches!(b.sent()[..], [Kind::RxReturn(_)]));
+    b.stack.request(SHELL, &ping(GW, 1, 1000), 0);
+    assert_eq!(
+        b.replies(),
+        [(SHELL, PingReply::failed(Status::NoBuffer, GW, 1))]
+    );
+    assert_eq!(b.stack.stats().tx_pool_empty, 2);
+    assert_eq!(b.stack.pings_in_flight(), 0);
+    b.tx_done(d);
+    b.receive(&PING_FROM_HOST, 0);
+    assert!(matches!(
+        b.sent()[..],
+        [Kind::TxFrame(_), Kind::RxReturn(_)]
+    ));
+}
+
+#[test]
+fn requests_are_answered_at_once_or_refused() {
+    let mut b = Bench::new();
+    b.stack.request(SHELL, &Request::Info.encode(), 0);
+    let [(SHELL, m)] = b.stack.take_replies()[..] else {
+        panic!()
+    };
+    let info = Info::decode(&m).unwrap();
+    assert_eq!(info.address, "10.0.2.15/24".parse().unwrap());
+    assert_eq!(
+        (info.gateway, info.mac, info.mtu),
+        (Some(GW), OUR_MAC, 1500)
+    );
+    b.receive(&PING_FROM_HOST, 0);
+    // Counters, page by page, in the order of their names.
+    let names: Vec<_> = proto::counter_names().collect();
+    let mut values = Vec::new();
+    while values.len() < names.len() {
+        b.stack.request(
+            SHELL,
+            &Request::Counters {
+                first: values.len() as u32,
+            }
+            .encode(),
+            0,
+        );
+        let [(_, m)] = b.stack.take_replies()[..] else {
+            panic!()
+        };
+        let page = CountersPage::decode(&m).unwrap();
+        assert_eq!(page.total as usize, names.len());
+        values.extend_from_slice(page.valid());
+    }
+    let named = |n: &str| values[names.iter().position(|&x| x == n).unwrap()];
+    assert_eq!(
+        (
+            named("rx_frames"),
+            named("icmp_echo_requests"),
+            named("echo_replies_sent")
+        ),
+        (1, 1, 1)
+    );
+    // Refusals answered at once.
+    let refused = |b: &mut Bench, m: &Message| {
+        b.stack.request(SHELL, m, 0);
+        let r = b.stack.take_replies();
+        assert_eq!(r.len(), 1);
+        proto::status(&r[0].1)
+    };
+    assert_eq!(refused(&mut b, &[0xAB; 64]), Status::BadRequest);
+    assert_eq!(refused(&mut b, &ping(US, 1, 100)), Status::NoRoute);
+    assert_eq!(
+        refused(&mut b, &ping(Ipv4Addr::LOCALHOST, 1, 100)),
+        Status::NoRoute
+    );
+    assert_eq!(
+        refused(&mut b, &ping(Ipv4Addr::BROADCAST, 1, 100)),
+        Status::BadRequest
+    );
+    assert_eq!(
+        refused(&mut b, &ping(Ipv4Addr::new(10, 0, 2, 255), 1, 100)),
+        Status::BadRequest
+    );
+    // A second ping with the same identifier and sequence while the first is in flight: busy.
+    b.stack.request(SHELL, &ping(GW, 9, 100), 0);
+    assert!(b.stack.take_replies().is_empty());
+    assert_eq!(refused(&mut b, &ping(GW, 9, 100)), Status::Busy);
+    for seq in 10..10 + MAX_PINGS as u16 - 1 {
+        b.stack.request(SHELL, &ping(GW, seq, 100), 0);
+    }
+    assert_eq!(b.stack.pings_in_flight(), MAX_PINGS);
+    assert_eq!(refused(&mut b, &ping(GW, 99, 100)), Status::Busy);
+    // Every one times out at 100 ms, each caller told.
+    b.stack.tick(100 * MS);
+    assert_eq!(b.stack.take_replies().len(), MAX_PINGS);
+}
+
+#[test]
+fn messages_pf_may_not_send_are_refused_and_nothing_is_returned() {
+    let mut b = Bench::new();
+    let d = b.rx.whole(0).unwrap();
+    let t = b.tx.whole(0).unwrap();
+    b.stack.handle(&Kind::RxReturn(d).message(), 0);
+    b.stack.handle(&Kind::TxFrame(t).message(), 0);
+    b.stack.handle(&ChanMessage::new(0x1234), 0);
+    let mut bad = Kind::RxFrame(d).message();
+    bad.payload[0] = u64::MAX; // a pool and index that do not exist
+    b.stack.handle(&bad, 0);
+    assert!(b.sent().is_empty());
+    assert_eq!(b.stack.stats().refused, 4);
+    assert_eq!(b.stack.refusals().total(), 2);
+    assert_eq!(b.stack.take_notices().len(), 4);
+    let _ = tag::RX_FRAME;
+}
+
+#[test]
+fn the_outbox_waits_for_room_and_limits_what_is_read() {
+    let mut b = Bench::new();
+    for _ in 0..3 {
+        b.receive(&PING_FROM_HOST, 0);
+    }
+    // pf's channel takes one message per flush.
+    let mut got = 0;
+    b.stack.flush(|m| {
+        got += 1;
+        m.len().min(1)
+    });
+    assert_eq!((got, b.stack.outbox_len()), (1, 5));
+    let limit = 16 + 8 + OUTBOX_MARGIN;
+    assert_eq!(b.stack.receive_budget(32), ((limit - 5) / 8).min(32));
+    assert_eq!(b.stack.receive_budget(4), 4);
+    assert_eq!(b.sent().len(), 5);
+}
+
+/// Random messages and random frame bytes: nothing panics, every frame handed in goes home
+/// exactly once, and every tx buffer is accounted for.
+#[test]
+fn garbage_from_pf_never_breaks_the_stack() {
+    let mut b = Bench::new();
+    let mut x = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut frames_in = 0u64;
+    let mut returned = 0u64;
+    let mut now = 0;
+    for round in 0..20_000u64 {
+        now += next() % (50 * MS);
+        let r = next();
+        match r % 8 {
+            // A frame: random bytes, or a mutated echo request or ARP reply.
+            0..=3 => {
+                let mut f = match r % 3 {
+                    0 => PING_FROM_HOST.to_vec(),
+                    1 => arp_reply_from_gateway(),
+                    _ => vec![0u8; (next() % 1514) as usize + 1],
+                };
+                for _ in 0..(next() % 4) {
+                    let i = (next() as usize) % f.len();
+                    f[i] = next() as u8;
+                }
+                b.receive(&f, now);
+                frames_in += 1;
+            }
+            4 => {
+                let mut words = [0u64; 8];
+                for w in &mut words {
+                    *w = next();
+                }
+                if r & 16 == 0 {
+                    // A TX_DONE for some tx-pool buffer, lent out or not.
+                    words[0] = (words[0] & !0xFFFF_FFFF) | u64::from(tag::TX_DONE);
+                    words[1] = (next() % 10) << 32 | u64::from(TX_POOL_ID);
+                    words[2] = 0;
+                }
+                b.stack.handle(&ChanMessage::from_words(words), now);
+            }
+            5 => {
+                let dst = if r & 16 == 0 {
+                    GW
+                } else {
+                    Ipv4Addr::from(next() as u32)
+                };
+                b.stack.request(
+                    SHELL,
+                    &ping(dst, round as u16, 1 + (next() % 3000) as u32),
+                    now,
+                );
+            }
+            6 => b.stack.tick(now),
+            _ => {
+                let mut m = [0u8; 64];
+                for c in m.chunks_mut(8) {
+                    c.copy_from_slice(&next().to_le_bytes());
+                }
+                m[0] = (r % 4) as u8;
+                b.stack.request(SHELL, &m, now);
+            }
+        }
+        // pf: takes everything, and the driver finishes every frame at once. The gateway
+        // answers ARP requests for it and, mostly, pings.
+        for k in b.sent() {
+            match k {
+                Kind::RxReturn(_) => returned += 1,
+                Kind::TxFrame(d) => {
+                    let f = b.frame(d);
+                    b.tx_done(d);
+                    let answer = if f.get(12..14) == Some(&[0x08, 0x06]) && f[38..42] == GW.octets()
+                    {
+                        Some(arp_reply_from_gateway())
+                    } else {
+                        try_host_answers(&f).filter(|_| next() % 4 != 0)
+                    };
+                    if let Some(a) = answer {
+                        b.receive(&a, now + next() % (5 * MS));
+                        frames_in += 1;
+                    }
+                }
+                other => panic!("ip sent {other:?}"),
+            }
+        }
+        b.stack.take_replies();
+        b.stack.take_notices();
+    }
+    for k in b.sent() {
+        match k {
+            Kind::RxReturn(_) => returned += 1,
+            Kind::TxFrame(d) => b.tx_done(d),
+            other => panic!("ip sent {other:?}"),
+        }
+    }
+    assert_eq!(returned, frames_in, "every received frame went home once");
+    // The mutations reached the interesting paths.
+    let s = *b.stack.stats();
+    assert!(s.echo_replies_sent > 100 && s.pings_sent > 100, "{s:?}");
+    assert!(s.ping_replies > 100 && s.pings_timed_out > 100, "{s:?}");
+    assert!(
+        s.tx_double_free > 0 && s.refused > 0 && s.arp_requests_sent > 0,
+        "{s:?}"
+    );
+    assert!(b.stack.demux_counters().bad_icmp + b.stack.demux_counters().bad_ipv4_checksum > 0);
+    assert!(b.stack.demux_counters().accounted());
+    // Let every timer run out (ARP gives up after its third request): nothing stays lent out.
+    for s in 1..=4 {
+        b.stack.tick(now + s * 100_000 * MS);
+        for k in b.sent() {
+            if let Kind::TxFrame(d) = k {
+                b.tx_done(d);
+            }
+        }
+    }
+    assert_eq!(b.stack.tx_in_use(), 0);
+    assert_eq!(b.stack.pings_in_flight(), 0);
+}

@@ -1,0 +1,628 @@
+//! The forwarding core: pf's four channels, its views of the two pools, and what one round of
+//! the server's loop does with them (docs/netpath.md).
+//!
+//! ```text
+//!  e1000 ──e1000-pf──> pf ──pf-ip──> ip       RX_FRAME in: rules `in`; allowed → ip,
+//!  e1000 <─pf-e1000─── pf <─ip-pf─── ip                    denied → RX_RETURN to e1000
+//!                                             TX_FRAME out: rules `out`; allowed → e1000,
+//!                                                           denied → TX_DONE to ip
+//!                                             RX_RETURN ip → e1000, TX_DONE e1000 → ip
+//! ```
+//!
+//! - **Every message is checked first** with [`netmsg::Kind::decode`] against the pools' sizes,
+//!   and must be a kind its sender sends (e1000: `RX_FRAME`, `TX_DONE`; ip: `TX_FRAME`,
+//!   `RX_RETURN`). A refusal is counted and reported as an [`Event`], and the message dropped:
+//!   nothing it names is followed.
+//! - **Frames are read in place** through [`PoolView::check`]: pf looks at the Ethernet and IP
+//!   headers in the shared buffer and forwards the descriptor. A frame that is not IPv4 (ARP
+//!   ...) passes unfiltered ([`pf::packet::ipv4_in_ethernet`]); an IPv4 packet pf cannot read is
+//!   denied ([`RuleSet::filter_ipv4`]).
+//! - **Only the descriptor goes on**, in a message pf builds itself (`Kind::message`), so no
+//!   byte a peer wrote besides the checked descriptor reaches the next hop.
+//! - **No buffer is ever dropped silently**: a denied frame's buffer goes home (`RX_RETURN` to
+//!   e1000, `TX_DONE` to ip). Every message taken from an input produces exactly one message
+//!   for an output; what the output ring cannot take waits in that output's queue, in order.
+//!   An input is read only as far as both queues have room for its messages (either input can
+//!   produce for either output), so when a queue is full pf stops reading (and the peer's ring
+//!   fills up, which is the peer's back-pressure) instead of losing a buffer.
+//! - **Sized so that valid traffic never stops it**: every message carries a buffer, so pf can
+//!   never hold more messages than the two pools have buffers; each queue holds that many
+//!   (up to [`MAX_HELD`]). Only a peer that sends the same buffer twice can fill a queue. So pf
+//!   keeps reading both inputs whatever the ring sizes, and it cannot be one link of a cycle of
+//!   servers each waiting for the next to read (pf waiting for ip to read `pf-ip` while ip waits
+//!   for pf to read `ip-pf`).
+//! - **Batches**: a round reads up to [`BATCH`] messages from each input (one index store
+//!   each) and sends each output's queue with one `send_batch`.
+//!
+//! Nothing here makes a system call: [`Path`] is generic over the channels' [`Waiter`], so the
+//! host tests run it over channels in heap memory.
+
+use alloc::boxed::Box;
+use alloc::vec;
+
+use libchan::{
+    Consumer, EpochChange, Message, PoolDescriptor, PoolError, PoolView, Producer, RecvError,
+    SendError, Waiter,
+};
+use netmsg::{Kind, Refused, RefusedCounters};
+use pf::packet::ipv4_in_ethernet;
+use pf::{Direction, RuleSet, Verdict};
+
+/// Most messages read from one input in one round.
+pub const BATCH: usize = 32;
+/// Most messages one output can hold while its ring is full (64 bytes each). Pools with more
+/// buffers than this together lose the guarantee that valid traffic never stops pf reading.
+pub const MAX_HELD: usize = 2048;
+
+/// pf's two neighbours on the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// The e1000 driver.
+    Driver,
+    /// The ip server.
+    Ip,
+}
+
+impl Peer {
+    /// The peer's process name in the manifests.
+    pub fn name(self) -> &'static str {
+        match self {
+            Peer::Driver => "e1000",
+            Peer::Ip => "ip",
+        }
+    }
+}
+
+/// One of pf's four channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// `e1000-pf`: received frames and finished transmit buffers from the driver.
+    FromDriver,
+    /// `pf-e1000`: frames to send and receive buffers going home.
+    ToDriver,
+    /// `ip-pf`: frames to send and receive buffers going home.
+    FromIp,
+    /// `pf-ip`: received frames and finished transmit buffers.
+    ToIp,
+}
+
+impl Channel {
+    /// The channel's region name.
+    pub fn name(self) -> &'static str {
+        use netmsg::chan;
+        match self {
+            Channel::FromDriver => chan::DRIVER_TO_PF,
+            Channel::ToDriver => chan::PF_TO_DRIVER,
+            Channel::FromIp => chan::IP_TO_PF,
+            Channel::ToIp => chan::PF_TO_IP,
+        }
+    }
+
+    /// The input channel from `peer`.
+    pub fn input_from(peer: Peer) -> Channel {
+        match peer {
+            Peer::Driver => Channel::FromDriver,
+            Peer::Ip => Channel::FromIp,
+        }
+    }
+
+    /// The output channel to `peer`.
+    pub fn output_to(peer: Peer) -> Channel {
+        match peer {
+            Peer::Driver => Channel::ToDriver,
+            Peer::Ip => Channel::ToIp,
+        }
+    }
+}
+
+/// Why a message from a peer was refused (counted, reported, dropped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// [`Kind::decode`] refused the tag or the descriptor.
+    Malformed(Refused),
+    /// A kind this peer never sends (e1000 sends `RX_FRAME` and `TX_DONE`, ip `TX_FRAME` and
+    /// `RX_RETURN`).
+    Misdirected,
+    /// The pool view refused a frame's descriptor. `Kind::decode` makes the same checks, so this
+    /// means the two disagree about a pool's geometry.
+    Unreadable(PoolError),
+}
+
+/// Something the server should log (the core makes no system calls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// A message was refused.
+    Refused {
+        /// Who sent it.
+        from: Peer,
+        /// Its tag.
+        tag: u32,
+        /// Why.
+        why: Refusal,
+    },
+    /// A channel's epoch changed: the peer at its other end restarted. `change.count` messages
+    /// were in flight: on an output, sent but never taken by the peer that died (their buffers
+    /// are not recovered yet, see docs/netpath.md, "Restarts"); on an input, sent by the peer
+    /// that died and discarded.
+    EpochChanged {
+        /// Which channel.
+        channel: Channel,
+        /// What changed.
+        change: EpochChange,
+    },
+    /// A channel refused an operation: its header was overwritten (`bad_magic`) or the peer's
+    /// index jumped. The channel is left alone until it is sane again.
+    ChannelBroken {
+        /// Which channel.
+        channel: Channel,
+        /// The header's magic word is wrong (else: an index jumped).
+        bad_magic: bool,
+    },
+}
+
+/// What pf counted since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// `RX_FRAME`s from e1000 judged.
+    pub rx_in: u64,
+    /// Of those, passed on to ip.
+    pub rx_out: u64,
+    /// Of those, denied (by a rule, or unreadable IPv4) and sent home as `RX_RETURN`.
+    pub rx_denied: u64,
+    /// `RX_RETURN`s from ip passed on to e1000.
+    pub rx_returned: u64,
+    /// `TX_FRAME`s from ip judged.
+    pub tx_in: u64,
+    /// Of those, passed on to e1000.
+    pub tx_out: u64,
+    /// Of those, denied and sent home as `TX_DONE`.
+    pub tx_denied: u64,
+    /// `TX_DONE`s from e1000 passed on to ip.
+    pub tx_done: u64,
+    /// Frames that are not IPv4 (ARP ...), passed without filtering (of `rx_out` and `tx_out`).
+    pub not_ipv4: u64,
+    /// Messages [`Kind::decode`] refused, by reason.
+    pub refused: RefusedCounters,
+    /// Messages of a kind their sender never sends.
+    pub misdirected: u64,
+    /// Frames whose descriptor the pool view refused.
+    pub unreadable: u64,
+    /// Most messages held for e1000 at the end of a round.
+    pub held_high_driver: u64,
+    /// Most messages held for ip at the end of a round.
+    pub held_high_ip: u64,
+    /// Rounds in which an input was not read because an output's queue was full.
+    pub stalls: u64,
+    /// Epoch changes seen on any channel.
+    pub epoch_changes: u64,
+    /// Messages those epoch changes reported in flight.
+    pub epoch_in_flight: u64,
+    /// Operations a broken channel refused.
+    pub channel_errors: u64,
+}
+
+impl Counters {
+    /// Every refused message, whatever the reason.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.total() + self.misdirected + self.unreadable
+    }
+
+    fn note(&mut self, e: &Event) {
+        match *e {
+            Event::Refused { why, .. } => match why {
+                Refusal::Malformed(r) => self.refused.count(r),
+                Refusal::Misdirected => self.misdirected += 1,
+                Refusal::Unreadable(_) => self.unreadable += 1,
+            },
+            Event::EpochChanged { change, .. } => {
+                self.epoch_changes += 1;
+                self.epoch_in_flight += u64::from(change.count);
+            }
+            Event::ChannelBroken { .. } => self.channel_errors += 1,
+        }
+    }
+}
+
+/// What one [`Path::round`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Round {
+    /// Messages taken from the inputs.
+    pub read: usize,
+    /// Messages published to the outputs.
+    pub sent: usize,
+}
+
+impl Round {
+    /// Nothing moved.
+    pub fn is_idle(&self) -> bool {
+        self.read == 0 && self.sent == 0
+    }
+}
+
+/// Messages waiting for room in an output ring: a ring of fixed capacity, allocated once, in
+/// order.
+struct Held {
+    slots: Box<[Message]>,
+    head: usize,
+    len: usize,
+}
+
+impl Held {
+    fn new(capacity: usize) -> Held {
+        Held {
+            slots: vec![Message::new(0); capacity].into_boxed_slice(),
+            head: 0,
+            len: 0,
+        }
+    }
+
+    fn room(&self) -> usize {
+        self.slots.len() - self.len
+    }
+
+    /// Appends `m`; false (and nothing changed) when full, which [`Path::read`] rules out.
+    fn push(&mut self, m: Message) -> bool {
+        let capacity = self.slots.len();
+        if self.len == capacity {
+            return false;
+        }
+        self.slots[(self.head + self.len) % capacity] = m;
+        self.len += 1;
+        true
+    }
+
+    /// The oldest messages that lie contiguously in the ring.
+    fn front(&self) -> &[Message] {
+        let end = (self.head + self.len).min(self.slots.len());
+        &self.slots[self.head..end]
+    }
+
+    /// Forgets the `n` oldest messages (sent).
+    fn pop(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.head = (self.head + n) % self.slots.len();
+        self.len -= n;
+        if self.len == 0 {
+            self.head = 0;
+        }
+    }
+}
+
+/// One output: the producer end of a channel and its queue.
+struct Output<'a, W: Waiter> {
+    producer: Producer<'a, W>,
+    held: Held,
+    channel: Channel,
+}
+
+impl<W: Waiter> Output<'_, W> {
+    /// Sends what is held, oldest first, until the ring is full; returns how many went.
+    fn flush(&mut self, counters: &mut Counters, on_event: &mut impl FnMut(Event)) -> usize {
+        let mut sent = 0;
+        while self.held.len > 0 {
+            let run = self.held.front();
+            let result = match run {
+                [one] => self.producer.send(one).map(|_| 1),
+                _ => self.producer.send_batch(run),
+            };
+            let event = match result {
+                Ok(n) => {
+                    let whole_run = n == run.len();
+                    self.held.pop(n);
+                    sent += n;
+                    if whole_run {
+                        continue;
+                    }
+                    break;
+                }
+                Err(SendError::Full) => break,
+                Err(SendError::EpochChanged(change)) => Event::EpochChanged {
+                    channel: self.channel,
+                    change,
+                },
+                Err(SendError::BadMagic { .. }) => Event::ChannelBroken {
+                    channel: self.channel,
+                    bad_magic: true,
+                },
+                Err(SendError::IndexJump { .. }) => Event::ChannelBroken {
+                    channel: self.channel,
+                    bad_magic: false,
+                },
+            };
+            counters.note(&event);
+            on_event(event);
+            break;
+        }
+        sent
+    }
+}
+
+/// pf's end of the data path: two pool views, two inputs, two outputs with their queues, and
+/// the counters.
+pub struct Path<'a, W: Waiter> {
+    rx_pool: PoolView<'a>,
+    tx_pool: PoolView<'a>,
+    from_driver: Consumer<'a, W>,
+    from_ip: Consumer<'a, W>,
+    to_driver: Output<'a, W>,
+    to_ip: Output<'a, W>,
+    counters: Counters,
+    batch: [Message; BATCH],
+}
+
+impl<'a, W: Waiter> Path<'a, W> {
+    /// The path over views of the rx-pool and the tx-pool (ids [`netmsg::RX_POOL_ID`] and
+    /// [`netmsg::TX_POOL_ID`], buffers of [`netmsg::BUFFER_SIZE`]) and the four channel ends.
+    /// Each output's queue holds as many messages as the pools have buffers (at least
+    /// [`BATCH`], at most [`MAX_HELD`]): allocated here, once.
+    pub fn new(
+        rx_pool: PoolView<'a>,
+        tx_pool: PoolView<'a>,
+        from_driver: Consumer<'a, W>,
+        to_driver: Producer<'a, W>,
+        from_ip: Consumer<'a, W>,
+        to_ip: Producer<'a, W>,
+    ) -> Self {
+        let buffers = rx_pool.count() as usize + tx_pool.count() as usize;
+        let capacity = buffers.clamp(BATCH, MAX_HELD);
+        Path {
+            rx_pool,
+            tx_pool,
+            from_driver,
+            from_ip,
+            to_driver: Output {
+                producer: to_driver,
+                held: Held::new(capacity),
+                channel: Channel::ToDriver,
+            },
+            to_ip: Output {
+                producer: to_ip,
+                held: Held::new(capacity),
+                channel: Channel::ToIp,
+            },
+            counters: Counters::default(),
+            batch: [Message::new(0); BATCH],
+        }
+    }
+
+    /// One round of the loop: sends what was held, reads up to [`BATCH`] messages from each
+    /// input (as far as the output queues have room), judges each and queues its result, and
+    /// sends the queues. Reports what it refused or noticed through `on_event`.
+    pub fn round(&mut self, rules: &mut RuleSet, on_event: &mut impl FnMut(Event)) -> Round {
+        let mut round = Round::default();
+        round.sent += self.flush(on_event);
+        round.read += self.read(Peer::Driver, rules, on_event);
+        round.read += self.read(Peer::Ip, rules, on_event);
+        round.sent += self.flush(on_event);
+        let c = &mut self.counters;
+        c.held_high_driver = c.held_high_driver.max(self.to_driver.held.len as u64);
+        c.held_high_ip = c.held_high_ip.max(self.to_ip.held.len as u64);
+        round
+    }
+
+    fn flush(&mut self, on_event: &mut impl FnMut(Event)) -> usize {
+        self.to_driver.flush(&mut self.counters, on_event)
+            + self.to_ip.flush(&mut self.counters, on_event)
+    }
+
+    /// Reads and handles up to [`BATCH`] messages from `from`; returns how many it took.
+    fn read(&mut self, from: Peer, rules: &mut RuleSet, on_event: &mut impl FnMut(Event)) -> usize {
+        // Every message yields one message for one of the outputs: read no more than both
+        // queues can take.
+        let room = BATCH
+            .min(self.to_driver.held.room())
+            .min(self.to_ip.held.room());
+        if room == 0 {
+            self.counters.stalls += 1;
+            return 0;
+        }
+        let input = match from {
+            Peer::Driver => &mut self.from_driver,
+            Peer::Ip => &mut self.from_ip,
+        };
+        let n = match input.recv_batch(&mut self.batch[..room]) {
+            Ok(n) => n,
+            Err(e) => {
+                self.recv_error(Channel::input_from(from), e, on_event);
+                return 0;
+            }
+        };
+        for i in 0..n {
+            let m = self.batch[i];
+            match self.judge(from, &m, rules) {
+                Ok((to, out)) => {
+                    let output = match to {
+                        Peer::Driver => &mut self.to_driver,
+                        Peer::Ip => &mut self.to_ip,
+                    };
+                    // Room was checked above: one message in, at most one out.
+                    let queued = output.held.push(out);
+                    debug_assert!(queued);
+                }
+                Err(why) => {
+                    let event = Event::Refused {
+                        from,
+                        tag: m.tag,
+                        why,
+                    };
+                    self.counters.note(&event);
+                    on_event(event);
+                }
+            }
+        }
+        n
+    }
+
+    fn recv_error(&mut self, channel: Channel, e: RecvError, on_event: &mut impl FnMut(Event)) {
+        let event = match e {
+            RecvError::EpochChanged(change) => Event::EpochChanged { channel, change },
+            RecvError::BadMagic { .. } => Event::ChannelBroken {
+                channel,
+                bad_magic: true,
+            },
+            RecvError::IndexJump { .. } => Event::ChannelBroken {
+                channel,
+                bad_magic: false,
+            },
+        };
+        self.counters.note(&event);
+        on_event(event);
+    }
+
+    /// Decides where one message from `from` goes, and as what.
+    fn judge(
+        &mut self,
+        from: Peer,
+        m: &Message,
+        rules: &mut RuleSet,
+    ) -> Result<(Peer, Message), Refusal> {
+        let kind = Kind::decode(m, self.rx_pool.count(), self.tx_pool.count())
+            .map_err(Refusal::Malformed)?;
+        let c = &mut self.counters;
+        let to = match (from, kind) {
+            (Peer::Driver, Kind::RxFrame(d)) => {
+                let verdict = verdict(&mut self.rx_pool, Direction::In, d, rules, c)?;
+                c.rx_in += 1;
+                match verdict {
+                    Verdict::Allow => {
+                        c.rx_out += 1;
+                        (Peer::Ip, Kind::RxFrame(d))
+                    }
+                    Verdict::Deny => {
+                        c.rx_denied += 1;
+                        (Peer::Driver, Kind::RxReturn(d))
+                    }
+                }
+            }
+            (Peer::Ip, Kind::TxFrame(d)) => {
+                let verdict = verdict(&mut self.tx_pool, Direction::Out, d, rules, c)?;
+                c.tx_in += 1;
+                match verdict {
+                    Verdict::Allow => {
+                        c.tx_out += 1;
+                        (Peer::Driver, Kind::TxFrame(d))
+                    }
+                    Verdict::Deny => {
+                        c.tx_denied += 1;
+                        (Peer::Ip, Kind::TxDone(d))
+                    }
+                }
+            }
+            (Peer::Ip, Kind::RxReturn(d)) => {
+                c.rx_returned += 1;
+                (Peer::Driver, Kind::RxReturn(d))
+            }
+            (Peer::Driver, Kind::TxDone(d)) => {
+                c.tx_done += 1;
+                (Peer::Ip, Kind::TxDone(d))
+            }
+            (Peer::Driver, Kind::RxReturn(_) | Kind::TxFrame(_))
+            | (Peer::Ip, Kind::RxFrame(_) | Kind::TxDone(_)) => return Err(Refusal::Misdirected),
+        };
+        Ok((to.0, to.1.message()))
+    }
+
+    /// First half of sleeping: arms both inputs ([`Consumer::arm`]). True when neither has a
+    /// message, so the caller may sleep once in the kernel and then call [`Path::disarm`]; false
+    /// when one has (nothing is left armed then). A broken input is left unarmed: it cannot wake
+    /// us, and sleeping (with a timeout) beats spinning on it.
+    pub fn arm(&mut self, on_event: &mut impl FnMut(Event)) -> bool {
+        match self.from_driver.arm() {
+            Ok(false) => {}
+            Ok(true) => return false,
+            Err(e) => {
+                let moved = matches!(e, RecvError::EpochChanged(_));
+                self.recv_error(Channel::FromDriver, e, on_event);
+                if moved {
+                    return false;
+                }
+            }
+        }
+        match self.from_ip.arm() {
+            Ok(false) => true,
+            Ok(true) => {
+                self.from_driver.disarm();
+                false
+            }
+            Err(e) => {
+                let moved = matches!(e, RecvError::EpochChanged(_));
+                self.recv_error(Channel::FromIp, e, on_event);
+                if moved {
+                    self.from_driver.disarm();
+                }
+                !moved
+            }
+        }
+    }
+
+    /// Second half of sleeping: clears both inputs' `sleeping` flags.
+    pub fn disarm(&mut self) {
+        self.from_driver.disarm();
+        self.from_ip.disarm();
+    }
+
+    /// Wakes `peer` unconditionally (after finding its pid: a wake-up may have gone to nobody).
+    pub fn notify(&mut self, peer: Peer) {
+        match peer {
+            Peer::Driver => self.to_driver.producer.notify_peer(),
+            Peer::Ip => self.to_ip.producer.notify_peer(),
+        }
+    }
+
+    /// Messages held for `peer` now.
+    pub fn held(&self, peer: Peer) -> usize {
+        match peer {
+            Peer::Driver => self.to_driver.held.len,
+            Peer::Ip => self.to_ip.held.len,
+        }
+    }
+
+    /// How many messages each output's queue holds.
+    pub fn held_capacity(&self) -> usize {
+        self.to_ip.held.slots.len()
+    }
+
+    /// Messages held for either peer.
+    pub fn holding(&self) -> usize {
+        self.to_driver.held.len + self.to_ip.held.len
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Buffers in the rx-pool and the tx-pool.
+    pub fn pool_buffers(&self) -> (u32, u32) {
+        (self.rx_pool.count(), self.tx_pool.count())
+    }
+}
+
+/// The verdict on the frame `d` names in `pool`, travelling `dir`: the rules' for IPv4 (counted
+/// in `rules`), `Allow` for anything else (counted in `counters.not_ipv4`).
+fn verdict(
+    pool: &mut PoolView<'_>,
+    dir: Direction,
+    d: PoolDescriptor,
+    rules: &mut RuleSet,
+    counters: &mut Counters,
+) -> Result<Verdict, Refusal> {
+    let buffer = pool.check(d).map_err(Refusal::Unreadable)?;
+    // Safety: the descriptor was checked, so the bytes lie in the mapped pool. Under the data
+    // path's protocol nobody writes a buffer while it travels: the NIC finished writing a
+    // received frame before the driver sent it, ip finished building a frame before it sent it,
+    // and each gets the buffer back only through pf, after this slice is gone (it does not
+    // outlive this function). A peer that breaks the protocol is another process writing its
+    // own frame: the parser treats every byte as untrusted and bounds-checks every read.
+    let frame = unsafe { buffer.as_slice() };
+    Ok(match ipv4_in_ethernet(frame) {
+        Some(packet) => rules.filter_ipv4(dir, packet).verdict,
+        None => {
+            counters.not_ipv4 += 1;
+            Verdict::Allow
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;
