@@ -930,8 +930,8 @@ fn e1000_zero_copy_path(h: &dyn Harness) -> ScenarioResult {
     }
     let last = t
         .lines()
-        .filter(|l| l.contains("driver path rx_to_pf="))
-        .last()
+        .rev()
+        .find(|l| l.contains("driver path rx_to_pf="))
         .ok_or("pathprobe never reported the driver's path counters")?;
     if !last.contains("refused=0") {
         return Err(format!("the driver refused messages: {last}"));
