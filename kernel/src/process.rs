@@ -229,6 +229,8 @@ struct Region {
     name: &'static str,
     phys: u64,
     pages: u64,
+    /// A libchan channel (its header was written at boot).
+    channel: bool,
 }
 static REGIONS: Once<Vec<Region>> = Once::new();
 
@@ -316,6 +318,7 @@ pub fn start_all(ramdisk: Option<Ramdisk<'static>>) {
                 name: r.name,
                 phys: phys.as_u64(),
                 pages,
+                channel: r.slots.is_some(),
             }
         })
         .collect();
@@ -464,6 +467,9 @@ pub fn spawn(slot: usize, restarts: u32) -> Result<Arc<Process>, &'static str> {
         unsafe { core::ptr::copy_nonoverlapping(args.as_ptr(), dst, args.len()) };
     }
     let (cpu, dedicated) = PLACEMENT.lock().get(slot).copied().ok_or("not placed")?;
+    if restarts > 0 {
+        bump_channel_epochs(e);
+    }
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
     let kstack_top = kernel_stack();
     let p = Arc::new(Process {
@@ -509,6 +515,25 @@ pub fn spawn(slot: usize, restarts: u32) -> Result<Arc<Process>, &'static str> {
     );
     crate::sched::enqueue(p.clone());
     Ok(p)
+}
+
+/// A restarted process's channels get a new epoch before it runs, so each surviving peer learns
+/// on its next operation that the other end restarted, and what was in flight (libchan).
+fn bump_channel_epochs(e: &ProcessEntry<'static>) {
+    let Some(regions) = REGIONS.get() else { return };
+    for r in regions.iter().filter(|r| r.channel && e.has_region(r.name)) {
+        let ptr = memory::phys_to_virt(r.phys).as_mut_ptr::<u8>();
+        // Safety: the region is kernel-allocated channel memory, mapped at the physical offset;
+        // libchan's epoch bump is an atomic update of its header that both ends expect.
+        match unsafe { libchan::bump_epoch(ptr, (r.pages * 4096) as usize) } {
+            Ok(epoch) => log::debug!("channel {} of {}: epoch {epoch}", r.name, e.name),
+            Err(err) => log::warn!(
+                "channel {} of {}: cannot bump its epoch: {err}",
+                r.name,
+                e.name
+            ),
+        }
+    }
 }
 
 /// The live process called `name`.
