@@ -12,6 +12,7 @@ mod apic;
 mod console;
 mod devices;
 mod exit;
+mod fbcon;
 mod gdt;
 mod heap;
 mod ipc;
@@ -51,6 +52,8 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     let entry_tsc = time::rdtsc();
     serial::init();
     klog::init();
+    // The screen shows the log too, for machines without a serial port.
+    fbcon::init(boot_info.framebuffer.take());
     // The command line comes first so its log level applies to the whole boot.
     let ramdisk = boot_ramdisk(boot_info);
     let cmdline = load_cmdline(ramdisk.as_ref());

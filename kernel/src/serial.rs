@@ -30,7 +30,8 @@ pub fn write_str(s: &str) {
     write_bytes(s.as_bytes());
 }
 
-/// Writes raw bytes (user console output), turning `\n` into `\r\n`.
+/// Writes raw bytes (user console output), turning `\n` into `\r\n`, and shows them on the
+/// screen (`fbcon`).
 pub fn write_bytes(bytes: &[u8]) {
     x86_64::instructions::interrupts::without_interrupts(|| {
         let mut port = PORT.lock();
@@ -45,6 +46,8 @@ pub fn write_bytes(bytes: &[u8]) {
                 }
             }
         }
+        drop(port);
+        crate::fbcon::write_bytes(bytes);
     });
 }
 
@@ -66,6 +69,7 @@ impl fmt::Write for PanicWriter {
             }
             raw_byte(b);
         }
+        crate::fbcon::write_panic(s.as_bytes());
         Ok(())
     }
 }
