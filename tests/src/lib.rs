@@ -14,6 +14,7 @@
 //! which a boot may type commands.
 
 pub mod disk;
+pub mod screen;
 pub mod shell;
 pub mod transcript;
 
@@ -61,6 +62,8 @@ pub struct BootSpec {
     pub nic: Option<NicModel>,
     /// Host loopback ports forwarded into the guest (with a card only).
     pub forwards: Vec<Forward>,
+    /// Take a screendump when the exec session's last prompt is back (before `poweroff`).
+    pub screendump: bool,
 }
 
 /// The emulated network card of a boot.
@@ -97,7 +100,14 @@ impl BootSpec {
             exec: Vec::new(),
             nic: None,
             forwards: Vec::new(),
+            screendump: false,
         }
+    }
+
+    /// The same boot, with a screendump of the framebuffer at the end of the exec session.
+    pub fn screendump(mut self) -> Self {
+        self.screendump = true;
+        self
     }
 
     /// The same boot with a network card of `model` on QEMU's user networking.
@@ -196,6 +206,8 @@ pub struct BootResult {
     pub manifest: Option<String>,
     /// What the `exec` session did, when commands were typed.
     pub exec: Option<ExecReport>,
+    /// The screendump, when the spec asked for one.
+    pub screen: Option<Result<screen::Image, String>>,
 }
 
 impl BootResult {
@@ -208,6 +220,7 @@ impl BootResult {
             qemu_pid: None,
             manifest: None,
             exec: None,
+            screen: None,
         }
     }
 
@@ -454,6 +467,14 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new(
             "pf_rule_drops_and_survives_a_crash",
             pf_rule_drops_and_survives_a_crash,
+        ),
+        Scenario::new(
+            "screen_shows_the_console_bios",
+            screen_shows_the_console_bios,
+        ),
+        Scenario::new(
+            "screen_shows_the_console_uefi",
+            screen_shows_the_console_uefi,
         ),
         Scenario::new("crash_and_hang_are_real", crash_and_hang_are_real),
         Scenario::new(
@@ -1032,6 +1053,33 @@ fn pf_rule_drops_and_survives_a_crash(h: &dyn Harness) -> ScenarioResult {
         return Err("the rule added before the crash is gone after it".into());
     }
     Ok(Some(format!("{hits} replies dropped by the rule")))
+}
+
+fn screen_shows_the_console_bios(h: &dyn Harness) -> ScenarioResult {
+    screen_shows_the_console(h, "screen_shows_the_console_bios", false)
+}
+
+fn screen_shows_the_console_uefi(h: &dyn Harness) -> ScenarioResult {
+    screen_shows_the_console(h, "screen_shows_the_console_uefi", true)
+}
+
+/// The framebuffer console: a screendump taken at the end of a shell session reads back (cell
+/// by cell, against the font) as the boot log and the session — not just "not blank".
+fn screen_shows_the_console(h: &dyn Harness, name: &str, uefi: bool) -> ScenarioResult {
+    let mut spec = BootSpec::bios(2, "")
+        .manifest(ManifestSource::System)
+        .exec(&["echo fbcon-ok"])
+        .screendump()
+        .timeout(Duration::from_secs(90));
+    spec.uefi = uefi;
+    let r = h.boot(name, &spec);
+    r.exec_verdict()?;
+    let image = r.screen.clone().ok_or("no screendump was taken")??;
+    screen::check_console(
+        &image,
+        &["boot: 2 cpus online", "echo fbcon-ok", "axolotl>"],
+    )
+    .map(Some)
 }
 
 /// `crash NAME` makes the kernel inject a genuine CPU fault (the process jumps to an unmapped

@@ -164,6 +164,11 @@ impl Session {
         self.state = State::Done;
     }
 
+    /// True once every command is done and `poweroff` is the next thing typed.
+    pub fn powering_off(&self) -> bool {
+        self.state == State::PoweringOff
+    }
+
     /// Types command `i` (or `poweroff` after the last), whose output starts at `from`.
     fn type_next(&mut self, i: usize, from: usize) -> Vec<u8> {
         self.from = from;
@@ -221,14 +226,21 @@ pub fn drive(
     output: &Receiver<Vec<u8>>,
     mut stdin: impl Write,
     stop: &AtomicBool,
+    before_poweroff: &mut dyn FnMut(),
 ) -> ExecReport {
     let mut session = Session::new(plan);
+    let mut hooked = false;
     let mut deadline = Instant::now() + plan.step_timeout;
     while !session.is_done() {
         match output.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             Ok(bytes) => {
                 let typed = session.feed(&bytes);
                 if !typed.is_empty() {
+                    // The last prompt is back: the screen shows the whole session now.
+                    if session.powering_off() && !hooked {
+                        hooked = true;
+                        before_poweroff();
+                    }
                     // A failed write means QEMU is gone; the closed output says so next.
                     let _ = stdin.write_all(&typed).and_then(|()| stdin.flush());
                     deadline = Instant::now() + plan.step_timeout;
@@ -420,7 +432,7 @@ mod tests {
         }
         let stop = AtomicBool::new(false);
         let mut typed = Vec::new();
-        let r = drive(&plan(&["nope"]), &rx, &mut typed, &stop);
+        let r = drive(&plan(&["nope"]), &rx, &mut typed, &stop, &mut || {});
         assert_eq!(typed, b"nope\r");
         assert!(stop.load(Ordering::SeqCst), "a failure stops QEMU");
         assert!(matches!(r.failure, Some(ExecFailure::CommandFailed { .. })));
@@ -432,7 +444,7 @@ mod tests {
             step_timeout: Duration::from_millis(50),
         };
         let stop = AtomicBool::new(false);
-        let r = drive(&quick, &rx, std::io::sink(), &stop);
+        let r = drive(&quick, &rx, std::io::sink(), &stop, &mut || {});
         assert_eq!(r.failure, Some(ExecFailure::NoPrompt { secs: 0 }));
         assert!(stop.load(Ordering::SeqCst));
 
@@ -441,7 +453,7 @@ mod tests {
         tx.send(b"axolotl> ".to_vec()).unwrap();
         drop(tx);
         let stop = AtomicBool::new(false);
-        let r = drive(&plan(&[]), &rx, std::io::sink(), &stop);
+        let r = drive(&plan(&[]), &rx, std::io::sink(), &stop, &mut || {});
         assert_eq!(r.failure, None);
         assert!(!stop.load(Ordering::SeqCst));
     }

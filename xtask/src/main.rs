@@ -27,6 +27,7 @@ mod images;
 mod manifest;
 mod programs;
 mod qemu;
+mod qmp;
 mod suite;
 mod sys;
 
@@ -362,6 +363,7 @@ fn run(a: &RunArgs) -> Result<u8, Error> {
         nic: a.nic,
         console,
         fwd: a.fwd.clone(),
+        qmp: None,
     };
     let qemu_args = qemu::qemu_args(&machine);
     eprintln!("running: {} {}", tools.qemu.display(), qemu_args.join(" "));
@@ -378,6 +380,7 @@ fn run(a: &RunArgs) -> Result<u8, Error> {
         inherit_stdin: true,
         echo: qemu::Echo::Live,
         exec: plan,
+        screendump: None,
     };
     let result = qemu::run(&tools.qemu, &qemu_args, &opts);
     if let Some(vars) = vars_copy {

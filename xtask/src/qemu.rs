@@ -77,6 +77,8 @@ pub struct Machine {
     pub console: Console,
     /// Host loopback ports forwarded into the guest (user networking only).
     pub fwd: Vec<crate::args::Forward>,
+    /// A QMP socket to listen on (for screendumps).
+    pub qmp: Option<PathBuf>,
 }
 
 /// The arguments of `qemu-system-x86_64` for `m`.
@@ -96,6 +98,12 @@ pub fn qemu_args(m: &Machine) -> Vec<String> {
     }
     push(&["-display", "none", "-monitor", "none", "-no-reboot"]);
     push(&["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+    if let Some(qmp) = &m.qmp {
+        push(&[
+            "-qmp",
+            &format!("unix:{},server=on,wait=off", qmp.display()),
+        ]);
+    }
     match m.accel {
         Accel::Tcg => push(&["-accel", "tcg"]),
         Accel::Kvm => push(&["-accel", "kvm", "-cpu", "qemu64"]),
@@ -166,6 +174,8 @@ pub struct RunOptions {
     pub echo: Echo,
     /// Commands to type into the guest shell.
     pub exec: Option<exec::Plan>,
+    /// Take a screendump (QMP socket, PPM file) when the exec session's last prompt is back.
+    pub screendump: Option<(PathBuf, PathBuf)>,
 }
 
 /// Whether the guest console can be used from this terminal: stdin and stdout are terminals.
@@ -215,7 +225,18 @@ pub fn run(qemu: &Path, args: &[String], opts: &RunOptions) -> BootResult {
                 let (stop, output) = (&stop, session_output);
                 // The session hands stdin back instead of closing it: a QEMU that is to be
                 // killed must not see its input end first.
-                Some(s.spawn(move || (exec::drive(plan, &output, &mut stdin, stop), stdin)))
+                let shot = opts.screendump.clone();
+                Some(s.spawn(move || {
+                    let mut taken: Option<Result<(), String>> = None;
+                    let mut hook = || {
+                        if let Some((sock, file)) = &shot {
+                            taken =
+                                Some(crate::qmp::screendump(sock, file, Duration::from_secs(10)));
+                        }
+                    };
+                    let report = exec::drive(plan, &output, &mut stdin, stop, &mut hook);
+                    ((report, taken), stdin)
+                }))
             }
             _ => None,
         };
@@ -234,7 +255,15 @@ pub fn run(qemu: &Path, args: &[String], opts: &RunOptions) -> BootResult {
         )
     });
     // QEMU is gone: now its input may close.
-    let report = report.map(|(report, _stdin)| report);
+    let (report, taken) = match report.map(|(r, _stdin)| r) {
+        Some((r, t)) => (Some(r), t),
+        None => (None, None),
+    };
+    let screen = opts.screendump.as_ref().map(|(_, file)| {
+        taken
+            .unwrap_or_else(|| Err("the session never reached its poweroff".into()))
+            .and_then(|()| axolotl_tests::screen::Image::read_ppm(file))
+    });
     let elapsed = start.elapsed();
     let qemu_err = String::from_utf8_lossy(&qemu_err).into_owned();
     let outcome = match waited {
@@ -256,6 +285,7 @@ pub fn run(qemu: &Path, args: &[String], opts: &RunOptions) -> BootResult {
         qemu_pid: Some(pid),
         manifest: None,
         exec: report,
+        screen,
     }
 }
 
@@ -479,6 +509,7 @@ mod tests {
             nic: Nic::E1000,
             console: Console::Stdio,
             fwd: Vec::new(),
+            qmp: None,
         }
     }
 
@@ -536,6 +567,7 @@ mod tests {
             inherit_stdin: false,
             echo: Echo::Off,
             exec: None,
+            screendump: None,
         };
         let r = run(Path::new("/nonexistent/qemu"), &[], &opts(None));
         assert!(matches!(r.outcome, Outcome::QemuError(ref e) if e.contains("could not start")));
@@ -605,6 +637,7 @@ mod tests {
                 commands: commands.iter().map(|c| c.to_string()).collect(),
                 step_timeout: Duration::from_secs(10),
             }),
+            screendump: None,
         };
         let r = run(&bash, &shell("exit 33"), &opts(&["one", "two"]));
         assert_eq!(r.outcome, Outcome::Passed);

@@ -589,6 +589,7 @@ impl QemuHarness {
                     guest_port: f.guest_port,
                 })
                 .collect(),
+            qmp: None,
         };
         Ok(machine)
     }
@@ -612,7 +613,21 @@ impl QemuHarness {
 
     /// Runs QEMU on `machine` with `spec`'s timeout and commands.
     fn run_machine(&self, name: &str, machine: &Machine, spec: &BootSpec) -> BootResult {
+        let mut machine = machine.clone();
+        let screendump = spec.screendump.then(|| {
+            // A unix socket path may not exceed 107 bytes: fall back to the temp directory.
+            let mut sock = self.dir(name).join("qmp.sock");
+            if sock.as_os_str().len() > 100 {
+                sock =
+                    std::env::temp_dir().join(format!("axolotl-{}-{name}.qmp", std::process::id()));
+            }
+            let _ = std::fs::remove_file(&sock);
+            machine.qmp = Some(sock.clone());
+            (sock, self.dir(name).join("screen.ppm"))
+        });
+        let machine = &machine;
         let opts = RunOptions {
+            screendump,
             timeout: Some(spec.timeout),
             inherit_stdin: false,
             echo: if self.verbose {
