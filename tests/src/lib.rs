@@ -476,6 +476,7 @@ pub fn scenarios() -> Vec<Scenario> {
             "screen_shows_the_console_uefi",
             screen_shows_the_console_uefi,
         ),
+        Scenario::new("udp_echo_through_the_stack", udp_echo_through_the_stack).alone(),
         Scenario::new("crash_and_hang_are_real", crash_and_hang_are_real),
         Scenario::new(
             "rs_restarts_crashed_and_hung_workers",
@@ -1080,6 +1081,89 @@ fn screen_shows_the_console(h: &dyn Harness, name: &str, uefi: bool) -> Scenario
         &["boot: 2 cpus online", "echo fbcon-ok", "axolotl>"],
     )
     .map(Some)
+}
+
+/// A host client sends datagrams of many sizes (0 to 1472 bytes of random data) to a forwarded
+/// loopback port; udpecho in the guest, behind e1000, pf, ip and udp, echoes each one, and every
+/// echo must be byte-identical. Bounded: 50 datagrams, to 127.0.0.1 only.
+fn udp_echo_through_the_stack(h: &dyn Harness) -> ScenarioResult {
+    let port = flood_port() + 1;
+    let spec = BootSpec::bios(8, "")
+        .manifest(ManifestSource::File(NET_MANIFEST))
+        .nic(NicModel::E1000)
+        .forward(false, port, 7)
+        .exec(&["sleep 25", "ps"])
+        .timeout(Duration::from_secs(150));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_client = stop.clone();
+    let client = std::thread::spawn(move || -> Result<(u32, u32), String> {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        sock.set_read_timeout(Some(Duration::from_secs(1)))
+            .map_err(|e| e.to_string())?;
+        let to = ("127.0.0.1", port);
+        let mut buf = [0u8; 2048];
+        // Wait for the echo server (the guest boots meanwhile), at most 20 s.
+        let start = std::time::Instant::now();
+        loop {
+            let _ = sock.send_to(b"probe", to);
+            if let Ok((n, _)) = sock.recv_from(&mut buf)
+                && &buf[..n] == b"probe"
+            {
+                break;
+            }
+            if start.elapsed() > Duration::from_secs(20)
+                || stop_client.load(std::sync::atomic::Ordering::Relaxed)
+            {
+                return Err("no echo from the guest within 20 s".into());
+            }
+        }
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let (mut echoed, mut identical) = (0, 0);
+        for i in 0..50u64 {
+            let len = if i == 0 {
+                0
+            } else {
+                ((i * 37) % 1473) as usize
+            };
+            let payload: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            if sock.send_to(&payload, to).is_err() {
+                continue;
+            }
+            if let Ok((n, _)) = sock.recv_from(&mut buf) {
+                echoed += 1;
+                if buf[..n] == payload[..] {
+                    identical += 1;
+                }
+            }
+        }
+        Ok((echoed, identical))
+    });
+    let r = h.boot("udp_echo_through_the_stack", &spec);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let result = client
+        .join()
+        .map_err(|_| "the client thread panicked".to_string())?;
+    r.exec_verdict()?;
+    let (echoed, identical) = result?;
+    if identical != 50 {
+        return Err(format!(
+            "50 datagrams sent, {echoed} echoed, {identical} identical"
+        ));
+    }
+    let rows = ps_rows(&r, "ps")?;
+    for name in ["e1000", "pf", "ip", "udp"] {
+        if !ps_row(&rows, name)?.dedicated {
+            return Err(format!("{name} is not alone on its CPU"));
+        }
+    }
+    Ok(Some("50 of 50 datagrams echoed byte-identical".into()))
 }
 
 /// `crash NAME` makes the kernel inject a genuine CPU fault (the process jumps to an unmapped

@@ -295,6 +295,22 @@ fn run() -> Result<Never, &'static str> {
     let driver_pid = libsys::lookup(driver::SERVICE).unwrap_or(0);
     let (rx_count, tx_count) = (rx.count(), tx.view().count());
     let mut stack = Stack::new(rx, tx, mac, config);
+    // The udp server's channels are optional: without them UDP is dropped as before.
+    let mut udp = match (
+        libsys::chan::consumer(udpmsg::UDP_TO_IP, SysWaiter::new(0)),
+        libsys::chan::producer(udpmsg::IP_TO_UDP, SysWaiter::new(0)),
+    ) {
+        (Ok(from), Ok(to)) => {
+            stack.attach_udp();
+            log!(
+                "udp server channels {} and {}",
+                udpmsg::IP_TO_UDP,
+                udpmsg::UDP_TO_IP
+            );
+            Some((from, to, 0u32))
+        }
+        _ => None,
+    };
     // Nothing changes the configuration at run time yet; whatever does must store it here.
     let _state = state;
     log!(
@@ -330,8 +346,23 @@ fn run() -> Result<Never, &'static str> {
         for m in &batch[..ready] {
             stack.handle(m, now);
         }
-        let worked = ready > 0;
+        let mut worked = ready > 0;
         ready = 0;
+        if let Some((from_udp, _, _)) = udp.as_mut() {
+            let budget = stack.udp_receive_budget(BATCH);
+            let n = match from_udp.recv_batch(&mut batch[..budget]) {
+                Ok(n) => n,
+                Err(e) => {
+                    stack.stats_mut().channel_errors += 1;
+                    log.channel(udpmsg::UDP_TO_IP, e);
+                    0
+                }
+            };
+            for m in &batch[..n] {
+                stack.handle_udp(m, now);
+            }
+            worked |= n > 0;
+        }
 
         if !worked || now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
             last_ipc = now;
@@ -356,7 +387,8 @@ fn run() -> Result<Never, &'static str> {
             log.log(n);
         }
 
-        if pf_pid == 0 || now.saturating_sub(last_peer_check) >= PEER_CHECK_NS {
+        let peer_check = now.saturating_sub(last_peer_check) >= PEER_CHECK_NS;
+        if pf_pid == 0 || peer_check {
             last_peer_check = now;
             if let Ok(pid) = libsys::lookup(PF)
                 && pid != pf_pid
@@ -367,6 +399,25 @@ fn run() -> Result<Never, &'static str> {
                 // A message may have been published while nobody was woken.
                 to_pf.notify_peer();
             }
+        }
+        if let Some((_, to_udp, udp_pid)) = udp.as_mut() {
+            if (*udp_pid == 0 || peer_check)
+                && let Ok(pid) = libsys::lookup(udpmsg::SERVICE)
+                && pid != *udp_pid
+            {
+                log!("{} is pid {pid}", udpmsg::SERVICE);
+                *udp_pid = pid;
+                to_udp.waiter().set_peer(pid);
+                to_udp.notify_peer();
+            }
+            stack.flush_udp(|msgs| match to_udp.send_batch(msgs) {
+                Ok(n) => n,
+                Err(SendError::Full) => 0,
+                Err(e) => {
+                    log.channel(udpmsg::IP_TO_UDP, e);
+                    0
+                }
+            });
         }
         stack.flush(|msgs| match to_pf.send_batch(msgs) {
             Ok(n) => n,
@@ -407,14 +458,19 @@ fn run() -> Result<Never, &'static str> {
         if let Some(t) = stack.next_deadline() {
             sleep = sleep.min(t.saturating_sub(now).max(1));
         }
-        if stack.outbox_len() > 0 || pf_pid == 0 {
+        if stack.outbox_len() > 0 || stack.udp_outbox_len() > 0 || pf_pid == 0 {
             sleep = sleep.min(SHORT_SLEEP_NS);
         }
+        // Arm every input; sleep once unless one already has a message.
+        let udp_ready = match udp.as_mut() {
+            Some((from_udp, _, _)) => !matches!(from_udp.arm(), Ok(false)),
+            None => false,
+        };
         match from_pf.arm() {
-            Ok(false) => {
+            Ok(false) if !udp_ready => {
                 let _ = libsys::wait(Some(sleep));
             }
-            Ok(true) => {}
+            Ok(_) => {}
             Err(e) => {
                 stack.stats_mut().channel_errors += 1;
                 log.channel(chan::PF_TO_IP, e);
@@ -422,5 +478,8 @@ fn run() -> Result<Never, &'static str> {
             }
         }
         from_pf.disarm();
+        if let Some((from_udp, _, _)) = udp.as_mut() {
+            from_udp.disarm();
+        }
     }
 }

@@ -33,10 +33,10 @@ use libchan::{BufferPool, Message as ChanMessage, PoolDescriptor, PoolView};
 use netmsg::{Kind, RefusedCounters};
 use netproto::arp::{ArpCache, ArpEvent, ArpPacket, ArpPolicy, Resolution};
 use netproto::config::IpConfig;
-use netproto::demux::{self, Interface, Verdict};
+use netproto::demux::{self, Delivery, Interface, Transport, Verdict};
 use netproto::ether::{self, EtherFrame, EtherHeader, EtherType, Mac};
 use netproto::icmp::{self, DestUnreachable, Echo};
-use netproto::ipv4::{IpProtocol, Ipv4Packet};
+use netproto::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use netproto::route::RoutingTable;
 
 use crate::proto::{self, CountersPage, Info, Message, PingReply, PingRequest, Request, Status};
@@ -98,11 +98,18 @@ pub struct Stats {
     pub outbox_overflow: u64,
     /// Channel operations that failed (epoch change, corrupted header), counted by the program.
     pub channel_errors: u64,
+    /// UDP datagrams handed to the udp server (their rx buffers go home through it).
+    pub udp_delivered: u64,
+    /// UDP datagrams from the udp server transmitted (or queued for ARP).
+    pub udp_sent: u64,
+    /// Messages from the udp server refused (malformed, a buffer it does not hold, a bad
+    /// destination); a lent tx buffer in such a message is freed.
+    pub udp_refused: u64,
 }
 
 impl Stats {
     /// Every counter with its name, in the order [`proto::counter_names`] reports them.
-    pub fn fields(&self) -> [(&'static str, u64); 21] {
+    pub fn fields(&self) -> [(&'static str, u64); 24] {
         [
             ("tx_frames", self.tx_frames),
             ("tx_done", self.tx_done),
@@ -125,6 +132,9 @@ impl Stats {
             ("echo_replies_unmatched", self.echo_replies_unmatched),
             ("outbox_overflow", self.outbox_overflow),
             ("channel_errors", self.channel_errors),
+            ("udp_delivered", self.udp_delivered),
+            ("udp_sent", self.udp_sent),
+            ("udp_refused", self.udp_refused),
         ]
     }
 }
@@ -195,8 +205,20 @@ enum Sent {
     Dropped,
 }
 
+/// The link to the udp server (`udpmsg`): what it holds of ours and the driver's.
+struct UdpLink {
+    out: VecDeque<ChanMessage>,
+    /// rx-pool buffers handed to udp and not back yet.
+    rx_held: Vec<bool>,
+    /// tx-pool buffers lent to udp and not back yet.
+    tx_lent: Vec<bool>,
+    /// How many of `tx_lent` are set.
+    lent: usize,
+}
+
 /// The ip server's state: see the module documentation.
 pub struct Stack<'a> {
+    udp: Option<UdpLink>,
     rx: PoolView<'a>,
     tx: BufferPool<'a>,
     mac: Mac,
@@ -233,6 +255,7 @@ impl<'a> Stack<'a> {
         let routes = config.routing_table(0).unwrap_or_default();
         let out_limit = rx.count() as usize + tx.view().count() as usize + OUTBOX_MARGIN;
         Self {
+            udp: None,
             rx,
             tx,
             mac,
@@ -388,7 +411,10 @@ impl<'a> Stack<'a> {
         };
         match kind {
             Kind::RxFrame(d) => {
-                self.receive(d, now_ns);
+                if self.receive(d, now_ns) {
+                    // With udp now: it sends the buffer home through us.
+                    return;
+                }
                 if self.push_out(Kind::RxReturn(d).message()) {
                     self.stats.rx_returned += 1;
                 }
@@ -407,10 +433,11 @@ impl<'a> Stack<'a> {
         }
     }
 
-    /// A received frame in rx buffer `d` (checked by `Kind::decode`).
-    fn receive(&mut self, d: PoolDescriptor, now_ns: u64) {
+    /// A received frame in rx buffer `d` (checked by `Kind::decode`). True when the buffer went
+    /// to the udp server (which sends it home through us).
+    fn receive(&mut self, d: PoolDescriptor, now_ns: u64) -> bool {
         let Ok(buf) = self.rx.check(d) else {
-            return;
+            return false;
         };
         // Safety: pf handed us this buffer with RX_FRAME and we have not sent it home yet; under
         // the path's protocol nobody writes it until the driver gets it back. (A peer breaking
@@ -422,10 +449,14 @@ impl<'a> Stack<'a> {
             Verdict::EchoRequest { ip, echo } => self.answer_echo(frame, &ip, &echo),
             Verdict::EchoReply { ip, echo } => self.echo_reply(&ip, &echo, now_ns),
             Verdict::Unreachable { ip, message } => self.unreachable(&ip, &message),
+            Verdict::Transport(t) if t.transport == Transport::Udp && self.udp.is_some() => {
+                return self.deliver_udp(d, &t);
+            }
             Verdict::Transport(_) => self.stats.no_transport_server += 1,
             // No DHCP client runs (the interface says so), and drops are counted by the demux.
             Verdict::Dhcp(_) | Verdict::Drop(_) => {}
         }
+        false
     }
 
     fn arp_received(&mut self, arp: &ArpPacket, now_ns: u64) {
@@ -738,6 +769,212 @@ impl<'a> Stack<'a> {
         }
         self.stats.pings_sent += 1;
         Ok(())
+    }
+
+    /// Connects the udp server (its channels exist): lends it [`udpmsg::TX_CREDIT`] tx-pool
+    /// buffers, and from now on UDP datagrams go to it.
+    pub fn attach_udp(&mut self) {
+        self.udp = Some(UdpLink {
+            out: VecDeque::with_capacity(self.out_limit),
+            rx_held: alloc::vec![false; self.rx.count() as usize],
+            tx_lent: alloc::vec![false; self.tx.view().count() as usize],
+            lent: 0,
+        });
+        self.lend_udp();
+    }
+
+    /// Tops the udp server's loan of tx-pool buffers up to [`udpmsg::TX_CREDIT`] (no more
+    /// when the pool runs low: ip's own frames come first).
+    fn lend_udp(&mut self) {
+        let our = self.our_ip();
+        let Some(link) = self.udp.as_mut() else {
+            return;
+        };
+        while link.lent < udpmsg::TX_CREDIT
+            && self.tx.in_use() + (udpmsg::TX_CREDIT as u32) < self.tx.view().count()
+        {
+            let Some(d) = self.tx.alloc() else {
+                return;
+            };
+            link.tx_lent[d.index as usize] = true;
+            link.lent += 1;
+            link.out.push_back(udpmsg::lend_message(d, our));
+        }
+    }
+
+    /// Hands UDP datagram `t` of rx buffer `d` to the udp server; false (buffer goes home at
+    /// once) if its outbox is full.
+    fn deliver_udp(&mut self, d: PoolDescriptor, t: &Delivery) -> bool {
+        let limit = self.out_limit;
+        let Some(link) = self.udp.as_mut() else {
+            return false;
+        };
+        if link.out.len() >= limit {
+            self.stats.outbox_overflow += 1;
+            return false;
+        }
+        let delivery = udpmsg::Delivery {
+            frame: d,
+            src: t.src,
+            dst: t.dst,
+            udp_offset: d.offset + t.payload_offset as u32,
+            udp_len: t.payload_len as u32,
+            broadcast: t.broadcast,
+        };
+        link.rx_held[d.index as usize] = true;
+        link.out.push_back(delivery.message());
+        self.stats.udp_delivered += 1;
+        true
+    }
+
+    /// Messages waiting for the udp server.
+    pub fn udp_outbox_len(&self) -> usize {
+        self.udp.as_ref().map_or(0, |l| l.out.len())
+    }
+
+    /// Hands the outbox to the udp server to `send` (as [`Stack::flush`]).
+    pub fn flush_udp(&mut self, mut send: impl FnMut(&[ChanMessage]) -> usize) {
+        let Some(link) = self.udp.as_mut() else {
+            return;
+        };
+        loop {
+            let (first, _) = link.out.as_slices();
+            if first.is_empty() {
+                return;
+            }
+            let offered = first.len();
+            let taken = send(first).min(offered);
+            link.out.drain(..taken);
+            if taken < offered {
+                return;
+            }
+        }
+    }
+
+    /// How many messages from the udp server to read now (each may add two to pf's outbox).
+    pub fn udp_receive_budget(&self, max: usize) -> usize {
+        (self.out_limit.saturating_sub(self.out.len()) / 2).min(max)
+    }
+
+    /// Handles one message from the udp server at `now_ns`.
+    pub fn handle_udp(&mut self, m: &ChanMessage, now_ns: u64) {
+        let (rx_count, tx_count) = (self.rx.count(), self.tx.view().count());
+        let Some(link) = self.udp.as_mut() else {
+            return;
+        };
+        let d = m.descriptor();
+        match m.tag {
+            udpmsg::tag::RX_RETURN => {
+                let held = Kind::decode(m, rx_count, tx_count).is_ok()
+                    && link.rx_held.get(d.index as usize) == Some(&true);
+                if !held {
+                    self.stats.udp_refused += 1;
+                    return;
+                }
+                link.rx_held[d.index as usize] = false;
+                if self.push_out(Kind::RxReturn(d).message()) {
+                    self.stats.rx_returned += 1;
+                }
+            }
+            udpmsg::tag::UDP_SEND | udpmsg::tag::TX_GIVE_BACK => {
+                let lent = d.pool == netmsg::TX_POOL_ID
+                    && link.tx_lent.get(d.index as usize) == Some(&true);
+                if !lent {
+                    self.stats.udp_refused += 1;
+                    return;
+                }
+                link.tx_lent[d.index as usize] = false;
+                link.lent -= 1;
+                let whole = PoolDescriptor {
+                    offset: 0,
+                    len: netmsg::BUFFER_SIZE,
+                    ..d
+                };
+                if m.tag == udpmsg::tag::UDP_SEND {
+                    if !self.send_udp(&udpmsg::Outgoing::decode(m), now_ns) {
+                        self.stats.udp_refused += 1;
+                        let _ = self.tx.free(whole);
+                    }
+                } else {
+                    let _ = self.tx.free(whole);
+                }
+                self.lend_udp();
+            }
+            _ => self.stats.udp_refused += 1,
+        }
+    }
+
+    /// Writes the IPv4 and Ethernet headers in front of the UDP segment udp wrote in a buffer
+    /// we lent it, and sends the frame to the next hop. False when it cannot go (the caller
+    /// frees the buffer).
+    fn send_udp(&mut self, o: &udpmsg::Outgoing, now_ns: u64) -> bool {
+        let seg = o.segment;
+        let max = usize::from(self.config.mtu).saturating_sub(netproto::ipv4::HEADER_LEN);
+        if seg.offset != udpmsg::TX_HEADROOM
+            || (seg.len as usize) < udpmsg::UDP_HEADER_LEN
+            || seg.len as usize > max
+        {
+            return false;
+        }
+        let ours = self.config.address;
+        let dst = o.dst;
+        if dst.is_broadcast()
+            || Some(dst) == ours.broadcast()
+            || dst.is_multicast()
+            || dst.is_unspecified()
+            || dst == ours.address()
+            || dst.is_loopback()
+        {
+            return false;
+        }
+        let Some(hop) = self.routes.lookup(dst) else {
+            return false;
+        };
+        let ident = self.next_ip_ident();
+        let frame_len = udpmsg::TX_HEADROOM as usize + seg.len as usize;
+        let whole = PoolDescriptor {
+            offset: 0,
+            len: netmsg::BUFFER_SIZE,
+            ..seg
+        };
+        let Ok(mut b) = self.tx.buffer(whole) else {
+            return false;
+        };
+        // Safety: udp gave this buffer back to us with UDP_SEND (checked: it was lent to it);
+        // nobody else has it until we send it to pf.
+        let buf = unsafe { b.as_mut_slice() };
+        let header = EtherHeader {
+            dst: Mac::ZERO,
+            src: self.mac,
+            ethertype: EtherType::IPV4,
+        };
+        let repr = Ipv4Repr::new(
+            ours.address(),
+            dst,
+            IpProtocol::UDP,
+            ident,
+            seg.len as usize,
+        );
+        let built = header.emit(buf).ok().and_then(|_| {
+            repr.emit(buf.get_mut(ether::HEADER_LEN..)?).ok()?;
+            ether::pad(buf, frame_len).ok()
+        });
+        let Some(len) = built else {
+            return false;
+        };
+        let frame = PoolDescriptor {
+            offset: 0,
+            len: len as u32,
+            ..seg
+        };
+        match self.send_to(hop.next_hop, frame, now_ns) {
+            Sent::Now | Sent::Queued => {
+                self.stats.udp_sent += 1;
+                true
+            }
+            // `send_to` freed it and counted why.
+            Sent::Dropped => true,
+        }
     }
 
     /// Runs the timers due at `now_ns`: ARP retries and give-ups, ping timeouts.
