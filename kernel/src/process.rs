@@ -621,10 +621,9 @@ pub fn map_syscall(
     let va = layout::MAP_BASE + idx as u64 * 0x1000_0000;
     let mut guard = me.space.lock();
     let space = guard.as_mut().ok_or(Error::Gone)?;
-    if space.translate(va).is_some() {
-        return Err(Error::Busy);
-    }
-    for i in 0..region.pages {
+    // Mapping a region twice is idempotent: the second call describes the existing mapping.
+    let mapped = space.translate(va).is_some();
+    for i in (0..region.pages).filter(|_| !mapped) {
         let frame = PhysFrame::containing_address(PhysAddr::new(region.phys + i * 4096));
         space
             .map(
@@ -658,11 +657,10 @@ fn map_device(me: &Process, dev: &crate::devices::Device, info_ptr: u64) -> Resu
     let pages = bar.size.div_ceil(4096);
     let mut guard = me.space.lock();
     let space = guard.as_mut().ok_or(Error::Gone)?;
-    if space.translate(va).is_some() {
-        return Err(Error::Busy);
-    }
+    // Idempotent, as for regions.
+    let mapped = space.translate(va).is_some();
     let flags = memory::MMIO_FLAGS;
-    for i in 0..pages {
+    for i in (0..pages).filter(|_| !mapped) {
         let frame = PhysFrame::containing_address(PhysAddr::new(bar.addr + i * 4096));
         space
             .map(va + i * 4096, frame, flags)

@@ -191,7 +191,7 @@ pub fn test(args: &TestArgs) -> Result<u8, Error> {
 
 /// The host-testable libraries of user programs: not default members (their binaries build only
 /// for the guest), so they are tested with `--lib`.
-const USER_LIBS: [&str; 9] = [
+const USER_LIBS: [&str; 10] = [
     "libsys",
     "shell",
     "chanbench",
@@ -201,6 +201,7 @@ const USER_LIBS: [&str; 9] = [
     "pfd",
     "udpd",
     "libnet",
+    "tcpd",
 ];
 
 /// Runs `cargo test` over the default members, then over the user programs' libraries, then

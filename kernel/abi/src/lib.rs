@@ -25,7 +25,8 @@ pub mod nr {
     /// `time()`: nanoseconds since boot.
     pub const TIME: u64 = 5;
     /// `map(name_ptr, name_len, info_ptr)`: maps the region or device `name`, if the manifest
-    /// grants it to the caller; fills a [`super::MapInfo`] and returns the virtual address.
+    /// grants it to the caller; fills a [`super::MapInfo`] and returns the virtual address. Mapping
+    /// the same name again returns the same mapping.
     pub const MAP: u64 = 6;
     /// `console_read(buf, len)`: bytes typed on the console, without blocking (0 when none).
     /// Needs the `console` grant.

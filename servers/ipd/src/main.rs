@@ -311,6 +311,22 @@ fn run() -> Result<Never, &'static str> {
         }
         _ => None,
     };
+    // The tcp server's channels, likewise optional: without them TCP is dropped as before.
+    let mut tcp = match (
+        libsys::chan::consumer(tcpmsg::TCP_TO_IP, SysWaiter::new(0)),
+        libsys::chan::producer(tcpmsg::IP_TO_TCP, SysWaiter::new(0)),
+    ) {
+        (Ok(from), Ok(to)) => {
+            stack.attach_tcp();
+            log!(
+                "tcp server channels {} and {}",
+                tcpmsg::IP_TO_TCP,
+                tcpmsg::TCP_TO_IP
+            );
+            Some((from, to, 0u32))
+        }
+        _ => None,
+    };
     // Nothing changes the configuration at run time yet; whatever does must store it here.
     let _state = state;
     log!(
@@ -360,6 +376,22 @@ fn run() -> Result<Never, &'static str> {
             };
             for m in &batch[..n] {
                 stack.handle_udp(m, now);
+            }
+            worked |= n > 0;
+        }
+        if let Some((from_tcp, _, _)) = tcp.as_mut() {
+            // Each message may add two to pf's outbox, as udp's.
+            let budget = stack.udp_receive_budget(BATCH);
+            let n = match from_tcp.recv_batch(&mut batch[..budget]) {
+                Ok(n) => n,
+                Err(e) => {
+                    stack.stats_mut().channel_errors += 1;
+                    log.channel(tcpmsg::TCP_TO_IP, e);
+                    0
+                }
+            };
+            for m in &batch[..n] {
+                stack.handle_tcp(m, now);
             }
             worked |= n > 0;
         }
@@ -419,6 +451,25 @@ fn run() -> Result<Never, &'static str> {
                 }
             });
         }
+        if let Some((_, to_tcp, tcp_pid)) = tcp.as_mut() {
+            if (*tcp_pid == 0 || peer_check)
+                && let Ok(pid) = libsys::lookup(tcpmsg::SERVICE)
+                && pid != *tcp_pid
+            {
+                log!("{} is pid {pid}", tcpmsg::SERVICE);
+                *tcp_pid = pid;
+                to_tcp.waiter().set_peer(pid);
+                to_tcp.notify_peer();
+            }
+            stack.flush_tcp(|msgs| match to_tcp.send_batch(msgs) {
+                Ok(n) => n,
+                Err(SendError::Full) => 0,
+                Err(e) => {
+                    log.channel(tcpmsg::IP_TO_TCP, e);
+                    0
+                }
+            });
+        }
         stack.flush(|msgs| match to_pf.send_batch(msgs) {
             Ok(n) => n,
             Err(SendError::Full) => 0,
@@ -458,7 +509,11 @@ fn run() -> Result<Never, &'static str> {
         if let Some(t) = stack.next_deadline() {
             sleep = sleep.min(t.saturating_sub(now).max(1));
         }
-        if stack.outbox_len() > 0 || stack.udp_outbox_len() > 0 || pf_pid == 0 {
+        if stack.outbox_len() > 0
+            || stack.udp_outbox_len() > 0
+            || stack.tcp_outbox_len() > 0
+            || pf_pid == 0
+        {
             sleep = sleep.min(SHORT_SLEEP_NS);
         }
         // Arm every input; sleep once unless one already has a message.
@@ -466,8 +521,12 @@ fn run() -> Result<Never, &'static str> {
             Some((from_udp, _, _)) => !matches!(from_udp.arm(), Ok(false)),
             None => false,
         };
+        let tcp_ready = match tcp.as_mut() {
+            Some((from_tcp, _, _)) => !matches!(from_tcp.arm(), Ok(false)),
+            None => false,
+        };
         match from_pf.arm() {
-            Ok(false) if !udp_ready => {
+            Ok(false) if !udp_ready && !tcp_ready => {
                 let _ = libsys::wait(Some(sleep));
             }
             Ok(_) => {}
@@ -480,6 +539,9 @@ fn run() -> Result<Never, &'static str> {
         from_pf.disarm();
         if let Some((from_udp, _, _)) = udp.as_mut() {
             from_udp.disarm();
+        }
+        if let Some((from_tcp, _, _)) = tcp.as_mut() {
+            from_tcp.disarm();
         }
     }
 }

@@ -105,6 +105,13 @@ pub struct Stats {
     /// Messages from the udp server refused (malformed, a buffer it does not hold, a bad
     /// destination); a lent tx buffer in such a message is freed.
     pub udp_refused: u64,
+    /// TCP packets handed to the tcp server (not in [`Stats::fields`] yet: the counter page's
+    /// layout is shared with the shell).
+    pub tcp_delivered: u64,
+    /// IPv4 packets from the tcp server transmitted (or queued for ARP).
+    pub tcp_sent: u64,
+    /// Messages from the tcp server refused; a lent tx buffer in such a message is freed.
+    pub tcp_refused: u64,
 }
 
 impl Stats {
@@ -219,6 +226,8 @@ struct UdpLink {
 /// The ip server's state: see the module documentation.
 pub struct Stack<'a> {
     udp: Option<UdpLink>,
+    /// The link to the tcp server (`tcpmsg`): the same bookkeeping as udp's.
+    tcp: Option<UdpLink>,
     rx: PoolView<'a>,
     tx: BufferPool<'a>,
     mac: Mac,
@@ -256,6 +265,7 @@ impl<'a> Stack<'a> {
         let out_limit = rx.count() as usize + tx.view().count() as usize + OUTBOX_MARGIN;
         Self {
             udp: None,
+            tcp: None,
             rx,
             tx,
             mac,
@@ -451,6 +461,9 @@ impl<'a> Stack<'a> {
             Verdict::Unreachable { ip, message } => self.unreachable(&ip, &message),
             Verdict::Transport(t) if t.transport == Transport::Udp && self.udp.is_some() => {
                 return self.deliver_udp(d, &t);
+            }
+            Verdict::Transport(t) if t.transport == Transport::Tcp && self.tcp.is_some() => {
+                return self.deliver_tcp(d, &t);
             }
             Verdict::Transport(_) => self.stats.no_transport_server += 1,
             // No DHCP client runs (the interface says so), and drops are counted by the demux.
@@ -901,6 +914,205 @@ impl<'a> Stack<'a> {
                 self.lend_udp();
             }
             _ => self.stats.udp_refused += 1,
+        }
+    }
+
+    /// Connects the tcp server (its channels exist): lends it [`tcpmsg::TX_CREDIT`] tx-pool
+    /// buffers, and from now on TCP packets go to it.
+    pub fn attach_tcp(&mut self) {
+        self.tcp = Some(UdpLink {
+            out: VecDeque::with_capacity(self.out_limit),
+            rx_held: alloc::vec![false; self.rx.count() as usize],
+            tx_lent: alloc::vec![false; self.tx.view().count() as usize],
+            lent: 0,
+        });
+        self.lend_tcp();
+    }
+
+    /// Tops the tcp server's loan up to [`tcpmsg::TX_CREDIT`], leaving ip and udp enough.
+    fn lend_tcp(&mut self) {
+        let our = u64::from(u32::from(self.our_ip()));
+        let Some(link) = self.tcp.as_mut() else {
+            return;
+        };
+        let reserve = (udpmsg::TX_CREDIT + tcpmsg::TX_CREDIT) as u32;
+        while link.lent < tcpmsg::TX_CREDIT && self.tx.in_use() + reserve < self.tx.view().count() {
+            let Some(d) = self.tx.alloc() else {
+                return;
+            };
+            link.tx_lent[d.index as usize] = true;
+            link.lent += 1;
+            link.out
+                .push_back(tcpmsg::control(tcpmsg::tag::TX_LEND, d, our, 0));
+        }
+    }
+
+    /// Hands the IPv4 packet of TCP segment `t` in rx buffer `d` to the tcp server; false
+    /// (buffer goes home at once) if its outbox is full.
+    fn deliver_tcp(&mut self, d: PoolDescriptor, t: &Delivery) -> bool {
+        let limit = self.out_limit;
+        let Some(link) = self.tcp.as_mut() else {
+            return false;
+        };
+        if link.out.len() >= limit {
+            self.stats.outbox_overflow += 1;
+            return false;
+        }
+        let delivery = tcpmsg::Delivery {
+            frame: d,
+            ip_offset: d.offset + t.ip_offset as u32,
+            ip_len: t.ip_len as u32,
+        };
+        link.rx_held[d.index as usize] = true;
+        link.out.push_back(delivery.message());
+        self.stats.tcp_delivered += 1;
+        true
+    }
+
+    /// Messages waiting for the tcp server.
+    pub fn tcp_outbox_len(&self) -> usize {
+        self.tcp.as_ref().map_or(0, |l| l.out.len())
+    }
+
+    /// Hands the outbox to the tcp server to `send` (as [`Stack::flush`]).
+    pub fn flush_tcp(&mut self, mut send: impl FnMut(&[ChanMessage]) -> usize) {
+        let Some(link) = self.tcp.as_mut() else {
+            return;
+        };
+        loop {
+            let (first, _) = link.out.as_slices();
+            if first.is_empty() {
+                return;
+            }
+            let offered = first.len();
+            let taken = send(first).min(offered);
+            link.out.drain(..taken);
+            if taken < offered {
+                return;
+            }
+        }
+    }
+
+    /// Handles one message from the tcp server at `now_ns`.
+    pub fn handle_tcp(&mut self, m: &ChanMessage, now_ns: u64) {
+        let (rx_count, tx_count) = (self.rx.count(), self.tx.view().count());
+        let Some(link) = self.tcp.as_mut() else {
+            return;
+        };
+        let d = m.descriptor();
+        match m.tag {
+            tcpmsg::tag::RX_RETURN => {
+                let held = Kind::decode(m, rx_count, tx_count).is_ok()
+                    && link.rx_held.get(d.index as usize) == Some(&true);
+                if !held {
+                    self.stats.tcp_refused += 1;
+                    return;
+                }
+                link.rx_held[d.index as usize] = false;
+                if self.push_out(Kind::RxReturn(d).message()) {
+                    self.stats.rx_returned += 1;
+                }
+            }
+            tcpmsg::tag::IP_SEND | tcpmsg::tag::TX_GIVE_BACK => {
+                let lent = d.pool == netmsg::TX_POOL_ID
+                    && link.tx_lent.get(d.index as usize) == Some(&true);
+                if !lent {
+                    self.stats.tcp_refused += 1;
+                    return;
+                }
+                link.tx_lent[d.index as usize] = false;
+                link.lent -= 1;
+                let whole = PoolDescriptor {
+                    offset: 0,
+                    len: netmsg::BUFFER_SIZE,
+                    ..d
+                };
+                if m.tag == tcpmsg::tag::IP_SEND {
+                    if !self.send_tcp(d, now_ns) {
+                        self.stats.tcp_refused += 1;
+                        let _ = self.tx.free(whole);
+                    }
+                } else {
+                    let _ = self.tx.free(whole);
+                }
+                self.lend_tcp();
+            }
+            _ => self.stats.tcp_refused += 1,
+        }
+    }
+
+    /// Writes the Ethernet header in front of the IPv4 packet tcp wrote in a buffer we lent
+    /// it, after checking the packet is TCP from our address to a unicast host, and sends the
+    /// frame to the next hop. False when it cannot go (the caller frees the buffer).
+    fn send_tcp(&mut self, seg: PoolDescriptor, now_ns: u64) -> bool {
+        if seg.offset != tcpmsg::TX_HEADROOM
+            || seg.len < tcpmsg::MIN_PACKET
+            || seg.len > u32::from(self.config.mtu)
+        {
+            return false;
+        }
+        let ours = self.config.address;
+        let whole = PoolDescriptor {
+            offset: 0,
+            len: netmsg::BUFFER_SIZE,
+            ..seg
+        };
+        let Ok(mut b) = self.tx.buffer(whole) else {
+            return false;
+        };
+        // Safety: tcp gave this buffer back to us with IP_SEND (checked: it was lent to it);
+        // nobody else has it until we send it to pf.
+        let buf = unsafe { b.as_mut_slice() };
+        let start = ether::HEADER_LEN;
+        let Some(packet) = buf.get(start..start + seg.len as usize) else {
+            return false;
+        };
+        let dst = match Ipv4Packet::parse(packet) {
+            Ok(p)
+                if p.protocol == IpProtocol::TCP
+                    && p.src == ours.address()
+                    && usize::from(p.total_len) == packet.len() =>
+            {
+                p.dst
+            }
+            _ => return false,
+        };
+        if dst.is_broadcast()
+            || Some(dst) == ours.broadcast()
+            || dst.is_multicast()
+            || dst.is_unspecified()
+            || dst == ours.address()
+            || dst.is_loopback()
+        {
+            return false;
+        }
+        let Some(hop) = self.routes.lookup(dst) else {
+            return false;
+        };
+        let header = EtherHeader {
+            dst: Mac::ZERO,
+            src: self.mac,
+            ethertype: EtherType::IPV4,
+        };
+        let frame_len = start + seg.len as usize;
+        let built = header
+            .emit(buf)
+            .ok()
+            .and_then(|_| ether::pad(buf, frame_len).ok());
+        let Some(len) = built else {
+            return false;
+        };
+        let frame = PoolDescriptor {
+            offset: 0,
+            len: len as u32,
+            ..seg
+        };
+        match self.send_to(hop.next_hop, frame, now_ns) {
+            Sent::Now | Sent::Queued => {
+                self.stats.tcp_sent += 1;
+                true
+            }
+            Sent::Dropped => true,
         }
     }
 

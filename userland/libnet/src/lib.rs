@@ -1,4 +1,5 @@
-//! `libnet`: the socket library of Axolotl's applications (DESIGN.md §6). [`UdpSocket`] mirrors
+//! `libnet`: the socket library of Axolotl's applications (DESIGN.md §6). [`TcpListener`] and
+//! [`TcpStream`] (module `tcp`) speak `tcpmsg` to the tcp server the same way. [`UdpSocket`] mirrors
 //! `std::net::UdpSocket` (`bind`, `recv_from`, `send_to`) over the application's own channel
 //! pair to the udp server (`udp-APP`, `APP-udp`) and its two buffer pools (`APP-udprx`, owned by
 //! udp, where received datagrams arrive; `APP-udptx`, owned by the application, from which
@@ -33,8 +34,11 @@ pub enum ErrorKind {
     TimedOut,
     /// The socket is not bound.
     NotConnected,
-    /// The channel to udp broke (the server restarted, or its memory is damaged).
+    /// The channel to udp broke (the server restarted, or its memory is damaged), or (TCP) the
+    /// connection is closed for writing.
     BrokenPipe,
+    /// (TCP) the peer reset the connection, or it timed out.
+    ConnectionReset,
 }
 
 /// An error of a socket call.
@@ -64,7 +68,8 @@ impl fmt::Display for Error {
             ErrorKind::PermissionDenied => "no UDP channels granted to this process",
             ErrorKind::TimedOut => "the udp server did not answer",
             ErrorKind::NotConnected => "not bound",
-            ErrorKind::BrokenPipe => "channel to the udp server broken",
+            ErrorKind::BrokenPipe => "broken pipe (channel to the server, or a closed stream)",
+            ErrorKind::ConnectionReset => "connection reset",
         };
         f.write_str(s)
     }
@@ -313,6 +318,9 @@ fn pool(name: &str, id: u16) -> Result<PoolView<'static>> {
     }
     .map_err(|_| ErrorKind::InvalidInput.into())
 }
+
+mod tcp;
+pub use tcp::{Listener, Stream, TcpListener, TcpStream};
 
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,227 @@
+//! `tcp`: the tcp server program — the loop around [`tcpd::Tcp`]. Arguments: the applications
+//! it serves, comma-separated, each with the channels `tcp-APP`, `APP-tcp` and the pools
+//! `APP-tcprx` (ours), `APP-tcptx` (its). Every round: `heartbeat()`, a batch from ip, a batch
+//! from each application, smoltcp's poll, the outboxes; idle, it spins a little, then arms every
+//! input and sleeps until a notify or smoltcp's next timer (100 ms at most).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+
+use libchan::{BufferPool, Consumer, Message, PoolView, Producer, SendError};
+use libsys::chan::SysWaiter;
+use libsys::log;
+use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID};
+use tcpd::Tcp;
+use tcpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
+
+libsys::entry!(main);
+
+const BATCH: usize = 32;
+const SPIN_POLLS: u32 = 200;
+const MAX_SLEEP_NS: u64 = 100_000_000;
+const PEER_CHECK_NS: u64 = 1_000_000_000;
+const STATS_LOG_NS: u64 = 5_000_000_000;
+
+fn main(args: &str) -> i32 {
+    let apps: Vec<&str> = args
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    if apps.is_empty() {
+        log!("bad arguments '{args}' (expected the applications, comma-separated)");
+        return 2;
+    }
+    match run(&apps) {
+        Ok(never) => match never {},
+        Err(why) => {
+            log!("FAILED: {why}");
+            1
+        }
+    }
+}
+
+enum Never {}
+
+fn pool(name: &str, id: u16) -> Result<PoolView<'static>, &'static str> {
+    let info = libsys::map(name).map_err(|e| {
+        log!("map({name}): {e}");
+        "a region the tcp server needs is not granted"
+    })?;
+    // Safety: the kernel mapped `info.len` bytes at `info.addr` for the life of the process;
+    // the peers map them too, and we touch only the buffers the protocol gives us.
+    unsafe { PoolView::new(id, info.addr as *mut u8, info.len as usize, BUFFER_SIZE) }
+        .map_err(|_| "a pool region holds no buffer")
+}
+
+struct Link {
+    name: &'static str,
+    from: Consumer<'static, SysWaiter>,
+    to: Producer<'static, SysWaiter>,
+    pid: u32,
+}
+
+impl Link {
+    fn attach(name: &'static str, from: &str, to: &str) -> Result<Self, &'static str> {
+        Ok(Self {
+            name,
+            from: libsys::chan::consumer(from, SysWaiter::new(0))
+                .map_err(|_| "a channel the tcp server consumes is not granted")?,
+            to: libsys::chan::producer(to, SysWaiter::new(0))
+                .map_err(|_| "a channel the tcp server produces into is not granted")?,
+            pid: 0,
+        })
+    }
+
+    fn find_peer(&mut self) {
+        if let Ok(pid) = libsys::lookup(self.name)
+            && pid != self.pid
+        {
+            self.pid = pid;
+            self.to.waiter().set_peer(pid);
+            self.to.notify_peer();
+        }
+    }
+
+    fn send(&mut self, msgs: &[Message], errors: &mut u64) -> usize {
+        match self.to.send_batch(msgs) {
+            Ok(n) => n,
+            Err(SendError::Full) => 0,
+            Err(e) => {
+                *errors += 1;
+                if errors.is_power_of_two() {
+                    log!("channel to {}: {e:?} ({errors} channel errors)", self.name);
+                }
+                0
+            }
+        }
+    }
+
+    fn receive(&mut self, out: &mut [Message], errors: &mut u64) -> usize {
+        match self.from.recv_batch(out) {
+            Ok(n) => n,
+            Err(e) => {
+                *errors += 1;
+                if errors.is_power_of_two() {
+                    log!(
+                        "channel from {}: {e:?} ({errors} channel errors)",
+                        self.name
+                    );
+                }
+                0
+            }
+        }
+    }
+}
+
+fn run(apps: &[&str]) -> Result<Never, &'static str> {
+    let frames = pool(RX_POOL, RX_POOL_ID)?;
+    let tx = pool(TX_POOL, TX_POOL_ID)?;
+    let now = libsys::time_ns();
+    let mut tcp = Tcp::new(frames, tx, now, now ^ 0x9e37_79b9_7f4a_7c15);
+    let mut ip = Link::attach("ip", tcpmsg::IP_TO_TCP, tcpmsg::TCP_TO_IP)?;
+    let mut links = Vec::new();
+    for &app in apps {
+        let name: &'static str =
+            alloc::boxed::Box::leak(alloc::string::String::from(app).into_boxed_str());
+        let rx = BufferPool::new(pool(&tcpmsg::app_rx_pool(app), APP_RX_POOL_ID)?)
+            .map_err(|_| "an application's rx pool has too many buffers")?;
+        let atx = pool(&tcpmsg::app_tx_pool(app), APP_TX_POOL_ID)?;
+        tcp.add_app(app, rx, atx);
+        links.push(Link::attach(
+            name,
+            &tcpmsg::app_to_tcp(app),
+            &tcpmsg::tcp_to_app(app),
+        )?);
+    }
+    log!(
+        "serving {} application(s): {}; channels {} and {}",
+        apps.len(),
+        apps.join(","),
+        tcpmsg::IP_TO_TCP,
+        tcpmsg::TCP_TO_IP
+    );
+
+    let mut batch = [Message::default(); BATCH];
+    let mut errors = 0u64;
+    let (mut last_peer_check, mut last_stats_log) = (0u64, 0u64);
+    let mut logged = *tcp.stats();
+    let mut spins = 0;
+    loop {
+        libsys::heartbeat();
+        let mut worked = false;
+        let n = ip.receive(&mut batch, &mut errors);
+        for m in &batch[..n] {
+            tcp.from_ip(m);
+        }
+        worked |= n > 0;
+        for (i, l) in links.iter_mut().enumerate() {
+            let n = l.receive(&mut batch, &mut errors);
+            for m in &batch[..n] {
+                tcp.from_app(i, m);
+            }
+            worked |= n > 0;
+        }
+        let now = libsys::time_ns();
+        let before = *tcp.stats();
+        tcp.poll(now);
+        worked |= *tcp.stats() != before;
+        if now.saturating_sub(last_peer_check) >= PEER_CHECK_NS
+            || ip.pid == 0
+            || links.iter().any(|l| l.pid == 0)
+        {
+            last_peer_check = now;
+            ip.find_peer();
+            for l in &mut links {
+                l.find_peer();
+            }
+        }
+        tcp.flush_ip(|m| ip.send(m, &mut errors));
+        for (i, l) in links.iter_mut().enumerate() {
+            tcp.flush_app(i, |m| l.send(m, &mut errors));
+        }
+        if now.saturating_sub(last_stats_log) >= STATS_LOG_NS && *tcp.stats() != logged {
+            last_stats_log = now;
+            logged = *tcp.stats();
+            let mut line = alloc::string::String::from("counters:");
+            for (name, v) in logged.fields() {
+                if v != 0 {
+                    line.push_str(&alloc::format!(" {name}={v}"));
+                }
+            }
+            log!("{line}");
+        }
+        if worked {
+            spins = 0;
+            continue;
+        }
+        spins += 1;
+        if spins < SPIN_POLLS {
+            core::hint::spin_loop();
+            continue;
+        }
+        spins = 0;
+        // Idle: arm every input, sleep until a notify or smoltcp's next timer.
+        let mut sleep = MAX_SLEEP_NS;
+        if let Some(t) = tcp.poll_at(now) {
+            sleep = sleep.min(t.saturating_sub(now).max(1));
+        }
+        if tcp.pending() > 0 || ip.pid == 0 {
+            sleep = sleep.min(1_000_000);
+        }
+        let mut ready = matches!(ip.from.arm(), Ok(true) | Err(_));
+        for l in &mut links {
+            ready |= matches!(l.from.arm(), Ok(true) | Err(_));
+        }
+        if !ready {
+            let _ = libsys::wait(Some(sleep));
+        }
+        ip.from.disarm();
+        for l in &mut links {
+            l.from.disarm();
+        }
+    }
+}
