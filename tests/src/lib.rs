@@ -1093,7 +1093,7 @@ fn udp_echo_through_the_stack(h: &dyn Harness) -> ScenarioResult {
         .manifest(ManifestSource::File(NET_MANIFEST))
         .nic(NicModel::E1000)
         .forward(false, port, 7)
-        .exec(&["sleep 25", "ps"])
+        .exec(&["sleep 45", "ps"])
         .timeout(Duration::from_secs(150));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop_client = stop.clone();
@@ -1103,7 +1103,7 @@ fn udp_echo_through_the_stack(h: &dyn Harness) -> ScenarioResult {
             .map_err(|e| e.to_string())?;
         let to = ("127.0.0.1", port);
         let mut buf = [0u8; 2048];
-        // Wait for the echo server (the guest boots meanwhile), at most 20 s.
+        // Wait for the echo server (the guest boots meanwhile), at most 40 s.
         let start = std::time::Instant::now();
         loop {
             let _ = sock.send_to(b"probe", to);
@@ -1112,10 +1112,10 @@ fn udp_echo_through_the_stack(h: &dyn Harness) -> ScenarioResult {
             {
                 break;
             }
-            if start.elapsed() > Duration::from_secs(20)
+            if start.elapsed() > Duration::from_secs(40)
                 || stop_client.load(std::sync::atomic::Ordering::Relaxed)
             {
-                return Err("no echo from the guest within 20 s".into());
+                return Err("no echo from the guest within 40 s".into());
             }
         }
         let mut seed = 0x2545_F491_4F6C_DD1Du64;
@@ -1180,7 +1180,7 @@ fn tcp_echo_through_the_stack(h: &dyn Harness) -> ScenarioResult {
         .manifest(ManifestSource::File(NET_MANIFEST))
         .nic(NicModel::E1000)
         .forward(true, port, 7)
-        .exec(&["sleep 30", "ps"])
+        .exec(&["sleep 50", "ps"])
         .timeout(Duration::from_secs(150));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop_client = stop.clone();
@@ -1199,9 +1199,9 @@ fn tcp_echo_through_the_stack(h: &dyn Harness) -> ScenarioResult {
         // retry until a small probe comes back.
         let mut stream = loop {
             if stop_client.load(std::sync::atomic::Ordering::Relaxed)
-                || start.elapsed() > Duration::from_secs(25)
+                || start.elapsed() > Duration::from_secs(40)
             {
-                return Err("no TCP echo from the guest within 25 s".into());
+                return Err("no TCP echo from the guest within 40 s".into());
             }
             let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
                 std::thread::sleep(Duration::from_millis(300));
