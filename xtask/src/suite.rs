@@ -219,8 +219,7 @@ fn host_tests(filter: Option<&str>, tally: &mut Tally) -> Result<(), Error> {
     cargo_test(
         &["-p", "libchan", "--release", "--test", "stress"],
         &[],
-        // Without a filter, `--include-ignored` adds the long run (cargo passes it to libtest).
-        Some(filter.unwrap_or("--include-ignored")),
+        filter,
         tally,
     )?;
     println!("libchan loom models (--cfg loom)");
