@@ -216,8 +216,14 @@ impl<'a> Udp<'a> {
         // function; nobody writes it meanwhile (a peer breaking that only gives us garbage to
         // parse: every access below is bounds-checked).
         let frame = unsafe { buf.as_slice() };
-        let start = (d.udp_offset - d.frame.offset) as usize;
-        let Some(seg) = frame.get(start..start + d.udp_len as usize) else {
+        // The offsets come from ip, a peer: checked, never trusted.
+        let seg = d
+            .udp_offset
+            .checked_sub(d.frame.offset)
+            .map(|start| start as usize)
+            .and_then(|start| frame.get(start..start.checked_add(d.udp_len as usize)?))
+            .filter(|seg| seg.len() >= UDP_HEADER_LEN);
+        let Some(seg) = seg else {
             self.stats.rx_bad_header += 1;
             return;
         };

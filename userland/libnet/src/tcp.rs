@@ -222,8 +222,9 @@ impl<W: Waiter> Stream<'_, '_, W> {
                         // Safety: tcp handed this buffer over with DATA and does not touch it
                         // until DATA_RETURN.
                         let bytes = unsafe { b.as_slice() };
-                        let n = (bytes.len() - at).min(buf.len());
-                        buf[..n].copy_from_slice(&bytes[at..at + n]);
+                        let rest = bytes.get(at..).unwrap_or(&[]);
+                        let n = rest.len().min(buf.len());
+                        buf[..n].copy_from_slice(&rest[..n]);
                         n
                     }
                     Err(_) => 0,
