@@ -10,8 +10,8 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 
-use libchan::{BufferPool, Consumer, Message, PoolView, Producer, SendError};
-use libsys::chan::SysWaiter;
+use libchan::{BufferPool, Message, PoolView};
+use libsys::chan::Link;
 use libsys::log;
 use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID};
 use tcpd::Tcp;
@@ -47,74 +47,17 @@ fn main(args: &str) -> i32 {
 enum Never {}
 
 fn pool(name: &str, id: u16) -> Result<PoolView<'static>, &'static str> {
-    let info = libsys::map(name).map_err(|e| {
+    libsys::chan::map_pool(name, id, BUFFER_SIZE).map_err(|e| {
         log!("map({name}): {e}");
-        "a region the tcp server needs is not granted"
-    })?;
-    // Safety: the kernel mapped `info.len` bytes at `info.addr` for the life of the process;
-    // the peers map them too, and we touch only the buffers the protocol gives us.
-    unsafe { PoolView::new(id, info.addr as *mut u8, info.len as usize, BUFFER_SIZE) }
-        .map_err(|_| "a pool region holds no buffer")
+        "a region the tcp server needs is not granted, or holds no buffer"
+    })
 }
 
-struct Link {
-    name: &'static str,
-    from: Consumer<'static, SysWaiter>,
-    to: Producer<'static, SysWaiter>,
-    pid: u32,
-}
-
-impl Link {
-    fn attach(name: &'static str, from: &str, to: &str) -> Result<Self, &'static str> {
-        Ok(Self {
-            name,
-            from: libsys::chan::consumer(from, SysWaiter::new(0))
-                .map_err(|_| "a channel the tcp server consumes is not granted")?,
-            to: libsys::chan::producer(to, SysWaiter::new(0))
-                .map_err(|_| "a channel the tcp server produces into is not granted")?,
-            pid: 0,
-        })
-    }
-
-    fn find_peer(&mut self) {
-        if let Ok(pid) = libsys::lookup(self.name)
-            && pid != self.pid
-        {
-            self.pid = pid;
-            self.to.waiter().set_peer(pid);
-            self.to.notify_peer();
-        }
-    }
-
-    fn send(&mut self, msgs: &[Message], errors: &mut u64) -> usize {
-        match self.to.send_batch(msgs) {
-            Ok(n) => n,
-            Err(SendError::Full) => 0,
-            Err(e) => {
-                *errors += 1;
-                if errors.is_power_of_two() {
-                    log!("channel to {}: {e:?} ({errors} channel errors)", self.name);
-                }
-                0
-            }
-        }
-    }
-
-    fn receive(&mut self, out: &mut [Message], errors: &mut u64) -> usize {
-        match self.from.recv_batch(out) {
-            Ok(n) => n,
-            Err(e) => {
-                *errors += 1;
-                if errors.is_power_of_two() {
-                    log!(
-                        "channel from {}: {e:?} ({errors} channel errors)",
-                        self.name
-                    );
-                }
-                0
-            }
-        }
-    }
+fn link(name: &'static str, from: &str, to: &str) -> Result<Link, &'static str> {
+    Link::attach(name, from, to).map_err(|e| {
+        log!("channels {from}/{to}: {e}");
+        "a channel the tcp server needs is not granted"
+    })
 }
 
 fn run(apps: &[&str]) -> Result<Never, &'static str> {
@@ -122,7 +65,7 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
     let tx = pool(TX_POOL, TX_POOL_ID)?;
     let now = libsys::time_ns();
     let mut tcp = Tcp::new(frames, tx, now, now ^ 0x9e37_79b9_7f4a_7c15);
-    let mut ip = Link::attach("ip", tcpmsg::IP_TO_TCP, tcpmsg::TCP_TO_IP)?;
+    let mut ip = link("ip", tcpmsg::IP_TO_TCP, tcpmsg::TCP_TO_IP)?;
     let mut links = Vec::new();
     for &app in apps {
         let name: &'static str =
@@ -131,7 +74,7 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
             .map_err(|_| "an application's rx pool has too many buffers")?;
         let atx = pool(&tcpmsg::app_tx_pool(app), APP_TX_POOL_ID)?;
         tcp.add_app(app, rx, atx);
-        links.push(Link::attach(
+        links.push(link(
             name,
             &tcpmsg::app_to_tcp(app),
             &tcpmsg::tcp_to_app(app),

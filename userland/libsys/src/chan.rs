@@ -55,3 +55,82 @@ pub fn consumer(name: &str, waiter: SysWaiter) -> Result<Consumer<'static, SysWa
     unsafe { Consumer::attach(info.addr as *mut u8, info.len as usize, waiter) }
         .map_err(|_| Error::Invalid)
 }
+
+/// Maps the pool region `name` as a [`libchan::PoolView`] of `buffer_size`-byte buffers with
+/// pool id `id`.
+pub fn map_pool(name: &str, id: u16, buffer_size: u32) -> Result<libchan::PoolView<'static>> {
+    let info = crate::map(name)?;
+    // Safety: the kernel mapped `info.len` bytes at `info.addr` for the life of the process;
+    // the peers map them too, and the caller touches only the buffers its protocol hands it.
+    unsafe { libchan::PoolView::new(id, info.addr as *mut u8, info.len as usize, buffer_size) }
+        .map_err(|_| Error::Invalid)
+}
+
+/// A duplex link to the peer process `name`: one channel from it, one to it, and its pid (looked
+/// up with [`Link::find_peer`], again after the peer restarted) as the notify target.
+pub struct Link {
+    /// The peer's process name.
+    pub name: &'static str,
+    /// Messages from the peer.
+    pub from: Consumer<'static, SysWaiter>,
+    /// Messages to the peer.
+    pub to: Producer<'static, SysWaiter>,
+    /// The peer's pid (0 until found).
+    pub pid: u32,
+}
+
+impl Link {
+    /// Attaches to the channels `from` (we consume) and `to` (we produce).
+    pub fn attach(name: &'static str, from: &str, to: &str) -> Result<Self> {
+        Ok(Self {
+            name,
+            from: consumer(from, SysWaiter::new(0))?,
+            to: producer(to, SysWaiter::new(0))?,
+            pid: 0,
+        })
+    }
+
+    /// Looks the peer up; when its pid changed, notifies it (it may sleep on our channel).
+    pub fn find_peer(&mut self) {
+        if let Ok(pid) = crate::lookup(self.name)
+            && pid != self.pid
+        {
+            self.pid = pid;
+            self.to.waiter().set_peer(pid);
+            self.to.notify_peer();
+        }
+    }
+
+    /// Sends what fits of `msgs`; returns how many. A refusal other than a full ring is counted
+    /// in `errors` and logged at powers of two.
+    pub fn send(&mut self, msgs: &[ChanMessage], errors: &mut u64) -> usize {
+        match self.to.send_batch(msgs) {
+            Ok(n) => n,
+            Err(libchan::SendError::Full) => 0,
+            Err(e) => {
+                *errors += 1;
+                if errors.is_power_of_two() {
+                    crate::log!("channel to {}: {e:?} ({errors} channel errors)", self.name);
+                }
+                0
+            }
+        }
+    }
+
+    /// Receives up to `out.len()` messages; refusals are counted and logged like `send`'s.
+    pub fn receive(&mut self, out: &mut [ChanMessage], errors: &mut u64) -> usize {
+        match self.from.recv_batch(out) {
+            Ok(n) => n,
+            Err(e) => {
+                *errors += 1;
+                if errors.is_power_of_two() {
+                    crate::log!(
+                        "channel from {}: {e:?} ({errors} channel errors)",
+                        self.name
+                    );
+                }
+                0
+            }
+        }
+    }
+}

@@ -233,7 +233,7 @@ fn scribble(region: &str) -> i32 {
             unsafe { core::ptr::write_volatile((info.addr as *mut u64).add(i), x) };
         }
         round += 1;
-        if round % 20 == 0 {
+        if round.is_multiple_of(20) {
             log!("scribble: {round} bursts written");
         }
         libsys::sleep_ns(50_000_000);
