@@ -346,14 +346,19 @@ pub fn heartbeat() {
     let page = crate::abi::layout::STATUS_PAGE as *const crate::abi::StatusPage;
     // Safety: the kernel maps this process's status page at STATUS_PAGE, writable, before the
     // process starts, and never unmaps it; the heartbeat is an atomic.
-    unsafe { (*page).heartbeat.fetch_add(1, core::sync::atomic::Ordering::Relaxed) };
+    unsafe {
+        (*page)
+            .heartbeat
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed)
+    };
 }
 
 /// `STATUS_MAP`: the status page of process slot `slot`, read-only (needs `control`).
 pub fn status_map(slot: u32) -> Result<&'static crate::abi::StatusPage> {
     let mut info = MapInfo::default();
     // Safety: the kernel writes one MapInfo to `info`, which we borrow mutably.
-    let va = check(unsafe { syscall2(nr::STATUS_MAP, slot as u64, addr(&mut info as *mut MapInfo)) })?;
+    let va =
+        check(unsafe { syscall2(nr::STATUS_MAP, slot as u64, addr(&mut info as *mut MapInfo)) })?;
     // Safety: the kernel mapped one readable page at `va` for the rest of our life; the page
     // holds a StatusPage of atomics.
     Ok(unsafe { &*(va as u64 as *const crate::abi::StatusPage) })
