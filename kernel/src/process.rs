@@ -1,5 +1,11 @@
 //! User processes: address spaces, loading static ELF binaries from the ramdisk, the process table
 //! built from the manifest, shared regions, grants, and the privileged control calls.
+//!
+//! Each manifest process owns one slot of the table for the whole boot. A slot is empty until its
+//! first instance starts: at boot (`start = "boot"`, the default), or when a process with the
+//! `control` grant asks (`proc_start`: a process declared `start = "on-demand"`, or any whose
+//! instance died). Every instance of a slot, however it was started, gets the same binary, CPU,
+//! grants, regions and status page; only its argument string may differ.
 
 use crate::memory::{self, MapError};
 use alloc::collections::VecDeque;
@@ -173,6 +179,9 @@ pub struct Process {
     /// Index of the manifest entry (and of the process-table slot).
     pub slot: usize,
     pub name: String,
+    /// The argument string this instance was given (the manifest's, or `proc_start`'s); a
+    /// restart of the instance gets the same.
+    pub args: String,
     pub cpu: u32,
     pub dedicated: bool,
     pub restarts: u32,
@@ -241,6 +250,9 @@ static STATUS_FRAMES: Once<Vec<PhysFrame>> = Once::new();
 const RS_RESTARTS_LIMIT: u32 = 16;
 /// Process waiting in `fault_record`, if any.
 static FAULT_WAITER: AtomicU32 = AtomicU32::new(0);
+/// Held from the check that a slot is free until its new instance is in the table, so that two
+/// starts of one slot (the shell's and rs's, say) cannot both succeed.
+static STARTING: Mutex<()> = Mutex::new(());
 
 pub fn kernel_stack() -> u64 {
     if let Some(top) = FREE_KSTACKS.lock().pop() {
@@ -376,16 +388,22 @@ pub fn start_all(ramdisk: Option<Ramdisk<'static>>) {
     table.resize(manifest.processes().count(), None);
     drop(table);
     for (i, p) in manifest.processes().enumerate() {
-        if p.start
-            && let Err(e) = spawn(i, 0)
-        {
+        if !p.start {
+            log::info!(
+                "{} is started on demand (slot {i}, cpu{})",
+                p.name,
+                PLACEMENT.lock()[i].0
+            );
+        } else if let Err(e) = spawn(i, 0, p.args) {
             log::error!("cannot start {}: {e}", p.name);
         }
     }
 }
 
-/// Creates and schedules a fresh instance of manifest entry `slot`.
-pub fn spawn(slot: usize, restarts: u32) -> Result<Arc<Process>, &'static str> {
+/// Creates and schedules a fresh instance of manifest entry `slot` with the argument string
+/// `args` (cut to [`axolotl_abi::ARGS_MAX`] bytes). When the slot had an instance before, its
+/// channels get a new epoch first.
+pub fn spawn(slot: usize, restarts: u32, args: &str) -> Result<Arc<Process>, &'static str> {
     let manifest = MANIFEST.get().ok_or("no manifest")?;
     let e = manifest
         .processes()
@@ -458,8 +476,11 @@ pub fn spawn(slot: usize, restarts: u32) -> Result<Arc<Process>, &'static str> {
         unsafe { page.add(1).write_volatile(restarts as u64) };
     }
     // The argument string sits in the top 256 bytes of the stack.
-    let args = e.args.as_bytes();
-    let args = &args[..args.len().min(255)];
+    let mut cut = args.len().min(axolotl_abi::ARGS_MAX);
+    while !args.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let args = &args[..cut];
     let args_va = layout::STACK_TOP - 256;
     if let Some(f) = top_frame {
         let dst = memory::phys_to_virt(f.start_address().as_u64() + 4096 - 256).as_mut_ptr::<u8>();
@@ -467,7 +488,8 @@ pub fn spawn(slot: usize, restarts: u32) -> Result<Arc<Process>, &'static str> {
         unsafe { core::ptr::copy_nonoverlapping(args.as_ptr(), dst, args.len()) };
     }
     let (cpu, dedicated) = PLACEMENT.lock().get(slot).copied().ok_or("not placed")?;
-    if restarts > 0 {
+    let had_instance = TABLE.lock().get(slot).is_some_and(Option::is_some);
+    if had_instance {
         bump_channel_epochs(e);
     }
     let pid = NEXT_PID.fetch_add(1, Ordering::Relaxed);
@@ -476,6 +498,7 @@ pub fn spawn(slot: usize, restarts: u32) -> Result<Arc<Process>, &'static str> {
         pid,
         slot,
         name: String::from(e.name),
+        args: String::from(args),
         cpu,
         dedicated,
         restarts,
@@ -517,8 +540,9 @@ pub fn spawn(slot: usize, restarts: u32) -> Result<Arc<Process>, &'static str> {
     Ok(p)
 }
 
-/// A restarted process's channels get a new epoch before it runs, so each surviving peer learns
-/// on its next operation that the other end restarted, and what was in flight (libchan).
+/// A restarted (or re-started) process's channels get a new epoch before it runs, so each
+/// surviving peer learns on its next operation that the other end restarted, and what was in
+/// flight (libchan).
 fn bump_channel_epochs(e: &ProcessEntry<'static>) {
     let Some(regions) = REGIONS.get() else { return };
     for r in regions.iter().filter(|r| r.channel && e.has_region(r.name)) {
@@ -578,11 +602,26 @@ fn info_of(p: &Process) -> axolotl_abi::ProcInfo {
     info
 }
 
+/// The record of a slot whose first instance never started: its manifest name and CPU.
+fn info_of_unstarted(slot: usize) -> axolotl_abi::ProcInfo {
+    let mut info = axolotl_abi::ProcInfo::empty();
+    if let Some(e) = manifest().and_then(|m| m.processes().nth(slot)) {
+        let n = e.name.len().min(axolotl_abi::NAME_LEN);
+        info.name[..n].copy_from_slice(&e.name.as_bytes()[..n]);
+    }
+    if let Some(&(cpu, dedicated)) = PLACEMENT.lock().get(slot) {
+        info.cpu = cpu;
+        info.dedicated = dedicated as u8;
+    }
+    info.state = ProcState::NotStarted as u8;
+    info
+}
+
 pub fn proc_info_syscall(slot: u64, out: u64) -> Result<u64, Error> {
     let table = TABLE.lock();
     let entry = table.get(slot as usize).ok_or(Error::NotFound)?.clone();
     drop(table);
-    let info = entry.map_or(axolotl_abi::ProcInfo::empty(), |p| info_of(&p));
+    let info = entry.map_or_else(|| info_of_unstarted(slot as usize), |p| info_of(&p));
     crate::user::write_struct(out, &info)?;
     Ok(0)
 }
@@ -811,9 +850,65 @@ pub fn after_death(p: &Process) {
         "the reincarnation server died: the kernel restarts it (restart {})",
         p.restarts + 1
     );
-    if let Err(e) = spawn(p.slot, p.restarts + 1) {
+    let _starting = STARTING.lock();
+    if let Err(e) = spawn(p.slot, p.restarts + 1, &p.args) {
         log::error!("cannot restart the reincarnation server: {e}");
     }
+}
+
+/// The error a failed [`spawn`] gives a caller.
+fn spawn_error(name: &str, why: &'static str) -> Error {
+    log::warn!("cannot start {name}: {why}");
+    match why {
+        "out of memory" => Error::NoMemory,
+        _ => Error::Invalid,
+    }
+}
+
+/// `proc_start(name, args)`: a fresh instance of the manifest process `name`, which must not be
+/// running (never started, or dead), with `args` for its argument string (empty: the manifest's).
+pub fn proc_start_syscall(
+    me: &Process,
+    name_ptr: u64,
+    name_len: u64,
+    args_ptr: u64,
+    args_len: u64,
+) -> Result<u64, Error> {
+    if !has_grant(me, "control") {
+        log_denied(me, "proc_start", "control");
+        return Err(Error::Denied);
+    }
+    if name_len > axolotl_abi::NAME_LEN as u64 {
+        // No manifest name is that long; still refuse a pointer that is not ours first.
+        crate::user::read_bytes(name_ptr, 1)?;
+        return Err(Error::NotFound);
+    }
+    let name = crate::user::read_str(name_ptr, name_len)?;
+    if args_len > axolotl_abi::ARGS_MAX as u64 {
+        crate::user::read_bytes(args_ptr, 1)?;
+        return Err(Error::Invalid);
+    }
+    let args = crate::user::read_str(args_ptr, args_len)?;
+    let (slot, e) = manifest()
+        .and_then(|m| m.processes().enumerate().find(|(_, e)| e.name == name))
+        .ok_or(Error::NotFound)?;
+    let _starting = STARTING.lock();
+    let previous = TABLE.lock().get(slot).cloned().flatten();
+    if let Some(p) = &previous
+        && !p.is_dead()
+    {
+        return Err(Error::Busy);
+    }
+    let args: &str = if args.is_empty() { e.args } else { &args };
+    log::info!(
+        "{} (pid {}) starts {name} with args {args:?}",
+        me.name,
+        me.pid
+    );
+    // A start is not a restart: the count of restarts (the status page's generation) stays.
+    let restarts = previous.map_or(0, |p| p.restarts);
+    let p = spawn(slot, restarts, args).map_err(|why| spawn_error(&name, why))?;
+    Ok(p.pid as u64)
 }
 
 pub fn proc_ctl(me: &Process, pid: u32, op: u64) -> Result<u64, Error> {
@@ -826,10 +921,17 @@ pub fn proc_ctl(me: &Process, pid: u32, op: u64) -> Result<u64, Error> {
     match op {
         ProcOp::Kill => crate::sched::kill(&target),
         ProcOp::Restart => {
+            let _starting = STARTING.lock();
             if !target.is_dead() {
                 return Err(Error::Busy);
             }
-            let p = spawn(target.slot, target.restarts + 1).map_err(|_| Error::NoMemory)?;
+            // Only the slot's current instance may be restarted: an older pid whose slot was
+            // started again meanwhile is gone.
+            if by_pid(pid).is_none() {
+                return Err(Error::NotFound);
+            }
+            let p = spawn(target.slot, target.restarts + 1, &target.args)
+                .map_err(|why| spawn_error(&target.name, why))?;
             return Ok(p.pid as u64);
         }
         ProcOp::InjectFault => crate::sched::inject_fault(&target),

@@ -141,6 +141,7 @@ extern "C" fn axolotl_syscall_dispatch(frame: &mut SyscallFrame) {
         nr::SYSCONF => Ok(crate::sysconf()),
         nr::STATUS_MAP => crate::process::status_map_syscall(&me, a0, a1),
         nr::PROC_POLICY => crate::process::proc_policy_syscall(a0, a1),
+        nr::PROC_START => crate::process::proc_start_syscall(&me, a0, a1, a2, frame.r10),
         nr::IPC_REPLY => crate::ipc::reply_only(&me, a0 as u32, a1).map(|_| 0),
         nr::IPC_CALL_TIMEOUT => crate::ipc::call_timeout(&me, a0 as u32, a1, a2, frame.r10),
         _ => Err(Error::NoSys),

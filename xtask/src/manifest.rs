@@ -7,8 +7,9 @@
 //! - unknown keys anywhere (`deny_unknown_fields`: a typo is an error, never ignored);
 //! - names of processes and regions: 1 to [`NAME_MAX`] bytes, no whitespace, `=` or `,`;
 //! - `binary` must be a user program xtask can build (`programs`); `placement` dedicated|shared;
-//! - `grants`: `console` (exclusive: one process at most), `power`, `control`, and the network
-//!   cards `nic0`, `nic1`, ... (each exclusive); nothing else;
+//! - `grants`: `console` (exclusive among the processes started at boot: one at most, the
+//!   shell; programs started on demand may hold it too, to print on the console), `power`,
+//!   `control`, and the network cards `nic0`, `nic1`, ... (each exclusive); nothing else;
 //! - `regions` must be declared under `[region.NAME]`; every declared region must be listed by a
 //!   process, and a channel region (one with `slots`) by exactly two — its two ends (a channel
 //!   with no peer is a mistake); a plain region may belong to one process alone (e.g. a driver's
@@ -19,6 +20,9 @@
 //! - `args` is one word in the table, so it may not hold whitespace (testproc takes
 //!   `map-ok,REGION`);
 //! - `restart` numbers at most 999,999,999 (the kernel reads nine digits);
+//! - `start` is `"boot"` (the default) or `"on-demand"` (declared and checked like any other
+//!   process, started later by a process with the `control` grant: the shell's `NAME ARGS`);
+//!   `true` and `false` are accepted for them too;
 //! - at most `klib::manifest::MAX_PROCESSES` processes and `MAX_REGIONS` regions.
 //!
 //! Processes and regions keep their order in the file: the kernel numbers processes in table
@@ -61,6 +65,12 @@ fn grant_kind(grant: &str) -> Option<bool> {
         .find(|(known, _)| *known == grant)
         .map(|(_, exclusive)| *exclusive)
 }
+
+/// `start` of a process started at boot (the default).
+pub const START_BOOT: &str = "boot";
+/// `start` of a process started on demand (by a process with the `control` grant).
+pub const START_ON_DEMAND: &str = "on-demand";
+
 /// Ramdisk modules that are not programs: no binary may take these names.
 pub const RESERVED_MODULES: [&str; 2] = ["cmdline", "manifest"];
 
@@ -113,7 +123,7 @@ pub struct Process {
     pub args: String,
     /// Reincarnation policy.
     pub restart: Restart,
-    /// Started at boot.
+    /// Started at boot (`start = "boot"`, the default); false for `start = "on-demand"`.
     pub start: bool,
 }
 
@@ -175,12 +185,42 @@ struct ProcessToml {
     args: String,
     #[serde(default)]
     restart: Restart,
-    #[serde(default = "yes")]
-    start: bool,
+    #[serde(default)]
+    start: StartToml,
 }
 
-fn yes() -> bool {
-    true
+/// `start` as written: `"boot"` | `"on-demand"`, or the booleans `true` | `false` for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StartToml {
+    /// A boolean (`true`: at boot).
+    Flag(bool),
+    /// A word, checked by [`parse`] so that a wrong one gets a message naming the process.
+    Word(String),
+}
+
+impl Default for StartToml {
+    fn default() -> Self {
+        Self::Flag(true)
+    }
+}
+
+impl<'de> Deserialize<'de> for StartToml {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct StartVisitor;
+        impl Visitor<'_> for StartVisitor {
+            type Value = StartToml;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"boot\" or \"on-demand\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<StartToml, E> {
+                Ok(StartToml::Flag(v))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<StartToml, E> {
+                Ok(StartToml::Word(v.to_string()))
+            }
+        }
+        d.deserialize_any(StartVisitor)
+    }
 }
 
 /// `[region.NAME]` as written (signed, so that a negative number gets our message).
@@ -426,6 +466,17 @@ pub fn parse(text: &str, file: &str, programs: &[&str]) -> Result<SystemManifest
                 p.args
             ));
         }
+        let start = match &p.start {
+            StartToml::Flag(at_boot) => *at_boot,
+            StartToml::Word(w) if w == START_BOOT => true,
+            StartToml::Word(w) if w == START_ON_DEMAND => false,
+            StartToml::Word(other) => {
+                say(format!(
+                    "start = \"{other}\" is neither \"{START_BOOT}\" nor \"{START_ON_DEMAND}\""
+                ));
+                true
+            }
+        };
         let r = p.restart;
         if [r.max_failures, r.window_ms, r.backoff_ms]
             .iter()
@@ -442,7 +493,7 @@ pub fn parse(text: &str, file: &str, programs: &[&str]) -> Result<SystemManifest
             ipc: p.ipc.clone(),
             args: p.args.clone(),
             restart: p.restart,
-            start: p.start,
+            start,
         });
     }
 
@@ -453,14 +504,22 @@ pub fn parse(text: &str, file: &str, programs: &[&str]) -> Result<SystemManifest
         }
     }
     for grant in exclusive_grants {
+        // The console has one owner at boot (the shell); a program started on demand may hold
+        // it too, to print while the shell that started it waits. A device has one owner.
+        let console = grant == "console";
         let holders: Vec<&str> = processes
             .iter()
-            .filter(|p| p.grants.iter().any(|g| g == grant))
+            .filter(|p| p.grants.iter().any(|g| g == grant) && (p.start || !console))
             .map(|p| p.name.as_str())
             .collect();
         if holders.len() > 1 {
             problems.push(format!(
-                "grant '{grant}' is exclusive, but processes {} all claim it",
+                "grant '{grant}' is exclusive{}, but processes {} all claim it",
+                if console {
+                    " among the processes started at boot"
+                } else {
+                    ""
+                },
                 quoted(&holders)
             ));
         }
@@ -678,7 +737,7 @@ mod tests {
             ipc = ["zeta"]
             args = "map-ok,chan"
             restart = { max_failures = 3, window_ms = 1000, backoff_ms = 5 }
-            start = false
+            start = "on-demand"
             [region.chan]
             pages = 4
         "#);
@@ -786,12 +845,62 @@ mod tests {
     }
 
     #[test]
+    fn start_at_boot_or_on_demand() {
+        let one = |start: &str| {
+            ok(&format!(
+                "[process.a]\nbinary = \"testproc\"\nstart = {start}\n"
+            ))
+            .processes[0]
+                .start
+        };
+        assert!(one("\"boot\""));
+        assert!(!one("\"on-demand\""));
+        assert!(
+            one("true") && !one("false"),
+            "the booleans name the same two"
+        );
+        let m = ok("[process.a]\nbinary = \"shell\"\ngrants = [\"control\"]\n\
+                    [process.b]\nbinary = \"testproc\"\nstart = \"on-demand\"\n\
+                    restart = { max_failures = 2, window_ms = 100, backoff_ms = 1 }\n");
+        assert!(m.table("x").contains(" start=0\n"));
+        round_trips(&m);
+        // An on-demand process is checked like any other.
+        let p = problems(
+            "[process.a]\nbinary = \"testproc\"\nstart = \"on-demand\"\ngrants = [\"gpu\"]\n",
+        );
+        assert!(
+            p.len() == 1 && p[0].contains("unknown grant 'gpu'"),
+            "{p:?}"
+        );
+        refused(
+            "[process.a]\nbinary = \"testproc\"\nstart = \"later\"\n",
+            "process 'a': start = \"later\" is neither \"boot\" nor \"on-demand\"",
+        );
+        let p = problems("[process.a]\nbinary = \"testproc\"\nstart = 1\n");
+        assert!(
+            p.len() == 1
+                && p[0].starts_with("line 3: process 'a':")
+                && p[0].contains("expected \"boot\" or \"on-demand\""),
+            "{p:?}"
+        );
+        // The console's owner may be started on demand, but then `--exec` has no shell.
+        let m =
+            ok("[process.a]\nbinary = \"shell\"\ngrants = [\"console\"]\nstart = \"on-demand\"\n");
+        assert!(!m.started_with_grant("console"));
+    }
+
+    #[test]
     fn console_is_exclusive_power_and_control_are_not() {
         refused(
             "[process.a]\nbinary = \"shell\"\ngrants = [\"console\"]\n\
              [process.b]\nbinary = \"testproc\"\ngrants = [\"console\", \"power\"]\n",
-            "grant 'console' is exclusive, but processes 'a', 'b' all claim it",
+            "grant 'console' is exclusive among the processes started at boot, but processes \
+             'a', 'b' all claim it",
         );
+        // Programs started on demand may print on the console beside the shell.
+        ok("[process.a]\nbinary = \"shell\"\ngrants = [\"console\"]\n\
+            [process.b]\nbinary = \"testproc\"\ngrants = [\"console\"]\nstart = \"on-demand\"\n\
+            [process.c]\nbinary = \"testproc\"\ngrants = [\"console\"]\nstart = \"on-demand\"\n");
         ok(
             "[process.a]\nbinary = \"shell\"\ngrants = [\"power\", \"control\"]\n\
             [process.b]\nbinary = \"testproc\"\ngrants = [\"power\", \"control\"]\n",
@@ -802,7 +911,7 @@ mod tests {
         round_trips(&m);
         refused(
             "[process.a]\nbinary = \"shell\"\ngrants = [\"nic0\"]\n\
-             [process.b]\nbinary = \"testproc\"\ngrants = [\"nic0\"]\n",
+             [process.b]\nbinary = \"testproc\"\ngrants = [\"nic0\"]\nstart = \"on-demand\"\n",
             "grant 'nic0' is exclusive, but processes 'a', 'b' all claim it",
         );
         assert!(is_nic("nic0") && is_nic("nic12") && !is_nic("nic") && !is_nic("nic00"));

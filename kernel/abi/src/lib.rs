@@ -83,7 +83,23 @@ pub mod nr {
     pub const STATUS_MAP: u64 = 25;
     /// `proc_policy(slot, policy_ptr)`: the manifest's [`super::RestartPolicy`] of slot `slot`.
     pub const PROC_POLICY: u64 = 26;
+    /// `proc_start(name_ptr, name_len, args_ptr, args_len)`: starts a fresh instance of the
+    /// manifest process `name`, which must not be running (never started, or exited, faulted or
+    /// killed), in its manifest slot with its manifest grants, regions, IPC and CPU (its channels
+    /// get a new epoch when an earlier instance ran). `args` (UTF-8, at most
+    /// [`super::ARGS_MAX`] bytes) replaces the manifest's `args` for this instance, and for the
+    /// restarts of it; an empty `args` keeps the manifest's. Returns the new pid. Needs the
+    /// `control` grant. Errors: [`super::Error::NotFound`] no process of that name in the
+    /// manifest, [`super::Error::Busy`] an instance of it is alive, [`super::Error::Denied`] no
+    /// `control` grant, [`super::Error::BadAddress`] a pointer outside the caller's memory,
+    /// [`super::Error::Invalid`] `args` too long or not UTF-8, [`super::Error::NoMemory`].
+    /// Its end shows in `proc_info` of its slot: the state and the exit code.
+    pub const PROC_START: u64 = 27;
 }
+
+/// Longest argument string a process can be given, in bytes (it is copied to the top of the
+/// new process's stack).
+pub const ARGS_MAX: usize = 255;
 
 /// Flags returned by `sysconf`.
 pub mod sysconf {
@@ -197,6 +213,9 @@ pub enum ProcState {
     Stopped = 5,
     /// Killed.
     Killed = 6,
+    /// Declared in the manifest but never started (a process started on demand, or one that
+    /// could not be started at boot); its record has pid 0.
+    NotStarted = 7,
 }
 
 impl ProcState {
@@ -210,8 +229,18 @@ impl ProcState {
             4 => Self::Exited,
             5 => Self::Stopped,
             6 => Self::Killed,
+            7 => Self::NotStarted,
             _ => return None,
         })
+    }
+
+    /// True for a process that is not alive: exited, faulted, killed, or never started. Such a
+    /// slot may be started again (`proc_start`, or `proc_ctl` Restart for a dead instance).
+    pub fn is_down(self) -> bool {
+        matches!(
+            self,
+            Self::Exited | Self::Faulted | Self::Killed | Self::NotStarted
+        )
     }
 
     /// The name `ps` prints.
@@ -224,15 +253,17 @@ impl ProcState {
             Self::Exited => "exited",
             Self::Stopped => "stopped",
             Self::Killed => "killed",
+            Self::NotStarted => "unstarted",
         }
     }
 }
 
-/// One process, for `ps`.
+/// One process slot, for `ps`: the slot's current (or last) instance, or, for a slot never
+/// started, its manifest name and CPU with pid 0 and [`ProcState::NotStarted`].
 #[derive(Debug, Clone, Copy)]
 #[repr(C)]
 pub struct ProcInfo {
-    /// Process id (unique for the boot; a restart gets a new one).
+    /// Process id (unique for the boot; a restart gets a new one); 0 for a slot never started.
     pub pid: u32,
     /// CPU the process runs on.
     pub cpu: u32,
@@ -248,7 +279,8 @@ pub struct ProcInfo {
     pub restarts: u32,
     /// System calls it made.
     pub syscalls: u64,
-    /// Exit code, or the fault vector for a faulted process.
+    /// For a dead instance: the exit code of an exited one, the fault vector of a faulted one,
+    /// -9 for a killed one; 0 while it runs.
     pub exit_code: i64,
 }
 const _: () = assert!(core::mem::size_of::<ProcInfo>() == 48);
@@ -363,7 +395,7 @@ pub struct RestartPolicy {
     pub window_ms: u32,
     /// Delay before a restart, doubled for each earlier failure in the window.
     pub backoff_ms: u32,
-    /// 1 when the process is started at boot.
+    /// 1 when the process is started at boot, 0 when it is started on demand (`proc_start`).
     pub start: u32,
 }
 const _: () = assert!(core::mem::size_of::<RestartPolicy>() == 16);
@@ -418,4 +450,30 @@ pub mod layout {
     pub const STATUS_PAGE: u64 = 0x0000_3FFF_FFFF_F000;
     /// Where `status_map` places other processes' status pages (one page per slot, read-only).
     pub const STATUS_VIEWS: u64 = 0x0000_3F00_0000_0000;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_and_down_ones_are_the_startable_ones() {
+        for v in 0..=7u8 {
+            let s = ProcState::from_u8(v).unwrap();
+            assert_eq!(s as u8, v);
+            assert_eq!(
+                s.is_down(),
+                matches!(
+                    s,
+                    ProcState::Exited
+                        | ProcState::Faulted
+                        | ProcState::Killed
+                        | ProcState::NotStarted
+                )
+            );
+        }
+        assert_eq!(ProcState::from_u8(8), None);
+        assert_eq!(ProcState::NotStarted.name(), "unstarted");
+        assert!(!ProcState::Stopped.is_down(), "a hung process is alive");
+    }
 }

@@ -5,6 +5,9 @@
 //! process NAME binary=BIN placement=dedicated|shared grants=a,b regions=r1,r2 ipc=p1,p2 args=WORD restart=MAX/WINDOW_MS/BACKOFF_MS start=0|1
 //! region NAME pages=N [slots=S]
 //! ```
+//! `start=1` (the default) starts the process at boot. A process with `start=0` (`start =
+//! "on-demand"` in `system.toml`) is placed, granted and given its status page like any other but
+//! not started at boot: a process with the `control` grant starts it later (`proc_start`).
 //! A region with `slots` is a channel: the kernel writes the channel header (libchan) for S
 //! 64-byte slots before mapping it, so both ends find a valid, empty ring.
 //! Empty lists are written as `grants=` etc. Lines starting with `#` and blank lines are skipped.
@@ -47,7 +50,7 @@ pub struct ProcessEntry<'a> {
     ipc: &'a str,
     pub args: &'a str,
     pub restart: RestartPolicy,
-    /// Started at boot.
+    /// Started at boot (`start=1`); false for a process started on demand (`start=0`).
     pub start: bool,
 }
 
@@ -306,7 +309,7 @@ mod tests {
     const GOOD: &str = "\
 # generated from system.toml
 process shell binary=shell placement=shared grants=console,power regions= ipc= args= restart=5/10000/20 start=1
-process ping binary=testproc placement=dedicated grants= regions=pp ipc=pong args=ipc-ping restart=0/0/0 start=1
+process ping binary=testproc placement=dedicated grants= regions=pp ipc=pong args=ipc-ping restart=0/0/0
 process pong binary=testproc placement=dedicated grants= regions=pp ipc=ping args=ipc-pong restart=0/0/0 start=0
 
 region pp pages=4
@@ -336,6 +339,8 @@ region ch pages=5 slots=256
         assert_eq!(ping.placement, Placement::Dedicated);
         assert!(ping.has_region("pp") && ping.has_ipc("pong") && !ping.has_ipc("shell"));
         assert_eq!(ping.args, "ipc-ping");
+        assert!(shell.start);
+        assert!(ping.start, "boot is the default");
         assert!(!m.process("pong").unwrap().start);
         assert_eq!(m.region("pp").unwrap().pages, 4);
         assert_eq!(m.region("pp").unwrap().slots, None);
@@ -388,13 +393,23 @@ region ch pages=5 slots=256
                 key: "restart"
             }
         );
-        assert_eq!(
-            bad("process x binary=y start=yes"),
-            ManifestError::BadValue {
-                line: 1,
-                key: "start"
-            }
-        );
+        for word in [
+            "start=yes",
+            "start=boot",
+            "start=on-demand",
+            "start=",
+            "start=01",
+        ] {
+            let line = std::format!("process x binary=y {word}");
+            assert_eq!(
+                Manifest::parse(&line).err(),
+                Some(ManifestError::BadValue {
+                    line: 1,
+                    key: "start"
+                }),
+                "{word}"
+            );
+        }
         assert_eq!(
             bad("\nprocess x binary=y\nprocess x binary=z"),
             ManifestError::Duplicate { line: 3, name: "x" }

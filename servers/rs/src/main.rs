@@ -2,6 +2,12 @@
 //! watches the heartbeat of every component in its status page, and restarts a crashed or hung
 //! component on the same CPU with the same regions (the kernel keeps them) — with backoff, and
 //! giving up loudly after the manifest's limit. The kernel restarts rs itself if it dies.
+//!
+//! Only a crash (a fault record) or a hang is a failure. A process that exits, with any code, or
+//! that is killed (the shell's `kill`) is left down: so a program started on demand
+//! (`start = "on-demand"`) that ends is never started again by rs. Such a program that crashes is
+//! treated like any other component: restarted by its manifest policy (none by default), with
+//! the argument string of the run that crashed, which the kernel keeps for the restart.
 #![no_std]
 #![no_main]
 
@@ -37,7 +43,7 @@ impl Component {
 fn main(_args: &str) -> i32 {
     let me = libsys::self_info().map(|i| i.pid).unwrap_or(0);
     let mut comps: [Option<Component>; MAX_SLOTS] = [const { None }; MAX_SLOTS];
-    let mut watched = 0;
+    let (mut watched, mut on_demand) = (0, 0);
     for slot in 0..MAX_SLOTS as u32 {
         let info = match libsys::proc_info(slot) {
             Ok(i) => i,
@@ -49,6 +55,9 @@ fn main(_args: &str) -> i32 {
         let Ok(p) = libsys::proc_policy(slot) else {
             continue;
         };
+        if p.start == 0 {
+            on_demand += 1;
+        }
         let mut name = [0u8; 16];
         let n = info.name().len().min(16);
         name[..n].copy_from_slice(&info.name().as_bytes()[..n]);
@@ -68,7 +77,8 @@ fn main(_args: &str) -> i32 {
         watched += 1;
     }
     log!(
-        "rs: watching {watched} components (faults from the kernel, heartbeats every {} ms)",
+        "rs: watching {watched} components, {on_demand} of them started on demand (faults from \
+         the kernel, heartbeats every {} ms)",
         TICK_NS / MS
     );
     loop {
@@ -115,11 +125,8 @@ fn main(_args: &str) -> i32 {
             let Ok(info) = libsys::proc_info(slot as u32) else {
                 continue;
             };
-            let state = ProcState::from_u8(info.state);
-            let dead = matches!(
-                state,
-                Some(ProcState::Exited | ProcState::Faulted | ProcState::Killed)
-            );
+            // Down: ended (however), or an on-demand program not started yet.
+            let dead = ProcState::from_u8(info.state).is_some_and(ProcState::is_down);
             if let Some((due, old_pid, failed_at)) = c.pending {
                 if now >= due && dead && info.pid == old_pid {
                     restart(c, old_pid, failed_at);

@@ -9,7 +9,7 @@ use axolotl_abi::{CpuInfo, Error, FaultRecord, MapInfo, PciInfo, ProcInfo, ProcO
 
 use crate::Result;
 use crate::msg::Message;
-use crate::syscall::{syscall0, syscall1, syscall2, syscall3};
+use crate::syscall::{syscall0, syscall1, syscall2, syscall3, syscall4};
 
 /// Our pid, as the kernel passed it to `_start`.
 static PID: AtomicU32 = AtomicU32::new(0);
@@ -376,4 +376,86 @@ pub fn proc_policy(slot: u32) -> Result<crate::abi::RestartPolicy> {
         )
     })?;
     Ok(p)
+}
+
+/// Most process slots [`proc_slot`] and [`proc_wait`] look through (the kernel has fewer).
+const MAX_SLOTS: u32 = 256;
+/// How often [`proc_wait`] looks at the process.
+const WAIT_POLL_NS: u64 = 10_000_000;
+
+/// `PROC_START`: starts a fresh instance of the manifest process `name`, which must not be
+/// running (never started, or exited, faulted or killed), and returns its pid. `args` (at most
+/// [`crate::abi::ARGS_MAX`] bytes) replaces the manifest's argument string for this instance;
+/// `""` keeps the manifest's. Everything else (binary, CPU, grants, regions, IPC) is the
+/// manifest's. Needs the `control` grant.
+///
+/// Errors: [`Error::NotFound`] no process `name` in the manifest, [`Error::Busy`] an instance is
+/// running, [`Error::Denied`] no `control` grant, [`Error::Invalid`] `args` too long,
+/// [`Error::NoMemory`].
+pub fn proc_start(name: &str, args: &str) -> Result<u32> {
+    // Safety: the kernel only reads `name.len()` bytes of `name` and `args.len()` bytes of
+    // `args`, both borrowed for the call.
+    let pid = check(unsafe {
+        syscall4(
+            nr::PROC_START,
+            addr(name.as_ptr()),
+            name.len() as u64,
+            addr(args.as_ptr()),
+            args.len() as u64,
+        )
+    })?;
+    u32::try_from(pid).map_err(|_| Error::Invalid)
+}
+
+/// The slot of the manifest process `name`, started or not; [`Error::NotFound`] when the
+/// manifest has no such process.
+pub fn proc_slot(name: &str) -> Result<u32> {
+    for slot in 0..MAX_SLOTS {
+        match proc_info(slot) {
+            Ok(info) if info.name() == name => return Ok(slot),
+            Ok(_) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(Error::NotFound)
+}
+
+/// The slot whose current instance is `pid`.
+fn slot_of_pid(pid: u32) -> Result<u32> {
+    if pid == 0 {
+        return Err(Error::NotFound);
+    }
+    for slot in 0..MAX_SLOTS {
+        if proc_info(slot)?.pid == pid {
+            return Ok(slot);
+        }
+    }
+    Err(Error::NotFound)
+}
+
+/// Waits until process `pid` has ended and returns its last record: its `state`
+/// ([`crate::ProcState::Exited`], `Faulted` or `Killed`) and `exit_code` (the exit code, the
+/// fault vector, or -9). Looks every 10 ms, sleeping in between; [`Error::TimedOut`] when
+/// `timeout_ns` (`None`: no limit) passed first. [`Error::NotFound`] when no slot holds `pid`:
+/// it never existed, or its slot was started again (by rs, or another `proc_start`) before its
+/// end was seen.
+pub fn proc_wait(pid: u32, timeout_ns: Option<u64>) -> Result<ProcInfo> {
+    let deadline = timeout_ns.map(|t| time_ns().saturating_add(t));
+    let slot = slot_of_pid(pid)?;
+    loop {
+        let info = proc_info(slot)?;
+        if info.pid != pid {
+            return Err(Error::NotFound);
+        }
+        if crate::ProcState::from_u8(info.state).is_some_and(crate::ProcState::is_down) {
+            return Ok(info);
+        }
+        let now = time_ns();
+        let pause = match deadline {
+            Some(d) if now >= d => return Err(Error::TimedOut),
+            Some(d) => WAIT_POLL_NS.min(d - now),
+            None => WAIT_POLL_NS,
+        };
+        sleep_ns(pause);
+    }
 }

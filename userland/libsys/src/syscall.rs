@@ -73,7 +73,22 @@ pub unsafe fn syscall3(nr: u64, a0: u64, a1: u64, a2: u64) -> i64 {
     ret
 }
 
-/// A call with six arguments (no call uses more than three today).
+/// A call with four arguments.
+///
+/// # Safety
+/// Pointer arguments must be valid for what call `nr` does with them.
+#[inline(always)]
+pub unsafe fn syscall4(nr: u64, a0: u64, a1: u64, a2: u64, a3: u64) -> i64 {
+    let ret: i64;
+    // Safety: as in `syscall0`; the caller vouches for the arguments.
+    unsafe {
+        asm!("syscall", inlateout("rax") nr as i64 => ret, in("rdi") a0, in("rsi") a1,
+             in("rdx") a2, in("r10") a3, lateout("rcx") _, lateout("r11") _, options(nostack));
+    }
+    ret
+}
+
+/// A call with six arguments.
 ///
 /// # Safety
 /// Pointer arguments must be valid for what call `nr` does with them.

@@ -1,21 +1,21 @@
 //! The commands, over a [`Sys`] trait so the host tests can run them against a fake kernel.
 //!
-//! Every command returns `Ok(())` or a [`Failure`]; [`run_command`] prints a failure as
+//! Every command returns `Ok(())` or a [`Failure`]; [`run`] prints a failure as
 //! `CMD: REASON` and `[exit N]`. Statuses: 1 the command failed, 2 it was used wrongly, 127 no
-//! such command.
+//! such command; a program started on demand ([`crate::jobs`]) gives its own exit code.
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
-use axolotl_abi::{CpuInfo, Error, PciInfo, ProcInfo, ProcOp};
+use axolotl_abi::{CpuInfo, Error, PciInfo, ProcInfo, ProcOp, RestartPolicy};
 use ipcbench::{DEFAULT_ROUND_TRIPS, PING, Report, Request};
 use libsys::Message;
 
-use crate::parse;
+use crate::parse::{self, Command};
 use crate::table;
-use crate::{net, pfctl, ping, procctl};
+use crate::{jobs, net, pfctl, ping, procctl};
 
 /// What the commands need from the kernel.
 pub trait Sys {
@@ -50,6 +50,15 @@ pub trait Sys {
         reply: &mut Message,
         timeout_ns: u64,
     ) -> Result<(), Error>;
+    /// `PROC_POLICY` of slot `slot`: the manifest's restart policy and whether the process starts
+    /// at boot.
+    fn proc_policy(&mut self, slot: u32) -> Result<RestartPolicy, Error>;
+    /// `PROC_START`: a fresh instance of the manifest process `name` with `args` (empty: the
+    /// manifest's); returns its pid.
+    fn proc_start(&mut self, name: &str, args: &str) -> Result<u32, Error>;
+    /// True when Ctrl-C was typed since the last call (checked while a program runs in the
+    /// foreground). Other bytes typed meanwhile are kept for the next line.
+    fn interrupted(&mut self) -> bool;
 }
 
 /// Status of a command that failed.
@@ -124,6 +133,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "nic0: model, MAC, link and counters (e1000 driver); address and counters (ip server)",
     ),
     (
+        "netstat",
+        "the tcp and udp servers' sockets: listening ports, connections, bound ports",
+    ),
+    (
         "ping [-c N] [-W S] ADDR",
         "send N (default 4) ICMP echo requests to ADDR through the ip server, 1 s apart",
     ),
@@ -143,6 +156,15 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("hang NAME", "stop scheduling NAME, so that it looks hung"),
     ("resume NAME", "let a hung NAME run again"),
     (
+        "NAME [ARGS] [&]",
+        "start the on-demand program NAME with ARGS (none: its manifest args) and wait for its end; \
+         with '&' in the background; Ctrl-C kills it",
+    ),
+    (
+        "jobs",
+        "the on-demand programs: PID NAME STATE EXIT (the last run's exit code) RESTARTS",
+    ),
+    (
         "pf list|add [N] RULE|del N",
         "packet filter: rules and counters; add a rule (as number N); delete rule N",
     ),
@@ -151,28 +173,114 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("poweroff", "turn the machine off"),
 ];
 
-/// Runs every `;`-separated command of `line` in order; returns the status of the last one (0
-/// for an empty line).
+/// Runs every command of `line` in order (separated by `;`, or by `&`, which puts the command
+/// before it in the background); returns the status of the last one (0 for an empty line).
 pub fn run_line(sys: &mut impl Sys, out: &mut impl Write, line: &str) -> i32 {
     let mut status = 0;
     for command in parse::commands(line) {
-        status = run_command(sys, out, command);
+        status = run(sys, out, command);
     }
     status
 }
 
-/// Runs one command and prints how it failed, if it did; returns its status.
+/// Runs one command in the foreground; see [`run`].
 pub fn run_command(sys: &mut impl Sys, out: &mut impl Write, command: &str) -> i32 {
-    let words: Vec<&str> = parse::words(command).collect();
+    run(
+        sys,
+        out,
+        Command {
+            text: command,
+            background: false,
+        },
+    )
+}
+
+/// True for the name of a built-in command.
+pub fn is_builtin(name: &str) -> bool {
+    matches!(
+        name,
+        "help"
+            | "ps"
+            | "stat"
+            | "ipcbench"
+            | "ifconfig"
+            | "netstat"
+            | "lspci"
+            | "kill"
+            | "restart"
+            | "crash"
+            | "hang"
+            | "resume"
+            | "jobs"
+            | "chanbench"
+            | "pf"
+            | "ping"
+            | "sleep"
+            | "echo"
+            | "poweroff"
+    )
+}
+
+/// Runs one command — a built-in, or an on-demand program of the manifest ([`jobs`]) — and
+/// prints how it failed, if it did; returns its status.
+pub fn run(sys: &mut impl Sys, out: &mut impl Write, command: Command<'_>) -> i32 {
+    let words: Vec<&str> = parse::words(command.text).collect();
     let Some((&name, args)) = words.split_first() else {
+        if command.background {
+            let _ = writeln!(out, "shell: '&' must follow a command");
+            let _ = writeln!(out, "[exit {STATUS_USAGE}]");
+            return STATUS_USAGE;
+        }
         return 0;
     };
-    let outcome = match name {
+    let outcome = if command.background && is_builtin(name) {
+        Err(Failure::usage(
+            "built-in commands run in the foreground only; '&' is for on-demand programs \
+             (the shell runs one command at a time)",
+        ))
+    } else {
+        match builtin_or_program(sys, out, name, args, command) {
+            Ran::Done(outcome) => outcome,
+            Ran::Unknown(note) => {
+                let _ = writeln!(out, "unknown command: {name}{note}");
+                let _ = writeln!(out, "[exit {STATUS_UNKNOWN}]");
+                return STATUS_UNKNOWN;
+            }
+        }
+    };
+    match outcome {
+        Ok(()) => 0,
+        Err(f) => {
+            let _ = writeln!(out, "{name}: {}", f.reason);
+            let _ = writeln!(out, "[exit {}]", f.status);
+            f.status
+        }
+    }
+}
+
+/// What [`builtin_or_program`] did.
+enum Ran {
+    /// Ran the command.
+    Done(Outcome),
+    /// No such command; the note says more.
+    Unknown(&'static str),
+}
+
+/// Runs the built-in `name`, or starts the on-demand program `name`.
+fn builtin_or_program(
+    sys: &mut impl Sys,
+    out: &mut impl Write,
+    name: &str,
+    args: &[&str],
+    command: Command<'_>,
+) -> Ran {
+    Ran::Done(match name {
         "help" => no_args(args).and_then(|()| help(out)),
         "ps" => no_args(args).and_then(|()| ps(sys, out)),
         "stat" => no_args(args).and_then(|()| stat(sys, out)),
         "ipcbench" => ipcbench(sys, out, args),
         "ifconfig" => no_args(args).and_then(|()| net::ifconfig(sys, out)),
+        "netstat" => no_args(args).and_then(|()| net::netstat(sys, out)),
         "lspci" => no_args(args).and_then(|()| net::lspci(sys, out)),
         "kill" => procctl::kill(sys, out, args),
         "restart" => procctl::restart(sys, out, args),
@@ -184,23 +292,23 @@ pub fn run_command(sys: &mut impl Sys, out: &mut impl Write, command: &str) -> i
         "ping" => ping::ping(sys, out, args),
         "sleep" => sleep(sys, args),
         "echo" => echo(out, args),
+        "jobs" => no_args(args).and_then(|()| jobs::jobs(sys, out)),
         "poweroff" => {
             no_args(args).and_then(|()| Err(Failure::failed(format!("{}", sys.poweroff(0)))))
         }
-        _ => {
-            let _ = writeln!(out, "unknown command: {name} (try help)");
-            let _ = writeln!(out, "[exit {STATUS_UNKNOWN}]");
-            return STATUS_UNKNOWN;
-        }
-    };
-    match outcome {
-        Ok(()) => 0,
-        Err(f) => {
-            let _ = writeln!(out, "{name}: {}", f.reason);
-            let _ = writeln!(out, "[exit {}]", f.status);
-            f.status
-        }
-    }
+        _ => match jobs::find_program(sys, name) {
+            Ok(Some(program)) if program.on_demand => {
+                // The rest of the command, as typed, is the program's argument string.
+                let rest = command.text.get(name.len()..).unwrap_or("").trim();
+                jobs::start(sys, out, &program, name, rest, command.background)
+            }
+            Ok(Some(_)) => {
+                return Ran::Unknown(" (a process started at boot, not on demand; try help)");
+            }
+            Ok(None) => return Ran::Unknown(" (try help)"),
+            Err(f) => Err(f),
+        },
+    })
 }
 
 fn no_args(args: &[&str]) -> Outcome {
@@ -222,7 +330,8 @@ fn help(out: &mut impl Write) -> Outcome {
     // Never the literal status line here: the test runner scans the transcript for it.
     writeln!(
         out,
-        "Separate commands with ';'. A command that fails says why and prints its exit status."
+        "Separate commands with ';'; end one with '&' to run an on-demand program in the \
+         background. A command that fails says why and prints its exit status."
     )?;
     Ok(())
 }
@@ -439,6 +548,21 @@ pub(crate) mod tests {
         pub(crate) pf_timeouts: Vec<u64>,
         /// The ip server, if it runs.
         pub(crate) ip: Option<crate::ping::tests::FakeIp>,
+        /// Slots of the processes started on demand.
+        on_demand: Vec<usize>,
+        /// Every `proc_start`: (name, args).
+        pub(crate) started: Vec<(String, String)>,
+        /// `proc_start` fails with this.
+        pub(crate) start_error: Option<Error>,
+        /// `wait`s after a `proc_start` before the program ends (`u32::MAX`: never).
+        pub(crate) run_polls: u32,
+        /// How a started program ends: its state and exit code.
+        pub(crate) run_end: (ProcState, i64),
+        /// The program running: (pid, `wait`s left).
+        running: Option<(u32, u32)>,
+        next_pid: u32,
+        /// Calls of `interrupted` answered `false` before one answers `true` (Ctrl-C).
+        pub(crate) interrupt_after: Option<u32>,
     }
 
     impl Fake {
@@ -482,7 +606,24 @@ pub(crate) mod tests {
                 pf: None,
                 pf_timeouts: Vec::new(),
                 ip: None,
+                on_demand: Vec::new(),
+                started: Vec::new(),
+                start_error: None,
+                run_polls: 1,
+                run_end: (ProcState::Exited, 0),
+                running: None,
+                next_pid: 200,
+                interrupt_after: None,
             }
+        }
+
+        /// Declares an on-demand program `name`, not started yet.
+        pub(crate) fn add_program(&mut self, name: &str) {
+            let mut p = ProcInfo::empty();
+            p.name[..name.len()].copy_from_slice(name.as_bytes());
+            p.state = ProcState::NotStarted as u8;
+            self.on_demand.push(self.procs.len());
+            self.procs.push(Ok(p));
         }
 
         pub(crate) fn add_proc(&mut self, pid: u32, name: &str, state: ProcState) {
@@ -549,6 +690,18 @@ pub(crate) mod tests {
         }
         fn wait(&mut self, timeout_ns: u64) {
             self.waits.push(timeout_ns);
+            if let Some((pid, left)) = self.running {
+                let left = if left == u32::MAX { left } else { left - 1 };
+                self.running = Some((pid, left));
+                if left == 0 {
+                    let (state, code) = self.run_end;
+                    if let Some(p) = self.proc_mut(pid) {
+                        p.state = state as u8;
+                        p.exit_code = code;
+                    }
+                    self.running = None;
+                }
+            }
             if let Some(pid) = self.killing {
                 if self.dies_after_polls != u32::MAX {
                     self.dies_after_polls = self.dies_after_polls.saturating_sub(1);
@@ -610,6 +763,9 @@ pub(crate) mod tests {
             match op {
                 ProcOp::Kill => {
                     self.killing = Some(pid);
+                    if self.running.is_some_and(|(p, _)| p == pid) {
+                        self.running = None;
+                    }
                     Ok(0)
                 }
                 ProcOp::Restart => {
@@ -643,6 +799,51 @@ pub(crate) mod tests {
             }
             *reply = pf.answer(msg);
             Ok(())
+        }
+        fn proc_policy(&mut self, slot: u32) -> Result<RestartPolicy, Error> {
+            let slot = slot as usize;
+            if slot >= self.procs.len() {
+                return Err(Error::NotFound);
+            }
+            Ok(RestartPolicy {
+                start: u32::from(!self.on_demand.contains(&slot)),
+                ..RestartPolicy::default()
+            })
+        }
+        fn proc_start(&mut self, name: &str, args: &str) -> Result<u32, Error> {
+            if let Some(e) = self.start_error {
+                return Err(e);
+            }
+            let pid = self.next_pid;
+            let p = self
+                .procs
+                .iter_mut()
+                .flatten()
+                .find(|p| p.name() == name)
+                .ok_or(Error::NotFound)?;
+            if !ProcState::from_u8(p.state).is_some_and(ProcState::is_down) {
+                return Err(Error::Busy);
+            }
+            p.pid = pid;
+            p.state = ProcState::Running as u8;
+            p.exit_code = 0;
+            self.next_pid += 1;
+            self.started.push((name.to_string(), args.to_string()));
+            self.running = Some((pid, self.run_polls));
+            Ok(pid)
+        }
+        fn interrupted(&mut self) -> bool {
+            match self.interrupt_after {
+                Some(0) => {
+                    self.interrupt_after = None;
+                    true
+                }
+                Some(n) => {
+                    self.interrupt_after = Some(n - 1);
+                    false
+                }
+                None => false,
+            }
         }
     }
 
@@ -688,6 +889,7 @@ pub(crate) mod tests {
             "stat",
             "ipcbench [N]",
             "ifconfig",
+            "netstat",
             "ping [-c N]",
             "lspci",
             "kill NAME",
@@ -695,6 +897,8 @@ pub(crate) mod tests {
             "sleep S",
             "echo WORDS...",
             "poweroff",
+            "jobs",
+            "NAME [ARGS] [&]",
         ] {
             assert!(
                 out.lines().any(|l| l.trim_start().starts_with(cmd)),
@@ -702,6 +906,15 @@ pub(crate) mod tests {
             );
         }
         assert!(!out.contains("[exit"));
+    }
+
+    #[test]
+    fn every_listed_command_is_a_builtin() {
+        for (usage, _) in COMMANDS {
+            let name = usage.split(' ').next().unwrap();
+            assert_eq!(is_builtin(name), name != "NAME", "{usage}");
+        }
+        assert!(!is_builtin("demo") && !is_builtin(""));
     }
 
     #[test]

@@ -7,12 +7,13 @@
 //! on the host: line editing ([`line`]), splitting and number parsing ([`parse`]), the commands
 //! over a [`Sys`] trait that `main.rs` implements with system calls ([`commands`]; `ifconfig` and
 //! `lspci` in [`net`], `kill` and `restart` in [`procctl`], `pf` in [`pfctl`], `ping` in [`ping`]), and the `ps`/`stat` tables
-//! ([`table`]).
+//! ([`table`]); programs started on demand (`NAME ARGS`, `NAME ARGS &`, `jobs`) in [`jobs`].
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
 pub mod commands;
+pub mod jobs;
 pub mod line;
 pub mod net;
 pub mod parse;

@@ -1,13 +1,16 @@
 //! The shell program: the console loop around the `shell` library. It prints the prompt, polls
 //! `console_read` (sleeping 20 ms in `wait` when nothing was typed; the kernel also wakes the
 //! console owner when input arrives), feeds the bytes to the line editor, and runs each line.
+//! While a program started on demand runs in the foreground, the console is read for Ctrl-C;
+//! anything else typed then is kept and fed to the line editor afterwards.
 #![no_std]
 #![no_main]
 
 use core::fmt::Write;
 
+use libsys::abi::RestartPolicy;
 use libsys::{CpuInfo, Error, Message, PciInfo, ProcInfo, ProcOp, log};
-use shell::commands::run_command;
+use shell::commands::run;
 use shell::parse::commands;
 use shell::{Feed, LineEditor, PROMPT, Sys};
 
@@ -16,8 +19,42 @@ libsys::entry!(main);
 /// How long to sleep when no input is waiting.
 const POLL_NS: u64 = 20_000_000;
 
-/// The real kernel.
-struct Kernel;
+/// Ctrl-C.
+const CTRL_C: u8 = 0x03;
+
+/// The real kernel, and the bytes typed while a program ran in the foreground.
+struct Kernel {
+    typeahead: [u8; 64],
+    typeahead_len: usize,
+}
+
+impl Kernel {
+    const fn new() -> Self {
+        Self {
+            typeahead: [0; 64],
+            typeahead_len: 0,
+        }
+    }
+
+    /// Console input: the bytes typed ahead first, then what the console has (0: nothing).
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+        if self.typeahead_len == 0 {
+            return libsys::console_read(buf);
+        }
+        let n = self.typeahead_len.min(buf.len());
+        buf[..n].copy_from_slice(&self.typeahead[..n]);
+        self.typeahead.copy_within(n..self.typeahead_len, 0);
+        self.typeahead_len -= n;
+        Ok(n)
+    }
+
+    /// Keeps `bytes` for [`Kernel::read`]; what does not fit is dropped.
+    fn keep(&mut self, bytes: &[u8]) {
+        let n = bytes.len().min(self.typeahead.len() - self.typeahead_len);
+        self.typeahead[self.typeahead_len..][..n].copy_from_slice(&bytes[..n]);
+        self.typeahead_len += n;
+    }
+}
 
 impl Sys for Kernel {
     fn proc_info(&mut self, slot: u32) -> Result<ProcInfo, Error> {
@@ -67,9 +104,35 @@ impl Sys for Kernel {
     ) -> Result<(), Error> {
         libsys::ipc_call_timeout(pid, msg, reply, timeout_ns)
     }
+    fn proc_policy(&mut self, slot: u32) -> Result<RestartPolicy, Error> {
+        libsys::proc_policy(slot)
+    }
+    fn proc_start(&mut self, name: &str, args: &str) -> Result<u32, Error> {
+        libsys::proc_start(name, args)
+    }
+    fn interrupted(&mut self) -> bool {
+        let mut typed = [0u8; 64];
+        let Ok(n) = libsys::console_read(&mut typed) else {
+            return false;
+        };
+        let typed = &typed[..n.min(typed.len())];
+        match typed.iter().position(|&b| b == CTRL_C) {
+            Some(at) => {
+                // What was typed before Ctrl-C goes with the program it interrupts.
+                self.typeahead_len = 0;
+                self.keep(&typed[at + 1..]);
+                true
+            }
+            None => {
+                self.keep(typed);
+                false
+            }
+        }
+    }
 }
 
 fn main(_args: &str) -> i32 {
+    let mut kernel = Kernel::new();
     let mut con = libsys::io::console();
     let mut editor = LineEditor::new();
     let mut input = [0u8; 64];
@@ -90,7 +153,7 @@ fn main(_args: &str) -> i32 {
                         // As `shell::run_line`, but flushing after each command, so its output is
                         // out before the next one sleeps, benchmarks or powers the machine off.
                         for command in commands(editor.line()) {
-                            run_command(&mut Kernel, &mut con, command);
+                            run(&mut kernel, &mut con, command);
                             con.flush();
                         }
                         editor.clear();
@@ -99,7 +162,7 @@ fn main(_args: &str) -> i32 {
                 }
             }
             con.flush();
-            end = match libsys::console_read(&mut input) {
+            end = match kernel.read(&mut input) {
                 Ok(n) => n,
                 Err(e) => {
                     log!("shell: cannot read the console: {e}");
@@ -108,7 +171,7 @@ fn main(_args: &str) -> i32 {
             };
             pos = 0;
             if end == 0 {
-                Kernel.wait(POLL_NS);
+                kernel.wait(POLL_NS);
             }
         }
     }

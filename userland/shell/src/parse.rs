@@ -1,8 +1,40 @@
 //! Splitting a command line and parsing the numbers commands take.
 
-/// The commands of a line: separated by `;`, trimmed, empty ones dropped.
-pub fn commands(line: &str) -> impl Iterator<Item = &str> {
-    line.split(';').map(str::trim).filter(|c| !c.is_empty())
+/// One command of a line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Command<'a> {
+    /// Its text, trimmed. Empty only for a `&` with no command before it (`&&`, a line starting
+    /// with `&`), which the shell refuses.
+    pub text: &'a str,
+    /// It ended with `&`: run it in the background.
+    pub background: bool,
+}
+
+/// The commands of a line, in order: each ends at a `;` or a `&` (or the end of the line), and
+/// one that ends at `&` runs in the background — so `prog a &; sleep 5` and `prog a & sleep 5`
+/// are the same two commands. Texts are trimmed and empty commands dropped, except an empty one
+/// before a `&`, which is kept (empty) so that it can be refused.
+pub fn commands(line: &str) -> impl Iterator<Item = Command<'_>> {
+    let mut rest = Some(line);
+    core::iter::from_fn(move || {
+        loop {
+            let text = rest?;
+            let (command, background) = match text.find([';', '&']) {
+                Some(at) => {
+                    rest = Some(&text[at + 1..]);
+                    (&text[..at], text.as_bytes()[at] == b'&')
+                }
+                None => {
+                    rest = None;
+                    (text, false)
+                }
+            };
+            let text = command.trim();
+            if !text.is_empty() || background {
+                return Some(Command { text, background });
+            }
+        }
+    })
 }
 
 /// The words of a command, separated by spaces or tabs.
@@ -40,13 +72,40 @@ pub fn parse_seconds(s: &str) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// The commands of `line` as (text, background).
+    fn split(line: &str) -> Vec<(&str, bool)> {
+        commands(line).map(|c| (c.text, c.background)).collect()
+    }
+
     #[test]
     fn splits_commands_on_semicolons() {
-        let v: Vec<_> = commands(" ps ;stat;; ; echo a  b ;").collect();
+        let v: Vec<_> = commands(" ps ;stat;; ; echo a  b ;")
+            .map(|c| c.text)
+            .collect();
         assert_eq!(v, ["ps", "stat", "echo a  b"]);
+        assert!(commands("ps;stat").all(|c| !c.background));
         assert_eq!(commands("   ").count(), 0);
         let w: Vec<_> = words("echo \ta  b").collect();
         assert_eq!(w, ["echo", "a", "b"]);
+    }
+
+    #[test]
+    fn ampersands_end_background_commands() {
+        assert_eq!(split("prog a &"), [("prog a", true)]);
+        assert_eq!(
+            split("prog a &; sleep 5; ps"),
+            [("prog a", true), ("sleep 5", false), ("ps", false)]
+        );
+        assert_eq!(
+            split("prog a & sleep 5 ;prog b&"),
+            [("prog a", true), ("sleep 5", false), ("prog b", true)]
+        );
+        assert_eq!(split("a&b"), [("a", true), ("b", false)]);
+        // A `&` with nothing before it is kept, empty, to be refused.
+        assert_eq!(split("&"), [("", true)]);
+        assert_eq!(split("a && b"), [("a", true), ("", true), ("b", false)]);
+        assert_eq!(split(" ; & ;"), [("", true)]);
+        assert_eq!(split("a ;& b"), [("a", false), ("", true), ("b", false)]);
     }
 
     #[test]

@@ -77,14 +77,15 @@ pub fn state_cell(state: u8) -> String {
     }
 }
 
-/// Writes the `ps` table of `procs`, skipping empty slots (pid 0).
+/// Writes the `ps` table of `procs`, skipping empty slots (pid 0, no name). A process never
+/// started (an on-demand program before its first start) shows `-` for its pid.
 pub fn write_ps(out: &mut impl Write, procs: &[ProcInfo]) -> fmt::Result {
     let rows: Vec<[String; 5]> = procs
         .iter()
-        .filter(|p| p.pid != 0)
+        .filter(|p| p.pid != 0 || !p.name().is_empty())
         .map(|p| {
             [
-                p.pid.to_string(),
+                crate::jobs::pid_cell(p),
                 p.name().to_string(),
                 core_cell(p),
                 state_cell(p.state),
@@ -171,15 +172,17 @@ mod tests {
             ProcInfo::empty(),
             proc(12, "ipc-ping", 1, true, ProcState::Blocked, 3),
             proc(7, "a-sixteen-chars!", 0, false, ProcState::Faulted, 12),
+            proc(0, "later", 2, true, ProcState::NotStarted, 0),
         ];
         let mut s = String::new();
         write_ps(&mut s, &procs).unwrap();
         assert_eq!(
             s,
-            "PID  NAME              CORE  STATE    RESTARTS\n\
-             \x20 1  shell             0     running         0\n\
-             \x2012  ipc-ping          1*    blocked         3\n\
-             \x20 7  a-sixteen-chars!  0     faulted        12\n"
+            "PID  NAME              CORE  STATE      RESTARTS\n\
+             \x20 1  shell             0     running           0\n\
+             \x2012  ipc-ping          1*    blocked           3\n\
+             \x20 7  a-sixteen-chars!  0     faulted          12\n\
+             \x20 -  later             2*    unstarted         0\n"
         );
         let header: Vec<_> = s.lines().next().unwrap().split_whitespace().collect();
         assert_eq!(header, PS_HEADER);

@@ -6,10 +6,14 @@
 //!   CPU fault (a read of an unmapped user address, an invalid opcode, a write to the kernel half);
 //! - `map-denied`: checks that the regions `secret` and `nic0`, which the manifest does not grant
 //!   it, are refused;
-//! - `map-ok REGION`: maps REGION, writes a pattern over all of it and reads it back.
+//! - `map-ok REGION`: maps REGION, writes a pattern over all of it and reads it back;
+//! - a job for the shell (a program started on demand): the steps `say WORD`, `sleep SECONDS`
+//!   and `exit CODE` in any order (`exit` last), e.g. `say hello sleep 2 exit 3`: logs
+//!   `job: args 'ARGS'`, then `say: WORD` for each `say`, sleeps, and exits with CODE (default 0)
+//!   after logging `job: exit CODE`.
 //!
 //! Exit codes: 0 success, 1 a check failed, 2 bad arguments, 3 a fault that should have stopped
-//! the process did not.
+//! the process did not; a job's own CODE.
 #![no_std]
 #![no_main]
 
@@ -29,6 +33,9 @@ fn main(args: &str) -> i32 {
         .split(|c: char| c.is_ascii_whitespace() || c == ',' || c == ':')
         .filter(|w| !w.is_empty());
     let mode = words.next().unwrap_or("");
+    if JOB_STEPS.contains(&mode) {
+        return job(args);
+    }
     let operand = words.next();
     match (mode, operand) {
         ("heartbeat", None) => heartbeat(),
@@ -44,11 +51,82 @@ fn main(args: &str) -> i32 {
         _ => {
             log!(
                 "testproc: bad arguments '{args}' (expected heartbeat, fault-ptr, fault-ud2, \
-                 fault-kwrite, map-denied, spin, crash-at-start, map-ok REGION, scribble REGION or chan-victim REGION)"
+                 fault-kwrite, map-denied, spin, crash-at-start, map-ok REGION, scribble REGION, \
+                 chan-victim REGION, or job steps say WORD, sleep SECONDS, exit CODE)"
             );
             2
         }
     }
+}
+
+/// The words that make the argument string a job.
+const JOB_STEPS: [&str; 3] = ["say", "sleep", "exit"];
+
+/// One step of a job.
+#[derive(Clone, Copy)]
+enum Step<'a> {
+    Say(&'a str),
+    Sleep(u64),
+    Exit(i32),
+}
+
+/// Seconds (`2`, `0.5`) as nanoseconds, at most an hour.
+fn seconds(s: &str) -> Option<u64> {
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |t: &str| t.bytes().all(|b| b.is_ascii_digit());
+    if int.is_empty() || int.len() > 4 || frac.len() > 9 || !digits(int) || !digits(frac) {
+        return None;
+    }
+    let mut ns: u64 = int.parse::<u64>().ok()? * 1_000_000_000;
+    let mut scale = 100_000_000;
+    for b in frac.bytes() {
+        ns += u64::from(b - b'0') * scale;
+        scale /= 10;
+    }
+    (ns <= 3_600_000_000_000).then_some(ns)
+}
+
+/// Runs the job steps of `args` (checked in full before the first runs); returns the exit code.
+fn job(args: &str) -> i32 {
+    let mut words = args
+        .split(|c: char| c.is_ascii_whitespace() || c == ',')
+        .filter(|w| !w.is_empty());
+    let mut steps: [Option<Step>; 16] = [None; 16];
+    let mut n = 0;
+    while let Some(word) = words.next() {
+        let operand = words.next();
+        let step = match (word, operand) {
+            ("say", Some(w)) => Some(Step::Say(w)),
+            ("sleep", Some(s)) => seconds(s).map(Step::Sleep),
+            ("exit", Some(c)) => c.parse().ok().map(Step::Exit),
+            _ => None,
+        };
+        let (Some(step), true) = (step, n < steps.len()) else {
+            log!(
+                "job: bad step '{word} {}' in '{args}' (expected at most 16 of say WORD, \
+                 sleep SECONDS, exit CODE)",
+                operand.unwrap_or("")
+            );
+            return 2;
+        };
+        if matches!(step, Step::Exit(_)) && words.clone().next().is_some() {
+            log!("job: 'exit' must be the last step of '{args}'");
+            return 2;
+        }
+        steps[n] = Some(step);
+        n += 1;
+    }
+    log!("job: args '{args}'");
+    let mut code = 0;
+    for step in steps.iter().flatten() {
+        match *step {
+            Step::Say(w) => log!("say: {w}"),
+            Step::Sleep(ns) => libsys::sleep_ns(ns),
+            Step::Exit(c) => code = c,
+        }
+    }
+    log!("job: exit {code}");
+    code
 }
 
 fn heartbeat() -> ! {
