@@ -194,16 +194,16 @@ impl RunArgs {
     /// The first option that asks for a feature the system does not have yet, as a one-line
     /// explanation.
     pub fn unsupported(&self) -> Option<String> {
-        let what = if self.layout == Layout::Single {
-            "--layout single (needs the network stack servers)"
-        } else if self.net == Net::Tap {
-            "--net tap (needs the guest network stack)"
-        } else {
-            return None;
-        };
-        Some(format!("not yet supported: {what}"))
+        if self.layout == Layout::Single {
+            return Some(format!("not yet supported: {LAYOUT_SINGLE_MISSING}"));
+        }
+        None
     }
 }
+
+/// Why `--layout single` is refused (and why `bench` prints no figures for it).
+pub const LAYOUT_SINGLE_MISSING: &str =
+    "--layout single (needs the single-process netstack, which does not exist yet)";
 
 /// Options of `test`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,8 +234,24 @@ impl Default for TestArgs {
 pub struct BenchArgs {
     /// Seconds per measurement.
     pub seconds: u32,
-    /// Where to write the JSON rows.
+    /// Where to write the JSON rows (`None`: `target/bench/results.json`).
     pub json: Option<PathBuf>,
+    /// How the guest reaches the host's iperf3: [`Net::Tap`] or [`Net::User`] (`None`: tap when
+    /// running as root, else user networking with a warning in the results).
+    pub net: Option<Net>,
+}
+
+/// Seconds per `bench` measurement when `--seconds` is not given.
+pub const DEFAULT_BENCH_SECONDS: u32 = 10;
+
+impl Default for BenchArgs {
+    fn default() -> Self {
+        Self {
+            seconds: DEFAULT_BENCH_SECONDS,
+            json: None,
+            net: None,
+        }
+    }
 }
 
 /// Firmware type of an image.
@@ -626,6 +642,13 @@ fn parse_run(w: &mut Words) -> Result<RunArgs, ArgError> {
             _ => return Err(w.unknown(&o)),
         }
     }
+    if !a.fwd.is_empty() && a.net == Net::Tap {
+        return err(
+            "option '--fwd' cannot be used with --net tap: forwards are made by QEMU's user \
+             networking; with tap the guest (10.0.2.15) is reached from inside the run's network \
+             namespace (ip netns exec axolotl-PID-N ...)",
+        );
+    }
     Ok(a)
 }
 
@@ -664,17 +687,24 @@ fn parse_test(w: &mut Words) -> Result<TestArgs, ArgError> {
 }
 
 fn parse_bench(w: &mut Words) -> Result<BenchArgs, ArgError> {
-    let mut a = BenchArgs {
-        seconds: 10,
-        json: None,
-    };
+    let mut a = BenchArgs::default();
     while let Some(item) = w.next()? {
         match item {
             Item::Opt(o) => {
                 w.once(&o)?;
                 match o.as_str() {
                     "--seconds" => a.seconds = in_range(&o, number(&o, &w.value(&o)?)?, 1..=3600)?,
-                    "--json" => a.json = Some(PathBuf::from(w.value(&o)?)),
+                    "--json" => {
+                        let v = w.value(&o)?;
+                        if v.is_empty() {
+                            return err("option '--json' needs a file name");
+                        }
+                        a.json = Some(PathBuf::from(v));
+                    }
+                    "--net" => {
+                        let v = w.value(&o)?;
+                        a.net = Some(choice(&o, &v, &[("tap", Net::Tap), ("user", Net::User)])?);
+                    }
                     _ => return Err(w.unknown(&o)),
                 }
             }
@@ -944,20 +974,34 @@ mod tests {
 
     #[test]
     fn features_not_built_yet_are_refused_not_ignored() {
-        for (line, what) in [
-            ("--layout single", "--layout single"),
-            ("--net tap", "--net tap"),
-        ] {
-            let msg = run(line)
-                .unsupported()
-                .unwrap_or_else(|| panic!("{line} accepted"));
-            assert!(
-                msg.starts_with(&format!("not yet supported: {what} (needs")),
-                "{msg}"
-            );
-        }
+        let msg = run("--layout single")
+            .unsupported()
+            .unwrap_or_else(|| panic!("--layout single accepted"));
+        assert!(
+            msg.starts_with("not yet supported: --layout single (needs"),
+            "{msg}"
+        );
         // Syntax errors still come first.
         assert!(run_err("--fwd tcp:8080").contains("three"));
+    }
+
+    #[test]
+    fn net_tap_is_supported_but_not_with_forwards() {
+        let r = run("--net tap --nic e1000e --smp 8");
+        assert_eq!(
+            (r.net, r.nic, r.unsupported()),
+            (Net::Tap, Nic::E1000e, None)
+        );
+        for line in ["--net tap --fwd tcp:8080:80", "--fwd udp:5555:7 --net=tap"] {
+            let e = run_err(line);
+            assert!(
+                e.contains("'--fwd' cannot be used with --net tap") && e.contains("namespace"),
+                "{line}: {e}"
+            );
+        }
+        assert!(run_err("--net tap --net user").contains("given twice"));
+        // Forwards with user networking stay as they were.
+        assert_eq!(run("--net user --fwd tcp:1:2").fwd.len(), 1);
     }
 
     #[test]
@@ -1029,15 +1073,32 @@ mod tests {
     }
 
     #[test]
-    fn later_subcommands_parse() {
+    fn bench_args() {
+        assert_eq!(p("bench"), Ok(Command::Bench(BenchArgs::default())));
+        assert_eq!(BenchArgs::default().seconds, 10);
         assert_eq!(
-            p("bench --seconds 5 --json out.json"),
+            p("bench --seconds 5 --json out.json --net user"),
             Ok(Command::Bench(BenchArgs {
                 seconds: 5,
-                json: Some("out.json".into())
+                json: Some("out.json".into()),
+                net: Some(Net::User),
             }))
         );
-        assert!(p("bench --seconds 0").is_err());
+        let Ok(Command::Bench(b)) = p("bench --net=tap --seconds=3600") else {
+            panic!()
+        };
+        assert_eq!((b.net, b.seconds), (Some(Net::Tap), 3600));
+        let e = |line: &str| p(line).unwrap_err().0;
+        assert!(e("bench --seconds 0").contains("1..=3600"));
+        assert!(e("bench --seconds 3601").contains("1..=3600"));
+        assert!(e("bench --seconds ten").contains("whole number"));
+        assert!(e("bench --net none").contains("one of tap|user, got 'none'"));
+        assert!(e("bench --net").contains("needs a value"));
+        assert!(e("bench --json").contains("needs a value"));
+        assert!(e("bench --json=").contains("needs a file name"));
+        assert!(e("bench --json a --json b").contains("given twice"));
+        assert!(e("bench --smp 4").contains("unknown option '--smp' for 'cargo xtask bench'"));
+        assert!(e("bench fast").contains("takes no argument 'fast'"));
     }
 
     #[test]

@@ -124,31 +124,43 @@ pub fn qemu_args(m: &Machine) -> Vec<String> {
     match m.net {
         // Without this, q35 would add its default e1000e card.
         Net::None => push(&["-nic", "none"]),
-        Net::User | Net::Tap => {
-            let model = match m.nic {
-                Nic::E1000 => "e1000",
-                Nic::E1000e => "e1000e",
-            };
-            let backend = if m.net == Net::User { "user" } else { "tap" };
-            let mut nic = format!("{backend},model={model}");
-            if m.net == Net::User {
-                for f in &m.fwd {
-                    let proto = match f.proto {
-                        crate::args::Proto::Tcp => "tcp",
-                        crate::args::Proto::Udp => "udp",
-                    };
-                    // Only the host's loopback: nothing outside this machine can reach the guest.
-                    nic.push_str(&format!(
-                        ",hostfwd={proto}:127.0.0.1:{}-:{}",
-                        f.host_port, f.guest_port
-                    ));
-                }
+        Net::User => {
+            let mut nic = format!("user,model={}", nic_model(m.nic));
+            for f in &m.fwd {
+                let proto = match f.proto {
+                    crate::args::Proto::Tcp => "tcp",
+                    crate::args::Proto::Udp => "udp",
+                };
+                // Only the host's loopback: nothing outside this machine can reach the guest.
+                nic.push_str(&format!(
+                    ",hostfwd={proto}:127.0.0.1:{}-:{}",
+                    f.host_port, f.guest_port
+                ));
             }
             push(&["-nic", &nic]);
         }
+        // The TAP device exists already, made by `netns` inside the namespace QEMU runs in; QEMU
+        // only attaches to it (no scripts). The card is the same model as with user networking.
+        Net::Tap => push(&[
+            "-netdev",
+            &format!(
+                "tap,id=n0,ifname={},script=no,downscript=no",
+                crate::netns::TAP_DEVICE
+            ),
+            "-device",
+            &format!("{},netdev=n0", nic_model(m.nic)),
+        ]),
     }
     push(&["-drive", &format!("format=raw,file={}", m.image.display())]);
     a
+}
+
+/// QEMU's device name of a network card model.
+fn nic_model(nic: Nic) -> &'static str {
+    match nic {
+        Nic::E1000 => "e1000",
+        Nic::E1000e => "e1000e",
+    }
 }
 
 /// What becomes of the guest's output while it runs.
@@ -558,6 +570,33 @@ mod tests {
             ..machine()
         };
         assert!(qemu_args(&m).join(" ").contains("-bios /o/OVMF.fd"));
+    }
+
+    #[test]
+    fn tap_attaches_the_same_card_model_to_the_namespace_tap() {
+        for (nic, model) in [(Nic::E1000, "e1000"), (Nic::E1000e, "e1000e")] {
+            let m = Machine {
+                net: Net::Tap,
+                nic,
+                ..machine()
+            };
+            let line = qemu_args(&m).join(" ");
+            assert!(
+                line.contains(&format!(
+                    "-netdev tap,id=n0,ifname={},script=no,downscript=no -device {model},netdev=n0",
+                    crate::netns::TAP_DEVICE
+                )),
+                "{line}"
+            );
+            assert!(!line.contains("-nic"), "{line}");
+            assert!(!line.contains("hostfwd"), "{line}");
+            let user = qemu_args(&Machine {
+                net: Net::User,
+                ..m.clone()
+            })
+            .join(" ");
+            assert!(user.contains(&format!("-nic user,model={model}")), "{user}");
+        }
     }
 
     #[test]

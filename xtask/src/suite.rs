@@ -191,7 +191,7 @@ pub fn test(args: &TestArgs) -> Result<u8, Error> {
 
 /// The host-testable libraries of user programs: not default members (their binaries build only
 /// for the guest), so they are tested with `--lib`.
-const USER_LIBS: [&str; 10] = [
+const USER_LIBS: [&str; 12] = [
     "libsys",
     "shell",
     "chanbench",
@@ -202,6 +202,8 @@ const USER_LIBS: [&str; 10] = [
     "udpd",
     "libnet",
     "tcpd",
+    "iperf3",
+    "nc",
 ];
 
 /// Runs `cargo test` over the default members, then over the user programs' libraries, then
@@ -568,10 +570,10 @@ impl QemuHarness {
             mem_mib: spec.mem_mib,
             boot,
             accel: Accel::Tcg,
-            net: if spec.nic.is_some() {
-                Net::User
-            } else {
-                Net::None
+            net: match (spec.nic, spec.tap) {
+                (_, true) => Net::Tap,
+                (Some(_), false) => Net::User,
+                (None, false) => Net::None,
             },
             nic: match spec.nic {
                 Some(axolotl_tests::NicModel::E1000e) => Nic::E1000e,
@@ -642,7 +644,20 @@ impl QemuHarness {
                 step_timeout: spec.timeout,
             }),
         };
-        qemu::run(&self.tools.qemu, &qemu::qemu_args(machine), &opts)
+        let args = qemu::qemu_args(machine);
+        if machine.net != Net::Tap {
+            return qemu::run(&self.tools.qemu, &args, &opts);
+        }
+        // QEMU runs inside a network namespace of this boot, removed when `ns` drops (or by
+        // the signal watcher), whatever the outcome.
+        let ns = match crate::netns::Namespace::create("a boot with --net tap") {
+            Ok(ns) => ns,
+            Err(e) => return BootResult::not_run(Outcome::SetupFailed(e.to_string())),
+        };
+        let (ip, args) = ns.wrap(&self.tools.qemu, &args);
+        let r = qemu::run(&ip, &args, &opts);
+        drop(ns);
+        r
     }
 }
 
