@@ -430,7 +430,13 @@ impl<'a> Stack<'a> {
                 }
             }
             Kind::TxDone(d) => match self.tx.free(d) {
-                Ok(()) => self.stats.tx_done += 1,
+                Ok(()) => {
+                    self.stats.tx_done += 1;
+                    // The servers' loans were cut short while the pool was busy: top them up
+                    // now that a buffer is back (or a server that spent its credit starves).
+                    self.lend_tcp();
+                    self.lend_udp();
+                }
                 Err(_) => {
                     self.stats.tx_double_free += 1;
                     self.notice(Notice::Refused {

@@ -912,3 +912,48 @@ fn without_the_udp_server_udp_is_still_dropped() {
     assert_eq!(b.stack.stats().no_transport_server, 1);
     assert_eq!(b.stack.udp_outbox_len(), 0);
 }
+
+fn to_tcp(b: &mut Bench) -> Vec<ChanMessage> {
+    let mut got = Vec::new();
+    b.stack.flush_tcp(|msgs| {
+        got.extend_from_slice(msgs);
+        msgs.len()
+    });
+    got
+}
+
+#[test]
+fn a_tcp_server_that_spent_its_loan_gets_buffers_again_as_frames_complete() {
+    let mut b = Bench::with_tx(64);
+    b.receive(&arp_reply_from_gateway(), 0);
+    let _ = b.sent();
+    b.stack.attach_tcp();
+    // 64 buffers, 48 kept in reserve for ip and udp: tcp gets 16.
+    let lends = to_tcp(&mut b);
+    assert_eq!(lends.len(), 16);
+    let mut packet = vec![0u8; 20 + 20];
+    Ipv4Repr::new(US, GW, IpProtocol::TCP, 64, 0)
+        .emit_packet(&mut packet, &[0u8; 20])
+        .unwrap();
+    let mut in_flight = Vec::new();
+    for lend in &lends {
+        let seg = PoolDescriptor {
+            offset: tcpmsg::TX_HEADROOM,
+            len: packet.len() as u32,
+            ..lend.descriptor()
+        };
+        b.tx.check(seg).unwrap().copy_from(&packet);
+        b.stack
+            .handle_tcp(&tcpmsg::control(tcpmsg::tag::IP_SEND, seg, 0, 0), 0);
+        in_flight.push(b.one_tx_frame().0);
+    }
+    // Every buffer tcp had is on the wire: no loan while the pool is that busy.
+    assert!(to_tcp(&mut b).is_empty());
+    assert_eq!(b.stack.stats().tcp_sent, 16);
+    // Frames complete: each buffer back is lent to tcp again (or tcp would starve for good).
+    b.tx_done(in_flight[0]);
+    b.tx_done(in_flight[1]);
+    let again = to_tcp(&mut b);
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert!(again.iter().all(|m| m.tag == tcpmsg::tag::TX_LEND));
+}
