@@ -48,8 +48,10 @@ pub struct Stats {
     pub rx_returned: u64,
     /// Datagrams handed to ip.
     pub tx_datagrams: u64,
-    /// Sends refused: no tx-pool buffer lent by ip.
+    /// Sends refused: no tx-pool buffer lent by ip, and the wait queue full.
     pub tx_no_buffer: u64,
+    /// Sends that waited for a tx-pool buffer (the application's buffer is held meanwhile).
+    pub tx_waited: u64,
     /// Sends refused: not bound, bad destination, too long.
     pub tx_refused: u64,
     /// tx-pool buffers ip lent.
@@ -62,7 +64,7 @@ pub struct Stats {
 
 impl Stats {
     /// Every counter with its name.
-    pub fn fields(&self) -> [(&'static str, u64); 13] {
+    pub fn fields(&self) -> [(&'static str, u64); 14] {
         [
             ("rx_datagrams", self.rx_datagrams),
             ("rx_delivered", self.rx_delivered),
@@ -75,6 +77,7 @@ impl Stats {
             ("tx_no_buffer", self.tx_no_buffer),
             ("tx_refused", self.tx_refused),
             ("tx_lent", self.tx_lent),
+            ("tx_waited", self.tx_waited),
             ("refused", self.refused),
             ("binds", self.binds),
         ]
@@ -100,8 +103,14 @@ pub struct Udp<'a> {
     our: Option<Ipv4Addr>,
     apps: Vec<App<'a>>,
     to_ip: VecDeque<Message>,
+    /// Sends waiting for a lent buffer, in order (each holds its application's buffer: the
+    /// application's pool is the back-pressure).
+    waiting: VecDeque<(usize, AppDatagram)>,
     stats: Stats,
 }
+
+/// Most sends waiting for a lent buffer (in all).
+pub const MAX_WAITING: usize = 256;
 
 impl<'a> Udp<'a> {
     /// A server over the rx-pool `frames` and a view of the tx-pool `tx` (both read or written
@@ -114,6 +123,7 @@ impl<'a> Udp<'a> {
             our: None,
             apps: Vec::new(),
             to_ip: VecDeque::new(),
+            waiting: VecDeque::new(),
             stats: Stats::default(),
         }
     }
@@ -202,6 +212,11 @@ impl<'a> Udp<'a> {
                     len: 0,
                 });
                 self.stats.tx_lent += 1;
+                while !self.lent.is_empty()
+                    && let Some((app, dg)) = self.waiting.pop_front()
+                {
+                    self.send_now(app, &dg);
+                }
             }
             _ => self.stats.refused += 1,
         }
@@ -310,7 +325,23 @@ impl<'a> Udp<'a> {
         Status::Ok
     }
 
+    /// A SEND: at once when a lent buffer is at hand (and nothing waits before it), else it
+    /// waits for one.
     fn send(&mut self, app: usize, dg: &AppDatagram) {
+        let can_wait = self.our.is_some() && self.apps[app].port.is_some();
+        if can_wait
+            && (self.lent.is_empty() || !self.waiting.is_empty())
+            && self.waiting.len() < MAX_WAITING
+            && self.apps[app].tx.validate(dg.data).is_ok()
+        {
+            self.stats.tx_waited += 1;
+            self.waiting.push_back((app, *dg));
+            return;
+        }
+        self.send_now(app, dg);
+    }
+
+    fn send_now(&mut self, app: usize, dg: &AppDatagram) {
         let a = &mut self.apps[app];
         let Ok(data) = a.tx.check(dg.data) else {
             // Not a buffer of its pool: nothing to give back.

@@ -271,6 +271,31 @@ fn a_send_becomes_a_checksummed_segment_in_a_lent_buffer() {
 }
 
 #[test]
+fn sends_wait_in_order_for_lent_buffers() {
+    let mut w = world();
+    bind(&mut w, 7);
+    lend(&mut w, 1);
+    let first = app_send(&mut w, b"one", HOST, 40000);
+    assert_eq!(send_done(&mut w, first), Status::Ok);
+    // No credit left: the next two wait, holding the application's buffers (no answer yet).
+    let second = app_send(&mut w, b"two", HOST, 40000);
+    let third = app_send(&mut w, b"three", HOST, 40001);
+    assert!(drain_app(&mut w).is_empty());
+    assert_eq!(w.udp.stats().tx_waited, 2);
+    assert_eq!(drain_ip(&mut w).len(), 1);
+    lend(&mut w, 2);
+    assert_eq!(send_done(&mut w, second), Status::Ok);
+    lend(&mut w, 3);
+    assert_eq!(send_done(&mut w, third), Status::Ok);
+    let out: Vec<u32> = drain_ip(&mut w)
+        .iter()
+        .map(|m| Outgoing::decode(m).segment.index)
+        .collect();
+    assert_eq!(out, [2, 3], "in the order sent");
+    assert_eq!(w.udp.stats().tx_no_buffer, 0);
+}
+
+#[test]
 fn sends_that_cannot_go_are_refused_with_a_status() {
     let mut w = world();
     lend(&mut w, 1);
