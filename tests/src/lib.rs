@@ -14,6 +14,7 @@
 //! which a boot may type commands.
 
 pub mod disk;
+pub mod net;
 pub mod screen;
 pub mod shell;
 pub mod transcript;
@@ -62,6 +63,9 @@ pub struct BootSpec {
     pub nic: Option<NicModel>,
     /// Host loopback ports forwarded into the guest (with a card only).
     pub forwards: Vec<Forward>,
+    /// The card is on a TAP device inside a network namespace the harness makes for this boot
+    /// and removes after it (needs root; see [`tap`]), not on QEMU's user networking.
+    pub tap: bool,
     /// Take a screendump when the exec session's last prompt is back (before `poweroff`).
     pub screendump: bool,
 }
@@ -100,6 +104,7 @@ impl BootSpec {
             exec: Vec::new(),
             nic: None,
             forwards: Vec::new(),
+            tap: false,
             screendump: false,
         }
     }
@@ -113,6 +118,14 @@ impl BootSpec {
     /// The same boot with a network card of `model` on QEMU's user networking.
     pub fn nic(mut self, model: NicModel) -> Self {
         self.nic = Some(model);
+        self
+    }
+
+    /// The same boot with its network card (an e1000 unless [`BootSpec::nic`] chose another)
+    /// on a TAP device inside a network namespace of its own, at 10.0.2.2/24 (see [`tap`]).
+    pub fn tap(mut self) -> Self {
+        self.nic = self.nic.or(Some(NicModel::E1000));
+        self.tap = true;
         self
     }
 
@@ -476,8 +489,23 @@ pub fn scenarios() -> Vec<Scenario> {
             "screen_shows_the_console_uefi",
             screen_shows_the_console_uefi,
         ),
-        Scenario::new("udp_echo_through_the_stack", udp_echo_through_the_stack).alone(),
-        Scenario::new("tcp_echo_through_the_stack", tcp_echo_through_the_stack).alone(),
+        Scenario::new("udp_echo_50mib", net::udp_echo_50mib).alone(),
+        Scenario::new("tcp_echo_50mib", net::tcp_echo_50mib).alone(),
+        Scenario::new(
+            "nc_sends_50mib_to_a_host_server",
+            net::nc_sends_50mib_to_a_host_server,
+        )
+        .alone(),
+        Scenario::new(
+            "iperf3_guest_client_to_host_server",
+            net::iperf3_guest_client_to_host_server,
+        )
+        .alone(),
+        Scenario::new(
+            "iperf3_host_client_to_guest_server",
+            net::iperf3_host_client_to_guest_server,
+        )
+        .alone(),
         Scenario::new("crash_and_hang_are_real", crash_and_hang_are_real),
         Scenario::new(
             "rs_restarts_crashed_and_hung_workers",
@@ -487,6 +515,21 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new("rs_gives_up_on_a_crash_loop", rs_gives_up_on_a_crash_loop)
             .shares_boot(RS_BOOT),
         Scenario::new("kernel_restarts_rs", kernel_restarts_rs).shares_boot(RS_BOOT),
+        Scenario::new(
+            "ondemand_programs_run_from_the_shell",
+            ondemand::programs_run_from_the_shell,
+        )
+        .shares_boot(ondemand::BOOT),
+        Scenario::new(
+            "ondemand_clean_exit_is_not_restarted",
+            ondemand::clean_exit_is_not_restarted,
+        )
+        .shares_boot(ondemand::BOOT),
+        Scenario::new(
+            "ping_over_tap_in_a_namespace",
+            tap::ping_over_tap_in_a_namespace,
+        )
+        .alone(),
     ]
 }
 
@@ -1084,180 +1127,6 @@ fn screen_shows_the_console(h: &dyn Harness, name: &str, uefi: bool) -> Scenario
     .map(Some)
 }
 
-/// A host client sends datagrams of many sizes (0 to 1472 bytes of random data) to a forwarded
-/// loopback port; udpecho in the guest, behind e1000, pf, ip and udp, echoes each one, and every
-/// echo must be byte-identical. Bounded: 50 datagrams, to 127.0.0.1 only.
-fn udp_echo_through_the_stack(h: &dyn Harness) -> ScenarioResult {
-    let port = flood_port() + 1;
-    let spec = BootSpec::bios(8, "")
-        .manifest(ManifestSource::File(NET_MANIFEST))
-        .nic(NicModel::E1000)
-        .forward(false, port, 7)
-        .exec(&["sleep 45", "ps"])
-        .timeout(Duration::from_secs(150));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop_client = stop.clone();
-    let client = std::thread::spawn(move || -> Result<(u32, u32), String> {
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-        sock.set_read_timeout(Some(Duration::from_secs(1)))
-            .map_err(|e| e.to_string())?;
-        let to = ("127.0.0.1", port);
-        let mut buf = [0u8; 2048];
-        // Wait for the echo server (the guest boots meanwhile), at most 40 s.
-        let start = std::time::Instant::now();
-        loop {
-            let _ = sock.send_to(b"probe", to);
-            if let Ok((n, _)) = sock.recv_from(&mut buf)
-                && &buf[..n] == b"probe"
-            {
-                break;
-            }
-            if start.elapsed() > Duration::from_secs(40)
-                || stop_client.load(std::sync::atomic::Ordering::Relaxed)
-            {
-                return Err("no echo from the guest within 40 s".into());
-            }
-        }
-        let mut seed = 0x2545_F491_4F6C_DD1Du64;
-        let (mut echoed, mut identical) = (0, 0);
-        for i in 0..50u64 {
-            let len = if i == 0 {
-                0
-            } else {
-                ((i * 37) % 1473) as usize
-            };
-            let payload: Vec<u8> = (0..len)
-                .map(|_| {
-                    seed ^= seed << 13;
-                    seed ^= seed >> 7;
-                    seed ^= seed << 17;
-                    seed as u8
-                })
-                .collect();
-            if sock.send_to(&payload, to).is_err() {
-                continue;
-            }
-            if let Ok((n, _)) = sock.recv_from(&mut buf) {
-                echoed += 1;
-                if buf[..n] == payload[..] {
-                    identical += 1;
-                }
-            }
-        }
-        Ok((echoed, identical))
-    });
-    let r = h.boot("udp_echo_through_the_stack", &spec);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let result = client
-        .join()
-        .map_err(|_| "the client thread panicked".to_string())?;
-    r.exec_verdict()?;
-    let (echoed, identical) = result?;
-    if identical != 50 {
-        return Err(format!(
-            "50 datagrams sent, {echoed} echoed, {identical} identical"
-        ));
-    }
-    let rows = ps_rows(&r, "ps")?;
-    for name in ["e1000", "pf", "ip", "udp"] {
-        if !ps_row(&rows, name)?.dedicated {
-            return Err(format!("{name} is not alone on its CPU"));
-        }
-    }
-    Ok(Some("50 of 50 datagrams echoed byte-identical".into()))
-}
-
-/// Bytes the TCP echo scenario sends.
-pub const TCP_ECHO_BYTES: usize = 1 << 20;
-
-/// A host client sends 1 MiB of random bytes over TCP through a forwarded loopback port to
-/// tcpecho in the guest (behind e1000, pf, ip and tcp, the last on smoltcp), half-closes, and
-/// reads the echo back: it must be byte-identical.
-fn tcp_echo_through_the_stack(h: &dyn Harness) -> ScenarioResult {
-    use std::io::{Read, Write};
-    let port = flood_port() + 2;
-    let spec = BootSpec::bios(8, "")
-        .manifest(ManifestSource::File(NET_MANIFEST))
-        .nic(NicModel::E1000)
-        .forward(true, port, 7)
-        .exec(&["sleep 50", "ps"])
-        .timeout(Duration::from_secs(150));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let stop_client = stop.clone();
-    let client = std::thread::spawn(move || -> Result<(usize, bool, f64), String> {
-        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
-        let data: Vec<u8> = (0..TCP_ECHO_BYTES)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed as u8
-            })
-            .collect();
-        let start = std::time::Instant::now();
-        // QEMU accepts on the host side at once and resets when the guest does not answer:
-        // retry until a small probe comes back.
-        let mut stream = loop {
-            if stop_client.load(std::sync::atomic::Ordering::Relaxed)
-                || start.elapsed() > Duration::from_secs(40)
-            {
-                return Err("no TCP echo from the guest within 40 s".into());
-            }
-            let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-                std::thread::sleep(Duration::from_millis(300));
-                continue;
-            };
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut probe = [0u8; 4];
-            if s.write_all(b"ping").is_ok() && s.read_exact(&mut probe).is_ok() && &probe == b"ping"
-            {
-                break s;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        };
-        stream
-            .set_read_timeout(Some(Duration::from_secs(20)))
-            .map_err(|e| e.to_string())?;
-        let mut reader = stream.try_clone().map_err(|e| e.to_string())?;
-        let t0 = std::time::Instant::now();
-        let echo = std::thread::spawn(move || {
-            let mut got = Vec::with_capacity(TCP_ECHO_BYTES);
-            let mut buf = [0u8; 65536];
-            while got.len() < TCP_ECHO_BYTES {
-                match reader.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => got.extend_from_slice(&buf[..n]),
-                }
-            }
-            got
-        });
-        stream
-            .write_all(&data)
-            .map_err(|e| format!("sending: {e}"))?;
-        let got = echo.join().map_err(|_| "the reader panicked".to_string())?;
-        let secs = t0.elapsed().as_secs_f64();
-        let _ = stream.shutdown(std::net::Shutdown::Both);
-        Ok((got.len(), got == data, secs))
-    });
-    let r = h.boot("tcp_echo_through_the_stack", &spec);
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let result = client
-        .join()
-        .map_err(|_| "the client thread panicked".to_string())?;
-    r.exec_verdict()?;
-    let (echoed, identical, secs) = result?;
-    if echoed != TCP_ECHO_BYTES || !identical {
-        return Err(format!(
-            "{TCP_ECHO_BYTES} bytes sent, {echoed} echoed, identical: {identical}"
-        ));
-    }
-    let rows = ps_rows(&r, "ps")?;
-    if !ps_row(&rows, "tcp")?.dedicated {
-        return Err("tcp is not alone on its CPU".into());
-    }
-    Ok(Some(format!("1 MiB echoed byte-identical in {secs:.2} s")))
-}
-
 /// `crash NAME` makes the kernel inject a genuine CPU fault (the process jumps to an unmapped
 /// address: a page fault there); `hang NAME` takes it off the CPU (ps says `stopped`) until
 /// `resume NAME`. Checked on the driver, which then is restarted and works again.
@@ -1413,6 +1282,334 @@ fn kernel_restarts_rs(h: &dyn Harness) -> ScenarioResult {
         ));
     }
     Ok(None)
+}
+
+/// Programs started on demand (`start = "on-demand"`): the shell starts `demo` (testproc running a
+/// job) in the foreground and in the background, refuses a second start while it runs, starts it
+/// again after it ended, and rs leaves it down after a clean exit.
+pub mod ondemand {
+    use super::*;
+
+    /// Test manifest of the on-demand scenarios.
+    pub const MANIFEST: &str = "tests/manifests/ondemand.toml";
+    /// The boot the on-demand scenarios share.
+    pub const BOOT: &str = "ondemand";
+    /// The last command: a background start, a second start while it runs (busy: `[exit 1]`),
+    /// `&` on a built-in (refused: `[exit 2]`), and a run that exits with 3 (`[exit 3]`). The
+    /// session stops after it, on its first `[exit 1]`.
+    pub const LAST: &str = "demo sleep 2 &; demo say twice; sleep 1 &; sleep 4; demo exit 3";
+    /// The commands typed.
+    pub const EXEC: [&str; 6] = [
+        "ps",
+        "demo say hello-fg",
+        "demo say hello-bg sleep 3 &; ps",
+        "sleep 4; ps; jobs",
+        "demo say again",
+        LAST,
+    ];
+
+    fn spec() -> BootSpec {
+        BootSpec::bios(2, "")
+            .manifest(ManifestSource::File(MANIFEST))
+            .exec(&EXEC)
+            .timeout(Duration::from_secs(90))
+    }
+
+    /// The boot, checked to have run every command and to have stopped on [`LAST`]'s busy
+    /// start, as it must.
+    fn boot(h: &dyn Harness) -> Result<BootResult, String> {
+        let r = h.boot(BOOT, &spec());
+        if r.transcript.contains("KERNEL PANIC") {
+            return Err("the kernel panicked".into());
+        }
+        let failure = r.exec.as_ref().and_then(|e| e.failure.as_ref());
+        match failure {
+            Some(ExecFailure::CommandFailed { command, status: 1 }) if command == LAST => Ok(r),
+            Some(_) => Err(r.exec_verdict().err().unwrap_or_default()),
+            None if r.exec.is_none() => Err(r.exec_verdict().err().unwrap_or_default()),
+            None => Err(format!(
+                "'{LAST}' did not fail: a second start of a running program must give [exit 1]"
+            )),
+        }
+    }
+
+    /// The whitespace-separated cells of each line of `output` whose second cell is `name`.
+    fn rows_of<'o>(output: &'o str, name: &str) -> Vec<Vec<&'o str>> {
+        output
+            .lines()
+            .map(|l| l.split_ascii_whitespace().collect::<Vec<_>>())
+            .filter(|c| c.get(1) == Some(&name))
+            .collect()
+    }
+
+    /// The pid in `started demo (pid P) in the background`.
+    fn background_pid(output: &str) -> Result<u32, String> {
+        output
+            .lines()
+            .find_map(|l| {
+                l.trim()
+                    .strip_prefix("started demo (pid ")?
+                    .strip_suffix(") in the background")?
+                    .parse()
+                    .ok()
+            })
+            .ok_or_else(|| format!("no 'started demo (pid P) in the background' in:\n{output}"))
+    }
+
+    /// Foreground, background with ps, busy, restart after the end, `&` refused on a built-in,
+    /// and an exit code passed through as the command's status.
+    pub fn programs_run_from_the_shell(h: &dyn Harness) -> ScenarioResult {
+        let r = boot(h)?;
+        let ps = r.output_of("ps")?;
+        if !rows_of(ps, "demo")
+            .iter()
+            .any(|c| c.len() == 5 && c[0] == "-" && c[3] == "unstarted")
+        {
+            return Err(format!(
+                "before its first start ps does not show demo 'unstarted' with pid '-':\n{ps}"
+            ));
+        }
+        let fg = r.output_of("demo say hello-fg")?;
+        if !fg.contains("demo: say: hello-fg") || !fg.contains("exited with code 0") {
+            return Err(format!(
+                "the foreground run did not print its line and exit 0 before the prompt:\n{fg}"
+            ));
+        }
+        if fg.contains("[exit") {
+            return Err(format!("a clean exit printed a status line:\n{fg}"));
+        }
+        let bg = r.output_of("demo say hello-bg sleep 3 &; ps")?;
+        let pid = background_pid(bg)?;
+        let rows = shell::parse_ps(bg).ok_or("no ps table after the background start")?;
+        let demo = ps_row(&rows, "demo")?;
+        if demo.pid != pid || !matches!(demo.state.as_str(), "running" | "blocked" | "ready") {
+            return Err(format!(
+                "while in the background ps shows demo pid {} '{}', expected pid {pid} alive",
+                demo.pid, demo.state
+            ));
+        }
+        let again = r.output_of("demo say again")?;
+        if !again.contains("demo: say: again") || again.contains("[exit") {
+            return Err(format!("demo did not run again after its end:\n{again}"));
+        }
+        let last = r.output_of(LAST)?;
+        let statuses: Vec<i32> = last
+            .lines()
+            .filter_map(shell::exit_status_of_line)
+            .collect();
+        for (needle, what) in [
+            ("started demo (pid", "the background start"),
+            (
+                "demo: already running (pid",
+                "the refusal of a second start while it runs",
+            ),
+            (
+                "sleep: built-in commands run in the foreground only",
+                "the refusal of '&' on a built-in",
+            ),
+            ("demo: pid", "the report of the exit code"),
+            ("exited with code 3", "the exit code 3"),
+        ] {
+            if !last.contains(needle) {
+                return Err(format!("'{LAST}' lacks {what} ('{needle}'):\n{last}"));
+            }
+        }
+        if statuses != [1, 2, 3] {
+            return Err(format!(
+                "'{LAST}' gave statuses {statuses:?}, expected [1, 2, 3] (busy, '&' refused, \
+                 exit 3):\n{last}"
+            ));
+        }
+        Ok(None)
+    }
+
+    /// A run that exits with 0 stays `exited` with no restart, though its policy would restart
+    /// it after a crash; `jobs` shows its exit code.
+    pub fn clean_exit_is_not_restarted(h: &dyn Harness) -> ScenarioResult {
+        let r = boot(h)?;
+        let pid = background_pid(r.output_of("demo say hello-bg sleep 3 &; ps")?)?;
+        let after = r.output_of("sleep 4; ps; jobs")?;
+        let rows = shell::parse_ps(after).ok_or("no ps table after the background run")?;
+        let demo = ps_row(&rows, "demo")?;
+        if (demo.pid, demo.state.as_str(), demo.restarts) != (pid, "exited", 0) {
+            return Err(format!(
+                "after its end ps shows demo pid {} '{}' with {} restarts, expected pid {pid} \
+                 'exited' with 0",
+                demo.pid, demo.state, demo.restarts
+            ));
+        }
+        let pid_cell = pid.to_string();
+        if !rows_of(after, "demo")
+            .iter()
+            .any(|c| c[..] == [pid_cell.as_str(), "demo", "exited", "0", "0"])
+        {
+            return Err(format!(
+                "jobs does not show demo (pid {pid}) exited with code 0:\n{after}"
+            ));
+        }
+        let t = &r.transcript;
+        if !t.contains(&format!("demo (pid {pid}) exited with code 0")) {
+            return Err(format!(
+                "the kernel did not log the exit of demo (pid {pid})"
+            ));
+        }
+        if !t.contains("1 of them started on demand") {
+            return Err("rs did not count demo among the components it watches".into());
+        }
+        if let Some(line) = t
+            .lines()
+            .find(|l| l.contains("rs: restarting demo") || l.contains("rs: restarted demo"))
+        {
+            return Err(format!("rs restarted demo after a clean exit: {line}"));
+        }
+        Ok(None)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        const PS_BEFORE: &str = "\
+PID  NAME   CORE  STATE      RESTARTS
+  1  rs     0     blocked           0
+  2  shell  1     running           0
+  -  demo   0     unstarted         0
+";
+        const FG: &str = "\
+[cpu1] shell (pid 2) starts demo with args 'say hello-fg'
+[cpu0] demo: say: hello-fg
+[cpu0] demo (pid 3) exited with code 0
+";
+        const BG: &str = "\
+started demo (pid 4) in the background
+[cpu0] demo: say: hello-bg
+PID  NAME   CORE  STATE    RESTARTS
+  1  rs     0     blocked         0
+  2  shell  1     running         0
+  4  demo   0     blocked         0
+";
+        const AFTER: &str = "\
+[cpu0] demo (pid 4) exited with code 0
+PID  NAME   CORE  STATE    RESTARTS
+  1  rs     0     blocked         0
+  2  shell  1     running         0
+  4  demo   0     exited          0
+PID  NAME  STATE   EXIT  RESTARTS
+  4  demo  exited     0         0
+";
+        const AGAIN: &str = "[cpu0] demo: say: again\n[cpu0] demo (pid 5) exited with code 0\n";
+        const LAST_OUT: &str = "\
+started demo (pid 6) in the background
+demo: already running (pid 6); wait for it to end, or kill it
+[exit 1]
+sleep: built-in commands run in the foreground only; '&' is for on-demand programs
+[exit 2]
+demo: pid 7 exited with code 3
+[exit 3]
+";
+        const LOG: &str = "\
+[cpu0] rs: watching 2 components, 1 of them started on demand (faults ...)
+[cpu0] demo (pid 4) exited with code 0
+";
+
+        fn canned(outputs: [&str; 6], log: &str, failure: Option<ExecFailure>) -> BootResult {
+            BootResult {
+                transcript: log.to_string(),
+                exec: Some(ExecReport {
+                    commands: EXEC
+                        .iter()
+                        .zip(outputs)
+                        .map(|(c, o)| CommandOutput {
+                            command: c.to_string(),
+                            output: o.to_string(),
+                            status: shell::exit_status(o),
+                        })
+                        .collect(),
+                    failure,
+                }),
+                ..BootResult::not_run(Outcome::Stopped)
+            }
+        }
+
+        fn busy() -> Option<ExecFailure> {
+            Some(ExecFailure::CommandFailed {
+                command: LAST.to_string(),
+                status: 1,
+            })
+        }
+
+        fn judge(
+            outputs: [&str; 6],
+            log: &str,
+            failure: Option<ExecFailure>,
+        ) -> [ScenarioResult; 2] {
+            let r = canned(outputs, log, failure);
+            let h = crate::tests::Fake::new(move |_| r.clone());
+            [
+                programs_run_from_the_shell(&h),
+                clean_exit_is_not_restarted(&h),
+            ]
+        }
+
+        const GOOD: [&str; 6] = [PS_BEFORE, FG, BG, AFTER, AGAIN, LAST_OUT];
+
+        #[test]
+        fn a_good_run_passes_both() {
+            assert_eq!(judge(GOOD, LOG, busy()), [Ok(None), Ok(None)]);
+            let s = crate::tests::find("ondemand_programs_run_from_the_shell");
+            let t = crate::tests::find("ondemand_clean_exit_is_not_restarted");
+            assert_eq!((s.boot_name(), t.boot_name()), (BOOT, BOOT));
+        }
+
+        #[test]
+        fn the_session_must_stop_on_the_busy_start() {
+            for failure in [
+                None,
+                Some(ExecFailure::CommandFailed {
+                    command: "demo say again".into(),
+                    status: 1,
+                }),
+                Some(ExecFailure::CommandFailed {
+                    command: LAST.into(),
+                    status: 3,
+                }),
+            ] {
+                for verdict in judge(GOOD, LOG, failure.clone()) {
+                    assert!(verdict.is_err(), "{failure:?}");
+                }
+            }
+        }
+
+        #[test]
+        fn what_each_scenario_catches() {
+            // Why scenario `which` (0: programs run, 1: clean exit) fails on `outputs` and `log`.
+            let why = |outputs: [&str; 6], log: &str, which: usize| {
+                let [a, b] = judge(outputs, log, busy());
+                [a, b][which].clone().unwrap_err()
+            };
+            let mut o = GOOD;
+            o[0] = "PID  NAME   CORE  STATE    RESTARTS\n  2  shell  1     running  0\n";
+            assert!(why(o, LOG, 0).contains("unstarted"));
+            let mut o = GOOD;
+            o[1] = "[cpu0] demo: say: hello-fg\ndemo: pid 3 exited with code 1\n[exit 1]\n";
+            assert!(why(o, LOG, 0).contains("foreground"));
+            let mut o = GOOD;
+            let no_busy = LAST_OUT.replace("[exit 1]\n", "");
+            o[5] = &no_busy;
+            assert!(why(o, LOG, 0).contains("statuses [2, 3]"));
+            // rs restarting it after a clean exit, or ps counting a restart, or no jobs row.
+            let restarted = format!("{LOG}[cpu0] rs: restarting demo in 10 ms\n");
+            assert!(why(GOOD, &restarted, 1).contains("rs restarted demo"));
+            let mut o = GOOD;
+            let counted = AFTER.replace("exited          0", "exited          1");
+            o[3] = &counted;
+            assert!(why(o, LOG, 1).contains("1 restarts"));
+            let mut o = GOOD;
+            let no_jobs = AFTER.replace("  4  demo  exited     0         0\n", "");
+            o[3] = &no_jobs;
+            assert!(why(o, LOG, 1).contains("jobs"));
+        }
+    }
 }
 
 /// A host port for a forward, unlikely to collide with a parallel run.
@@ -2132,5 +2329,252 @@ PID  NAME          CORE  STATE    RESTARTS
         }
         let failed = format!("{ISOLATION_LOG}[cpu2] map-ok: map-ok: FAILED shared-page: x\n");
         assert!(judge(&failed).unwrap_err().contains("reports a failure"));
+    }
+}
+
+/// `--net tap`: the guest's network card on a TAP device inside a network namespace that xtask
+/// makes for one boot and removes after it. The names and addresses are shared with xtask, which
+/// makes the namespace, and the scenario, which checks that it existed while the guest ran and is
+/// gone afterwards. The only traffic goes between the guest and the namespace's own address.
+pub mod tap {
+    use super::*;
+
+    /// Every namespace xtask makes is called `axolotl-PID-N`.
+    pub const NETNS_PREFIX: &str = "axolotl-";
+    /// The TAP device inside the namespace (the namespace is the run's own, so the name never
+    /// collides).
+    pub const TAP_DEVICE: &str = "axolotl0";
+    /// The namespace side of the link: the gateway of the guest's static configuration
+    /// (10.0.2.15/24), so the guest runs unchanged.
+    pub const HOST_CIDR: &str = "10.0.2.2/24";
+    /// The address the guest pings.
+    pub const HOST_ADDRESS: &str = "10.0.2.2";
+
+    /// The namespace made by xtask process `pid` as its `seq`-th.
+    pub fn namespace_name(pid: u32, seq: u32) -> String {
+        format!("{NETNS_PREFIX}{pid}-{seq}")
+    }
+
+    /// The xtask pid in a namespace name `axolotl-PID-N`; `None` for any other name.
+    pub fn owner_pid(name: &str) -> Option<u32> {
+        let (pid, seq) = name.strip_prefix(NETNS_PREFIX)?.split_once('-')?;
+        seq.parse::<u32>().ok()?;
+        pid.parse().ok()
+    }
+
+    /// The names in the output of `ip netns list` (`NAME` or `NAME (id: N)` per line).
+    pub fn parse_netns_list(text: &str) -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.split_ascii_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// The received-packets counter of `ip -s link show dev DEV`: the second number on the line
+    /// after the `RX:` header. On a TAP device these are the frames the guest sent.
+    pub fn parse_rx_packets(text: &str) -> Option<u64> {
+        let mut lines = text.lines();
+        lines.find(|l| l.trim_start().starts_with("RX:"))?;
+        lines.next()?.split_ascii_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// Whether this process runs as root (effective uid 0, from `/proc/self/status`).
+    pub fn is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                let line = s.lines().find(|l| l.starts_with("Uid:"))?;
+                line["Uid:".len()..]
+                    .split_ascii_whitespace()
+                    .nth(1)?
+                    .parse::<u32>()
+                    .ok()
+            })
+            == Some(0)
+    }
+
+    /// Runs `ip ARGS`; its stdout when it succeeded.
+    fn ip(args: &[&str]) -> Option<String> {
+        let out = std::process::Command::new("ip")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// The namespaces of this process (xtask's test harness) that exist now.
+    fn our_namespaces() -> Vec<String> {
+        let prefix = format!("{NETNS_PREFIX}{}-", std::process::id());
+        parse_netns_list(&ip(&["netns", "list"]).unwrap_or_default())
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix))
+            .collect()
+    }
+
+    /// The boot of [`ping_over_tap_in_a_namespace`].
+    pub fn tap_ping_spec() -> BootSpec {
+        BootSpec::bios(8, "")
+            .manifest(ManifestSource::File(NET_MANIFEST))
+            .tap()
+            .exec(&["sleep 2", "ping -c 3 10.0.2.2"])
+            .timeout(Duration::from_secs(120))
+    }
+
+    /// The split stack over `--net tap`: the guest pings 10.0.2.2, which is the namespace's end
+    /// of the TAP device (the host's kernel answers inside the namespace), 3 of 3 replies. While
+    /// the guest runs, the namespace `axolotl-PID-N` exists and its TAP device receives the
+    /// guest's frames; afterwards `ip netns list` no longer shows it. Needs root: without it the
+    /// scenario fails and says so (CI runs as root).
+    pub fn ping_over_tap_in_a_namespace(h: &dyn Harness) -> ScenarioResult {
+        let root = is_root();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let watcher = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let (mut seen, mut rx) = (Vec::<String>::new(), 0u64);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    for ns in our_namespaces() {
+                        let link = ip(&["-n", &ns, "-s", "link", "show", "dev", TAP_DEVICE]);
+                        if let Some(n) = link.as_deref().and_then(parse_rx_packets) {
+                            rx = rx.max(n);
+                        }
+                        if !seen.contains(&ns) {
+                            seen.push(ns);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                (seen, rx)
+            })
+        };
+        let r = h.boot("ping_over_tap_in_a_namespace", &tap_ping_spec());
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let (seen, rx) = watcher
+            .join()
+            .map_err(|_| "the namespace watcher panicked".to_string())?;
+        if !root {
+            return Err(format!(
+                "needs root: --net tap creates a network namespace and a TAP device, which only \
+                 root may do; run the suite as root (CI does). The boot: {}",
+                r.outcome.describe()
+            ));
+        }
+        r.exec_verdict()?;
+        let out = r.output_of("ping -c 3 10.0.2.2")?;
+        if !out.contains("3 packets transmitted, 3 received") {
+            return Err(format!("ping did not get 3 of 3 replies over tap:\n{out}"));
+        }
+        if seen.is_empty() {
+            return Err(format!(
+                "no network namespace {NETNS_PREFIX}{}-N appeared while the guest ran: the boot \
+                 did not use a TAP device",
+                std::process::id()
+            ));
+        }
+        if rx == 0 {
+            return Err(format!(
+                "the TAP device {TAP_DEVICE} in {} received no frame from the guest",
+                seen.join(", ")
+            ));
+        }
+        // The harness removes the namespace when QEMU is gone; give `ip` a moment to agree.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let left: Vec<String> = parse_netns_list(&ip(&["netns", "list"]).unwrap_or_default())
+                .into_iter()
+                .filter(|n| seen.contains(n))
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "network namespace {} is still listed by 'ip netns list' after the run",
+                    left.join(", ")
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let rtt = out
+            .lines()
+            .find_map(|l| l.strip_prefix("rtt min/avg/max/mdev = "))
+            .unwrap_or("?");
+        Ok(Some(format!(
+            "3 of 3 replies over {TAP_DEVICE} in {}, {rx} frames from the guest, rtt {rtt}; \
+             namespace removed",
+            seen.join(", ")
+        )))
+    }
+
+    #[cfg(test)]
+    mod tap_tests {
+        use super::*;
+
+        #[test]
+        fn names_lists_and_counters_parse() {
+            let name = namespace_name(4242, 3);
+            assert_eq!(name, "axolotl-4242-3");
+            assert_eq!(owner_pid(&name), Some(4242));
+            for other in [
+                "axolotl-4242",
+                "axolotl-x-1",
+                "axolotl-1-y",
+                "other-1-2",
+                "",
+            ] {
+                assert_eq!(owner_pid(other), None, "{other}");
+            }
+            assert_eq!(
+                parse_netns_list("axolotl-1-0 (id: 2)\n\nblue\n"),
+                ["axolotl-1-0", "blue"]
+            );
+            let link = "\
+5: axolotl0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1500 qdisc fq_codel state UP mode DEFAULT
+    link/ether f2:0d:d4:9c:4a:a3 brd ff:ff:ff:ff:ff:ff
+    RX:  bytes packets errors dropped  missed   mcast
+          1234      10      0       0       0       0
+    TX:  bytes packets errors dropped carrier collsns
+           980       7      0       0       0       0
+";
+            assert_eq!(parse_rx_packets(link), Some(10));
+            assert_eq!(parse_rx_packets("RX: bytes packets\n"), None);
+            assert!(HOST_CIDR.starts_with(HOST_ADDRESS));
+        }
+
+        #[test]
+        fn the_scenario_boots_the_net_stack_on_tap_and_judges_the_ping() {
+            let spec = tap_ping_spec();
+            assert!(spec.tap && spec.forwards.is_empty());
+            assert_eq!(spec.nic, Some(NicModel::E1000));
+            assert_eq!(spec.manifest, ManifestSource::File(NET_MANIFEST));
+            assert_eq!(spec.exec, ["sleep 2", "ping -c 3 10.0.2.2"]);
+            let s = scenarios()
+                .into_iter()
+                .find(|s| s.name == "ping_over_tap_in_a_namespace")
+                .unwrap();
+            assert!(s.exclusive);
+            // A fake boot makes no namespace: the scenario must notice (as root), or say that
+            // it needs root.
+            let h = crate::tests::Fake::new(|_| BootResult {
+                exec: Some(ExecReport {
+                    commands: vec![CommandOutput {
+                        command: "ping -c 3 10.0.2.2".into(),
+                        output: "3 packets transmitted, 3 received, 0% packet loss\n".into(),
+                        status: None,
+                    }],
+                    failure: None,
+                }),
+                ..BootResult::not_run(Outcome::Passed)
+            });
+            let e = (s.run)(&h).unwrap_err();
+            if is_root() {
+                assert!(e.contains("no network namespace"), "{e}");
+            } else {
+                assert!(e.starts_with("needs root"), "{e}");
+            }
+        }
     }
 }

@@ -12,6 +12,8 @@
 
 use libchan::{Message, PoolDescriptor};
 
+pub mod netstat;
+
 /// Buffers the NIC receives into; owned (allocated and freed) by the driver.
 pub const RX_POOL: &str = "rx-pool";
 /// Buffers ip builds outgoing frames in; owned by ip.
@@ -104,14 +106,20 @@ impl Kind {
             other => return Err(Refused::UnknownTag(other)),
         };
         if d.pool != pool {
-            return Err(Refused::WrongPool { tag: m.tag, pool: d.pool });
+            return Err(Refused::WrongPool {
+                tag: m.tag,
+                pool: d.pool,
+            });
         }
         if d.index >= buffers {
             return Err(Refused::BadIndex(d.index));
         }
         let end = d.offset as u64 + d.len as u64;
         if end > BUFFER_SIZE as u64 || (frame && d.len == 0) {
-            return Err(Refused::BadRange { offset: d.offset, len: d.len });
+            return Err(Refused::BadRange {
+                offset: d.offset,
+                len: d.len,
+            });
         }
         Ok(kind)
     }
@@ -148,7 +156,12 @@ mod tests {
     use super::*;
 
     fn d(pool: u16, index: u32, offset: u32, len: u32) -> PoolDescriptor {
-        PoolDescriptor { pool, index, offset, len }
+        PoolDescriptor {
+            pool,
+            index,
+            offset,
+            len,
+        }
     }
 
     #[test]
@@ -167,12 +180,18 @@ mod tests {
     #[test]
     fn bad_messages_are_refused() {
         let m = |t, desc| Message::with_descriptor(t, desc);
-        assert_eq!(Kind::decode(&Message::new(9), 8, 8), Err(Refused::UnknownTag(9)));
+        assert_eq!(
+            Kind::decode(&Message::new(9), 8, 8),
+            Err(Refused::UnknownTag(9))
+        );
         assert!(matches!(
             Kind::decode(&m(tag::RX_FRAME, d(TX_POOL_ID, 0, 0, 60)), 8, 8),
             Err(Refused::WrongPool { .. })
         ));
-        assert_eq!(Kind::decode(&m(tag::TX_FRAME, d(TX_POOL_ID, 8, 0, 60)), 8, 8), Err(Refused::BadIndex(8)));
+        assert_eq!(
+            Kind::decode(&m(tag::TX_FRAME, d(TX_POOL_ID, 8, 0, 60)), 8, 8),
+            Err(Refused::BadIndex(8))
+        );
         assert!(matches!(
             Kind::decode(&m(tag::RX_FRAME, d(RX_POOL_ID, 0, 2000, 100)), 8, 8),
             Err(Refused::BadRange { .. })
@@ -182,7 +201,11 @@ mod tests {
             Err(Refused::BadRange { .. })
         ));
         assert!(matches!(
-            Kind::decode(&m(tag::RX_FRAME, d(RX_POOL_ID, 0, u32::MAX, u32::MAX)), 8, 8),
+            Kind::decode(
+                &m(tag::RX_FRAME, d(RX_POOL_ID, 0, u32::MAX, u32::MAX)),
+                8,
+                8
+            ),
             Err(Refused::BadRange { .. })
         ));
         let mut c = RefusedCounters::default();

@@ -4,13 +4,18 @@
 //! outgoing packets are written by smoltcp in place into tx-pool buffers ip lent us, at
 //! [`tcpmsg::TX_HEADROOM`], for ip to put the Ethernet header in front.
 //!
-//! Each application listens on one port; one connection at a time is served over its channel
-//! pair (a SYN while it is busy is refused with RST by smoltcp: no backlog yet). Bytes are copied
-//! once each way at the application's protection boundary: from the socket's receive buffer into
-//! the application's rx pool (owned by tcp), and from its tx pool into the socket's send buffer.
+//! An application may listen on several ports and hold several connections, accepted or opened
+//! by CONNECT (ephemeral ports from 49152), up to [`MAX_CONNECTIONS`] sockets in all; a
+//! listening socket that takes a SYN becomes a connection and a fresh one takes its place before
+//! the next packet is read, so the backlog is as deep as the limit. The application hears of a
+//! connection (ACCEPTED, CONNECTED) once it is established. A new instance of an application
+//! says HELLO first: what the last one left (connections, ports, buffers) is dropped. Bytes are
+//! copied once each way at the application's protection boundary: from the socket's receive
+//! buffer into the application's rx pool (owned by tcp), and from its tx pool into the socket's
+//! send buffer.
 //!
 //! Choices (DESIGN.md §6/§8): receive buffer 256 KiB (so smoltcp offers window scaling, shift
-//! 2), send buffer 128 KiB (the heap is 1 MiB), Nagle off, delayed ACK off, smoltcp's default
+//! 2), send buffer 128 KiB (the program's heap is 16 MiB), Nagle off, delayed ACK off, smoltcp's default
 //! RTO bounds (1 s minimum), no keep-alive. A connection that reaches TIME-WAIT or CLOSED is
 //! dropped at once and a fresh listening socket takes its place (no TIME-WAIT kept).
 #![cfg_attr(not(test), no_std)]
@@ -24,7 +29,7 @@ use alloc::vec::Vec;
 use core::net::Ipv4Addr;
 
 use libchan::{BufferPool, Message, PoolDescriptor, PoolView};
-use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
@@ -35,6 +40,14 @@ use tcpmsg::{Status, tag};
 pub const RX_BUFFER: usize = 256 * 1024;
 /// Send buffer of a connection.
 pub const TX_BUFFER: usize = 128 * 1024;
+/// Connections and listening sockets together (each holds RX_BUFFER + TX_BUFFER of the heap).
+pub const MAX_CONNECTIONS: usize = 24;
+/// How long a CONNECT waits for the peer's SYN-ACK.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// First ephemeral port for CONNECT.
+pub const EPHEMERAL_FIRST: u16 = 49152;
+/// Ephemeral ports run from [`EPHEMERAL_FIRST`] to 65535.
+pub const EPHEMERAL_SPAN: u16 = u16::MAX - EPHEMERAL_FIRST + 1;
 
 /// The server's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -47,6 +60,8 @@ pub struct Stats {
     pub tx_no_buffer: u64,
     /// Connections accepted.
     pub accepted: u64,
+    /// Connections opened by CONNECT.
+    pub connected: u64,
     /// Stream bytes delivered to applications.
     pub rx_bytes: u64,
     /// Stream bytes taken from applications.
@@ -57,12 +72,13 @@ pub struct Stats {
 
 impl Stats {
     /// Every counter with its name.
-    pub fn fields(&self) -> [(&'static str, u64); 7] {
+    pub fn fields(&self) -> [(&'static str, u64); 8] {
         [
             ("rx_packets", self.rx_packets),
             ("tx_packets", self.tx_packets),
             ("tx_no_buffer", self.tx_no_buffer),
             ("accepted", self.accepted),
+            ("connected", self.connected),
             ("rx_bytes", self.rx_bytes),
             ("tx_bytes", self.tx_bytes),
             ("refused", self.refused),
@@ -174,10 +190,29 @@ struct App<'a> {
     name: String,
     rx: BufferPool<'a>,
     atx: PoolView<'a>,
-    port: Option<u16>,
-    socket: Option<SocketHandle>,
-    /// The current connection's id once ACCEPTED was sent.
-    conn: Option<u64>,
+    /// Ports listened on, each with its listening socket (none while the connection limit is
+    /// reached: a SYN then gets RST until a connection closes).
+    listens: Vec<(u16, Option<SocketHandle>)>,
+    out: VecDeque<Message>,
+}
+
+/// How a connection came to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Accepted on a listening port.
+    Accepted,
+    /// Opened by CONNECT with this token.
+    Connect(u64),
+}
+
+/// A connection of an application's.
+struct Conn {
+    id: u64,
+    app: usize,
+    handle: SocketHandle,
+    origin: Origin,
+    /// ACCEPTED or CONNECTED was sent (the application knows the id).
+    announced: bool,
     eof_sent: bool,
     /// The application asked for FIN (SHUTDOWN or CLOSE) once its writes are in.
     closing: bool,
@@ -185,7 +220,6 @@ struct App<'a> {
     detached: bool,
     /// WRITEs not yet wholly in the send buffer: the buffer and how much was taken.
     writes: VecDeque<(PoolDescriptor, usize)>,
-    out: VecDeque<Message>,
 }
 
 /// The tcp server's state: see the crate documentation.
@@ -195,11 +229,49 @@ pub struct Tcp<'a> {
     sockets: SocketSet<'static>,
     our: Option<Ipv4Addr>,
     apps: Vec<App<'a>>,
+    conns: Vec<Conn>,
+    /// Sockets aborted by HELLO: removed after the poll that sends their RST.
+    aborted: Vec<SocketHandle>,
     next_conn: u64,
+    next_port: u16,
 }
 
 fn instant(now_ns: u64) -> Instant {
     Instant::from_micros((now_ns / 1000) as i64)
+}
+
+/// A connection's (or listening socket's) state in words, for `netstat`.
+pub fn state_name(s: State) -> &'static str {
+    match s {
+        State::Closed => "CLOSED",
+        State::Listen => "LISTEN",
+        State::SynSent => "SYN-SENT",
+        State::SynReceived => "SYN-RECEIVED",
+        State::Established => "ESTABLISHED",
+        State::FinWait1 => "FIN-WAIT-1",
+        State::FinWait2 => "FIN-WAIT-2",
+        State::CloseWait => "CLOSE-WAIT",
+        State::Closing => "CLOSING",
+        State::LastAck => "LAST-ACK",
+        State::TimeWait => "TIME-WAIT",
+    }
+}
+
+/// One line of `netstat`: a listening port or a connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketInfo {
+    /// The application's name.
+    pub app: String,
+    /// Our port.
+    pub local_port: u16,
+    /// The peer (none for a listening port).
+    pub remote: Option<core::net::SocketAddrV4>,
+    /// The TCP state.
+    pub state: &'static str,
+    /// Bytes received and not yet read by the application.
+    pub recv_queue: usize,
+    /// Bytes written and not yet acknowledged.
+    pub send_queue: usize,
 }
 
 impl<'a> Tcp<'a> {
@@ -223,7 +295,10 @@ impl<'a> Tcp<'a> {
             sockets: SocketSet::new(Vec::new()),
             our: None,
             apps: Vec::new(),
+            conns: Vec::new(),
+            aborted: Vec::new(),
             next_conn: 1,
+            next_port: EPHEMERAL_FIRST + (seed % u64::from(EPHEMERAL_SPAN)) as u16,
         }
     }
 
@@ -234,13 +309,7 @@ impl<'a> Tcp<'a> {
             name: String::from(name),
             rx,
             atx,
-            port: None,
-            socket: None,
-            conn: None,
-            eof_sent: false,
-            closing: false,
-            detached: false,
-            writes: VecDeque::new(),
+            listens: Vec::new(),
             out: VecDeque::new(),
         });
     }
@@ -253,6 +322,45 @@ impl<'a> Tcp<'a> {
     /// Our address (from ip's loans), once known.
     pub fn address(&self) -> Option<Ipv4Addr> {
         self.our
+    }
+
+    /// Connections open now (announced or not).
+    pub fn connections(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Every listening port and connection, for `netstat`.
+    pub fn sockets(&self) -> Vec<SocketInfo> {
+        let mut v = Vec::new();
+        for a in &self.apps {
+            for &(port, handle) in &a.listens {
+                let state = match handle {
+                    Some(_) => "LISTEN",
+                    None => "LISTEN(full)",
+                };
+                v.push(SocketInfo {
+                    app: a.name.clone(),
+                    local_port: port,
+                    remote: None,
+                    state,
+                    recv_queue: 0,
+                    send_queue: 0,
+                });
+            }
+        }
+        for c in &self.conns {
+            let s = self.sockets.get::<tcp::Socket>(c.handle);
+            let (local_port, remote) = endpoints(s);
+            v.push(SocketInfo {
+                app: self.apps[c.app].name.clone(),
+                local_port,
+                remote,
+                state: state_name(s.state()),
+                recv_queue: s.recv_queue(),
+                send_queue: s.send_queue(),
+            });
+        }
+        v
     }
 
     /// Handles one message from ip.
@@ -282,10 +390,15 @@ impl<'a> Tcp<'a> {
                 if self.our != Some(our) && !our.is_unspecified() {
                     self.our = Some(our);
                     let o = our.octets();
+                    let me = IpAddress::v4(o[0], o[1], o[2], o[3]);
                     self.iface.update_ip_addrs(|a| {
                         a.clear();
-                        let _ = a.push(IpCidr::new(IpAddress::v4(o[0], o[1], o[2], o[3]), 24));
+                        let _ = a.push(IpCidr::new(me, 24));
                     });
+                    // ip routes; to smoltcp (Medium::Ip) every other address is "via ip",
+                    // which our own address stands for.
+                    self.iface.routes_mut().remove_default_ipv4_route();
+                    let _ = self.iface.routes_mut().add_default_ipv4_route(our);
                 }
             }
             _ => self.link.stats.refused += 1,
@@ -294,59 +407,217 @@ impl<'a> Tcp<'a> {
 
     /// Handles one message from application `app`.
     pub fn from_app(&mut self, app: usize, m: &Message) {
-        let Some(a) = self.apps.get_mut(app) else {
+        if app >= self.apps.len() {
             return;
-        };
+        }
+        let w2 = m.payload[2];
         match m.tag {
-            tag::LISTEN => {
-                let port = m.payload[2];
-                let status = if port == 0 || port > 65535 || a.port.is_some() {
-                    Status::Invalid
-                } else if self.apps.iter().any(|o| o.port == Some(port as u16)) {
-                    Status::AddrInUse
-                } else {
-                    let handle = listen(&mut self.sockets, port as u16);
-                    let a = &mut self.apps[app];
-                    a.port = Some(port as u16);
-                    a.socket = handle;
-                    if handle.is_some() {
-                        Status::Ok
-                    } else {
-                        Status::Invalid
-                    }
-                };
-                let reply =
-                    tcpmsg::control(tag::LISTEN_REPLY, Default::default(), port, status as u64);
+            tag::HELLO => {
+                self.forget_app(app);
+                let reply = tcpmsg::control(tag::HELLO_REPLY, Default::default(), w2, 0);
                 self.apps[app].out.push_back(reply);
             }
+            tag::LISTEN => {
+                let status = self.listen_on(app, w2);
+                let reply =
+                    tcpmsg::control(tag::LISTEN_REPLY, Default::default(), w2, status as u64);
+                self.apps[app].out.push_back(reply);
+            }
+            tag::UNLISTEN => {
+                let a = &mut self.apps[app];
+                if let Some(i) = a.listens.iter().position(|&(p, _)| u64::from(p) == w2) {
+                    if let Some(h) = a.listens.remove(i).1 {
+                        self.sockets.remove(h);
+                    }
+                } else {
+                    self.link.stats.refused += 1;
+                }
+            }
+            tag::CONNECT => {
+                let token = m.payload[3];
+                match self.connect(app, tcpmsg::endpoint_of(w2), token) {
+                    Ok(()) => {}
+                    Err(status) => {
+                        let f = tcpmsg::control(
+                            tag::CONNECT_FAILED,
+                            Default::default(),
+                            token,
+                            status as u64,
+                        );
+                        self.apps[app].out.push_back(f);
+                    }
+                }
+            }
             tag::DATA_RETURN => {
-                if a.rx.free(m.descriptor()).is_err() {
+                if self.apps[app].rx.free(m.descriptor()).is_err() {
                     self.link.stats.refused += 1;
                 }
             }
             tag::WRITE => {
                 let d = m.descriptor();
+                let a = &mut self.apps[app];
                 if a.atx.validate(d).is_err() {
                     self.link.stats.refused += 1;
-                } else if a.conn != Some(m.payload[2]) || a.closing {
-                    let done = tcpmsg::control(
-                        tag::WRITE_DONE,
-                        d,
-                        m.payload[2],
-                        Status::NotConnected as u64,
-                    );
-                    a.out.push_back(done);
-                } else {
-                    a.writes.push_back((d, 0));
+                    return;
+                }
+                match self
+                    .conns
+                    .iter_mut()
+                    .find(|c| c.app == app && c.announced && c.id == w2)
+                {
+                    Some(c) if !c.closing => c.writes.push_back((d, 0)),
+                    _ => {
+                        let done =
+                            tcpmsg::control(tag::WRITE_DONE, d, w2, Status::NotConnected as u64);
+                        a.out.push_back(done);
+                    }
                 }
             }
             tag::SHUTDOWN | tag::CLOSE => {
-                if a.conn == Some(m.payload[2]) {
-                    a.closing = true;
-                    a.detached |= m.tag == tag::CLOSE;
+                // Closed by the peer already: nothing to do.
+                if let Some(c) = self
+                    .conns
+                    .iter_mut()
+                    .find(|c| c.app == app && c.announced && c.id == w2)
+                {
+                    c.closing = true;
+                    c.detached |= m.tag == tag::CLOSE;
                 }
             }
             _ => self.link.stats.refused += 1,
+        }
+    }
+
+    /// LISTEN on `port` for `app`.
+    fn listen_on(&mut self, app: usize, port: u64) -> Status {
+        let Ok(port) = u16::try_from(port) else {
+            return Status::Invalid;
+        };
+        if port == 0 {
+            return Status::Invalid;
+        }
+        if self
+            .apps
+            .iter()
+            .any(|a| a.listens.iter().any(|&(p, _)| p == port))
+        {
+            return Status::AddrInUse;
+        }
+        if self.conns.len() >= MAX_CONNECTIONS {
+            return Status::NoResources;
+        }
+        match listen(&mut self.sockets, port) {
+            Some(h) => {
+                self.apps[app].listens.push((port, Some(h)));
+                Status::Ok
+            }
+            None => Status::Invalid,
+        }
+    }
+
+    /// CONNECT for `app` to `to`.
+    fn connect(
+        &mut self,
+        app: usize,
+        to: core::net::SocketAddrV4,
+        token: u64,
+    ) -> Result<(), Status> {
+        let Some(our) = self.our else {
+            return Err(Status::Unreachable);
+        };
+        if to.port() == 0
+            || to.ip().is_unspecified()
+            || to.ip().is_broadcast()
+            || to.ip().is_multicast()
+        {
+            return Err(Status::Invalid);
+        }
+        if self.conns.len() + self.listening() >= MAX_CONNECTIONS {
+            return Err(Status::NoResources);
+        }
+        let local = self.free_port();
+        let mut s = socket();
+        let o = to.ip().octets();
+        let remote = IpEndpoint::new(IpAddress::v4(o[0], o[1], o[2], o[3]), to.port());
+        let u = our.octets();
+        let me = IpEndpoint::new(IpAddress::v4(u[0], u[1], u[2], u[3]), local);
+        s.connect(self.iface.context(), remote, me)
+            .map_err(|_| Status::Unreachable)?;
+        // A silent peer fails the connect instead of leaving the application waiting forever;
+        // the timeout is lifted once the connection is established.
+        s.set_timeout(Some(CONNECT_TIMEOUT));
+        let handle = self.sockets.add(s);
+        let id = self.next_id();
+        self.conns.push(Conn {
+            id,
+            app,
+            handle,
+            origin: Origin::Connect(token),
+            announced: false,
+            eof_sent: false,
+            closing: false,
+            detached: false,
+            writes: VecDeque::new(),
+        });
+        Ok(())
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        id
+    }
+
+    /// Listening sockets in existence (each holds a connection's buffers).
+    fn listening(&self) -> usize {
+        self.apps
+            .iter()
+            .map(|a| a.listens.iter().filter(|l| l.1.is_some()).count())
+            .sum()
+    }
+
+    /// An ephemeral port no connection or listener of ours uses.
+    fn free_port(&mut self) -> u16 {
+        loop {
+            let p = self.next_port;
+            self.next_port = p.checked_add(1).unwrap_or(EPHEMERAL_FIRST);
+            let used = self
+                .conns
+                .iter()
+                .any(|c| endpoints(self.sockets.get::<tcp::Socket>(c.handle)).0 == p)
+                || self.apps.iter().any(|a| a.listens.iter().any(|l| l.0 == p));
+            if !used {
+                return p;
+            }
+        }
+    }
+
+    /// Drops everything of application `app`: a new instance said HELLO.
+    fn forget_app(&mut self, app: usize) {
+        let mut i = 0;
+        while i < self.conns.len() {
+            if self.conns[i].app == app {
+                let c = self.conns.swap_remove(i);
+                self.sockets.get_mut::<tcp::Socket>(c.handle).abort();
+                // The RST goes out with the next poll; the socket is gone after it.
+                self.aborted.push(c.handle);
+            } else {
+                i += 1;
+            }
+        }
+        let a = &mut self.apps[app];
+        for (_, h) in a.listens.drain(..) {
+            if let Some(h) = h {
+                self.sockets.remove(h);
+            }
+        }
+        a.out.clear();
+        for index in 0..a.rx.view().count() {
+            if a.rx.is_lent(index)
+                && let Some(d) = a.rx.view().whole(index)
+            {
+                let _ = a.rx.free(d);
+            }
         }
     }
 
@@ -354,10 +625,37 @@ impl<'a> Tcp<'a> {
     pub fn poll(&mut self, now_ns: u64) {
         let now = instant(now_ns);
         for _ in 0..4 {
-            self.iface.poll(now, &mut self.link, &mut self.sockets);
+            // Packet by packet, so that a listener that took a SYN is replaced before the next
+            // SYN for its port is read (the backlog is as deep as the connection limit).
             let mut moved = false;
-            for i in 0..self.apps.len() {
-                moved |= self.serve(i);
+            loop {
+                match self
+                    .iface
+                    .poll_ingress_single(now, &mut self.link, &mut self.sockets)
+                {
+                    PollIngressSingleResult::None => break,
+                    PollIngressSingleResult::PacketProcessed => {}
+                    PollIngressSingleResult::SocketStateChanged => {
+                        moved |= self.take_new_connections();
+                    }
+                }
+            }
+            self.iface
+                .poll_egress(now, &mut self.link, &mut self.sockets);
+            for h in self.aborted.drain(..) {
+                self.sockets.remove(h);
+            }
+            moved |= self.take_new_connections();
+            let mut i = 0;
+            while i < self.conns.len() {
+                let (m, gone) = self.serve(i);
+                moved |= m;
+                if gone {
+                    let c = self.conns.swap_remove(i);
+                    self.sockets.remove(c.handle);
+                } else {
+                    i += 1;
+                }
             }
             if !moved {
                 break;
@@ -365,40 +663,101 @@ impl<'a> Tcp<'a> {
         }
     }
 
-    /// Moves what it can for application `i`; true when bytes moved.
-    fn serve(&mut self, i: usize) -> bool {
-        let a = &mut self.apps[i];
-        let Some(handle) = a.socket else {
-            return false;
-        };
-        let stats = &mut self.link.stats;
-        let s = self.sockets.get_mut::<tcp::Socket>(handle);
+    /// Listening sockets that left LISTEN become connections; a fresh listener takes each one's
+    /// place while the limit allows (and listeners left without one get it back).
+    fn take_new_connections(&mut self) -> bool {
         let mut moved = false;
-        if a.conn.is_none() && !matches!(s.state(), State::Listen | State::Closed) {
-            let id = self.next_conn;
-            self.next_conn += 1;
-            a.conn = Some(id);
-            a.eof_sent = false;
-            a.closing = false;
-            a.detached = false;
-            stats.accepted += 1;
-            let (addr, port) = match s.remote_endpoint() {
-                Some(IpEndpoint {
-                    addr: IpAddress::Ipv4(ip),
-                    port,
-                }) => (u32::from(ip), port),
-                _ => (0, 0),
-            };
-            let peer = u64::from(addr) | u64::from(port) << 32;
-            a.out
-                .push_back(tcpmsg::control(tag::ACCEPTED, Default::default(), id, peer));
+        for app in 0..self.apps.len() {
+            for l in 0..self.apps[app].listens.len() {
+                let (port, handle) = self.apps[app].listens[l];
+                if let Some(h) = handle {
+                    let st = self.sockets.get::<tcp::Socket>(h).state();
+                    if matches!(st, State::Listen) {
+                        continue;
+                    }
+                    let id = self.next_id();
+                    self.conns.push(Conn {
+                        id,
+                        app,
+                        handle: h,
+                        origin: Origin::Accepted,
+                        announced: false,
+                        eof_sent: false,
+                        closing: false,
+                        detached: false,
+                        writes: VecDeque::new(),
+                    });
+                    self.apps[app].listens[l].1 = None;
+                    moved = true;
+                }
+                if self.conns.len() + self.listening() < MAX_CONNECTIONS {
+                    self.apps[app].listens[l].1 = listen(&mut self.sockets, port);
+                }
+            }
         }
-        let Some(id) = a.conn else {
-            return false;
-        };
+        moved
+    }
+
+    /// Moves what it can for connection `i`; (bytes moved, the connection is gone).
+    fn serve(&mut self, i: usize) -> (bool, bool) {
+        let c = &mut self.conns[i];
+        let a = &mut self.apps[c.app];
+        let stats = &mut self.link.stats;
+        let s = self.sockets.get_mut::<tcp::Socket>(c.handle);
+        let mut moved = false;
+        let state = s.state();
+        if !c.announced {
+            let up = !matches!(
+                state,
+                State::Listen
+                    | State::SynSent
+                    | State::SynReceived
+                    | State::Closed
+                    | State::TimeWait
+            );
+            if up {
+                c.announced = true;
+                moved = true;
+                let m = match c.origin {
+                    Origin::Accepted => {
+                        stats.accepted += 1;
+                        let peer = match endpoints(s).1 {
+                            Some(p) => tcpmsg::endpoint(*p.ip(), p.port()),
+                            None => 0,
+                        };
+                        let mut m = tcpmsg::control(tag::ACCEPTED, Default::default(), c.id, peer);
+                        m.payload[4] = u64::from(endpoints(s).0);
+                        m.len = 40;
+                        m
+                    }
+                    Origin::Connect(token) => {
+                        stats.connected += 1;
+                        s.set_timeout(None);
+                        tcpmsg::control(tag::CONNECTED, Default::default(), c.id, token)
+                    }
+                };
+                a.out.push_back(m);
+            } else if matches!(state, State::Closed | State::TimeWait | State::Listen) {
+                // Never established: a connect is refused; a half-open accept just vanishes
+                // (smoltcp puts a SYN-RECEIVED socket back to LISTEN on a RST).
+                if let Origin::Connect(token) = c.origin {
+                    let f = tcpmsg::control(
+                        tag::CONNECT_FAILED,
+                        Default::default(),
+                        token,
+                        Status::Refused as u64,
+                    );
+                    a.out.push_back(f);
+                }
+                return (true, true);
+            } else {
+                return (false, false);
+            }
+        }
+        let id = c.id;
         // Received bytes to the application (or discarded once it let go).
         while s.can_recv() {
-            if a.detached {
+            if c.detached {
                 let n = s.recv(|b| (b.len(), b.len())).unwrap_or(0);
                 moved |= n > 0;
                 continue;
@@ -422,12 +781,12 @@ impl<'a> Tcp<'a> {
             a.out.push_back(tcpmsg::control(tag::DATA, data, id, 0));
         }
         // Bytes from the application into the send buffer.
-        while let Some(&mut (d, ref mut taken)) = a.writes.front_mut() {
+        while let Some(&mut (d, ref mut taken)) = c.writes.front_mut() {
             if !s.can_send() {
                 break;
             }
             let Ok(b) = a.atx.check(d) else {
-                a.writes.pop_front();
+                c.writes.pop_front();
                 continue;
             };
             // Safety: the application handed this buffer over with WRITE and does not touch it
@@ -440,11 +799,11 @@ impl<'a> Tcp<'a> {
             if *taken < bytes.len() {
                 break;
             }
-            a.writes.pop_front();
+            c.writes.pop_front();
             a.out
                 .push_back(tcpmsg::control(tag::WRITE_DONE, d, id, Status::Ok as u64));
         }
-        if a.closing && a.writes.is_empty() && s.may_send() {
+        if c.closing && c.writes.is_empty() && s.may_send() {
             s.close();
         }
         // The peer's FIN came (and every byte before it went to the application).
@@ -452,14 +811,14 @@ impl<'a> Tcp<'a> {
             s.state(),
             State::CloseWait | State::LastAck | State::Closing | State::TimeWait | State::Closed
         );
-        if !a.eof_sent && fin && s.recv_queue() == 0 && !a.detached {
-            a.eof_sent = true;
+        if !c.eof_sent && fin && s.recv_queue() == 0 && !c.detached {
+            c.eof_sent = true;
             a.out
                 .push_back(tcpmsg::control(tag::EOF, Default::default(), id, 0));
         }
         if matches!(s.state(), State::Closed | State::TimeWait) {
-            // Gone: fail what is left, tell the application, listen afresh.
-            for (d, _) in a.writes.drain(..) {
+            // Gone: fail what is left and tell the application.
+            for (d, _) in c.writes.drain(..) {
                 a.out.push_back(tcpmsg::control(
                     tag::WRITE_DONE,
                     d,
@@ -469,12 +828,9 @@ impl<'a> Tcp<'a> {
             }
             a.out
                 .push_back(tcpmsg::control(tag::CLOSED, Default::default(), id, 0));
-            a.conn = None;
-            self.sockets.remove(handle);
-            a.socket = a.port.and_then(|p| listen(&mut self.sockets, p));
-            moved = true;
+            return (true, true);
         }
-        moved
+        (moved, false)
     }
 
     /// When smoltcp wants to be polled next (ns, absolute), if it has a timer.
@@ -520,15 +876,34 @@ fn flush(out: &mut VecDeque<Message>, mut send: impl FnMut(&[Message]) -> usize)
     }
 }
 
-/// A new listening socket on `port` with our choices (see the crate documentation).
-fn listen(sockets: &mut SocketSet<'static>, port: u16) -> Option<SocketHandle> {
+/// A socket with our choices (see the crate documentation).
+fn socket() -> tcp::Socket<'static> {
     let rx = tcp::SocketBuffer::new(vec![0u8; RX_BUFFER]);
     let tx = tcp::SocketBuffer::new(vec![0u8; TX_BUFFER]);
     let mut s = tcp::Socket::new(rx, tx);
     s.set_nagle_enabled(false);
     s.set_ack_delay(None);
+    s
+}
+
+/// A new listening socket on `port`.
+fn listen(sockets: &mut SocketSet<'static>, port: u16) -> Option<SocketHandle> {
+    let mut s = socket();
     s.listen(port).ok()?;
     Some(sockets.add(s))
+}
+
+/// A socket's local port and its peer (if it has one).
+fn endpoints(s: &tcp::Socket) -> (u16, Option<core::net::SocketAddrV4>) {
+    let local = s.local_endpoint().map_or(0, |e| e.port);
+    let remote = match s.remote_endpoint() {
+        Some(IpEndpoint {
+            addr: IpAddress::Ipv4(ip),
+            port,
+        }) => Some(core::net::SocketAddrV4::new(ip, port)),
+        _ => None,
+    };
+    (local, remote)
 }
 
 #[cfg(test)]

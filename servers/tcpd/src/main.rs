@@ -1,6 +1,6 @@
 //! `tcp`: the tcp server program — the loop around [`tcpd::Tcp`]. Arguments: the applications
 //! it serves, comma-separated, each with the channels `tcp-APP`, `APP-tcp` and the pools
-//! `APP-tcprx` (ours), `APP-tcptx` (its). Every round: `heartbeat()`, a batch from ip, a batch
+//! `APP-trx` (ours), `APP-ttx` (its). Every round: `heartbeat()`, a batch from ip, a batch
 //! from each application, smoltcp's poll, the outboxes; idle, it spins a little, then arms every
 //! input and sleeps until a notify or smoltcp's next timer (100 ms at most).
 #![no_std]
@@ -13,17 +13,22 @@ use alloc::vec::Vec;
 use libchan::{BufferPool, Message, PoolView};
 use libsys::chan::Link;
 use libsys::log;
-use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID};
+use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID, netstat};
 use tcpd::Tcp;
 use tcpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
 
-libsys::entry!(main);
+// Each connection holds 384 KiB of socket buffers (tcpd::RX_BUFFER + TX_BUFFER).
+libsys::entry!(main, heap = 16 << 20);
 
 const BATCH: usize = 32;
 const SPIN_POLLS: u32 = 200;
 const MAX_SLEEP_NS: u64 = 100_000_000;
 const PEER_CHECK_NS: u64 = 1_000_000_000;
 const STATS_LOG_NS: u64 = 5_000_000_000;
+/// Under load, IPC requests (`netstat`) are polled at most this often (every round when idle).
+const BUSY_IPC_POLL_NS: u64 = 1_000_000;
+/// Most IPC requests answered in one round.
+const IPC_PER_ROUND: usize = 8;
 
 fn main(args: &str) -> i32 {
     let apps: Vec<&str> = args
@@ -90,7 +95,7 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
 
     let mut batch = [Message::default(); BATCH];
     let mut errors = 0u64;
-    let (mut last_peer_check, mut last_stats_log) = (0u64, 0u64);
+    let (mut last_peer_check, mut last_stats_log, mut last_ipc) = (0u64, 0u64, 0u64);
     let mut logged = *tcp.stats();
     let mut spins = 0;
     loop {
@@ -121,6 +126,10 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
             for l in &mut links {
                 l.find_peer();
             }
+        }
+        if !worked || now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
+            last_ipc = now;
+            answer_netstat(&tcp);
         }
         tcp.flush_ip(|m| ip.send(m, &mut errors));
         for (i, l) in links.iter_mut().enumerate() {
@@ -166,5 +175,32 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
         for l in &mut links {
             l.from.disarm();
         }
+    }
+}
+
+/// Answers `netstat` requests waiting in the kernel (netmsg::netstat).
+fn answer_netstat(tcp: &Tcp) {
+    let mut sockets = None;
+    for _ in 0..IPC_PER_ROUND {
+        let mut m = [0u8; axolotl_abi::IPC_MSG_LEN];
+        let Ok(from) = libsys::ipc_recv(&mut m, Some(0)) else {
+            return;
+        };
+        let list = sockets.get_or_insert_with(|| tcp.sockets());
+        let reply = netstat::answer(&m, list.len() as u32, |i| {
+            let s = list.get(i as usize)?;
+            let mut e = netstat::Entry {
+                local_port: s.local_port,
+                remote: s.remote.map_or((0, 0), |r| (u32::from(*r.ip()), r.port())),
+                state: netstat::state_code(s.state),
+                recv_queue: s.recv_queue as u32,
+                send_queue: s.send_queue as u32,
+                ..Default::default()
+            };
+            e.set_app(&s.app);
+            Some(e)
+        });
+        // Fails only when the caller gave up waiting: nothing to do.
+        let _ = libsys::ipc_reply(from, &reply);
     }
 }

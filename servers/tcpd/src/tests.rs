@@ -1,6 +1,7 @@
 //! Host tests of the tcp server's logic over pools in ordinary memory: a SYN from the host is
 //! read in place from the rx-pool buffer and answered with a SYN-ACK written in place into a
-//! lent tx-pool buffer; the application hears of the connection.
+//! lent tx-pool buffer; and two servers wired back to back (each one's IP_SENDs copied into the
+//! other's rx pool, as ip and the wire would) carry connections both ways.
 
 use super::*;
 use netmsg::{RX_POOL_ID, TX_POOL_ID};
@@ -63,16 +64,18 @@ fn whole(pool: u16, index: u32) -> PoolDescriptor {
 }
 
 #[test]
-fn a_syn_is_answered_in_place_and_the_app_hears_of_the_connection() {
+fn a_syn_is_answered_in_place_and_listening_ports_are_checked() {
     let (rx, tx) = (memory(4), memory(4));
     let rx_mem = rx.as_mut_ptr();
     let tx_mem = tx.as_mut_ptr();
     let mut t = Tcp::new(view(RX_POOL_ID, rx), view(TX_POOL_ID, tx), 1_000_000, 42);
-    t.add_app(
-        "tcpecho",
-        BufferPool::new(view(APP_RX_POOL_ID, memory(4))).unwrap(),
-        view(APP_TX_POOL_ID, memory(4)),
-    );
+    for app in ["tcpecho", "other"] {
+        t.add_app(
+            app,
+            BufferPool::new(view(APP_RX_POOL_ID, memory(4))).unwrap(),
+            view(APP_TX_POOL_ID, memory(4)),
+        );
+    }
     t.from_ip(&tcpmsg::control(
         tag::TX_LEND,
         whole(TX_POOL_ID, 2),
@@ -83,17 +86,22 @@ fn a_syn_is_answered_in_place_and_the_app_hears_of_the_connection() {
     let listen = |port| tcpmsg::control(tag::LISTEN, Default::default(), port, 0);
     t.from_app(0, &listen(7));
     t.from_app(0, &listen(8));
-    let mut app = Vec::new();
-    t.flush_app(0, |m| {
-        app.extend_from_slice(m);
-        m.len()
-    });
-    let statuses: Vec<_> = app.iter().map(|m| (m.tag, m.payload[3])).collect();
+    t.from_app(1, &listen(7));
+    t.from_app(1, &listen(0));
+    t.from_app(1, &listen(70000));
+    let statuses: Vec<_> = drain_app(&mut t, 0)
+        .into_iter()
+        .chain(drain_app(&mut t, 1))
+        .map(|m| (m.tag, m.payload[2], Status::from_code(m.payload[3])))
+        .collect();
     assert_eq!(
         statuses,
         [
-            (tag::LISTEN_REPLY, Status::Ok as u64),
-            (tag::LISTEN_REPLY, Status::Invalid as u64)
+            (tag::LISTEN_REPLY, 7, Status::Ok),
+            (tag::LISTEN_REPLY, 8, Status::Ok),
+            (tag::LISTEN_REPLY, 7, Status::AddrInUse),
+            (tag::LISTEN_REPLY, 0, Status::Invalid),
+            (tag::LISTEN_REPLY, 70000, Status::Invalid),
         ]
     );
 
@@ -139,15 +147,282 @@ fn a_syn_is_answered_in_place_and_the_app_hears_of_the_connection() {
     assert!(tcp.syn() && tcp.ack());
     assert_eq!((tcp.src_port(), tcp.dst_port()), (7, 40000));
     assert_eq!(tcp.ack_number(), TcpSeqNumber(1001));
+    // Half open: the application hears of it only once the handshake completes.
+    assert!(drain_app(&mut t, 0).is_empty());
+    assert_eq!(t.connections(), 1);
+    let listed: Vec<_> = t
+        .sockets()
+        .iter()
+        .map(|s| (s.local_port, s.state))
+        .collect();
+    assert!(listed.contains(&(7, "LISTEN")), "{listed:?}");
+    assert!(listed.contains(&(7, "SYN-RECEIVED")), "{listed:?}");
+}
 
-    let mut app = Vec::new();
-    t.flush_app(0, |m| {
-        app.extend_from_slice(m);
+fn drain_app(t: &mut Tcp<'static>, app: usize) -> Vec<Message> {
+    let mut v = Vec::new();
+    t.flush_app(app, |m| {
+        v.extend_from_slice(m);
         m.len()
     });
-    assert_eq!(app.len(), 1);
-    assert_eq!(app[0].tag, tag::ACCEPTED);
-    let w = app[0].payload[3];
-    assert_eq!((Ipv4Addr::from(w as u32), (w >> 32) as u16), (HOST, 40000));
-    assert_eq!(t.stats().accepted, 1);
+    v
+}
+
+/// One side of the back-to-back pair: a server with one application, and the memory behind its
+/// pools (for the test to play ip and the application).
+struct Side {
+    t: Tcp<'static>,
+    addr: Ipv4Addr,
+    rx: *mut u8,
+    tx: *mut u8,
+    app_rx: *mut u8,
+    app_tx: BufferPool<'static>,
+    /// The application's messages received so far.
+    inbox: Vec<Message>,
+    /// Stream bytes the application received, by connection id.
+    got: std::collections::HashMap<u64, Vec<u8>>,
+    /// rx-pool buffers free (the test is ip and the driver).
+    free_rx: Vec<u32>,
+}
+
+const BUFFERS: usize = 64;
+
+impl Side {
+    fn new(addr: Ipv4Addr, seed: u64) -> Self {
+        let (rx, tx, arx, atx) = (memory(BUFFERS), memory(BUFFERS), memory(32), memory(32));
+        let (rxp, txp, arxp) = (rx.as_mut_ptr(), tx.as_mut_ptr(), arx.as_mut_ptr());
+        let atxp = atx.as_mut_ptr();
+        let app_tx = BufferPool::new(view(APP_TX_POOL_ID, atx)).unwrap();
+        // Safety: the same leaked memory, viewed by tcp as the application's tx pool (tcp only
+        // reads buffers the test handed over with WRITE).
+        let atx_view =
+            unsafe { PoolView::new(APP_TX_POOL_ID, atxp, 32 * BUFFER_SIZE as usize, BUFFER_SIZE) }
+                .unwrap();
+        let mut t = Tcp::new(view(RX_POOL_ID, rx), view(TX_POOL_ID, tx), 0, seed);
+        t.add_app(
+            "app",
+            BufferPool::new(view(APP_RX_POOL_ID, arx)).unwrap(),
+            atx_view,
+        );
+        for i in 0..BUFFERS as u32 {
+            t.from_ip(&tcpmsg::control(
+                tag::TX_LEND,
+                whole(TX_POOL_ID, i),
+                u64::from(u32::from(addr)),
+                0,
+            ));
+        }
+        Self {
+            t,
+            addr,
+            rx: rxp,
+            tx: txp,
+            app_rx: arxp,
+            app_tx,
+            inbox: Vec::new(),
+            got: Default::default(),
+            free_rx: (0..BUFFERS as u32).collect(),
+        }
+    }
+
+    fn app(&mut self, m: Message) {
+        self.t.from_app(0, &m);
+    }
+
+    /// The application writes `bytes` on connection `id`.
+    fn write(&mut self, id: u64, bytes: &[u8]) {
+        for chunk in bytes.chunks(BUFFER_SIZE as usize) {
+            let mut d = self.app_tx.alloc().expect("app tx buffer");
+            d.len = self.app_tx.buffer(d).unwrap().copy_from(chunk) as u32;
+            self.app(tcpmsg::control(tag::WRITE, d, id, 0));
+        }
+    }
+
+    /// Plays the application: collects messages, reads DATA (and returns it), frees WRITE_DONEs.
+    fn serve_app(&mut self) {
+        for m in drain_app(&mut self.t, 0) {
+            match m.tag {
+                tag::DATA => {
+                    let d = m.descriptor();
+                    // Safety: tcp handed the buffer over with DATA; test memory of 32 buffers.
+                    let b = unsafe {
+                        core::slice::from_raw_parts(
+                            self.app_rx.add(d.index as usize * BUFFER_SIZE as usize),
+                            d.len as usize,
+                        )
+                    };
+                    self.got
+                        .entry(m.payload[2])
+                        .or_default()
+                        .extend_from_slice(b);
+                    self.app(tcpmsg::control(tag::DATA_RETURN, d, 0, 0));
+                }
+                tag::WRITE_DONE => {
+                    assert_eq!(Status::from_code(m.payload[3]), Status::Ok, "{m:?}");
+                    self.app_tx.free(m.descriptor()).unwrap();
+                }
+                _ => self.inbox.push(m),
+            }
+        }
+    }
+
+    fn find(&self, tag: u32) -> Vec<Message> {
+        self.inbox
+            .iter()
+            .filter(|m| m.tag == tag)
+            .copied()
+            .collect()
+    }
+}
+
+/// Moves `from`'s packets to `to` (ip's part, with the wire in between), `rounds` times.
+fn wire(a: &mut Side, b: &mut Side, now: &mut u64, rounds: usize) {
+    for _ in 0..rounds {
+        *now += 100_000;
+        for turn in 0..2 {
+            let (from, to) = if turn == 0 {
+                (&mut *a, &mut *b)
+            } else {
+                (&mut *b, &mut *a)
+            };
+            from.t.poll(*now);
+            let mut out = Vec::new();
+            from.t.flush_ip(|m| {
+                out.extend_from_slice(m);
+                m.len()
+            });
+            for m in out {
+                let d = m.descriptor();
+                match m.tag {
+                    tag::RX_RETURN => from.free_rx.push(d.index),
+                    tag::IP_SEND => {
+                        // Safety: the sender handed this lent tx buffer back with IP_SEND.
+                        let packet = unsafe {
+                            core::slice::from_raw_parts(
+                                from.tx.add(d.index as usize * 2048 + d.offset as usize),
+                                d.len as usize,
+                            )
+                        };
+                        let slot = to.free_rx.pop().expect("receiver's rx buffers");
+                        // Safety: a free rx buffer of the receiver's test memory.
+                        unsafe {
+                            let dst = core::slice::from_raw_parts_mut(
+                                to.rx.add(slot as usize * 2048),
+                                2048,
+                            );
+                            dst[14..14 + packet.len()].copy_from_slice(packet);
+                        }
+                        let frame = PoolDescriptor {
+                            pool: RX_POOL_ID,
+                            index: slot,
+                            offset: 0,
+                            len: 14 + d.len,
+                        };
+                        let delivery = tcpmsg::Delivery {
+                            frame,
+                            ip_offset: 14,
+                            ip_len: d.len,
+                        };
+                        to.t.from_ip(&delivery.message());
+                        // ip lends the buffer again once the driver sent it.
+                        let again = PoolDescriptor {
+                            offset: 0,
+                            len: BUFFER_SIZE,
+                            ..d
+                        };
+                        let our = u64::from(u32::from(from.addr));
+                        from.t
+                            .from_ip(&tcpmsg::control(tag::TX_LEND, again, our, 0));
+                    }
+                    other => panic!("unexpected {other:#x} to ip"),
+                }
+            }
+            from.serve_app();
+        }
+    }
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[test]
+fn two_servers_back_to_back_carry_several_connections_both_ways() {
+    let (mut a, mut b) = (Side::new(US, 1), Side::new(HOST, 2));
+    let mut now = 0;
+    b.app(tcpmsg::control(tag::LISTEN, Default::default(), 7, 0));
+    wire(&mut a, &mut b, &mut now, 1);
+    assert_eq!(b.find(tag::LISTEN_REPLY)[0].payload[3], Status::Ok as u64);
+
+    // Two connections from a to b:7, and one to a port nobody listens on.
+    let to7 = tcpmsg::endpoint(HOST, 7);
+    a.app(tcpmsg::control(tag::CONNECT, Default::default(), to7, 100));
+    a.app(tcpmsg::control(tag::CONNECT, Default::default(), to7, 101));
+    let to9 = tcpmsg::endpoint(HOST, 9);
+    a.app(tcpmsg::control(tag::CONNECT, Default::default(), to9, 102));
+    wire(&mut a, &mut b, &mut now, 10);
+    let connected = a.find(tag::CONNECTED);
+    let mut tokens: Vec<_> = connected.iter().map(|m| m.payload[3]).collect();
+    tokens.sort();
+    assert_eq!(tokens, [100, 101]);
+    let failed = a.find(tag::CONNECT_FAILED);
+    assert_eq!(failed.len(), 1);
+    assert_eq!(
+        (failed[0].payload[2], failed[0].payload[3]),
+        (102, Status::Refused as u64)
+    );
+    let accepted = b.find(tag::ACCEPTED);
+    assert_eq!(accepted.len(), 2);
+    for m in &accepted {
+        let peer = tcpmsg::endpoint_of(m.payload[3]);
+        assert_eq!(*peer.ip(), US);
+        assert!(peer.port() >= EPHEMERAL_FIRST);
+    }
+
+    // 100 KB each way on the first, 30 KB from a on the second, interleaved.
+    let (a1, a2) = (connected[0].payload[2], connected[1].payload[2]);
+    let (b1, b2) = (accepted[0].payload[2], accepted[1].payload[2]);
+    let (x, y, z) = (pattern(100_000, 1), pattern(100_000, 2), pattern(30_000, 3));
+    for (i, (cx, cy)) in x.chunks(16 * 1024).zip(y.chunks(16 * 1024)).enumerate() {
+        a.write(a1, cx);
+        b.write(b1, cy);
+        if let Some(cz) = z.chunks(16 * 1024).nth(i) {
+            a.write(a2, cz);
+        }
+        wire(&mut a, &mut b, &mut now, 20);
+    }
+    wire(&mut a, &mut b, &mut now, 50);
+    assert_eq!(b.got.get(&b1).map(Vec::len), Some(x.len()));
+    assert!(b.got[&b1] == x, "stream a→b on connection 1 differs");
+    assert!(a.got[&a1] == y, "stream b→a on connection 1 differs");
+    assert!(b.got[&b2] == z, "stream a→b on connection 2 differs");
+
+    // a shuts its side of connection 2: b reads the end of the stream, closes: both see CLOSED.
+    a.app(tcpmsg::control(tag::SHUTDOWN, Default::default(), a2, 0));
+    wire(&mut a, &mut b, &mut now, 10);
+    assert!(b.find(tag::EOF).iter().any(|m| m.payload[2] == b2));
+    b.app(tcpmsg::control(tag::CLOSE, Default::default(), b2, 0));
+    wire(&mut a, &mut b, &mut now, 10);
+    assert!(a.find(tag::CLOSED).iter().any(|m| m.payload[2] == a2));
+    assert!(b.find(tag::CLOSED).iter().any(|m| m.payload[2] == b2));
+
+    // A new instance of a's application says HELLO: its last connection is reset, and b hears.
+    a.app(tcpmsg::control(tag::HELLO, Default::default(), 5, 0));
+    wire(&mut a, &mut b, &mut now, 10);
+    assert_eq!(a.find(tag::HELLO_REPLY)[0].payload[2], 5);
+    assert_eq!(a.t.connections(), 0);
+    assert!(b.find(tag::CLOSED).iter().any(|m| m.payload[2] == b1));
+    assert_eq!(b.t.connections(), 0);
+    // b still listens, and a write to a closed connection is refused, not lost.
+    let listed: Vec<_> =
+        b.t.sockets()
+            .iter()
+            .map(|s| (s.local_port, s.state))
+            .collect();
+    assert_eq!(listed, [(7, "LISTEN")]);
+    b.app(tcpmsg::control(tag::UNLISTEN, Default::default(), 7, 0));
+    assert!(b.t.sockets().is_empty());
+    assert_eq!(a.t.stats().refused + b.t.stats().refused, 0);
 }

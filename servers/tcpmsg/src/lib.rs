@@ -53,11 +53,11 @@ pub fn app_to_tcp(app: &str) -> String {
 }
 /// Region of `app`'s rx pool (stream bytes received for it; owned by tcp).
 pub fn app_rx_pool(app: &str) -> String {
-    format!("{app}-tcprx")
+    format!("{app}-trx")
 }
 /// Region of `app`'s tx pool (stream bytes it writes; owned by the application).
 pub fn app_tx_pool(app: &str) -> String {
-    format!("{app}-tcptx")
+    format!("{app}-ttx")
 }
 
 /// Message tags.
@@ -76,8 +76,8 @@ pub mod tag {
     pub const LISTEN: u32 = 0x5441_0001;
     /// tcp → app: answer to LISTEN; word 2 = port, word 3 = [`super::Status`].
     pub const LISTEN_REPLY: u32 = 0x5441_0002;
-    /// tcp → app: a connection was accepted; word 2 = connection id, word 3 = peer address |
-    /// peer port << 32.
+    /// tcp → app: a connection was accepted; word 2 = connection id, word 3 = the peer
+    /// ([`super::endpoint`]), word 4 = the local port it came to.
     pub const ACCEPTED: u32 = 0x5441_0003;
     /// tcp → app: stream bytes in the app's rx pool; word 2 = connection id.
     pub const DATA: u32 = 0x5441_0004;
@@ -96,6 +96,32 @@ pub mod tag {
     pub const SHUTDOWN: u32 = 0x5441_000a;
     /// app → tcp: the stream is dropped: close it gracefully; word 2 = connection id.
     pub const CLOSE: u32 = 0x5441_000b;
+    /// app → tcp: open a connection to word 2 = [`super::endpoint`]; word 3 = the application's
+    /// token for the answer.
+    pub const CONNECT: u32 = 0x5441_000c;
+    /// tcp → app: the connection asked for is established; word 2 = connection id, word 3 = the
+    /// token of the CONNECT.
+    pub const CONNECTED: u32 = 0x5441_000d;
+    /// tcp → app: the connection asked for failed; word 2 = the token, word 3 =
+    /// [`super::Status`].
+    pub const CONNECT_FAILED: u32 = 0x5441_000e;
+    /// app → tcp: stop listening on word 2 = port (connections accepted already stay).
+    pub const UNLISTEN: u32 = 0x5441_000f;
+    /// app → tcp: a new instance of the application starts: forget everything of the last one
+    /// (its connections are reset, its ports freed, the buffers it held taken back).
+    pub const HELLO: u32 = 0x5441_0010;
+    /// tcp → app: answer to HELLO; word 2 = the HELLO's word 2 (a nonce).
+    pub const HELLO_REPLY: u32 = 0x5441_0011;
+}
+
+/// The message word of an IPv4 endpoint: address | port << 32.
+pub fn endpoint(addr: core::net::Ipv4Addr, port: u16) -> u64 {
+    u64::from(u32::from(addr)) | u64::from(port) << 32
+}
+
+/// The endpoint of a message word (see [`endpoint`]).
+pub fn endpoint_of(w: u64) -> core::net::SocketAddrV4 {
+    core::net::SocketAddrV4::new(core::net::Ipv4Addr::from(w as u32), (w >> 32) as u16)
 }
 
 /// Outcome codes tcp reports to applications.
@@ -110,6 +136,12 @@ pub enum Status {
     Invalid = 2,
     /// No such connection (closed, or another one's id).
     NotConnected = 3,
+    /// The peer refused the connection (RST), or it timed out.
+    Refused = 4,
+    /// tcp serves as many connections as it has memory for.
+    NoResources = 5,
+    /// tcp has no address yet (ip has not lent it a buffer), or the address is unusable.
+    Unreachable = 6,
 }
 
 impl Status {
@@ -119,6 +151,9 @@ impl Status {
             0 => Status::Ok,
             1 => Status::AddrInUse,
             3 => Status::NotConnected,
+            4 => Status::Refused,
+            5 => Status::NoResources,
+            6 => Status::Unreachable,
             _ => Status::Invalid,
         }
     }
@@ -214,11 +249,14 @@ mod tests {
             Status::AddrInUse,
             Status::Invalid,
             Status::NotConnected,
+            Status::Refused,
+            Status::NoResources,
+            Status::Unreachable,
         ] {
             assert_eq!(Status::from_code(s as u64), s);
         }
         assert_eq!(tcp_to_app("tcpecho"), "tcp-tcpecho");
-        assert_eq!(app_rx_pool("tcpecho"), "tcpecho-tcprx");
+        assert_eq!(app_rx_pool("tcpecho"), "tcpecho-trx");
         let c = control(tag::WRITE, d(1, 0, 5), 9, 3);
         assert_eq!((c.tag, c.payload[2], c.payload[3]), (tag::WRITE, 9, 3));
     }

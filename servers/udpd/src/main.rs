@@ -1,6 +1,6 @@
 //! `udp`: the udp server program — the loop around [`udpd::Udp`] (see the library). Arguments:
 //! the applications it serves, comma-separated (the manifest's `args` is one word), each with
-//! the channels `udp-APP`, `APP-udp` and the pools `APP-udprx` (ours), `APP-udptx` (its).
+//! the channels `udp-APP`, `APP-udp` and the pools `APP-urx` (ours), `APP-utx` (its).
 //!
 //! At start it maps rx-pool and tx-pool (views), `ip-udp` (it consumes), `udp-ip` (it produces)
 //! and each application's regions. Every round: `heartbeat()`, a batch from ip, a batch from
@@ -29,6 +29,10 @@ const SPIN_POLLS: u32 = 200;
 const MAX_SLEEP_NS: u64 = 100_000_000;
 const PEER_CHECK_NS: u64 = 1_000_000_000;
 const STATS_LOG_NS: u64 = 5_000_000_000;
+/// Under load, IPC requests (`netstat`) are polled at most this often (every round when idle).
+const BUSY_IPC_POLL_NS: u64 = 1_000_000;
+/// Most IPC requests answered in one round.
+const IPC_PER_ROUND: usize = 8;
 
 fn main(args: &str) -> i32 {
     let apps: Vec<&str> = args
@@ -94,7 +98,7 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
 
     let mut batch = [Message::default(); BATCH];
     let mut errors = 0u64;
-    let (mut last_peer_check, mut last_stats_log) = (0u64, 0u64);
+    let (mut last_peer_check, mut last_stats_log, mut last_ipc) = (0u64, 0u64, 0u64);
     let mut logged = *udp.stats();
     let mut spins = 0;
     loop {
@@ -122,6 +126,10 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
             for l in &mut links {
                 l.find_peer();
             }
+        }
+        if !worked || now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
+            last_ipc = now;
+            answer_netstat(&udp, links.len());
         }
         udp.flush_ip(|m| ip.send(m, &mut errors));
         for (i, l) in links.iter_mut().enumerate() {
@@ -165,5 +173,32 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
         for l in &mut links {
             l.from.disarm();
         }
+    }
+}
+
+/// Answers `netstat` requests waiting in the kernel (netmsg::netstat): one entry per bound port.
+fn answer_netstat(udp: &Udp, apps: usize) {
+    for _ in 0..IPC_PER_ROUND {
+        let mut m = [0u8; axolotl_abi::IPC_MSG_LEN];
+        let Ok(from) = libsys::ipc_recv(&mut m, Some(0)) else {
+            return;
+        };
+        let bound: Vec<(usize, u16)> = (0..apps)
+            .filter_map(|a| udp.port(a).map(|p| (a, p)))
+            .collect();
+        let reply = netmsg::netstat::answer(&m, bound.len() as u32, |i| {
+            let &(app, port) = bound.get(i as usize)?;
+            let mut e = netmsg::netstat::Entry {
+                local_port: port,
+                state: netmsg::netstat::state_code("BOUND"),
+                recv_queue: u32::MAX,
+                send_queue: u32::MAX,
+                ..Default::default()
+            };
+            e.set_app(udp.app_name(app));
+            Some(e)
+        });
+        // Fails only when the caller gave up waiting: nothing to do.
+        let _ = libsys::ipc_reply(from, &reply);
     }
 }

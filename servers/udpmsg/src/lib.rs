@@ -57,11 +57,11 @@ pub fn app_to_udp(app: &str) -> String {
 }
 /// Region of `app`'s rx pool (datagrams received for it; owned by udp).
 pub fn app_rx_pool(app: &str) -> String {
-    format!("{app}-udprx")
+    format!("{app}-urx")
 }
 /// Region of `app`'s tx pool (datagrams it sends; owned by the application).
 pub fn app_tx_pool(app: &str) -> String {
-    format!("{app}-udptx")
+    format!("{app}-utx")
 }
 
 /// Message tags. The ip ↔ udp descriptors reuse `netmsg`'s tags where the meaning is the same.
@@ -336,6 +336,6 @@ mod tests {
             assert_eq!(Status::from_code(s as u64), s);
         }
         assert_eq!(udp_to_app("udpecho"), "udp-udpecho");
-        assert_eq!(app_tx_pool("udpecho"), "udpecho-udptx");
+        assert_eq!(app_tx_pool("udpecho"), "udpecho-utx");
     }
 }

@@ -247,7 +247,7 @@ fn role_a() -> i32 {
             let (done, ns, errors) = kernel_round_trips(b, n);
             log!(
                 "ipcbench: round_trips={done} rtt_ns={} errors={errors}",
-                if done == 0 { 0 } else { ns / done }
+                ns.checked_div(done).unwrap_or(0)
             );
             words(&[done, ns, errors])
         };
@@ -391,7 +391,7 @@ fn full_run(b: u32, ch: &mut Ends, plan: Plan) -> Report {
 
     // 4. Kernel IPC, round trips.
     let (done, ns, errors) = kernel_round_trips(b, plan.kernel_round_trips);
-    r.kernel_rtt_ns = if done == 0 { 0 } else { ns / done };
+    r.kernel_rtt_ns = ns.checked_div(done).unwrap_or(0);
     r.errors += errors;
     r
 }

@@ -1,8 +1,8 @@
 //! `libnet`: the socket library of Axolotl's applications (DESIGN.md §6). [`TcpListener`] and
 //! [`TcpStream`] (module `tcp`) speak `tcpmsg` to the tcp server the same way. [`UdpSocket`] mirrors
 //! `std::net::UdpSocket` (`bind`, `recv_from`, `send_to`) over the application's own channel
-//! pair to the udp server (`udp-APP`, `APP-udp`) and its two buffer pools (`APP-udprx`, owned by
-//! udp, where received datagrams arrive; `APP-udptx`, owned by the application, from which
+//! pair to the udp server (`udp-APP`, `APP-udp`) and its two buffer pools (`APP-urx`, owned by
+//! udp, where received datagrams arrive; `APP-utx`, owned by the application, from which
 //! datagrams are sent). The vocabulary is `udpmsg`'s; APP is the process's name in the manifest.
 //!
 //! This slice: one socket per process (the channel pair is the process's), blocking calls only.
@@ -39,6 +39,12 @@ pub enum ErrorKind {
     BrokenPipe,
     /// (TCP) the peer reset the connection, or it timed out.
     ConnectionReset,
+    /// (TCP) the peer refused the connection, or did not answer.
+    ConnectionRefused,
+    /// (TCP) no route: the stack has no address yet.
+    NetworkUnreachable,
+    /// (TCP) the tcp server serves as many connections as it has memory for.
+    OutOfMemory,
 }
 
 /// An error of a socket call.
@@ -65,11 +71,16 @@ impl fmt::Display for Error {
         let s = match self.kind {
             ErrorKind::AddrInUse => "address in use",
             ErrorKind::InvalidInput => "invalid input",
-            ErrorKind::PermissionDenied => "no UDP channels granted to this process",
-            ErrorKind::TimedOut => "the udp server did not answer",
+            ErrorKind::PermissionDenied => {
+                "no channels to the udp or tcp server granted to this process"
+            }
+            ErrorKind::TimedOut => "timed out (no answer or no bytes in time)",
             ErrorKind::NotConnected => "not bound",
             ErrorKind::BrokenPipe => "broken pipe (channel to the server, or a closed stream)",
             ErrorKind::ConnectionReset => "connection reset",
+            ErrorKind::ConnectionRefused => "connection refused",
+            ErrorKind::NetworkUnreachable => "network unreachable (no address yet)",
+            ErrorKind::OutOfMemory => "the tcp server has no room for another connection",
         };
         f.write_str(s)
     }
@@ -320,7 +331,7 @@ fn pool(name: &str, id: u16) -> Result<PoolView<'static>> {
 }
 
 mod tcp;
-pub use tcp::{Listener, Stream, TcpListener, TcpStream};
+pub use tcp::{Endpoint, Listener, Stream, TcpListener, TcpStream};
 
 #[cfg(test)]
 mod tests;

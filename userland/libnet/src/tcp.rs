@@ -1,15 +1,26 @@
-//! TCP: [`TcpListener`] (`bind`, `accept`) and [`TcpStream`] (`read`, `write`, `shutdown`),
-//! blocking, over the application's channel pair to the tcp server (`tcp-APP`, `APP-tcp`) and
-//! its pools (`APP-tcprx`, owned by tcp, where received bytes arrive; `APP-tcptx`, owned by the
-//! application, from which bytes are written). The vocabulary is `tcpmsg`'s.
+//! TCP: [`TcpListener`] (`bind`, `accept`) and [`TcpStream`] (`connect`, `read`, `write`,
+//! `shutdown`, read timeouts), blocking, over the application's channel pair to the tcp server
+//! (`tcp-APP`, `APP-tcp`) and its pools (`APP-trx`, owned by tcp, where received bytes arrive;
+//! `APP-ttx`, owned by the application, from which bytes are written). The vocabulary is
+//! `tcpmsg`'s.
 //!
-//! This slice: one listening port per process and one connection at a time — `accept` borrows
-//! the listener until the stream is dropped (which closes it gracefully). `write` returns once
-//! the bytes are handed to tcp (each buffer comes back with `WRITE_DONE`).
+//! Every listener and stream of a process shares one [`Endpoint`]: the channel pair. Messages
+//! from tcp are sorted as they arrive — a connection's bytes and its end into that connection's
+//! queue, new connections to their listener, answers to the call waiting for them — so any
+//! number of listeners and streams can be open at once and read in any order. The first use in
+//! a process says HELLO, which makes tcp drop whatever an earlier instance of the program left.
+//!
+//! The rx pool is shared by all of the process's connections: bytes a connection holds unread
+//! must not starve the others (a control connection behind an unread data stream). Once half of
+//! the pool is held, a newly arrived buffer is copied into the process's heap and handed back at
+//! once, up to [`COPY_LIMIT`] bytes in all; past that, reading is the only way forward.
+//! `write` returns once the bytes are handed to tcp (each buffer comes back with `WRITE_DONE`).
 
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::rc::Rc;
 use alloc::string::String;
-use core::net::{Ipv4Addr, SocketAddrV4};
+use core::cell::RefCell;
+use core::net::SocketAddrV4;
 
 use libchan::{
     BufferPool, Consumer, Message, PoolDescriptor, PoolView, Producer, SendError, Waiter,
@@ -18,129 +29,130 @@ use tcpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID, Status, tag};
 
 use crate::{Error, ErrorKind, Result};
 
-/// Timeouts `bind_with` sits through before giving up.
-const BIND_WAITS: u32 = 100;
+/// How long a call waits for tcp's answer (HELLO, LISTEN) before it gives up.
+const ANSWER_NS: u64 = 10_000_000_000;
+/// Most received bytes kept in the heap (copied out of rx-pool buffers) at once.
+pub const COPY_LIMIT: usize = 512 * 1024;
 
-/// A listening TCP port over channels with waiter `W`.
-pub struct Listener<'a, W: Waiter> {
+/// What a connection's queue holds: a message from tcp, or bytes copied out of one.
+enum Item {
+    Msg(Message),
+    Bytes(alloc::vec::Vec<u8>),
+}
+
+/// The channel pair of a process to tcp, shared by its listeners and streams.
+pub struct Endpoint<'a, W: Waiter> {
     to_tcp: Producer<'a, W>,
     from_tcp: Consumer<'a, W>,
     rx: PoolView<'a>,
     tx: BufferPool<'a>,
-    port: u16,
-    kept: VecDeque<Message>,
+    /// Messages of each open connection (DATA, EOF, CLOSED), by id.
+    queues: BTreeMap<u64, VecDeque<Item>>,
+    /// rx-pool buffers held in the queues.
+    held: usize,
+    /// Bytes copied out into the queues.
+    copied: usize,
+    /// Connections accepted and not yet taken by `accept`: local port, id, peer.
+    accepted: VecDeque<(u16, u64, SocketAddrV4)>,
+    /// Answers to CONNECT by token: the connection id or why not.
+    connects: BTreeMap<u64, core::result::Result<u64, Status>>,
+    /// Answers to LISTEN by port.
+    listens: BTreeMap<u16, Status>,
+    hello: Option<u64>,
+    next_token: u64,
     refused: u64,
+    time: fn() -> u64,
+}
+
+/// A shared endpoint.
+pub type Shared<'a, W> = Rc<RefCell<Endpoint<'a, W>>>;
+
+/// A listening TCP port.
+pub struct Listener<'a, W: Waiter> {
+    ep: Shared<'a, W>,
+    port: u16,
+}
+
+/// A TCP connection, accepted or connected.
+pub struct Stream<'a, W: Waiter> {
+    ep: Shared<'a, W>,
+    id: u64,
+    peer: SocketAddrV4,
+    /// The DATA being read and how much of it was.
+    current: Option<(PoolDescriptor, usize)>,
+    /// Copied bytes being read and how much of them were.
+    copied: Option<(alloc::vec::Vec<u8>, usize)>,
+    eof: bool,
+    closed: bool,
+    shut: bool,
+    read_timeout: Option<u64>,
 }
 
 /// The listener of a program.
 pub type TcpListener = Listener<'static, libsys::chan::SysWaiter>;
 /// The stream of a program.
-pub type TcpStream<'l> = Stream<'l, 'static, libsys::chan::SysWaiter>;
+pub type TcpStream = Stream<'static, libsys::chan::SysWaiter>;
 
-/// An accepted connection; borrows its listener.
-pub struct Stream<'l, 'a, W: Waiter> {
-    l: &'l mut Listener<'a, W>,
-    id: u64,
-    peer: SocketAddrV4,
-    /// The DATA being read and how much of it was.
-    current: Option<(PoolDescriptor, usize)>,
-    eof: bool,
-    closed: bool,
-    shut: bool,
+fn status_error(s: Status) -> Error {
+    match s {
+        Status::AddrInUse => ErrorKind::AddrInUse,
+        Status::Refused => ErrorKind::ConnectionRefused,
+        Status::Unreachable => ErrorKind::NetworkUnreachable,
+        Status::NoResources => ErrorKind::OutOfMemory,
+        Status::NotConnected => ErrorKind::NotConnected,
+        Status::Ok | Status::Invalid => ErrorKind::InvalidInput,
+    }
+    .into()
 }
 
-impl<'a, W: Waiter> Listener<'a, W> {
-    /// Listens on `port` over the given channels and pools: sends `LISTEN` and waits (up to
-    /// `timeout_ns` per wait) for the answer.
-    pub fn bind_with(
+impl<'a, W: Waiter> Endpoint<'a, W> {
+    /// An endpoint over the given channels and pools; says HELLO (with `nonce`) and waits for
+    /// tcp's answer. `time` gives nanoseconds for timeouts.
+    pub fn open(
         to_tcp: Producer<'a, W>,
         from_tcp: Consumer<'a, W>,
         rx: PoolView<'a>,
         tx: BufferPool<'a>,
-        port: u16,
-        timeout_ns: Option<u64>,
-    ) -> Result<Self> {
-        if port == 0 || rx.id() != APP_RX_POOL_ID || tx.view().id() != APP_TX_POOL_ID {
+        nonce: u64,
+        time: fn() -> u64,
+    ) -> Result<Shared<'a, W>> {
+        if rx.id() != APP_RX_POOL_ID || tx.view().id() != APP_TX_POOL_ID {
             return Err(ErrorKind::InvalidInput.into());
         }
-        let mut l = Self {
+        let mut ep = Self {
             to_tcp,
             from_tcp,
             rx,
             tx,
-            port: 0,
-            kept: VecDeque::new(),
+            queues: BTreeMap::new(),
+            held: 0,
+            copied: 0,
+            accepted: VecDeque::new(),
+            connects: BTreeMap::new(),
+            listens: BTreeMap::new(),
+            hello: None,
+            next_token: 1,
             refused: 0,
+            time,
         };
-        l.send(&tcpmsg::control(
-            tag::LISTEN,
-            Default::default(),
-            u64::from(port),
-            0,
-        ))?;
-        // The request waits in the channel until tcp reads it: keep waiting (a retry would map
-        // the regions a second time, which the kernel refuses), up to BIND_WAITS timeouts.
-        let mut waits = 0;
-        loop {
-            let Some(m) = l.recv(timeout_ns)? else {
-                waits += 1;
-                if waits >= BIND_WAITS {
-                    return Err(ErrorKind::TimedOut.into());
-                }
-                l.to_tcp.notify_peer();
-                continue;
-            };
-            if m.tag == tag::LISTEN_REPLY && m.payload[2] == u64::from(port) {
-                return match Status::from_code(m.payload[3]) {
-                    Status::Ok => {
-                        l.port = port;
-                        Ok(l)
-                    }
-                    Status::AddrInUse => Err(ErrorKind::AddrInUse.into()),
-                    _ => Err(ErrorKind::InvalidInput.into()),
-                };
+        ep.send(&tcpmsg::control(tag::HELLO, Default::default(), nonce, 0))?;
+        // A retry would map the regions a second time, which the kernel refuses: wait long,
+        // waking tcp now and then in case it slept through the first notify.
+        let deadline = (ep.time)().saturating_add(3 * ANSWER_NS);
+        while ep.hello != Some(nonce) {
+            let now = (ep.time)();
+            if now >= deadline {
+                return Err(ErrorKind::TimedOut.into());
             }
-            l.kept.push_back(m);
+            ep.to_tcp.notify_peer();
+            ep.pump_until(now.saturating_add(100_000_000).min(deadline))?;
         }
-    }
-
-    /// The port listened on.
-    pub fn local_port(&self) -> u16 {
-        self.port
+        Ok(Rc::new(RefCell::new(ep)))
     }
 
     /// Messages from tcp that made no sense.
     pub fn refused(&self) -> u64 {
         self.refused
-    }
-
-    /// Waits for the next connection.
-    pub fn accept(&mut self) -> Result<(Stream<'_, 'a, W>, SocketAddrV4)> {
-        loop {
-            let m = self.next(None)?.ok_or(ErrorKind::TimedOut)?;
-            if m.tag == tag::ACCEPTED {
-                let w = m.payload[3];
-                let peer = SocketAddrV4::new(Ipv4Addr::from(w as u32), (w >> 32) as u16);
-                let s = Stream {
-                    l: self,
-                    id: m.payload[2],
-                    peer,
-                    current: None,
-                    eof: false,
-                    closed: false,
-                    shut: false,
-                };
-                return Ok((s, peer));
-            }
-            // Left over from an earlier connection.
-            self.stale(&m);
-        }
-    }
-
-    fn stale(&mut self, m: &Message) {
-        if m.tag == tag::DATA {
-            let _ = self.send(&tcpmsg::control(tag::DATA_RETURN, m.descriptor(), 0, 0));
-        }
     }
 
     fn send(&mut self, m: &Message) -> Result<()> {
@@ -152,62 +164,280 @@ impl<'a, W: Waiter> Listener<'a, W> {
                 }
                 Err(SendError::Full) => {
                     self.to_tcp.notify_peer();
-                    match self.poll()? {
-                        Some(k) => self.kept.push_back(k),
-                        None => {
-                            let _ = self.from_tcp.wait_ready(Some(1_000_000));
+                    // Sort what tcp sent meanwhile (its answers free our buffers too).
+                    if !self.drain()? {
+                        let _ = self.from_tcp.wait_ready(Some(1_000_000));
+                    }
+                }
+                Err(_) => return Err(ErrorKind::BrokenPipe.into()),
+            }
+        }
+    }
+
+    /// Sorts every message waiting in the channel; true when there was one.
+    fn drain(&mut self) -> Result<bool> {
+        let mut any = false;
+        while let Some(m) = self
+            .from_tcp
+            .try_recv()
+            .map_err(|_| Error::from(ErrorKind::BrokenPipe))?
+        {
+            any = true;
+            self.sort(m);
+        }
+        Ok(any)
+    }
+
+    /// Waits for messages until `deadline` (ns; `u64::MAX`: forever); true when some came.
+    fn pump_until(&mut self, deadline: u64) -> Result<bool> {
+        loop {
+            if self.drain()? {
+                return Ok(true);
+            }
+            let timeout = if deadline == u64::MAX {
+                None
+            } else {
+                let now = (self.time)();
+                if now >= deadline {
+                    return Ok(false);
+                }
+                Some(deadline - now)
+            };
+            match self.from_tcp.wait_ready(timeout) {
+                Ok(_) => {}
+                Err(_) => return Err(ErrorKind::BrokenPipe.into()),
+            }
+        }
+    }
+
+    fn sort(&mut self, m: Message) {
+        let w2 = m.payload[2];
+        match m.tag {
+            tag::WRITE_DONE => {
+                if self.tx.free(m.descriptor()).is_err() {
+                    self.refused += 1;
+                }
+            }
+            tag::DATA if self.queues.contains_key(&w2) => {
+                let d = m.descriptor();
+                let crowded = self.held * 2 >= self.rx.count() as usize;
+                let item = if crowded && self.copied + d.len as usize <= COPY_LIMIT {
+                    let bytes = match self.rx.check(d) {
+                        Ok(b) => {
+                            let mut v = alloc::vec![0u8; d.len as usize];
+                            b.copy_to(&mut v);
+                            v
                         }
+                        Err(_) => {
+                            self.refused += 1;
+                            alloc::vec::Vec::new()
+                        }
+                    };
+                    self.copied += bytes.len();
+                    let back = tcpmsg::control(tag::DATA_RETURN, d, 0, 0);
+                    let _ = self.send(&back);
+                    Item::Bytes(bytes)
+                } else {
+                    self.held += 1;
+                    Item::Msg(m)
+                };
+                if let Some(q) = self.queues.get_mut(&w2) {
+                    q.push_back(item);
+                }
+            }
+            tag::DATA | tag::EOF | tag::CLOSED => match self.queues.get_mut(&w2) {
+                Some(q) => q.push_back(Item::Msg(m)),
+                None => {
+                    // A connection dropped already: its bytes go straight back.
+                    if m.tag == tag::DATA {
+                        let back = tcpmsg::control(tag::DATA_RETURN, m.descriptor(), 0, 0);
+                        let _ = self.send(&back);
                     }
                 }
-                Err(_) => return Err(ErrorKind::BrokenPipe.into()),
-            }
-        }
-    }
-
-    /// From the channel; a WRITE_DONE frees its buffer at once.
-    fn poll(&mut self) -> Result<Option<Message>> {
-        loop {
-            let m = self
-                .from_tcp
-                .try_recv()
-                .map_err(|_| Error::from(ErrorKind::BrokenPipe))?;
-            match m {
-                Some(m) if m.tag == tag::WRITE_DONE => {
-                    if self.tx.free(m.descriptor()).is_err() {
-                        self.refused += 1;
-                    }
+            },
+            tag::ACCEPTED => {
+                let port = m.payload[4] as u16;
+                if self.listens.get(&port) == Some(&Status::Ok) {
+                    self.queues.insert(w2, VecDeque::new());
+                    self.accepted
+                        .push_back((port, w2, tcpmsg::endpoint_of(m.payload[3])));
+                } else {
+                    // Nobody listens there any more.
+                    let _ = self.send(&tcpmsg::control(tag::CLOSE, Default::default(), w2, 0));
                 }
-                other => return Ok(other),
             }
-        }
-    }
-
-    fn recv(&mut self, timeout_ns: Option<u64>) -> Result<Option<Message>> {
-        loop {
-            if let Some(m) = self.poll()? {
-                return Ok(Some(m));
+            tag::CONNECTED => {
+                self.queues.insert(w2, VecDeque::new());
+                self.connects.insert(m.payload[3], Ok(w2));
             }
-            match self.from_tcp.wait_ready(timeout_ns) {
-                Ok(true) => continue,
-                Ok(false) => return self.poll(),
-                Err(_) => return Err(ErrorKind::BrokenPipe.into()),
+            tag::CONNECT_FAILED => {
+                self.connects
+                    .insert(w2, Err(Status::from_code(m.payload[3])));
             }
+            tag::LISTEN_REPLY => match u16::try_from(w2) {
+                Ok(port) => {
+                    self.listens.insert(port, Status::from_code(m.payload[3]));
+                }
+                Err(_) => self.refused += 1,
+            },
+            tag::HELLO_REPLY => self.hello = Some(w2),
+            _ => self.refused += 1,
         }
-    }
-
-    /// The next message: kept ones first.
-    fn next(&mut self, timeout_ns: Option<u64>) -> Result<Option<Message>> {
-        if let Some(m) = self.kept.pop_front() {
-            return Ok(Some(m));
-        }
-        self.recv(timeout_ns)
     }
 }
 
-impl<W: Waiter> Stream<'_, '_, W> {
+impl<'a, W: Waiter> Listener<'a, W> {
+    /// Listens on `port` through `ep`.
+    pub fn bind_on(ep: &Shared<'a, W>, port: u16) -> Result<Self> {
+        if port == 0 {
+            return Err(ErrorKind::InvalidInput.into());
+        }
+        let mut e = ep.borrow_mut();
+        e.listens.remove(&port);
+        e.send(&tcpmsg::control(
+            tag::LISTEN,
+            Default::default(),
+            u64::from(port),
+            0,
+        ))?;
+        let deadline = (e.time)().saturating_add(ANSWER_NS);
+        loop {
+            match e.listens.get(&port) {
+                Some(Status::Ok) => break,
+                Some(&s) => {
+                    e.listens.remove(&port);
+                    return Err(status_error(s));
+                }
+                None => {
+                    if !e.pump_until(deadline)? {
+                        return Err(ErrorKind::TimedOut.into());
+                    }
+                }
+            }
+        }
+        drop(e);
+        Ok(Self {
+            ep: ep.clone(),
+            port,
+        })
+    }
+
+    /// The port listened on.
+    pub fn local_port(&self) -> u16 {
+        self.port
+    }
+
+    /// Waits for the next connection.
+    pub fn accept(&mut self) -> Result<(Stream<'a, W>, SocketAddrV4)> {
+        let mut e = self.ep.borrow_mut();
+        loop {
+            if let Some(i) = e.accepted.iter().position(|a| a.0 == self.port)
+                && let Some((_, id, peer)) = e.accepted.remove(i)
+            {
+                drop(e);
+                return Ok((Stream::new(&self.ep, id, peer), peer));
+            }
+            e.pump_until(u64::MAX)?;
+        }
+    }
+}
+
+impl<W: Waiter> Drop for Listener<'_, W> {
+    fn drop(&mut self) {
+        let mut e = self.ep.borrow_mut();
+        e.listens.remove(&self.port);
+        let _ = e.send(&tcpmsg::control(
+            tag::UNLISTEN,
+            Default::default(),
+            u64::from(self.port),
+            0,
+        ));
+        // Connections accepted for us and never taken: closed.
+        let port = self.port;
+        let left: alloc::vec::Vec<u64> = e
+            .accepted
+            .iter()
+            .filter(|a| a.0 == port)
+            .map(|a| a.1)
+            .collect();
+        e.accepted.retain(|a| a.0 != port);
+        for id in left {
+            close_queue(&mut e, id, true);
+        }
+    }
+}
+
+/// Drops connection `id`'s queue (its bytes go back) and, unless it is closed, asks tcp to
+/// close it.
+fn close_queue<W: Waiter>(e: &mut Endpoint<'_, W>, id: u64, close: bool) {
+    let mut closed = false;
+    if let Some(q) = e.queues.remove(&id) {
+        for item in q {
+            match item {
+                Item::Msg(m) if m.tag == tag::DATA => {
+                    e.held = e.held.saturating_sub(1);
+                    let back = tcpmsg::control(tag::DATA_RETURN, m.descriptor(), 0, 0);
+                    let _ = e.send(&back);
+                }
+                Item::Msg(m) if m.tag == tag::CLOSED => closed = true,
+                Item::Msg(_) => {}
+                Item::Bytes(b) => e.copied = e.copied.saturating_sub(b.len()),
+            }
+        }
+    }
+    if close && !closed {
+        let _ = e.send(&tcpmsg::control(tag::CLOSE, Default::default(), id, 0));
+    }
+}
+
+impl<'a, W: Waiter> Stream<'a, W> {
+    fn new(ep: &Shared<'a, W>, id: u64, peer: SocketAddrV4) -> Self {
+        Self {
+            ep: ep.clone(),
+            id,
+            peer,
+            current: None,
+            copied: None,
+            eof: false,
+            closed: false,
+            shut: false,
+            read_timeout: None,
+        }
+    }
+
+    /// Opens a connection to `to` through `ep`; waits until it is established or refused.
+    pub fn connect_on(ep: &Shared<'a, W>, to: SocketAddrV4) -> Result<Self> {
+        if to.port() == 0 || to.ip().is_unspecified() {
+            return Err(ErrorKind::InvalidInput.into());
+        }
+        let mut e = ep.borrow_mut();
+        let token = e.next_token;
+        e.next_token += 1;
+        let w = tcpmsg::endpoint(*to.ip(), to.port());
+        e.send(&tcpmsg::control(tag::CONNECT, Default::default(), w, token))?;
+        // tcp answers for certain (it gives up on a silent peer after its connect timeout).
+        loop {
+            match e.connects.remove(&token) {
+                Some(Ok(id)) => {
+                    drop(e);
+                    return Ok(Self::new(ep, id, to));
+                }
+                Some(Err(s)) => return Err(status_error(s)),
+                None => {
+                    e.pump_until(u64::MAX)?;
+                }
+            }
+        }
+    }
+
     /// The peer's address.
     pub fn peer_addr(&self) -> SocketAddrV4 {
         self.peer
+    }
+
+    /// How long a `read` waits for bytes before it fails with `TimedOut` (`None`: forever).
+    pub fn set_read_timeout(&mut self, ns: Option<u64>) {
+        self.read_timeout = ns;
     }
 
     /// Reads into `buf`; `Ok(0)` at the end of the stream.
@@ -215,9 +445,29 @@ impl<W: Waiter> Stream<'_, '_, W> {
         if buf.is_empty() {
             return Ok(0);
         }
+        let ep = self.ep.clone();
+        let mut e = ep.borrow_mut();
+        let deadline = match self.read_timeout {
+            Some(t) => (e.time)().saturating_add(t),
+            None => u64::MAX,
+        };
         loop {
+            if let Some((bytes, at)) = self.copied.as_mut() {
+                let rest = bytes.get(*at..).unwrap_or(&[]);
+                let n = rest.len().min(buf.len());
+                buf[..n].copy_from_slice(&rest[..n]);
+                *at += n;
+                if *at >= bytes.len() {
+                    e.copied = e.copied.saturating_sub(bytes.len());
+                    self.copied = None;
+                }
+                if n > 0 {
+                    return Ok(n);
+                }
+                continue;
+            }
             if let Some((d, at)) = self.current {
-                let n = match self.l.rx.check(d) {
+                let n = match e.rx.check(d) {
                     Ok(b) => {
                         // Safety: tcp handed this buffer over with DATA and does not touch it
                         // until DATA_RETURN.
@@ -227,11 +477,15 @@ impl<W: Waiter> Stream<'_, '_, W> {
                         buf[..n].copy_from_slice(&rest[..n]);
                         n
                     }
-                    Err(_) => 0,
+                    Err(_) => {
+                        e.refused += 1;
+                        0
+                    }
                 };
                 if at + n >= d.len as usize {
                     self.current = None;
-                    self.l.send(&tcpmsg::control(tag::DATA_RETURN, d, 0, 0))?;
+                    e.held = e.held.saturating_sub(1);
+                    e.send(&tcpmsg::control(tag::DATA_RETURN, d, 0, 0))?;
                 } else {
                     self.current = Some((d, at + n));
                 }
@@ -243,23 +497,36 @@ impl<W: Waiter> Stream<'_, '_, W> {
             if self.eof || self.closed {
                 return Ok(0);
             }
-            let m = self.l.next(None)?.ok_or(ErrorKind::TimedOut)?;
-            if m.payload[2] != self.id {
-                self.l.stale(&m);
-                continue;
-            }
-            match m.tag {
-                tag::DATA => self.current = Some((m.descriptor(), 0)),
-                tag::EOF => self.eof = true,
-                tag::CLOSED => {
-                    self.closed = true;
-                    if !self.eof {
-                        return Err(ErrorKind::ConnectionReset.into());
+            let next = e.queues.get_mut(&self.id).and_then(VecDeque::pop_front);
+            match next {
+                Some(Item::Bytes(b)) => self.copied = Some((b, 0)),
+                Some(Item::Msg(m)) => match m.tag {
+                    tag::DATA => self.current = Some((m.descriptor(), 0)),
+                    tag::EOF => self.eof = true,
+                    _ => {
+                        self.closed = true;
+                        if !self.eof {
+                            return Err(ErrorKind::ConnectionReset.into());
+                        }
+                    }
+                },
+                None => {
+                    if !e.pump_until(deadline)? {
+                        return Err(ErrorKind::TimedOut.into());
                     }
                 }
-                _ => self.l.refused += 1,
             }
         }
+    }
+
+    /// True when a `read` would not wait (bytes, the end of the stream, or an error are there).
+    pub fn readable(&mut self) -> Result<bool> {
+        if self.current.is_some() || self.copied.is_some() || self.eof || self.closed {
+            return Ok(true);
+        }
+        let mut e = self.ep.borrow_mut();
+        e.drain()?;
+        Ok(e.queues.get(&self.id).is_some_and(|q| !q.is_empty()))
     }
 
     /// Writes all of `buf` (in pieces of a pool buffer); returns its length once tcp has it.
@@ -267,29 +534,30 @@ impl<W: Waiter> Stream<'_, '_, W> {
         if self.closed || self.shut {
             return Err(ErrorKind::BrokenPipe.into());
         }
+        let ep = self.ep.clone();
+        let mut e = ep.borrow_mut();
         for chunk in buf.chunks(tcpmsg::BUFFER_SIZE as usize) {
             let mut d = loop {
-                if let Some(d) = self.l.tx.alloc() {
+                let gone = e.queues.get(&self.id).is_none_or(|q| {
+                    q.iter()
+                        .any(|i| matches!(i, Item::Msg(m) if m.tag == tag::CLOSED))
+                });
+                if gone {
+                    return Err(ErrorKind::ConnectionReset.into());
+                }
+                if let Some(d) = e.tx.alloc() {
                     break d;
                 }
-                // Every buffer is with tcp: wait for a WRITE_DONE (poll frees them), keeping
-                // what else arrives.
-                match self.l.recv(Some(1_000_000_000))? {
-                    Some(m) if m.tag == tag::CLOSED && m.payload[2] == self.id => {
-                        self.closed = true;
-                        return Err(ErrorKind::ConnectionReset.into());
-                    }
-                    Some(m) => self.l.kept.push_back(m),
-                    None => {}
-                }
+                // Every buffer is with tcp: wait for a WRITE_DONE (sorting frees them).
+                e.pump_until(u64::MAX)?;
             };
-            match self.l.tx.buffer(d) {
+            match e.tx.buffer(d) {
                 Ok(b) => d.len = b.copy_from(chunk) as u32,
                 Err(_) => return Err(ErrorKind::BrokenPipe.into()),
             }
-            if let Err(e) = self.l.send(&tcpmsg::control(tag::WRITE, d, self.id, 0)) {
-                let _ = self.l.tx.free(d);
-                return Err(e);
+            if let Err(err) = e.send(&tcpmsg::control(tag::WRITE, d, self.id, 0)) {
+                let _ = e.tx.free(d);
+                return Err(err);
             }
         }
         Ok(buf.len())
@@ -299,7 +567,7 @@ impl<W: Waiter> Stream<'_, '_, W> {
     pub fn shutdown(&mut self) -> Result<()> {
         if !self.shut && !self.closed {
             self.shut = true;
-            self.l.send(&tcpmsg::control(
+            self.ep.borrow_mut().send(&tcpmsg::control(
                 tag::SHUTDOWN,
                 Default::default(),
                 self.id,
@@ -310,34 +578,60 @@ impl<W: Waiter> Stream<'_, '_, W> {
     }
 }
 
-impl<W: Waiter> Drop for Stream<'_, '_, W> {
+impl<W: Waiter> Drop for Stream<'_, W> {
     fn drop(&mut self) {
+        let mut e = self.ep.borrow_mut();
         if let Some((d, _)) = self.current.take() {
-            let _ = self.l.send(&tcpmsg::control(tag::DATA_RETURN, d, 0, 0));
+            e.held = e.held.saturating_sub(1);
+            let _ = e.send(&tcpmsg::control(tag::DATA_RETURN, d, 0, 0));
         }
-        if !self.closed {
-            let _ = self
-                .l
-                .send(&tcpmsg::control(tag::CLOSE, Default::default(), self.id, 0));
+        if let Some((b, _)) = self.copied.take() {
+            e.copied = e.copied.saturating_sub(b.len());
         }
+        close_queue(&mut e, self.id, !self.closed);
     }
 }
 
+/// The process's endpoint, opened on first use.
+struct Global(RefCell<Option<Shared<'static, libsys::chan::SysWaiter>>>);
+
+// Safety: an Axolotl process has one thread; the cell is never touched concurrently.
+unsafe impl Sync for Global {}
+
+static ENDPOINT: Global = Global(RefCell::new(None));
+
+/// This process's endpoint (`tcpmsg` names the channels and pools after the process's name in
+/// the manifest), waking the tcp server by its pid.
+fn endpoint() -> Result<Shared<'static, libsys::chan::SysWaiter>> {
+    if let Some(ep) = ENDPOINT.0.borrow().as_ref() {
+        return Ok(ep.clone());
+    }
+    let info = libsys::self_info().map_err(|_| ErrorKind::PermissionDenied)?;
+    let app = String::from(info.name());
+    let tcp = libsys::lookup(tcpmsg::SERVICE).map_err(|_| ErrorKind::TimedOut)?;
+    let waiter = || libsys::chan::SysWaiter::new(tcp);
+    let denied = |_| Error::from(ErrorKind::PermissionDenied);
+    let to_tcp = libsys::chan::producer(&tcpmsg::app_to_tcp(&app), waiter()).map_err(denied)?;
+    let from_tcp = libsys::chan::consumer(&tcpmsg::tcp_to_app(&app), waiter()).map_err(denied)?;
+    let rx = crate::pool(&tcpmsg::app_rx_pool(&app), APP_RX_POOL_ID)?;
+    let tx = BufferPool::new(crate::pool(&tcpmsg::app_tx_pool(&app), APP_TX_POOL_ID)?)
+        .map_err(|_| ErrorKind::InvalidInput)?;
+    let nonce = libsys::time_ns() ^ u64::from(libsys::pid());
+    let ep = Endpoint::open(to_tcp, from_tcp, rx, tx, nonce, libsys::time_ns)?;
+    *ENDPOINT.0.borrow_mut() = Some(ep.clone());
+    Ok(ep)
+}
+
 impl TcpListener {
-    /// Listens on `port` for this process over its channels and pools (`tcpmsg` names them
-    /// after the process's name in the manifest), waking the tcp server by its pid.
+    /// Listens on `port` for this process.
     pub fn bind(port: u16) -> Result<Self> {
-        let info = libsys::self_info().map_err(|_| ErrorKind::PermissionDenied)?;
-        let app = String::from(info.name());
-        let tcp = libsys::lookup(tcpmsg::SERVICE).map_err(|_| ErrorKind::TimedOut)?;
-        let waiter = || libsys::chan::SysWaiter::new(tcp);
-        let denied = |_| Error::from(ErrorKind::PermissionDenied);
-        let to_tcp = libsys::chan::producer(&tcpmsg::app_to_tcp(&app), waiter()).map_err(denied)?;
-        let from_tcp =
-            libsys::chan::consumer(&tcpmsg::tcp_to_app(&app), waiter()).map_err(denied)?;
-        let rx = crate::pool(&tcpmsg::app_rx_pool(&app), APP_RX_POOL_ID)?;
-        let tx = BufferPool::new(crate::pool(&tcpmsg::app_tx_pool(&app), APP_TX_POOL_ID)?)
-            .map_err(|_| ErrorKind::InvalidInput)?;
-        Self::bind_with(to_tcp, from_tcp, rx, tx, port, Some(100_000_000))
+        Self::bind_on(&endpoint()?, port)
+    }
+}
+
+impl TcpStream {
+    /// Opens a connection to `to` from this process.
+    pub fn connect(to: SocketAddrV4) -> Result<Self> {
+        Self::connect_on(&endpoint()?, to)
     }
 }

@@ -48,14 +48,28 @@ pub type Result<T> = core::result::Result<T, Error>;
 ///
 /// `args` is the process's argument string from the system manifest (empty when none); the
 /// returned value is the exit code. Exactly one `entry!` per program.
+///
+/// The heap is 1 MiB; a program that needs more says so: `libsys::entry!(main, heap = 16 << 20);`
+/// (a static array in `.bss`, which the kernel's loader zero-fills).
 #[macro_export]
 macro_rules! entry {
     ($main:path) => {
+        $crate::entry!($main, heap = 1 << 20);
+    };
+    ($main:path, heap = $bytes:expr) => {
         /// The program's main function, called by `libsys`'s `_start`.
         #[unsafe(export_name = "__libsys_main")]
         fn __libsys_main(args: &str) -> i32 {
             let main: fn(&str) -> i32 = $main;
             main(args)
+        }
+
+        /// The program's heap memory, handed to the allocator once by `libsys`'s `_start`.
+        #[unsafe(export_name = "__libsys_heap")]
+        fn __libsys_heap() -> (*mut u8, usize) {
+            const BYTES: usize = $bytes;
+            static mut HEAP: [u8; BYTES] = [0; BYTES];
+            ((&raw mut HEAP).cast::<u8>(), BYTES)
         }
     };
 }

@@ -13,17 +13,11 @@ use linked_list_allocator::LockedHeap;
 
 use crate::io::StackBuf;
 
-/// Size of the heap: a static array in `.bss`, which the kernel's loader zero-fills.
-pub const HEAP_BYTES: usize = 1 << 20;
-
 /// Exit code of a process that panicked.
 pub const PANIC_EXIT_CODE: i32 = 101;
 
 #[global_allocator]
 static ALLOCATOR: LockedHeap = LockedHeap::empty();
-
-/// The heap's memory; touched only through `ALLOCATOR` after `start` handed it over.
-static mut HEAP_SPACE: [u8; HEAP_BYTES] = [0; HEAP_BYTES];
 
 core::arch::global_asm!(
     ".pushsection .text._start, \"ax\", @progbits",
@@ -44,19 +38,19 @@ core::arch::global_asm!(
 unsafe extern "Rust" {
     /// The program's main function, defined by [`entry!`](crate::entry).
     safe fn __libsys_main(args: &str) -> i32;
+    /// The program's heap memory (start, length), defined by [`entry!`](crate::entry); called
+    /// once, by `start`.
+    safe fn __libsys_heap() -> (*mut u8, usize);
 }
 
 /// Called by `_start` with the kernel's `rdi`, `rsi` and `rdx`: sets up the process, runs its main
 /// function and exits with what it returned.
 extern "C" fn start(args_ptr: *const u8, args_len: usize, pid: u64) -> ! {
     crate::sys::set_pid(pid as u32);
+    let (heap, heap_bytes) = __libsys_heap();
     // Safety: this runs once, first thing in the process, before anything can allocate; the heap
-    // array is used by nothing else, and `&raw mut` takes its address without a reference.
-    unsafe {
-        ALLOCATOR
-            .lock()
-            .init((&raw mut HEAP_SPACE).cast::<u8>(), HEAP_BYTES)
-    };
+    // array `entry!` defined is used by nothing else (only its address escapes, once, here).
+    unsafe { ALLOCATOR.lock().init(heap, heap_bytes) };
 
     let bytes: &[u8] = if args_ptr.is_null() || args_len == 0 {
         &[]

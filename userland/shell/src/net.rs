@@ -1,6 +1,7 @@
 //! `ifconfig` (the e1000 driver's link, address and counters, asked over kernel IPC with the
 //! protocol of `e1000::proto`; then, when the ip server runs, its address line and counters,
-//! asked with `ipd::proto`) and `lspci` (every PCI function the kernel found).
+//! asked with `ipd::proto`), `lspci` (every PCI function the kernel found) and `netstat` (the
+//! tcp and udp servers' sockets, asked with `netmsg::netstat`).
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -231,6 +232,92 @@ pub fn describe(f: &PciInfo) -> String {
     }
 }
 
+/// Most sockets `netstat` asks one server for.
+const MAX_SOCKETS: u32 = 256;
+
+/// One row of `netstat`: the protocol and the server's entry.
+pub type SocketRow = (&'static str, netmsg::netstat::Entry);
+
+/// `netstat`: every socket of the tcp and udp servers that run (a server that does not is
+/// skipped with a note; one that answers badly fails the command).
+pub fn netstat(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
+    let mut rows = Vec::new();
+    let mut notes = Vec::new();
+    for proto in ["tcp", "udp"] {
+        let Ok(pid) = sys.lookup(proto) else {
+            notes.push(format!("({proto}: no server running)"));
+            continue;
+        };
+        let mut index = 0;
+        loop {
+            let mut reply: Message = [0; axolotl_abi::IPC_MSG_LEN];
+            let request = netmsg::netstat::request(index);
+            sys.ipc_call_timeout(pid, &request, &mut reply, IP_TIMEOUT_NS)
+                .map_err(|e| Failure::failed(format!("asking {proto} (pid {pid}): {e}")))?;
+            match netmsg::netstat::Entry::decode(&reply) {
+                Ok((_, Some(e))) => rows.push((proto, e)),
+                Ok((_, None)) => break,
+                Err(code) => {
+                    return Err(Failure::failed(format!(
+                        "{proto} does not understand netstat (status {code:#x})"
+                    )));
+                }
+            }
+            index += 1;
+            if index >= MAX_SOCKETS {
+                notes.push(format!("({proto}: first {MAX_SOCKETS} sockets only)"));
+                break;
+            }
+        }
+    }
+    write_netstat(out, &rows)?;
+    for n in notes {
+        writeln!(out, "{n}")?;
+    }
+    Ok(())
+}
+
+/// Prints `rows` as netstat's table.
+pub fn write_netstat(out: &mut impl Write, rows: &[SocketRow]) -> core::fmt::Result {
+    let queue = |q: u32| {
+        if q == u32::MAX {
+            "-".to_string()
+        } else {
+            q.to_string()
+        }
+    };
+    let cells: Vec<[String; 6]> = rows
+        .iter()
+        .map(|(proto, e)| {
+            let remote = match e.remote {
+                (0, _) => "-".to_string(),
+                (ip, port) => format!("{}:{port}", core::net::Ipv4Addr::from(ip)),
+            };
+            [
+                proto.to_string(),
+                e.app_name().to_string(),
+                e.local_port.to_string(),
+                remote,
+                e.state_name().to_string(),
+                format!("{}/{}", queue(e.recv_queue), queue(e.send_queue)),
+            ]
+        })
+        .collect();
+    write_table(
+        out,
+        ["PROTO", "APP", "PORT", "REMOTE", "STATE", "RECV-Q/SEND-Q"],
+        [
+            Align::Left,
+            Align::Left,
+            Align::Right,
+            Align::Left,
+            Align::Left,
+            Align::Right,
+        ],
+        &cells,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -419,5 +506,49 @@ mod tests {
             run(&mut k, "lspci").1,
             "BUS:DEV.F  VENDOR:DEVICE  CLASS  NAME  DESCRIPTION\n"
         );
+    }
+
+    #[test]
+    fn netstat_table() {
+        use netmsg::netstat::{Entry, state_code};
+        let mut listen = Entry {
+            local_port: 7,
+            state: state_code("LISTEN"),
+            ..Default::default()
+        };
+        listen.set_app("echo-server");
+        let conn = Entry {
+            remote: (0x0a00_0202, 40000),
+            state: state_code("ESTABLISHED"),
+            recv_queue: 12,
+            send_queue: 3,
+            ..listen
+        };
+        let bound = Entry {
+            state: state_code("BOUND"),
+            recv_queue: u32::MAX,
+            send_queue: u32::MAX,
+            ..listen
+        };
+        let mut out = String::new();
+        write_netstat(&mut out, &[("tcp", listen), ("tcp", conn), ("udp", bound)]).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 4, "{out}");
+        assert!(lines[0].starts_with("PROTO"));
+        for (line, want) in lines[1..].iter().zip([
+            ["tcp", "echo-server", "7", "-", "LISTEN", "0/0"],
+            [
+                "tcp",
+                "echo-server",
+                "7",
+                "10.0.2.2:40000",
+                "ESTABLISHED",
+                "12/3",
+            ],
+            ["udp", "echo-server", "7", "-", "BOUND", "-/-"],
+        ]) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            assert_eq!(words, want);
+        }
     }
 }

@@ -1,0 +1,646 @@
+//! The network stack's end-to-end scenarios with host programs as the peer (DESIGN.md §6,
+//! docs/netpath.md): 50 MiB echoed over TCP and over UDP by `echo-server` in the guest, and
+//! 50 MiB sent by the guest's `nc` to a host server — every byte checked by SHA-256 (TCP) or
+//! datagram by datagram (UDP). Traffic goes only to 127.0.0.1 (QEMU forwards it into the guest;
+//! the guest's 10.0.2.2 is the host's loopback).
+//!
+//! The guest's script ends with `nc -l DONE_PORT`: the shell waits in it until the host client,
+//! finished, connects there — so a boot lasts as long as the transfer, not a fixed sleep.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::{BootSpec, Harness, ManifestSource, NET_MANIFEST, NicModel, ScenarioResult};
+
+/// Bytes each transfer carries.
+pub const TRANSFER_BYTES: u64 = 50 << 20;
+/// Guest port the host connects to when it is done.
+const DONE_PORT: u16 = 9;
+
+/// A host port for a forward, unlikely to collide with a parallel run (`offset` tells this
+/// run's ports apart).
+fn host_port(offset: u16) -> u16 {
+    30_000 + (std::process::id() % 5_000) as u16 * 5 + offset
+}
+
+/// xorshift64 bytes: the host side's test data.
+struct Pattern(u64);
+
+impl Pattern {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for b in buf {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            *b = self.0 as u8;
+        }
+    }
+}
+
+/// Connects to `port` until the guest answers a 4-byte probe with the same bytes (QEMU accepts
+/// on the host at once and resets when nothing listens in the guest yet), for up to `limit`.
+fn connect_echo(port: u16, limit: Duration, stop: &AtomicBool) -> Result<TcpStream, String> {
+    let start = Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed) || start.elapsed() > limit {
+            return Err(format!("no TCP echo from the guest within {limit:?}"));
+        }
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut probe = [0u8; 4];
+            if s.write_all(b"ping").is_ok() && s.read_exact(&mut probe).is_ok() && &probe == b"ping"
+            {
+                return Ok(s);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// Tells the guest's `nc -l` that the host is done (retrying while the guest starts it).
+fn say_done(port: u16) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Ok(mut s) = TcpStream::connect(("127.0.0.1", port))
+            && s.write_all(b"host: done\n").is_ok()
+        {
+            let _ = s.shutdown(std::net::Shutdown::Write);
+            // Wait for the guest's close, so the bytes surely arrived.
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut b = [0u8; 16];
+            if matches!(s.read(&mut b), Ok(0)) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// What a TCP echo run saw.
+struct TcpEcho {
+    sent: u64,
+    echoed: u64,
+    identical: bool,
+    secs: f64,
+}
+
+/// Sends `bytes` of the pattern through the echo at `port` and reads the echo back, hashing
+/// both streams as they go.
+fn tcp_echo(port: u16, bytes: u64, stop: &AtomicBool) -> Result<TcpEcho, String> {
+    let stream = connect_echo(port, Duration::from_secs(60), stop)?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let mut reader = stream.try_clone().map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let echo = std::thread::spawn(move || {
+        let (mut hash, mut got) = (Sha256::new(), 0u64);
+        let mut buf = vec![0u8; 1 << 16];
+        while got < bytes {
+            match reader.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    hash.update(&buf[..n]);
+                    got += n as u64;
+                }
+            }
+        }
+        (got, hash.finalize())
+    });
+    let mut writer = stream;
+    let (mut pattern, mut hash) = (Pattern(0x9E37_79B9_7F4A_7C15), Sha256::new());
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        pattern.fill(&mut buf[..n]);
+        hash.update(&buf[..n]);
+        writer
+            .write_all(&buf[..n])
+            .map_err(|e| format!("sending, {} bytes in: {e}", bytes - left))?;
+        left -= n as u64;
+    }
+    let (echoed, echo_hash) = echo.join().map_err(|_| "the reader panicked".to_string())?;
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = writer.shutdown(std::net::Shutdown::Both);
+    Ok(TcpEcho {
+        sent: bytes,
+        echoed,
+        identical: echoed == bytes && echo_hash == hash.finalize(),
+        secs,
+    })
+}
+
+fn mib_per_s(bytes: u64, secs: f64) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / secs.max(1e-9)
+}
+
+/// The boot of an echo scenario: `echo-server PROTO 7` in the background, then `nc -l 9` until
+/// the host is done, then `ps` and `stat`.
+fn echo_spec(proto: &str, echo_port: u16, done_port: u16) -> BootSpec {
+    let start = format!("echo-server {proto} 7 &");
+    let done = format!("nc -l {DONE_PORT}");
+    BootSpec::bios(8, "")
+        .manifest(ManifestSource::File(NET_MANIFEST))
+        .nic(NicModel::E1000)
+        .forward(proto == "tcp", echo_port, 7)
+        .forward(true, done_port, DONE_PORT)
+        .exec(&[&start, &done, "netstat", "ps", "stat"])
+        .timeout(Duration::from_secs(400))
+}
+
+/// Runs `client` in a thread while the guest boots with `spec`, then tells the guest it is
+/// done; returns the boot and the client's result.
+fn with_client<T: Send + 'static>(
+    h: &dyn Harness,
+    name: &str,
+    spec: &BootSpec,
+    done_port: u16,
+    client: impl FnOnce(&AtomicBool) -> Result<T, String> + Send + 'static,
+) -> (crate::BootResult, Result<T, String>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_client = stop.clone();
+    let thread = std::thread::spawn(move || {
+        let r = client(&stop_client);
+        say_done(done_port);
+        r
+    });
+    let boot = h.boot(name, spec);
+    stop.store(true, Ordering::Relaxed);
+    let result = thread
+        .join()
+        .unwrap_or_else(|_| Err("the client thread panicked".into()));
+    (boot, result)
+}
+
+/// Checks that `names` are each alone on a CPU in the boot's `ps`.
+fn dedicated(r: &crate::BootResult, names: &[&str]) -> Result<(), String> {
+    let rows = crate::ps_rows(r, "ps")?;
+    for name in names {
+        if !crate::ps_row(&rows, name)?.dedicated {
+            return Err(format!("{name} is not alone on its CPU"));
+        }
+    }
+    Ok(())
+}
+
+/// A host client streams 50 MiB through `echo-server tcp 7` in the guest (behind e1000, pf, ip
+/// and tcp, each on its own CPU) and reads the echo back: same length, same SHA-256.
+pub fn tcp_echo_50mib(h: &dyn Harness) -> ScenarioResult {
+    let (port, done) = (host_port(0), host_port(1));
+    let spec = echo_spec("tcp", port, done);
+    let (r, result) = with_client(h, "tcp_echo_50mib", &spec, done, move |stop| {
+        tcp_echo(port, TRANSFER_BYTES, stop)
+    });
+    r.exec_verdict()?;
+    let e = result?;
+    if !e.identical {
+        return Err(format!(
+            "{} bytes sent, {} echoed, SHA-256 equal: {}",
+            e.sent,
+            e.echoed,
+            e.echoed == e.sent
+        ));
+    }
+    dedicated(&r, &["e1000", "pf", "ip", "tcp"])?;
+    let netstat = r.output_of("netstat")?;
+    if !netstat.lines().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.get(..3) == Some(&["tcp", "echo-server", "7"]) && w.get(4) == Some(&"LISTEN")
+    }) {
+        return Err(format!(
+            "netstat does not show echo-server listening on 7:\n{netstat}"
+        ));
+    }
+    Ok(Some(format!(
+        "50 MiB echoed, SHA-256 identical, in {:.1} s ({:.1} MiB/s each way)",
+        e.secs,
+        mib_per_s(e.sent, e.secs)
+    )))
+}
+
+/// Largest UDP payload without IP fragmentation on a 1500-byte MTU.
+const MAX_DATAGRAM: usize = 1472;
+/// Datagrams in flight at once.
+const UDP_WINDOW: u64 = 32;
+
+/// The datagram of sequence number `seq`: the number, then pattern bytes derived from it; most
+/// are full-size, every 16th has a size of its own (0..=1472 after the number).
+fn datagram(seq: u64, buf: &mut Vec<u8>) {
+    let len = if seq % 16 == 15 {
+        8 + (seq as usize * 37) % (MAX_DATAGRAM - 7)
+    } else {
+        MAX_DATAGRAM
+    };
+    buf.clear();
+    buf.extend_from_slice(&seq.to_le_bytes());
+    buf.resize(len, 0);
+    Pattern(seq.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1).fill(&mut buf[8..]);
+}
+
+/// What a UDP echo run saw.
+struct UdpEcho {
+    datagrams: u64,
+    bytes: u64,
+    echoed: u64,
+    lost: u64,
+    corrupt: u64,
+    secs: f64,
+}
+
+/// Sends datagrams of `bytes` in all through the echo at `port`, `UDP_WINDOW` at a time, and
+/// checks every echo against what its sequence number says it must be.
+fn udp_echo(port: u16, bytes: u64, stop: &AtomicBool) -> Result<UdpEcho, String> {
+    let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    sock.connect(("127.0.0.1", port))
+        .map_err(|e| e.to_string())?;
+    let mut buf = vec![0u8; 2048];
+    // Wait for the echo server (the guest boots meanwhile).
+    sock.set_read_timeout(Some(Duration::from_secs(1)))
+        .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    loop {
+        let _ = sock.send(b"probe");
+        if let Ok(n) = sock.recv(&mut buf)
+            && &buf[..n] == b"probe"
+        {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(60) || stop.load(Ordering::Relaxed) {
+            return Err("no UDP echo from the guest within 60 s".into());
+        }
+    }
+    // Late probe echoes are told apart by their length (5 bytes, no sequence number).
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .map_err(|e| e.to_string())?;
+    let t0 = Instant::now();
+    let (mut seq, mut sent_bytes, mut echoed, mut corrupt) = (0u64, 0u64, 0u64, 0u64);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::with_capacity(MAX_DATAGRAM);
+    let mut expect = Vec::with_capacity(MAX_DATAGRAM);
+    while sent_bytes < bytes {
+        if stop.load(Ordering::Relaxed) {
+            return Err(format!("the guest stopped after {seq} datagrams"));
+        }
+        let first = seq;
+        for _ in 0..UDP_WINDOW {
+            datagram(seq, &mut out);
+            sock.send(&out).map_err(|e| format!("send: {e}"))?;
+            sent_bytes += out.len() as u64;
+            seq += 1;
+        }
+        // Collect this window's echoes (a lost one ends the wait at the timeout).
+        let mut got = 0;
+        while got < UDP_WINDOW {
+            let Ok(n) = sock.recv(&mut buf) else {
+                break;
+            };
+            if n < 8 {
+                continue;
+            }
+            let s = u64::from_le_bytes(buf[..8].try_into().unwrap_or_default());
+            datagram(s, &mut expect);
+            if s >= seq || buf[..n] != expect[..] || !seen.insert(s) {
+                corrupt += 1;
+                continue;
+            }
+            echoed += 1;
+            if s >= first {
+                got += 1;
+            }
+        }
+    }
+    Ok(UdpEcho {
+        datagrams: seq,
+        bytes: sent_bytes,
+        echoed,
+        lost: seq - echoed,
+        corrupt,
+        secs: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// A host client sends 50 MiB in datagrams of up to 1472 bytes through `echo-server udp 7` in
+/// the guest (behind e1000, pf, ip and udp), 32 in flight at a time: every echo must be the very
+/// datagram sent (checked against its sequence number), losses are counted and must stay under
+/// 1%.
+pub fn udp_echo_50mib(h: &dyn Harness) -> ScenarioResult {
+    let (port, done) = (host_port(2), host_port(3));
+    let spec = echo_spec("udp", port, done);
+    let (r, result) = with_client(h, "udp_echo_50mib", &spec, done, move |stop| {
+        udp_echo(port, TRANSFER_BYTES, stop)
+    });
+    r.exec_verdict()?;
+    let e = result?;
+    let summary = format!(
+        "{} datagrams ({} bytes), {} echoed intact, {} lost, {} wrong, in {:.1} s ({:.1} MiB/s)",
+        e.datagrams,
+        e.bytes,
+        e.echoed,
+        e.lost,
+        e.corrupt,
+        e.secs,
+        mib_per_s(e.bytes, e.secs)
+    );
+    if e.corrupt > 0 || e.lost * 100 > e.datagrams {
+        return Err(summary);
+    }
+    dedicated(&r, &["e1000", "pf", "ip", "udp"])?;
+    Ok(Some(summary))
+}
+
+/// The guest's `nc 10.0.2.2 PORT --send 50M` connects out, through tcp, ip, pf and e1000, to a
+/// server on the host's loopback, which hashes what arrives: the guest's printed SHA-256 of
+/// what it sent must match.
+pub fn nc_sends_50mib_to_a_host_server(h: &dyn Harness) -> ScenarioResult {
+    let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    listener.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop_server = stop.clone();
+    let server = std::thread::spawn(move || -> Result<(u64, String, f64), String> {
+        let mut s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if !stop_server.load(Ordering::Relaxed) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(_) => return Err("the guest never connected".into()),
+            }
+        };
+        s.set_nonblocking(false).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        let t0 = Instant::now();
+        let (mut hash, mut got, mut buf) = (Sha256::new(), 0u64, vec![0u8; 1 << 16]);
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hash.update(&buf[..n]);
+                    got += n as u64;
+                }
+                Err(e) => return Err(format!("reading, {got} bytes in: {e}")),
+            }
+        }
+        let hex: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        Ok((got, hex, t0.elapsed().as_secs_f64()))
+    });
+    let command = format!("nc 10.0.2.2 {port} --send 50M");
+    let spec = BootSpec::bios(8, "")
+        .manifest(ManifestSource::File(NET_MANIFEST))
+        .nic(NicModel::E1000)
+        .exec(&["sleep 3", &command, "ps"])
+        .timeout(Duration::from_secs(400));
+    let r = h.boot("nc_sends_50mib_to_a_host_server", &spec);
+    stop.store(true, Ordering::Relaxed);
+    let result = server
+        .join()
+        .unwrap_or_else(|_| Err("the server thread panicked".into()));
+    r.exec_verdict()?;
+    let (got, host_hash, secs) = result?;
+    let out = r.output_of(&command)?;
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("nc: sent="))
+        .ok_or_else(|| format!("nc printed no summary: {out}"))?;
+    let field = |k: &str| {
+        line.split_whitespace()
+            .find_map(|w| w.strip_prefix(k))
+            .map(str::to_string)
+            .ok_or_else(|| format!("no {k} in '{line}'"))
+    };
+    let (sent, guest_hash) = (field("sent=")?, field("sent_sha256=")?);
+    if sent != TRANSFER_BYTES.to_string() || got != TRANSFER_BYTES || guest_hash != host_hash {
+        return Err(format!(
+            "the guest sent {sent} bytes (SHA-256 {guest_hash}), the host got {got} \
+             (SHA-256 {host_hash})"
+        ));
+    }
+    dedicated(&r, &["e1000", "pf", "ip", "tcp"])?;
+    Ok(Some(format!(
+        "50 MiB from the guest, SHA-256 identical, {:.1} s at the host ({:.1} MiB/s)",
+        secs,
+        mib_per_s(got, secs)
+    )))
+}
+
+/// A child process killed (and reaped) when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The stock iperf3, or why not.
+fn iperf3() -> Result<&'static str, String> {
+    let ok = std::process::Command::new("iperf3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if ok {
+        Ok("iperf3")
+    } else {
+        Err("install iperf3 (apt-get install iperf3): the host side of this scenario".into())
+    }
+}
+
+/// The guest's `iperf3:` summary lines in the output of `command`.
+fn guest_iperf3_lines(r: &crate::BootResult, command: &str) -> Result<Vec<String>, String> {
+    let out = r.output_of(command)?;
+    let lines: Vec<String> = out
+        .lines()
+        .filter(|l| l.starts_with("iperf3: role="))
+        .map(str::to_string)
+        .collect();
+    if lines.is_empty() {
+        return Err(format!("'{command}' printed no 'iperf3:' line:\n{out}"));
+    }
+    for l in &lines {
+        let bytes: u64 = l
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("bytes="))
+            .and_then(|b| b.parse().ok())
+            .ok_or_else(|| format!("no bytes= in '{l}'"))?;
+        if bytes == 0 {
+            return Err(format!("'{command}' moved nothing: {l}"));
+        }
+    }
+    Ok(lines)
+}
+
+/// The gbps= of an `iperf3:` line.
+fn gbps(line: &str) -> String {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("gbps="))
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// The guest's iperf3 client runs against a stock `iperf3 -s` on the host's loopback (the
+/// guest's 10.0.2.2), sending and then receiving (`-R`): both complete, the host's server
+/// reports each transfer, and the guest prints its summary line with bytes moved.
+pub fn iperf3_guest_client_to_host_server(h: &dyn Harness) -> ScenarioResult {
+    let bin = iperf3()?;
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+        l.local_addr().map_err(|e| e.to_string())?.port()
+    };
+    let log = h
+        .folder("iperf3_guest_client_to_host_server")?
+        .join("host-iperf3.txt");
+    let file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
+    let server = Child(
+        std::process::Command::new(bin)
+            .args([
+                "-s",
+                "-B",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "--forceflush",
+            ])
+            .stdout(file.try_clone().map_err(|e| e.to_string())?)
+            .stderr(file)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("starting {bin}: {e}"))?,
+    );
+    let send = format!("iperf3 -c 10.0.2.2 -p {port} -t 3");
+    let recv = format!("iperf3 -c 10.0.2.2 -p {port} -t 3 -R");
+    let spec = BootSpec::bios(8, "")
+        .manifest(ManifestSource::File(NET_MANIFEST))
+        .nic(NicModel::E1000)
+        .exec(&["sleep 3", &send, &recv])
+        .timeout(Duration::from_secs(240));
+    let r = h.boot("iperf3_guest_client_to_host_server", &spec);
+    drop(server);
+    r.exec_verdict()?;
+    let up = guest_iperf3_lines(&r, &send)?;
+    let down = guest_iperf3_lines(&r, &recv)?;
+    let host = std::fs::read_to_string(&log).map_err(|e| e.to_string())?;
+    let reports = host
+        .lines()
+        .filter(|l| l.contains("receiver") || l.contains("sender"))
+        .count();
+    if reports < 2 {
+        return Err(format!(
+            "the host's iperf3 reported no finished test:\n{host}"
+        ));
+    }
+    Ok(Some(format!(
+        "guest sends {} Gbit/s, receives {} Gbit/s (host iperf3 log: {})",
+        gbps(&up[0]),
+        gbps(&down[0]),
+        log.display()
+    )))
+}
+
+/// A stock `iperf3 -c` on the host runs against the guest's `iperf3 -s` through a forwarded
+/// loopback port, sending and then receiving (`-R`): both complete with the host's iperf3
+/// reporting the transfer (exit status 0, sender and receiver lines).
+pub fn iperf3_host_client_to_guest_server(h: &dyn Harness) -> ScenarioResult {
+    let bin = iperf3()?;
+    let (port, done) = (host_port(4), host_port(4).saturating_add(5_000));
+    let spec = BootSpec::bios(8, "")
+        .manifest(ManifestSource::File(NET_MANIFEST))
+        .nic(NicModel::E1000)
+        .forward(true, port, 5201)
+        .forward(true, done, DONE_PORT)
+        .exec(&["iperf3 -s &", &format!("nc -l {DONE_PORT}"), "ps"])
+        .timeout(Duration::from_secs(300));
+    let (r, result) = with_client(
+        h,
+        "iperf3_host_client_to_guest_server",
+        &spec,
+        done,
+        move |stop| {
+            let mut outs = Vec::new();
+            for reverse in [false, true] {
+                let start = Instant::now();
+                let out = loop {
+                    let mut c = std::process::Command::new(bin);
+                    c.args(["-c", "127.0.0.1", "-p", &port.to_string(), "-t", "3"]);
+                    if reverse {
+                        c.arg("-R");
+                    }
+                    let out = c.output().map_err(|e| format!("running {bin}: {e}"))?;
+                    let text = String::from_utf8_lossy(&out.stdout).to_string()
+                        + &String::from_utf8_lossy(&out.stderr);
+                    if out.status.success() {
+                        break text;
+                    }
+                    // The guest is not up yet (QEMU resets the connection): try again.
+                    if stop.load(Ordering::Relaxed) || start.elapsed() > Duration::from_secs(90) {
+                        return Err(format!("{bin} -c never completed; last output:\n{text}"));
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                };
+                outs.push(out);
+            }
+            Ok(outs)
+        },
+    );
+    r.exec_verdict()?;
+    let outs = result?;
+    let mut rates = Vec::new();
+    for out in &outs {
+        let receiver = out
+            .lines()
+            .find(|l| l.contains("receiver"))
+            .ok_or_else(|| format!("the host's iperf3 printed no receiver line:\n{out}"))?;
+        if !out.contains("iperf Done.") {
+            return Err(format!("the host's iperf3 did not finish:\n{out}"));
+        }
+        let rate = receiver
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .windows(2)
+            .find(|w| w[1].ends_with("bits/sec"))
+            .map(|w| format!("{} {}", w[0], w[1]))
+            .unwrap_or_default();
+        rates.push(rate);
+    }
+    Ok(Some(format!(
+        "host iperf3 -c: {} to the guest, {} back (-R)",
+        rates[0], rates[1]
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn datagrams_carry_their_number_and_have_the_promised_sizes() {
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for seq in [0u64, 1, 15, 31, 1000, 1_000_015] {
+            datagram(seq, &mut a);
+            datagram(seq, &mut b);
+            assert_eq!(a, b);
+            assert_eq!(u64::from_le_bytes(a[..8].try_into().unwrap()), seq);
+            assert!((8..=MAX_DATAGRAM).contains(&a.len()), "{seq}: {}", a.len());
+            if seq % 16 != 15 {
+                assert_eq!(a.len(), MAX_DATAGRAM);
+            }
+        }
+        datagram(1, &mut a);
+        datagram(2, &mut b);
+        assert_ne!(a[8..], b[8..]);
+    }
+
+    #[test]
+    fn host_ports_differ() {
+        let p = [host_port(0), host_port(1), host_port(2)];
+        assert!(p[0] != p[1] && p[1] != p[2] && p[0] != p[2]);
+        assert!(p.iter().all(|&x| x >= 30_000));
+    }
+}
