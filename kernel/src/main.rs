@@ -93,7 +93,7 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
         .unwrap_or_else(|| panic!("no ACPI RSDP: this kernel needs ACPI to find the CPUs"));
     let acpi = acpi::init(rsdp);
     apic::init_bsp(&acpi);
-    time::calibrate(&acpi);
+    time::calibrate(&acpi, cmdline.clock);
     apic::start_timer();
     enable_protections();
     x86_64::instructions::interrupts::enable();

@@ -1,5 +1,5 @@
-//! The device models the driver supports and the steps of bringing one up: reset, link, MAC
-//! address, multicast table, receive and transmit units, interrupt mask. Each step is a function
+//! The steps of bringing a supported model up (see [`crate::model`] for which those are): reset,
+//! link, MAC address, multicast table, receive and transmit units, interrupt mask. Each step is a function
 //! over [`Registers`], so the sequence is tested against a fake register file.
 //!
 //! Every step writes the registers it depends on rather than assuming reset values, and the
@@ -11,53 +11,14 @@ use crate::mmio::Registers;
 use crate::regs::{self, EerdLayout, ctrl, int, rctl, tctl};
 use crate::ring::{RxRing, TxRing};
 
-/// A supported NIC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Model {
-    /// Intel 82540EM (QEMU's `e1000`), 8086:100E.
-    I82540EM,
-    /// Intel 82545EM (QEMU's `e1000-82545em`), 8086:100F.
-    I82545EM,
-    /// Intel 82574L (QEMU's `e1000e`), 8086:10D3.
-    I82574L,
-}
-
-/// Intel's PCI vendor id.
-pub const VENDOR_INTEL: u16 = 0x8086;
+use crate::model::Part;
+pub use crate::model::{Model, VENDOR_INTEL};
 
 impl Model {
-    /// Every supported model.
-    pub const ALL: [Model; 3] = [Model::I82540EM, Model::I82545EM, Model::I82574L];
-
-    /// The model with these PCI ids, if supported.
-    pub fn from_ids(vendor: u16, device: u16) -> Option<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|m| vendor == VENDOR_INTEL && m.device_id() == device)
-    }
-
-    /// The PCI device id.
-    pub fn device_id(self) -> u16 {
-        match self {
-            Self::I82540EM => 0x100E,
-            Self::I82545EM => 0x100F,
-            Self::I82574L => 0x10D3,
-        }
-    }
-
-    /// The name the logs use.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::I82540EM => "82540EM",
-            Self::I82545EM => "82545EM",
-            Self::I82574L => "82574L",
-        }
-    }
-
     /// How this model's `EERD` register is laid out.
     pub fn eerd(self) -> EerdLayout {
-        match self {
-            Self::I82574L => regs::EERD_82574,
+        match self.part() {
+            Part::I82574L => regs::EERD_82574,
             _ => regs::EERD_8254X,
         }
     }
@@ -298,6 +259,7 @@ mod tests {
         assert_eq!(Model::I82574L.name(), "82574L");
         assert_eq!(Model::I82574L.eerd().done, 1 << 1);
         assert_eq!(Model::I82540EM.eerd().done, 1 << 4);
+        assert_eq!(Model::I82545EM.eerd().done, 1 << 4);
     }
 
     #[test]
@@ -346,7 +308,7 @@ mod tests {
 
     #[test]
     fn mac_from_the_eeprom_when_ral_rah_are_not_valid() {
-        for model in Model::ALL {
+        for model in Model::SUPPORTED {
             let mut nic = FakeNic::new(model);
             nic.set(regs::RAH0, 0); // not valid
             nic.eeprom[..3].copy_from_slice(&[0x1B02, 0x3C2A, 0x5E4D]);

@@ -8,7 +8,9 @@
 //! - [`dma`]: DMA memory given as (virtual base, physical base, length) and its division;
 //! - [`ring`]: the RX and TX descriptor rings, over the driver's own buffers or a shared pool's,
 //!   with every index and every value the device writes checked;
-//! - [`device`]: the supported models and the bring-up sequence (reset, link, MAC, rings);
+//! - [`model`]: the parts known by PCI id — the supported 82540EM, 82545EM and 82574L, and the
+//!   chipset-integrated 82579, I217, I218 and I219, recognised but refused (with the reason);
+//! - [`device`]: the bring-up sequence of a supported model (reset, link, MAC, rings);
 //! - [`nic`]: one NIC with its rings and counters, the core the driver loop turns;
 //! - [`napi`]: when to take interrupts and when to poll;
 //! - [`path`]: the driver's end of the zero-copy data path to pf (docs/netpath.md): rx-pool
@@ -27,6 +29,7 @@ pub mod dma;
 #[cfg(test)]
 pub mod fake;
 pub mod mmio;
+pub mod model;
 pub mod napi;
 pub mod nic;
 pub mod path;

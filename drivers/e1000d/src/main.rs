@@ -146,8 +146,8 @@ fn find_nic() -> Option<(PciInfo, Model)> {
         }
         if name_of(&info) == DEVICE {
             return match Model::from_ids(info.vendor, info.device) {
-                Some(m) => Some((info, m)),
-                None => {
+                Some(m) if m.supported() => Some((info, m)),
+                _ => {
                     refuse(&info);
                     None
                 }
@@ -162,15 +162,26 @@ fn find_nic() -> Option<(PciInfo, Model)> {
     None
 }
 
+/// Logs why the driver will not start on `info`: a part it recognises but does not drive (the
+/// chipset-integrated 82579, I217, I218, I219) gets its reason, anything else the list of what
+/// is supported.
 fn refuse(info: &PciInfo) {
-    log!(
-        "refusing network device {:04x}:{:04x} at {:02x}:{:02x}.{}: not an 82540EM (8086:100e), 82545EM (8086:100f) or 82574L (8086:10d3)",
-        info.vendor,
-        info.device,
-        info.bus,
-        info.dev,
-        info.func
-    );
+    match Model::from_ids(info.vendor, info.device).and_then(Model::refusal) {
+        Some(refusal) => log!(
+            "{refusal}; not starting on {:02x}:{:02x}.{}",
+            info.bus,
+            info.dev,
+            info.func
+        ),
+        None => log!(
+            "refusing network device {:04x}:{:04x} at {:02x}:{:02x}.{}: not an 82540EM (8086:100e), 82545EM (8086:100f) or 82574L (8086:10d3)",
+            info.vendor,
+            info.device,
+            info.bus,
+            info.dev,
+            info.func
+        ),
+    }
 }
 
 fn name_of(info: &PciInfo) -> &str {

@@ -1,6 +1,8 @@
 //! ACPI table parser for the Axolotl kernel: starting from the RSDP, it walks the RSDT/XSDT and
 //! extracts what the kernel needs at boot (CPUs and interrupt controllers from the MADT, PCIe
-//! configuration windows from the MCFG, the HPET base and the FADT's PM timer) into plain data.
+//! configuration windows from the MCFG, the HPET's registers and the FADT's PM timer) into plain
+//! data. The [`hpet`] module decodes the HPET's own capabilities register for the kernel, which
+//! reads it from the address the table gives.
 //!
 //! The parser is `no_std` + `alloc` and never touches memory itself: the kernel lends it a
 //! [`PhysMemory`] that copies bytes out of physical memory, which is also what lets the host tests
@@ -14,6 +16,8 @@
 #![warn(missing_docs)]
 
 extern crate alloc;
+
+pub mod hpet;
 
 use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
@@ -67,8 +71,8 @@ pub struct AcpiInfo {
     pub has_8259: bool,
     /// PCIe enhanced configuration windows from the MCFG, empty if there is no MCFG.
     pub mcfg: Vec<McfgEntry>,
-    /// HPET base address, if there is a usable HPET table.
-    pub hpet: Option<u64>,
+    /// The first HPET, if there is a usable HPET table.
+    pub hpet: Option<Hpet>,
     /// ACPI PM timer from the FADT, if the platform has one.
     pub pm_timer: Option<PmTimer>,
     /// Defects found and tolerated, in the order they were met.
@@ -172,6 +176,39 @@ pub struct McfgEntry {
     /// Last bus decoded.
     pub end_bus: u8,
 }
+
+/// The High Precision Event Timer block described by the ACPI `HPET` table.
+///
+/// The fields after `base` repeat what the table says about the hardware (its event timer block
+/// id is a copy of the low half of the HPET's capabilities register); the kernel trusts the
+/// register it reads over them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hpet {
+    /// Physical address of the 1 KiB register block: in system memory, 8-byte aligned, and the
+    /// whole block below [`MAX_PHYS_ADDR`].
+    pub base: u64,
+    /// HPET sequence number (0 for the first block).
+    pub number: u8,
+    /// Minimum main counter ticks a periodic timer may be programmed with without losing
+    /// interrupts.
+    pub min_tick: u16,
+    /// Page protection and OEM attributes byte (bits 0-3: 0 none, 1 4 KiB, 2 64 KiB protected).
+    pub page_protection: u8,
+    /// Hardware revision (event timer block id bits 0-7).
+    pub hardware_rev: u8,
+    /// Number of comparators (event timer block id bits 8-12, plus one).
+    pub comparators: u8,
+    /// The main counter is 64 bits wide (bit 13).
+    pub counter_64bit: bool,
+    /// The block can take over the legacy PIT and RTC interrupts (bit 15).
+    pub legacy_replacement: bool,
+    /// PCI vendor id of the block's maker (bits 16-31).
+    pub vendor_id: u16,
+}
+
+/// Highest physical address (exclusive) x86-64 can have: 52 address bits. Register blocks that
+/// do not end below it are not reported.
+pub const MAX_PHYS_ADDR: u64 = 1 << 52;
 
 /// The ACPI PM timer, from the FADT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,7 +363,8 @@ pub enum Warning {
         /// End bus.
         end_bus: u8,
     },
-    /// The HPET base address is zero or not in system memory space; the HPET is not reported.
+    /// The HPET base address is zero, not in system memory space, not 8-byte aligned, or its 1 KiB
+    /// register block does not end below [`MAX_PHYS_ADDR`]; the HPET is not reported.
     BadHpetAddress {
         /// Generic address structure space id (0 = system memory).
         space_id: u8,
@@ -1031,20 +1069,46 @@ fn parse_hpet(
     w: &mut Warnings,
 ) -> bool {
     // Event timer block id (4), base address GAS (12), HPET number (1), min tick (2), flags (1).
-    if !long_enough(table, 56, w) {
+    const BLOCK_ID: u32 = 36;
+    const BASE_GAS: u32 = 40;
+    const NUMBER: u32 = 52;
+    const MIN_TICK: u32 = 53;
+    const PAGE_PROTECTION: u32 = 55;
+    if !long_enough(table, PAGE_PROTECTION + 1, w) {
         return false;
     }
-    let (Some(space_id), Some(address)) = (table.u8(mem, 40), table.u64(mem, 44)) else {
+    let (Some(id), Some(space_id), Some(address), Some(number), Some(min_tick), Some(protection)) = (
+        table.u32(mem, BLOCK_ID),
+        table.u8(mem, BASE_GAS),
+        table.u64(mem, BASE_GAS + 4),
+        table.u8(mem, NUMBER),
+        table.bytes::<2>(mem, MIN_TICK).map(u16::from_le_bytes),
+        table.u8(mem, PAGE_PROTECTION),
+    ) else {
         w.push(Warning::TableUnreadable {
             address: table.addr,
         });
         return false;
     };
-    if space_id != 0 || address == 0 {
+    let in_range = address
+        .checked_add(hpet::REGISTER_BLOCK_LEN)
+        .is_some_and(|end| end <= MAX_PHYS_ADDR);
+    if space_id != 0 || address == 0 || !address.is_multiple_of(8) || !in_range {
         w.push(Warning::BadHpetAddress { space_id, address });
         return false;
     }
-    info.hpet = Some(address);
+    let [hardware_rev, caps, vendor_lo, vendor_hi] = id.to_le_bytes();
+    info.hpet = Some(Hpet {
+        base: address,
+        number,
+        min_tick,
+        page_protection: protection,
+        hardware_rev,
+        comparators: (caps & 0x1F) + 1,
+        counter_64bit: caps & (1 << 5) != 0,
+        legacy_replacement: caps & (1 << 7) != 0,
+        vendor_id: u16::from_le_bytes([vendor_lo, vendor_hi]),
+    });
     true
 }
 

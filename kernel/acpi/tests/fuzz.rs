@@ -3,7 +3,7 @@
 
 mod common;
 
-use acpi_tables::{AcpiInfo, MAX_WARNINGS, PhysMemory, parse};
+use acpi_tables::{AcpiInfo, MAX_PHYS_ADDR, MAX_WARNINGS, PhysMemory, hpet, parse};
 use common::*;
 
 const RSDP: u64 = 0xe_0000;
@@ -13,6 +13,12 @@ fn check(info: &AcpiInfo) {
     assert!(info.warnings.len() <= MAX_WARNINGS + 1);
     for m in &info.mcfg {
         assert!(m.start_bus <= m.end_bus);
+    }
+    // A reported HPET's register block can be mapped as it is.
+    if let Some(h) = &info.hpet {
+        assert!(h.base != 0 && h.base.is_multiple_of(8));
+        assert!(h.base + hpet::REGISTER_BLOCK_LEN <= MAX_PHYS_ADDR);
+        assert!((1..=32).contains(&h.comparators));
     }
     // No two CPUs share an APIC id.
     let mut ids: Vec<u32> = info.cpus.iter().map(|c| c.apic_id).collect();
@@ -118,7 +124,21 @@ fn random_machine(rng: &mut Rng) -> Mem {
         tables.push(place(&mut mem, mcfg(&e)));
     }
     if rng.chance(2) {
-        tables.push(place(&mut mem, hpet(rng.below(2) as u8, rng.next())));
+        let address = match rng.below(4) {
+            0 => rng.next(),
+            1 => 0xfed0_0000 + (rng.below(0x800) << 3),
+            2 => MAX_PHYS_ADDR - rng.below(0x1000),
+            _ => rng.below(1 << 40),
+        };
+        let t = hpet_full(
+            rng.next() as u32,
+            rng.below(2) as u8,
+            address,
+            rng.byte(),
+            rng.next() as u16,
+            rng.byte(),
+        );
+        tables.push(place(&mut mem, t));
     }
     if rng.chance(2) {
         let len = [116, 244, 276][rng.below(3) as usize];

@@ -3,8 +3,8 @@
 mod common;
 
 use acpi_tables::{
-    AcpiError, Cpu, IoApic, IrqOverride, MAX_TABLE_LEN, MAX_WARNINGS, McfgEntry, PmTimer, Polarity,
-    Trigger, Warning, parse,
+    AcpiError, Cpu, Hpet, IoApic, IrqOverride, MAX_PHYS_ADDR, MAX_TABLE_LEN, MAX_WARNINGS,
+    McfgEntry, PmTimer, Polarity, Trigger, Warning, parse,
 };
 use common::*;
 
@@ -90,6 +90,21 @@ fn expected_cpus() -> Vec<Cpu> {
     ]
 }
 
+/// The HPET of the sample tables (QEMU's: block id 0x8086a201, three comparators).
+fn sample_hpet() -> Hpet {
+    Hpet {
+        base: 0xfed0_0000,
+        number: 0,
+        min_tick: 0x80,
+        page_protection: 0,
+        hardware_rev: 1,
+        comparators: 3,
+        counter_64bit: true,
+        legacy_replacement: true,
+        vendor_id: 0x8086,
+    }
+}
+
 fn check_sample(info: &acpi_tables::AcpiInfo) {
     assert_eq!(info.oem_id, OEM);
     assert_eq!(info.cpus, expected_cpus());
@@ -137,7 +152,7 @@ fn check_sample(info: &acpi_tables::AcpiInfo) {
             },
         ]
     );
-    assert_eq!(info.hpet, Some(0xfed0_0000));
+    assert_eq!(info.hpet, Some(sample_hpet()));
     assert_eq!(
         info.pm_timer,
         Some(PmTimer {
@@ -741,8 +756,153 @@ fn hpet_address_checks() {
         }]
     );
 
+    // Null, misaligned, or with the register block not below the 52-bit physical limit (and
+    // one where base + block length would wrap around).
+    for address in [
+        0,
+        0xfed0_0004,
+        MAX_PHYS_ADDR,
+        MAX_PHYS_ADDR - 0x3f8,
+        u64::MAX - 7,
+    ] {
+        mem.put(HPET, hpet(0, address));
+        let info = parse(RSDP, &mem).unwrap();
+        assert_eq!(info.hpet, None, "{address:#x}");
+        assert_eq!(
+            info.warnings,
+            [Warning::BadHpetAddress {
+                space_id: 0,
+                address
+            }],
+            "{address:#x}"
+        );
+    }
+
+    // The highest block that fits is fine.
+    mem.put(HPET, hpet(0, MAX_PHYS_ADDR - 0x400));
+    let info = parse(RSDP, &mem).unwrap();
+    assert_eq!(info.hpet.map(|h| h.base), Some(MAX_PHYS_ADDR - 0x400));
+    assert_eq!(info.warnings, []);
+}
+
+#[test]
+fn hpet_fields_are_decoded() {
+    let mut mem = machine_v1();
+    // Revision 7, 32 comparators, 32-bit counter, no legacy routing, vendor 0x1022; HPET number
+    // 2, minimum tick 0x3739, 4 KiB page protection.
+    mem.put(HPET, hpet_full(0x1022_1f07, 0, 0xfed8_0000, 2, 0x3739, 1));
+    let info = parse(RSDP, &mem).unwrap();
+    assert_eq!(
+        info.hpet,
+        Some(Hpet {
+            base: 0xfed8_0000,
+            number: 2,
+            min_tick: 0x3739,
+            page_protection: 1,
+            hardware_rev: 7,
+            comparators: 32,
+            counter_64bit: false,
+            legacy_replacement: false,
+            vendor_id: 0x1022,
+        })
+    );
+    assert_eq!(info.warnings, []);
+}
+
+#[test]
+fn hpet_bad_checksum_is_a_warning_and_the_table_is_used() {
+    let mut mem = machine_v1();
+    break_checksum(mem.get_mut(HPET));
+    let info = parse(RSDP, &mem).unwrap();
+    assert_eq!(info.hpet, Some(sample_hpet()));
+    assert_eq!(
+        info.warnings,
+        [Warning::BadChecksum {
+            signature: *b"HPET",
+            address: HPET
+        }]
+    );
+}
+
+#[test]
+fn short_and_truncated_hpet_tables_are_skipped() {
+    // One byte short of the page protection field.
+    let mut mem = machine_v1();
+    let mut short = hpet(0, 0xfed0_0000);
+    short.truncate(55);
+    short[4..8].copy_from_slice(&55u32.to_le_bytes());
+    fix_checksum(&mut short);
+    mem.put(HPET, short);
+    let info = parse(RSDP, &mem).unwrap();
+    assert_eq!(info.hpet, None);
+    assert_eq!(
+        info.warnings,
+        [Warning::TableTooShort {
+            signature: *b"HPET",
+            address: HPET,
+            length: 55
+        }]
+    );
+
+    // Only the header: too short as well.
+    mem.put(HPET, table(b"HPET", 1, &[]));
+    let info = parse(RSDP, &mem).unwrap();
+    assert_eq!(info.hpet, None);
+    assert_eq!(
+        info.warnings,
+        [Warning::TableTooShort {
+            signature: *b"HPET",
+            address: HPET,
+            length: 36
+        }]
+    );
+
+    // The length is right but memory ends inside the table.
+    let mut cut = hpet(0, 0xfed0_0000);
+    cut.truncate(50);
+    mem.put(HPET, cut);
+    let info = parse(RSDP, &mem).unwrap();
+    assert_eq!(info.hpet, None);
+    assert_eq!(info.warnings, [Warning::TableUnreadable { address: HPET }]);
+
+    // Longer than needed (a later revision's fields): fine.
+    let mut long = hpet(0, 0xfed0_0000);
+    long.extend_from_slice(&[0xee; 8]);
+    long[4..8].copy_from_slice(&64u32.to_le_bytes());
+    fix_checksum(&mut long);
+    mem.put(HPET, long);
+    let info = parse(RSDP, &mem).unwrap();
+    assert_eq!(info.hpet, Some(sample_hpet()));
+    assert_eq!(info.warnings, []);
+}
+
+#[test]
+fn second_hpet_is_ignored_unless_the_first_is_unusable() {
+    const HPET2: u64 = 0x7000;
+    let mut mem = machine_v1();
+    mem.put(HPET2, hpet(0, 0xfed0_1000));
+    mem.put(RSDT, rsdt(&[MADT as u32, HPET as u32, HPET2 as u32]));
+    let info = parse(RSDP, &mem).unwrap();
+    assert_eq!(info.hpet.map(|h| h.base), Some(0xfed0_0000));
+    assert_eq!(
+        info.warnings,
+        [Warning::DuplicateTable {
+            signature: *b"HPET",
+            address: HPET2
+        }]
+    );
+
+    // A first HPET with an unusable address does not hide a good second one.
     mem.put(HPET, hpet(0, 0));
-    assert_eq!(parse(RSDP, &mem).unwrap().hpet, None);
+    let info = parse(RSDP, &mem).unwrap();
+    assert_eq!(info.hpet.map(|h| h.base), Some(0xfed0_1000));
+    assert_eq!(
+        info.warnings,
+        [Warning::BadHpetAddress {
+            space_id: 0,
+            address: 0
+        }]
+    );
 }
 
 fn pm_timer_of(fadt_table: Vec<u8>) -> (Option<PmTimer>, Vec<Warning>) {

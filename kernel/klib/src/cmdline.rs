@@ -76,6 +76,42 @@ pub enum Layout {
     Single,
 }
 
+/// The reference the TSC and the local APIC timer are calibrated against at boot (`clock=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClockSource {
+    /// The first that works of the ACPI PM timer, the HPET and the PIT (the default).
+    Auto,
+    /// The ACPI PM timer (`clock=pmtimer`).
+    PmTimer,
+    /// The HPET (`clock=hpet`).
+    Hpet,
+    /// The PIT, channel 2 (`clock=pit`).
+    Pit,
+}
+
+impl ClockSource {
+    /// Parses `auto`, `pmtimer`, `hpet` or `pit`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "auto" => Self::Auto,
+            "pmtimer" => Self::PmTimer,
+            "hpet" => Self::Hpet,
+            "pit" => Self::Pit,
+            _ => return None,
+        })
+    }
+
+    /// The source's name as written on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::PmTimer => "pmtimer",
+            Self::Hpet => "hpet",
+            Self::Pit => "pit",
+        }
+    }
+}
+
 /// A parsed command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cmdline {
@@ -87,6 +123,9 @@ pub struct Cmdline {
     pub transport: Transport,
     /// Stack layout (`layout=split|single`).
     pub layout: Layout,
+    /// Calibration reference (`clock=auto|pmtimer|hpet|pit`); a bad value is reported and
+    /// leaves `auto`.
+    pub clock: ClockSource,
 }
 
 impl Default for Cmdline {
@@ -96,6 +135,7 @@ impl Default for Cmdline {
             mode: BootMode::Normal,
             transport: Transport::Chan,
             layout: Layout::Split,
+            clock: ClockSource::Auto,
         }
     }
 }
@@ -158,6 +198,14 @@ impl Cmdline {
                     "single" => line.layout = Layout::Single,
                     _ => report(CmdlineError::BadValue(key, value)),
                 },
+                "clock" => match ClockSource::parse(value) {
+                    Some(c) => line.clock = c,
+                    None => {
+                        // A source that cannot be named cannot be forced: back to the default.
+                        line.clock = ClockSource::Auto;
+                        report(CmdlineError::BadValue(key, value));
+                    }
+                },
                 _ => report(CmdlineError::UnknownKey(key)),
             }
         }
@@ -187,6 +235,55 @@ mod tests {
         assert_eq!(c.mode, BootMode::KernelTests);
         assert!(errs.is_empty());
         assert_eq!(LogLevel::parse(LogLevel::Warn.name()), Some(LogLevel::Warn));
+        assert_eq!(c.clock, ClockSource::Auto);
+    }
+
+    #[test]
+    fn clock_sources() {
+        for (word, clock) in [
+            ("clock=auto", ClockSource::Auto),
+            ("clock=pmtimer", ClockSource::PmTimer),
+            ("clock=hpet", ClockSource::Hpet),
+            ("clock=pit", ClockSource::Pit),
+        ] {
+            let mut errs = Vec::new();
+            let c = Cmdline::parse(word, &mut |e| errs.push(e));
+            assert_eq!(c.clock, clock, "{word}");
+            assert!(errs.is_empty(), "{word}: {errs:?}");
+            assert_eq!(ClockSource::parse(clock.name()), Some(clock));
+        }
+        // The last good word wins.
+        let c = Cmdline::parse("clock=pit clock=hpet", &mut |_| {});
+        assert_eq!(c.clock, ClockSource::Hpet);
+    }
+
+    #[test]
+    fn bad_clock_is_reported_and_falls_back_to_auto() {
+        for line in [
+            "clock=tsc",
+            "clock=hpet clock=HPET",
+            "clock=pit clock=",
+            "clock=",
+        ] {
+            let mut errs = Vec::new();
+            let c = Cmdline::parse(line, &mut |e| errs.push(e));
+            assert_eq!(c.clock, ClockSource::Auto, "{line}");
+            assert_eq!(errs.len(), 1, "{line}");
+            assert!(
+                matches!(errs[0], CmdlineError::BadValue("clock", _)),
+                "{line}"
+            );
+        }
+        let mut errs = Vec::new();
+        Cmdline::parse("clock=rtc", &mut |e| errs.push(e));
+        assert_eq!(
+            std::format!("{}", errs[0]),
+            "bad value 'rtc' for command-line key 'clock'"
+        );
+        // Other words are not disturbed.
+        let c = Cmdline::parse("log=debug clock=bogus ipc=kernel", &mut |_| {});
+        assert_eq!(c.log_level, LogLevel::Debug);
+        assert_eq!(c.transport, Transport::Kernel);
     }
 
     #[test]

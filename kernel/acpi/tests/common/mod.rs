@@ -195,15 +195,28 @@ pub fn mcfg(entries: &[(u64, u16, u8, u8)]) -> Vec<u8> {
     table(b"MCFG", 1, &body)
 }
 
-/// HPET table with its base in address space `space_id`.
+/// HPET table with its base in address space `space_id` (QEMU's block id, number 0).
 pub fn hpet(space_id: u8, address: u64) -> Vec<u8> {
+    hpet_full(0x8086_a201, space_id, address, 0, 0x80, 0)
+}
+
+/// HPET table with every field given: event timer block id, base address (space id, address),
+/// HPET number, minimum tick and page protection.
+pub fn hpet_full(
+    block_id: u32,
+    space_id: u8,
+    address: u64,
+    number: u8,
+    min_tick: u16,
+    protection: u8,
+) -> Vec<u8> {
     let mut body = Vec::new();
-    body.extend_from_slice(&0x8086_a201u32.to_le_bytes()); // event timer block id
+    body.extend_from_slice(&block_id.to_le_bytes());
     body.extend_from_slice(&[space_id, 64, 0, 0]);
     body.extend_from_slice(&address.to_le_bytes());
-    body.push(0); // HPET number
-    body.extend_from_slice(&0x80u16.to_le_bytes()); // minimum tick
-    body.push(0); // page protection
+    body.push(number);
+    body.extend_from_slice(&min_tick.to_le_bytes());
+    body.push(protection);
     table(b"HPET", 1, &body)
 }
 
