@@ -121,6 +121,7 @@ extern "C" fn axolotl_syscall_dispatch(frame: &mut SyscallFrame) {
         nr::WAIT => Ok(crate::sched::wait(&me, a0) as u64),
         nr::NOTIFY => crate::sched::notify_from(&me, a0 as u32).map(|_| 0),
         nr::TIME => Ok(crate::time::now_ns()),
+        nr::CLOCK_HZ => Ok(crate::time::tsc_hz()),
         nr::MAP => crate::process::map_syscall(&me, a0, a1, a2),
         nr::CONSOLE_READ => crate::console::read_syscall(&me, a0, a1),
         nr::CONSOLE_WRITE => crate::console::write_syscall(&me, a0, a1),

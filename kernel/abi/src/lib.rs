@@ -95,6 +95,10 @@ pub mod nr {
     /// [`super::Error::Invalid`] `args` too long or not UTF-8, [`super::Error::NoMemory`].
     /// Its end shows in `proc_info` of its slot: the state and the exit code.
     pub const PROC_START: u64 = 27;
+    /// `clock_hz()`: the frequency of the TSC the kernel's [`TIME`] counts with, in Hz (0 before
+    /// calibration). With it a program reads the time with `rdtsc` itself, the same nanoseconds
+    /// as `TIME` (`ticks * 10^9 / hz`), without a system call per reading.
+    pub const CLOCK_HZ: u64 = 28;
 }
 
 /// Longest argument string a process can be given, in bytes (it is copied to the top of the
