@@ -97,9 +97,9 @@ pub enum Refusal {
 /// never logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PathEvent {
-    /// A channel's epoch changed: pf restarted. `with_pf` rx-pool buffers were lent to it and
-    /// are not recovered (the reincarnation work completes this); `rx_in_use` is the whole
-    /// rx-pool lent out (to the NIC, waiting for pf, and held by pf).
+    /// A channel's epoch changed: pf restarted. `with_pf` rx-pool buffers were lent to it; on
+    /// the first of the pair's two reports they were taken back; `rx_in_use` is the whole
+    /// rx-pool lent out after that (to the NIC, waiting for pf, and held by pf).
     EpochChanged {
         /// The channel.
         channel: Channel,
@@ -156,6 +156,8 @@ pub struct PathCounters {
     pub epoch_changes: u64,
     /// Channel operations refused as corrupt.
     pub channel_errors: u64,
+    /// rx-pool buffers taken back from a pf that restarted.
+    pub rx_recovered: u64,
 }
 
 impl PathCounters {
@@ -319,6 +321,8 @@ pub struct DataPath<'a, W: Waiter> {
     backlog: Fifo<PoolDescriptor, TX_BACKLOG>,
     /// rx-pool buffers pf holds: sent in an `RX_FRAME`, not yet returned.
     with_pf: BufferSet,
+    /// The newest epoch of pf's channels seen (a restart of pf counts once).
+    pf_epoch: u32,
     /// Empty receive descriptors already counted in `rx_starved`.
     starving: usize,
     counters: PathCounters,
@@ -351,6 +355,7 @@ impl<'a, W: Waiter> DataPath<'a, W> {
             outbox: Fifo::new(Kind::RxFrame(PoolDescriptor::default())),
             backlog: Fifo::new(PoolDescriptor::default()),
             with_pf: BufferSet::new(),
+            pf_epoch: 0,
             starving: 0,
             counters: PathCounters::default(),
         })
@@ -704,10 +709,30 @@ impl<'a, W: Waiter> DataPath<'a, W> {
         event: &mut impl FnMut(PathEvent),
     ) {
         self.counters.epoch_changes += 1;
+        let with_pf = self.with_pf.len;
+        if change.new_epoch > self.pf_epoch {
+            self.pf_epoch = change.new_epoch;
+            // pf restarted: what it held (and what ip and the servers behind it held of ours)
+            // never comes back through the new instance — ip drops the returns of buffers it
+            // had from the old one. Take every buffer lent to pf back into the pool.
+            for word in 0..self.with_pf.bits.len() {
+                let mut bits = self.with_pf.bits[word];
+                while bits != 0 {
+                    let index = (word * 64) as u32 + bits.trailing_zeros();
+                    bits &= bits - 1;
+                    self.with_pf.remove(index);
+                    if let Some(d) = self.rx_pool.view().whole(index)
+                        && self.rx_pool.free(d).is_ok()
+                    {
+                        self.counters.rx_recovered += 1;
+                    }
+                }
+            }
+        }
         event(PathEvent::EpochChanged {
             channel,
             change,
-            with_pf: self.with_pf.len,
+            with_pf,
             rx_in_use: self.rx_pool.in_use(),
         });
     }

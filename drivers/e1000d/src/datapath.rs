@@ -200,7 +200,7 @@ impl EventLog {
                     Channel::FromPf => "it sent that we never read",
                 };
                 log!(
-                    "{} epoch {} -> {} ({PEER} restarted; {} messages {what}); {with_pf} rx-pool buffers lent to it are not recovered ({rx_in_use} in use) until the reincarnation work hands them back",
+                    "{} epoch {} -> {} ({PEER} restarted; {} messages {what}); {with_pf} rx-pool buffers it held taken back ({rx_in_use} in use now)",
                     channel.name(),
                     change.old_epoch,
                     change.new_epoch,

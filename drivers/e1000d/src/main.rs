@@ -332,6 +332,8 @@ impl Driver {
         let _ = libsys::irq_ack(DEVICE);
         let mut polls_since_housekeeping = 0;
         loop {
+            // rs watches it: a driver that stops going round is hung.
+            libsys::heartbeat();
             if self.napi.mode() == Mode::Interrupts {
                 self.sleep();
             }

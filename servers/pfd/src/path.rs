@@ -141,9 +141,9 @@ pub enum Event {
         why: Refusal,
     },
     /// A channel's epoch changed: the peer at its other end restarted. `change.count` messages
-    /// were in flight: on an output, sent but never taken by the peer that died (their buffers
-    /// are not recovered yet, see docs/netpath.md, "Restarts"); on an input, sent by the peer
-    /// that died and discarded.
+    /// were in flight: on an output, sent but never taken by the peer that died; on an input,
+    /// sent by the peer that died and discarded. On the first report of a restart pf recovers
+    /// the buffers the dead instance held (docs/netpath.md, "Restarts").
     EpochChanged {
         /// Which channel.
         channel: Channel,
@@ -199,6 +199,17 @@ pub struct Counters {
     pub epoch_in_flight: u64,
     /// Operations a broken channel refused.
     pub channel_errors: u64,
+    /// Restarts of ip handled: rx-pool buffers it held sent home to the driver.
+    pub ip_restarts: u64,
+    /// Restarts of the driver handled: tx-pool buffers it held sent home to ip.
+    pub driver_restarts: u64,
+    /// rx-pool buffers sent home to the driver on behalf of an ip that restarted.
+    pub rx_recovered: u64,
+    /// tx-pool buffers sent home to ip on behalf of a driver that restarted.
+    pub tx_recovered: u64,
+    /// Returns of buffers of a dead instance's, dropped (RX_RETURN of the old driver's, TX_DONE
+    /// of the old ip's).
+    pub orphans_dropped: u64,
 }
 
 impl Counters {
@@ -277,6 +288,29 @@ impl Held {
         &self.slots[self.head..end]
     }
 
+    /// Keeps only the messages `keep` says yes to, in order.
+    fn retain(&mut self, mut keep: impl FnMut(&Message) -> bool) {
+        let capacity = self.slots.len();
+        let mut kept = 0;
+        for i in 0..self.len {
+            let m = self.slots[(self.head + i) % capacity];
+            if keep(&m) {
+                self.slots[(self.head + kept) % capacity] = m;
+                kept += 1;
+            }
+        }
+        self.len = kept;
+        if kept == 0 {
+            self.head = 0;
+        }
+    }
+
+    /// Every message held, oldest first.
+    fn iter(&self) -> impl Iterator<Item = &Message> + '_ {
+        let capacity = self.slots.len();
+        (0..self.len).map(move |i| &self.slots[(self.head + i) % capacity])
+    }
+
     /// Forgets the `n` oldest messages (sent).
     fn pop(&mut self, n: usize) {
         let n = n.min(self.len);
@@ -286,6 +320,65 @@ impl Held {
             self.head = 0;
         }
     }
+}
+
+/// A set of buffer indices (of one pool).
+struct Bits {
+    words: Box<[u64]>,
+}
+
+impl Bits {
+    fn new(buffers: u32) -> Bits {
+        Bits {
+            words: vec![0u64; (buffers as usize).div_ceil(64)].into_boxed_slice(),
+        }
+    }
+
+    fn insert(&mut self, i: u32) {
+        if let Some(w) = self.words.get_mut(i as usize / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    /// True when `i` was in the set.
+    fn remove(&mut self, i: u32) -> bool {
+        match self.words.get_mut(i as usize / 64) {
+            Some(w) if *w & (1 << (i % 64)) != 0 => {
+                *w &= !(1 << (i % 64));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Empties the set, returning what was in it.
+    fn take(&mut self) -> alloc::vec::Vec<u32> {
+        let mut v = alloc::vec::Vec::new();
+        for (n, w) in self.words.iter_mut().enumerate() {
+            let mut bits = core::mem::take(w);
+            while bits != 0 {
+                v.push((n * 64) as u32 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
+        v
+    }
+}
+
+/// Which buffers are where, so that a peer's restart loses none (docs/netpath.md, "Restarts").
+struct Whereabouts {
+    /// rx-pool buffers sent (or queued) to ip, not yet returned.
+    rx_with_ip: Bits,
+    /// tx-pool buffers sent (or queued) to the driver, not yet done.
+    tx_with_driver: Bits,
+    /// rx-pool buffers of a driver instance that restarted: their RX_RETURN from ip is dropped.
+    rx_orphans: Bits,
+    /// tx-pool buffers of an ip instance that restarted: their TX_DONE from the driver is
+    /// dropped.
+    tx_orphans: Bits,
+    /// The newest epoch seen on each peer's channels (a restart counts once).
+    driver_epoch: u32,
+    ip_epoch: u32,
 }
 
 /// One output: the producer end of a channel and its queue.
@@ -348,6 +441,7 @@ pub struct Path<'a, W: Waiter> {
     to_ip: Output<'a, W>,
     counters: Counters,
     batch: [Message; BATCH],
+    whereabouts: Whereabouts,
 }
 
 impl<'a, W: Waiter> Path<'a, W> {
@@ -365,6 +459,7 @@ impl<'a, W: Waiter> Path<'a, W> {
     ) -> Self {
         let buffers = rx_pool.count() as usize + tx_pool.count() as usize;
         let capacity = buffers.clamp(BATCH, MAX_HELD);
+        let (rx_count, tx_count) = (rx_pool.count(), tx_pool.count());
         Path {
             rx_pool,
             tx_pool,
@@ -382,6 +477,14 @@ impl<'a, W: Waiter> Path<'a, W> {
             },
             counters: Counters::default(),
             batch: [Message::new(0); BATCH],
+            whereabouts: Whereabouts {
+                rx_with_ip: Bits::new(rx_count),
+                tx_with_driver: Bits::new(tx_count),
+                rx_orphans: Bits::new(rx_count),
+                tx_orphans: Bits::new(tx_count),
+                driver_epoch: 0,
+                ip_epoch: 0,
+            },
         }
     }
 
@@ -401,8 +504,110 @@ impl<'a, W: Waiter> Path<'a, W> {
     }
 
     fn flush(&mut self, on_event: &mut impl FnMut(Event)) -> usize {
-        self.to_driver.flush(&mut self.counters, on_event)
-            + self.to_ip.flush(&mut self.counters, on_event)
+        let mut changes = [None, None];
+        let mut note = |e: Event| {
+            if let Event::EpochChanged { channel, change } = e {
+                let slot = usize::from(matches!(channel, Channel::ToIp));
+                changes[slot] = Some((channel, change));
+            }
+            on_event(e);
+        };
+        let sent = self.to_driver.flush(&mut self.counters, &mut note)
+            + self.to_ip.flush(&mut self.counters, &mut note);
+        for (channel, change) in changes.into_iter().flatten() {
+            self.peer_epoch(channel, change);
+        }
+        sent
+    }
+
+    /// A channel of `channel`'s peer reported epoch `change`: on the first report of a
+    /// restart, recover what the dead instance held.
+    fn peer_epoch(&mut self, channel: Channel, change: EpochChange) {
+        let w = &mut self.whereabouts;
+        let ip = matches!(channel, Channel::FromIp | Channel::ToIp);
+        let seen = if ip {
+            &mut w.ip_epoch
+        } else {
+            &mut w.driver_epoch
+        };
+        if change.new_epoch <= *seen {
+            return;
+        }
+        *seen = change.new_epoch;
+        if ip {
+            self.ip_restarted();
+        } else {
+            self.driver_restarted();
+        }
+    }
+
+    /// ip restarted. Every rx-pool buffer it held (or that waited here for it) goes home to the
+    /// driver; what waited for the old instance is dropped (TX_DONEs of its buffers: the new
+    /// instance starts its tx pool afresh), as are its frames not yet given to the driver; its
+    /// frames the driver has are orphans, whose TX_DONE is dropped when it comes.
+    fn ip_restarted(&mut self) {
+        let (rx_count, tx_count) = (self.rx_pool.count(), self.tx_pool.count());
+        self.counters.ip_restarts += 1;
+        self.to_ip.held.retain(|_| false);
+        self.to_driver.held.retain(|m| {
+            !matches!(
+                Kind::decode(m, rx_count, tx_count),
+                Ok(Kind::TxFrame(_))
+            )
+        });
+        let w = &mut self.whereabouts;
+        for index in w.rx_with_ip.take() {
+            if let Some(d) = self.rx_pool.whole(index)
+                && self.to_driver.held.push(Kind::RxReturn(d).message())
+            {
+                self.counters.rx_recovered += 1;
+            }
+        }
+        for index in w.tx_with_driver.take() {
+            w.tx_orphans.insert(index);
+        }
+    }
+
+    /// The driver restarted (its rx pool starts afresh, its transmit ring is reset). Its frames
+    /// that waited here for ip are dropped; those ip holds are orphans, whose RX_RETURN is
+    /// dropped when it comes; RX_RETURNs that waited for the old driver are dropped. Every
+    /// tx-pool buffer the old driver had goes home to ip as TX_DONE (it will never send it);
+    /// frames still waiting here go to the new driver.
+    fn driver_restarted(&mut self) {
+        let (rx_count, tx_count) = (self.rx_pool.count(), self.tx_pool.count());
+        self.counters.driver_restarts += 1;
+        let w = &mut self.whereabouts;
+        self.to_ip.held.retain(|m| match Kind::decode(m, rx_count, tx_count) {
+            Ok(Kind::RxFrame(d)) => {
+                w.rx_with_ip.remove(d.index);
+                false
+            }
+            _ => true,
+        });
+        self.to_driver.held.retain(|m| {
+            !matches!(
+                Kind::decode(m, rx_count, tx_count),
+                Ok(Kind::RxReturn(_))
+            )
+        });
+        for index in w.rx_with_ip.take() {
+            w.rx_orphans.insert(index);
+        }
+        let mut queued = Bits::new(tx_count);
+        for m in self.to_driver.held.iter() {
+            if let Ok(Kind::TxFrame(d)) = Kind::decode(m, rx_count, tx_count) {
+                queued.insert(d.index);
+            }
+        }
+        for index in w.tx_with_driver.take() {
+            if queued.remove(index) {
+                w.tx_with_driver.insert(index);
+            } else if let Some(d) = self.tx_pool.whole(index)
+                && self.to_ip.held.push(Kind::TxDone(d).message())
+            {
+                self.counters.tx_recovered += 1;
+            }
+        }
     }
 
     /// Reads and handles up to [`BATCH`] messages from `from`; returns how many it took.
@@ -423,14 +628,19 @@ impl<'a, W: Waiter> Path<'a, W> {
         let n = match input.recv_batch(&mut self.batch[..room]) {
             Ok(n) => n,
             Err(e) => {
-                self.recv_error(Channel::input_from(from), e, on_event);
+                let channel = Channel::input_from(from);
+                self.recv_error(channel, e, on_event);
+                if let RecvError::EpochChanged(change) = e {
+                    self.peer_epoch(channel, change);
+                }
                 return 0;
             }
         };
         for i in 0..n {
             let m = self.batch[i];
             match self.judge(from, &m, rules) {
-                Ok((to, out)) => {
+                Ok(None) => self.counters.orphans_dropped += 1,
+                Ok(Some((to, out))) => {
                     let output = match to {
                         Peer::Driver => &mut self.to_driver,
                         Peer::Ip => &mut self.to_ip,
@@ -475,7 +685,7 @@ impl<'a, W: Waiter> Path<'a, W> {
         from: Peer,
         m: &Message,
         rules: &mut RuleSet,
-    ) -> Result<(Peer, Message), Refusal> {
+    ) -> Result<Option<(Peer, Message)>, Refusal> {
         let kind = Kind::decode(m, self.rx_pool.count(), self.tx_pool.count())
             .map_err(Refusal::Malformed)?;
         let c = &mut self.counters;
@@ -486,6 +696,7 @@ impl<'a, W: Waiter> Path<'a, W> {
                 match verdict {
                     Verdict::Allow => {
                         c.rx_out += 1;
+                        self.whereabouts.rx_with_ip.insert(d.index);
                         (Peer::Ip, Kind::RxFrame(d))
                     }
                     Verdict::Deny => {
@@ -500,6 +711,7 @@ impl<'a, W: Waiter> Path<'a, W> {
                 match verdict {
                     Verdict::Allow => {
                         c.tx_out += 1;
+                        self.whereabouts.tx_with_driver.insert(d.index);
                         (Peer::Driver, Kind::TxFrame(d))
                     }
                     Verdict::Deny => {
@@ -509,17 +721,25 @@ impl<'a, W: Waiter> Path<'a, W> {
                 }
             }
             (Peer::Ip, Kind::RxReturn(d)) => {
+                if self.whereabouts.rx_orphans.remove(d.index) {
+                    return Ok(None);
+                }
+                self.whereabouts.rx_with_ip.remove(d.index);
                 c.rx_returned += 1;
                 (Peer::Driver, Kind::RxReturn(d))
             }
             (Peer::Driver, Kind::TxDone(d)) => {
+                if self.whereabouts.tx_orphans.remove(d.index) {
+                    return Ok(None);
+                }
+                self.whereabouts.tx_with_driver.remove(d.index);
                 c.tx_done += 1;
                 (Peer::Ip, Kind::TxDone(d))
             }
             (Peer::Driver, Kind::RxReturn(_) | Kind::TxFrame(_))
             | (Peer::Ip, Kind::RxFrame(_) | Kind::TxDone(_)) => return Err(Refusal::Misdirected),
         };
-        Ok((to.0, to.1.message()))
+        Ok(Some((to.0, to.1.message())))
     }
 
     /// First half of sleeping: arms both inputs ([`Consumer::arm`]). True when neither has a
@@ -533,6 +753,9 @@ impl<'a, W: Waiter> Path<'a, W> {
             Err(e) => {
                 let moved = matches!(e, RecvError::EpochChanged(_));
                 self.recv_error(Channel::FromDriver, e, on_event);
+                if let RecvError::EpochChanged(change) = e {
+                    self.peer_epoch(Channel::FromDriver, change);
+                }
                 if moved {
                     return false;
                 }
@@ -547,6 +770,9 @@ impl<'a, W: Waiter> Path<'a, W> {
             Err(e) => {
                 let moved = matches!(e, RecvError::EpochChanged(_));
                 self.recv_error(Channel::FromIp, e, on_event);
+                if let RecvError::EpochChanged(change) = e {
+                    self.peer_epoch(Channel::FromIp, change);
+                }
                 if moved {
                     self.from_driver.disarm();
                 }

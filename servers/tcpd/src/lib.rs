@@ -68,11 +68,13 @@ pub struct Stats {
     pub tx_bytes: u64,
     /// Messages refused (malformed, unknown, a buffer not ours).
     pub refused: u64,
+    /// Restarts of ip seen (what was lent to us by the old instance dropped).
+    pub ip_restarts: u64,
 }
 
 impl Stats {
     /// Every counter with its name.
-    pub fn fields(&self) -> [(&'static str, u64); 8] {
+    pub fn fields(&self) -> [(&'static str, u64); 9] {
         [
             ("rx_packets", self.rx_packets),
             ("tx_packets", self.tx_packets),
@@ -82,6 +84,7 @@ impl Stats {
             ("rx_bytes", self.rx_bytes),
             ("tx_bytes", self.tx_bytes),
             ("refused", self.refused),
+            ("ip_restarts", self.ip_restarts),
         ]
     }
 }
@@ -361,6 +364,17 @@ impl<'a> Tcp<'a> {
             });
         }
         v
+    }
+
+    /// ip restarted: the buffers the old instance lent us are not ours any more (the new one
+    /// starts its tx pool afresh and lends anew), the received packets we hold were already
+    /// sent home by pf on its behalf, and what we queued for it would be refused. Drop all of
+    /// it; TCP retransmits what was lost, so connections carry on.
+    pub fn ip_restarted(&mut self) {
+        self.link.stats.ip_restarts += 1;
+        self.link.lent.clear();
+        self.link.rx_queue.clear();
+        self.link.out.clear();
     }
 
     /// Handles one message from ip.

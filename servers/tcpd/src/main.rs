@@ -102,6 +102,10 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
         libsys::heartbeat();
         let mut worked = false;
         let n = ip.receive(&mut batch, &mut errors);
+        if ip.take_restart() {
+            log!("ip restarted: dropping what its last instance lent us");
+            tcp.ip_restarted();
+        }
         for m in &batch[..n] {
             tcp.from_ip(m);
         }
@@ -132,6 +136,10 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
             answer_netstat(&tcp);
         }
         tcp.flush_ip(|m| ip.send(m, &mut errors));
+        if ip.take_restart() {
+            log!("ip restarted: dropping what its last instance lent us");
+            tcp.ip_restarted();
+        }
         for (i, l) in links.iter_mut().enumerate() {
             tcp.flush_app(i, |m| l.send(m, &mut errors));
         }

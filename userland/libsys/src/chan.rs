@@ -77,6 +77,10 @@ pub struct Link {
     pub to: Producer<'static, SysWaiter>,
     /// The peer's pid (0 until found).
     pub pid: u32,
+    /// The newest epoch either channel reported (1: the first instance's).
+    epoch: u32,
+    /// A restart of the peer was seen and not yet taken by [`Link::take_restart`].
+    restarted: bool,
 }
 
 impl Link {
@@ -87,7 +91,24 @@ impl Link {
             from: consumer(from, SysWaiter::new(0))?,
             to: producer(to, SysWaiter::new(0))?,
             pid: 0,
+            epoch: 0,
+            restarted: false,
         })
+    }
+
+    /// True once after the peer restarted (either channel reported a new epoch): what was lent
+    /// to the old instance, or held for it, is to be recovered before anything else of the new
+    /// one is handled. Both channels of the pair report the same restart; it counts once.
+    pub fn take_restart(&mut self) -> bool {
+        core::mem::take(&mut self.restarted)
+    }
+
+    fn saw(&mut self, change: &libchan::EpochChange) {
+        if change.new_epoch > self.epoch {
+            self.epoch = change.new_epoch;
+            self.restarted = true;
+            self.pid = 0;
+        }
     }
 
     /// Looks the peer up; when its pid changed, notifies it (it may sleep on our channel).
@@ -108,6 +129,9 @@ impl Link {
             Ok(n) => n,
             Err(libchan::SendError::Full) => 0,
             Err(e) => {
+                if let libchan::SendError::EpochChanged(c) = &e {
+                    self.saw(c);
+                }
                 *errors += 1;
                 if errors.is_power_of_two() {
                     crate::log!("channel to {}: {e:?} ({errors} channel errors)", self.name);
@@ -122,6 +146,9 @@ impl Link {
         match self.from.recv_batch(out) {
             Ok(n) => n,
             Err(e) => {
+                if let libchan::RecvError::EpochChanged(c) = &e {
+                    self.saw(c);
+                }
                 *errors += 1;
                 if errors.is_power_of_two() {
                     crate::log!(

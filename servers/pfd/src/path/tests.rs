@@ -56,6 +56,8 @@ struct Rig {
     tx_mem: *mut u8,
     /// The e1000-pf region, for epoch bumps.
     driver_to_pf: (*mut u8, usize),
+    /// The ip-pf region, for epoch bumps.
+    ip_to_pf: (*mut u8, usize),
     /// Buffers in each pool.
     buffers: u32,
 }
@@ -97,6 +99,7 @@ impl Rig {
             rx_mem,
             tx_mem,
             driver_to_pf: d2p,
+            ip_to_pf: i2p,
             buffers,
         }
     }
@@ -554,6 +557,90 @@ fn a_restarted_driver_is_reported_and_the_path_goes_on() {
     }
     rig.round();
     assert_eq!(rig.ip_got(), [Kind::RxFrame(d)]);
+}
+
+/// The indices of `kinds`, with their kind's name.
+fn indices(kinds: &[Kind]) -> Vec<(&'static str, u32)> {
+    kinds
+        .iter()
+        .map(|k| match k {
+            Kind::RxFrame(d) => ("rx_frame", d.index),
+            Kind::RxReturn(d) => ("rx_return", d.index),
+            Kind::TxFrame(d) => ("tx_frame", d.index),
+            Kind::TxDone(d) => ("tx_done", d.index),
+        })
+        .collect()
+}
+
+#[test]
+fn an_ip_restart_sends_what_it_held_home_and_drops_its_stale_buffers() {
+    let mut rig = Rig::new([64; 4]);
+    let d0 = rig.put(RX_POOL_ID, 0, &arp());
+    let d1 = rig.put(RX_POOL_ID, 1, &arp());
+    let t5 = rig.put(TX_POOL_ID, 5, &arp());
+    rig.driver_sends(Kind::RxFrame(d0).message());
+    rig.driver_sends(Kind::RxFrame(d1).message());
+    rig.ip_sends(Kind::TxFrame(t5).message());
+    rig.round();
+    assert_eq!(rig.ip_got().len(), 2);
+    assert_eq!(indices(&rig.driver_got()), [("tx_frame", 5)]);
+    rig.ip_sends(Kind::RxReturn(d0).message());
+    rig.round();
+    assert_eq!(indices(&rig.driver_got()), [("rx_return", 0)]);
+    // ip dies holding rx buffer 1; the driver still has its frame in tx buffer 5.
+    let (ptr, len) = rig.ip_to_pf;
+    // Safety: the region made by `channel`; the old producer is replaced below.
+    unsafe { libchan::bump_epoch(ptr, len).unwrap() };
+    rig.ip_tx = producer(rig.ip_to_pf);
+    rig.round();
+    rig.round();
+    assert_eq!(indices(&rig.driver_got()), [("rx_return", 1)]);
+    let c = rig.path.counters();
+    assert_eq!((c.ip_restarts, c.rx_recovered), (1, 1));
+    // The old frame's TX_DONE would free a buffer of the new ip's: dropped.
+    rig.driver_sends(Kind::TxDone(t5).message());
+    rig.round();
+    assert!(rig.ip_got().is_empty());
+    assert_eq!(rig.path.counters().orphans_dropped, 1);
+    // The new ip's own frame in the same buffer goes and comes back as usual.
+    for _ in 0..3 {
+        if rig.ip_tx.send(&Kind::TxFrame(t5).message()).is_ok() {
+            break;
+        }
+        rig.round();
+    }
+    rig.round();
+    assert_eq!(indices(&rig.driver_got()), [("tx_frame", 5)]);
+    rig.driver_sends(Kind::TxDone(t5).message());
+    rig.round();
+    assert_eq!(indices(&rig.ip_got()), [("tx_done", 5)]);
+}
+
+#[test]
+fn a_driver_restart_gives_ip_its_frames_back_and_drops_stale_returns() {
+    let mut rig = Rig::new([64; 4]);
+    let d2 = rig.put(RX_POOL_ID, 2, &arp());
+    let t7 = rig.put(TX_POOL_ID, 7, &arp());
+    rig.driver_sends(Kind::RxFrame(d2).message());
+    rig.ip_sends(Kind::TxFrame(t7).message());
+    rig.round();
+    assert_eq!(indices(&rig.ip_got()), [("rx_frame", 2)]);
+    assert_eq!(indices(&rig.driver_got()), [("tx_frame", 7)]);
+    // The driver dies with ip's frame in its ring; ip holds the old driver's buffer 2.
+    let (ptr, len) = rig.driver_to_pf;
+    // Safety: the region made by `channel`; the old producer is replaced below.
+    unsafe { libchan::bump_epoch(ptr, len).unwrap() };
+    rig.driver_tx = producer(rig.driver_to_pf);
+    rig.round();
+    rig.round();
+    assert_eq!(indices(&rig.ip_got()), [("tx_done", 7)]);
+    let c = rig.path.counters();
+    assert_eq!((c.driver_restarts, c.tx_recovered), (1, 1));
+    // ip's return of the old driver's buffer must not reach the new driver.
+    rig.ip_sends(Kind::RxReturn(d2).message());
+    rig.round();
+    assert!(rig.driver_got().is_empty());
+    assert_eq!(rig.path.counters().orphans_dropped, 1);
 }
 
 #[test]
