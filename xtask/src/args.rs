@@ -33,6 +33,19 @@ pub enum Command {
     Image(ImageArgs),
     /// `flash DEVICE [--bios|--uefi] [--yes] [--release] [--manifest PATH] [--cmdline WORDS]`.
     Flash(FlashArgs),
+    /// `console ADDR [--exec "a; b"] [--timeout S]`.
+    Console(ConsoleArgs),
+}
+
+/// `cargo xtask console`'s arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsoleArgs {
+    /// The shell's address: HOST:PORT, or HOST (port 2323).
+    pub addr: String,
+    /// Commands to run, one after another; then the session ends (none: interactive).
+    pub exec: Vec<String>,
+    /// Seconds to wait for the connection and for each answer.
+    pub timeout_s: u64,
 }
 
 /// The kernel command line made of [`DEFAULT_CMDLINE`] and the `--cmdline` words `extra`.
@@ -329,7 +342,7 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ArgError> {
 }
 
 /// The subcommands, in help order.
-pub const SUBCOMMANDS: [&str; 6] = ["build", "run", "test", "bench", "image", "flash"];
+pub const SUBCOMMANDS: [&str; 7] = ["build", "run", "test", "bench", "image", "flash", "console"];
 
 /// Walks the words of one subcommand, splitting `--opt=value` and remembering which options were
 /// seen so that repeating a non-repeatable one is an error.
@@ -518,6 +531,7 @@ pub fn parse(args: &[String]) -> Result<Command, ArgError> {
         "test" => parse_test(&mut w).map(Command::Test),
         "bench" => parse_bench(&mut w).map(Command::Bench),
         "image" => parse_image(&mut w).map(Command::Image),
+        "console" => parse_console(&mut w).map(Command::Console),
         _ => parse_flash(&mut w).map(Command::Flash),
     }
 }
@@ -770,6 +784,45 @@ fn parse_image(w: &mut Words) -> Result<ImageArgs, ArgError> {
         }
     }
     Ok(a)
+}
+
+fn parse_console(w: &mut Words) -> Result<ConsoleArgs, ArgError> {
+    let mut addr = None;
+    let mut exec = Vec::new();
+    let mut timeout_s = 30;
+    while let Some(item) = w.next()? {
+        match item {
+            Item::Opt(o) if o == "--exec" => {
+                w.once("--exec")?;
+                exec = parse_exec(&w.value("--exec")?)?;
+            }
+            Item::Opt(o) if o == "--timeout" => {
+                w.once("--timeout")?;
+                timeout_s = u64::from(in_range(
+                    "--timeout",
+                    number("--timeout", &w.value("--timeout")?)?,
+                    1..=3600,
+                )?);
+            }
+            Item::Opt(o) => return Err(w.unknown(&o)),
+            Item::Positional(p) if addr.is_none() => addr = Some(p),
+            Item::Positional(p) => {
+                return err(format!(
+                    "'cargo xtask console' takes one ADDR, got a second: '{p}'"
+                ));
+            }
+        }
+    }
+    match addr {
+        Some(addr) => Ok(ConsoleArgs {
+            addr,
+            exec,
+            timeout_s,
+        }),
+        None => {
+            err("'cargo xtask console' needs the shell's ADDR (HOST:PORT, or HOST for port 2323)")
+        }
+    }
 }
 
 fn parse_flash(w: &mut Words) -> Result<FlashArgs, ArgError> {

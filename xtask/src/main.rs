@@ -24,6 +24,7 @@
 mod args;
 mod bench;
 mod blockdev;
+mod console;
 mod counts;
 mod exec;
 mod flash;
@@ -78,6 +79,7 @@ COMMANDS:
     bench    measure the network stack's throughput and traps per packet
     image    write the BIOS or UEFI disk image to a file, ready for dd
     flash    write the disk image to a block device (a USB stick) and verify it
+    console  drive the shell of a running Axolotl over the network (its network console)
 
 'cargo xtask COMMAND --help' describes a command's options.
 Exit status: 0 success; 1 guest, test or build failure; 2 bad usage, unsupported feature or QEMU
@@ -221,6 +223,21 @@ OPTIONS:
     --cmdline \"WORDS\"  extra kernel command-line words after 'log=info', as for 'run'
 ";
 
+const HELP_CONSOLE: &str = "\
+cargo xtask console ADDR [--exec \"a; b\"] [--timeout S]
+
+Drives the shell of a running Axolotl over the network (the shell's network console: its
+manifest arguments say netconsole=PORT; see docs/rig.md). ADDR is HOST:PORT, or HOST for port
+2323. Without --exec: lines typed go to the shell, its answers are printed; end with Ctrl-D.
+With --exec: runs each command after the prompt, prints the answers, and ends after the last.
+
+Exit status: 0 done, 1 no connection or the session broke, 2 bad usage.
+
+OPTIONS:
+    --exec \"a; b\"    commands to run, separated by ';'
+    --timeout S        seconds to wait for the connection and for each answer (default 30)
+";
+
 fn help(topic: Option<&str>) -> &'static str {
     match topic {
         Some("build") => HELP_BUILD,
@@ -229,6 +246,7 @@ fn help(topic: Option<&str>) -> &'static str {
         Some("bench") => HELP_BENCH,
         Some("image") => HELP_IMAGE,
         Some("flash") => HELP_FLASH,
+        Some("console") => HELP_CONSOLE,
         _ => HELP,
     }
 }
@@ -277,6 +295,7 @@ fn dispatch(cmd: Command) -> Result<u8, Error> {
         Command::Bench(b) => bench::bench(&b),
         Command::Image(a) => image(&a),
         Command::Flash(a) => flash::flash(&a),
+        Command::Console(a) => console::console(&a),
     }
 }
 

@@ -327,6 +327,19 @@ impl<'a, W: Waiter> Listener<'a, W> {
         self.port
     }
 
+    /// The next connection if one is waiting, without waiting for one.
+    pub fn try_accept(&mut self) -> Result<Option<(Stream<'a, W>, SocketAddrV4)>> {
+        let mut e = self.ep.borrow_mut();
+        e.drain()?;
+        if let Some(i) = e.accepted.iter().position(|a| a.0 == self.port)
+            && let Some((_, id, peer)) = e.accepted.remove(i)
+        {
+            drop(e);
+            return Ok(Some((Stream::new(&self.ep, id, peer), peer)));
+        }
+        Ok(None)
+    }
+
     /// Waits for the next connection.
     pub fn accept(&mut self) -> Result<(Stream<'a, W>, SocketAddrV4)> {
         let mut e = self.ep.borrow_mut();

@@ -16,6 +16,7 @@ pub mod commands;
 pub mod jobs;
 pub mod line;
 pub mod net;
+pub mod netcon;
 pub mod parse;
 pub mod pfctl;
 pub mod ping;

@@ -3,6 +3,10 @@
 //! console owner when input arrives), feeds the bytes to the line editor, and runs each line.
 //! While a program started on demand runs in the foreground, the console is read for Ctrl-C;
 //! anything else typed then is kept and fed to the line editor afterwards.
+//!
+//! With `netconsole=PORT` in its arguments the shell also listens on that TCP port (through
+//! libnet; shell::netcon has the protocol): lines from the one connected client run like typed
+//! ones, their output goes to the console and back to the client, followed by the prompt.
 #![no_std]
 #![no_main]
 
@@ -11,8 +15,15 @@ use core::fmt::Write;
 use libsys::abi::RestartPolicy;
 use libsys::{CpuInfo, Error, Message, PciInfo, ProcInfo, ProcOp, log};
 use shell::commands::run;
+use shell::netcon::{self, Input, Lines};
 use shell::parse::commands;
 use shell::{Feed, LineEditor, PROMPT, Sys};
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use libnet::{TcpListener, TcpStream};
 
 libsys::entry!(main);
 
@@ -22,17 +33,23 @@ const POLL_NS: u64 = 20_000_000;
 /// Ctrl-C.
 const CTRL_C: u8 = 0x03;
 
-/// The real kernel, and the bytes typed while a program ran in the foreground.
+/// The real kernel, the bytes typed while a program ran in the foreground, and the network
+/// console (served whenever the shell waits: at the prompt, in `sleep`, while a program runs).
 struct Kernel {
     typeahead: [u8; 64],
     typeahead_len: usize,
+    netcon: Option<NetConsole>,
+    /// The network console ran commands during the last wait.
+    net_served: bool,
 }
 
 impl Kernel {
-    const fn new() -> Self {
+    const fn new(netcon: Option<NetConsole>) -> Self {
         Self {
             typeahead: [0; 64],
             typeahead_len: 0,
+            netcon,
+            net_served: false,
         }
     }
 
@@ -73,6 +90,16 @@ impl Sys for Kernel {
         libsys::time_ns()
     }
     fn wait(&mut self, timeout_ns: u64) {
+        // While the network console runs a command, its own waits do not serve it again.
+        if let Some(mut n) = self.netcon.take() {
+            let mut con = libsys::io::console();
+            let served = n.poll(self, &mut con);
+            self.netcon = Some(n);
+            if served {
+                self.net_served = true;
+                return;
+            }
+        }
         if libsys::wait(Some(timeout_ns)).is_err() {
             libsys::yield_now();
         }
@@ -131,8 +158,166 @@ impl Sys for Kernel {
     }
 }
 
-fn main(_args: &str) -> i32 {
-    let mut kernel = Kernel::new();
+/// Writes to the console and keeps a copy for the network client.
+struct Tee<'a, C: Write> {
+    con: &'a mut C,
+    net: &'a mut String,
+}
+
+impl<C: Write> Write for Tee<'_, C> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        self.net.push_str(s);
+        self.con.write_str(s)
+    }
+}
+
+/// The network console's state.
+struct NetConsole {
+    port: u16,
+    listener: Option<TcpListener>,
+    /// When to try to listen again (tcp may not be up yet).
+    next_bind_ns: u64,
+    bind_failures: u32,
+    session: Option<(TcpStream, core::net::SocketAddrV4)>,
+    lines: Lines,
+}
+
+/// How often to retry listening while tcp is not up.
+const BIND_RETRY_NS: u64 = 1_000_000_000;
+
+impl NetConsole {
+    fn new(port: u16) -> Self {
+        Self {
+            port,
+            listener: None,
+            next_bind_ns: 0,
+            bind_failures: 0,
+            session: None,
+            lines: Lines::new(),
+        }
+    }
+
+    /// Listens, takes a client, runs what it sent; false when nothing happened.
+    fn poll(&mut self, kernel: &mut Kernel, con: &mut libsys::io::Console) -> bool {
+        let now = libsys::time_ns();
+        if self.listener.is_none() {
+            if now < self.next_bind_ns {
+                return false;
+            }
+            match TcpListener::bind(self.port) {
+                Ok(l) => {
+                    log!("network console on tcp port {}", self.port);
+                    self.listener = Some(l);
+                }
+                Err(e) => {
+                    self.bind_failures += 1;
+                    if self.bind_failures == 1 || self.bind_failures.is_multiple_of(30) {
+                        log!(
+                            "network console: listening on {} failed ({e}); retrying",
+                            self.port
+                        );
+                    }
+                    self.next_bind_ns = now + BIND_RETRY_NS;
+                    return false;
+                }
+            }
+        }
+        let mut worked = false;
+        if let Some(l) = self.listener.as_mut() {
+            match l.try_accept() {
+                Ok(Some((mut s, peer))) => {
+                    worked = true;
+                    if self.session.is_some() {
+                        let _ = s.write(netcon::BUSY.as_bytes());
+                        let _ = s.shutdown();
+                        log!("network console: {peer} refused, a session is open");
+                    } else {
+                        log!("network console: session from {peer}");
+                        let banner = alloc::format!(
+                            "axolotl network console (shell pid {})\n{PROMPT}",
+                            libsys::pid()
+                        );
+                        if s.write(banner.as_bytes()).is_ok() {
+                            self.session = Some((s, peer));
+                            self.lines = Lines::new();
+                        }
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    log!("network console: tcp is gone ({e}); listening again");
+                    self.listener = None;
+                    self.session = None;
+                    return false;
+                }
+            }
+        }
+        let Some((s, peer)) = self.session.as_mut() else {
+            return worked;
+        };
+        let peer = *peer;
+        let mut inputs = Vec::new();
+        let mut buf = [0u8; 512];
+        let mut ended = false;
+        while matches!(s.readable(), Ok(true)) {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    ended = true;
+                    break;
+                }
+                Ok(n) => self.lines.feed(&buf[..n], &mut inputs),
+            }
+        }
+        for input in inputs {
+            worked = true;
+            let mut reply = String::new();
+            match input {
+                Input::Line(line) => {
+                    let _ = writeln!(con, "[net {peer}] {line}");
+                    for command in commands(&line) {
+                        let mut tee = Tee {
+                            con: &mut *con,
+                            net: &mut reply,
+                        };
+                        run(kernel, &mut tee, command);
+                        con.flush();
+                    }
+                }
+                Input::TooLong => {
+                    reply = alloc::format!(
+                        "shell: line longer than {} bytes dropped\n",
+                        netcon::MAX_LINE
+                    );
+                }
+            }
+            reply.push_str(PROMPT);
+            if self
+                .session
+                .as_mut()
+                .is_none_or(|(s, _)| s.write(reply.as_bytes()).is_err())
+            {
+                ended = true;
+                break;
+            }
+        }
+        if ended {
+            log!("network console: {peer} closed");
+            self.session = None;
+            worked = true;
+        }
+        worked
+    }
+}
+
+fn main(args: &str) -> i32 {
+    let netcon = match netcon::port(args) {
+        Ok(p) => p.map(NetConsole::new),
+        Err(why) => {
+            log!("shell: {why}; the network console stays off");
+            None
+        }
+    };
+    let mut kernel = Kernel::new(netcon);
     let mut con = libsys::io::console();
     let mut editor = LineEditor::new();
     let mut input = [0u8; 64];
@@ -172,6 +357,12 @@ fn main(_args: &str) -> i32 {
             pos = 0;
             if end == 0 {
                 kernel.wait(POLL_NS);
+                if core::mem::take(&mut kernel.net_served) && !editor.line().is_empty() {
+                    // Commands from the network ran over a half-typed line: show it again.
+                    let _ = con.write_str(PROMPT);
+                    let _ = con.write_str(editor.line());
+                    con.flush();
+                }
             }
         }
     }
