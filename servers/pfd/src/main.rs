@@ -37,6 +37,10 @@ const STATE_REGION: &str = "pf-state";
 const SPIN_TURNS: u32 = 4000;
 /// The same on a CPU shared with others, who need it more than a spinning pf does.
 const SPIN_TURNS_SHARED: u32 = 64;
+/// Idle, the shell's requests are looked at most this often (and at once when one wakes us).
+const IDLE_CHORES_NS: u64 = 1_000_000;
+/// Idle, the peers are looked up this often (at once while one is missing).
+const IDLE_LOOKUP_NS: u64 = 1_000_000_000;
 /// Longest sleep when idle (the heartbeat must move at least every 500 ms).
 const IDLE_WAIT_NS: u64 = 100_000_000;
 /// Sleep while messages wait for room in an output ring.
@@ -443,6 +447,7 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
     let mut events = EventLog::default();
     let mut turn: u64 = 0;
     let mut empty_turns: u32 = 0;
+    let (mut last_chores, mut last_lookup) = (0u64, 0u64);
     loop {
         libsys::heartbeat();
         turn = turn.wrapping_add(1);
@@ -464,10 +469,19 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
             continue;
         }
         empty_turns = 0;
-        // Idle: the chores first, then sleep until a peer or the shell wakes us.
-        control.serve(&mut rules, &path);
-        events.report(path.counters().refused_total());
-        find_peers(&mut path, &mut missing);
+        // Idle: the chores first (the shell's requests at most every millisecond, lookups every
+        // second — each is a system call, and under load pf goes idle between most frames),
+        // then sleep until a peer or the shell wakes us.
+        let now = libsys::time_ns();
+        if now.saturating_sub(last_chores) >= IDLE_CHORES_NS {
+            last_chores = now;
+            control.serve(&mut rules, &path);
+            events.report(path.counters().refused_total());
+        }
+        if now.saturating_sub(last_lookup) >= IDLE_LOOKUP_NS || missing.iter().any(|&m| m) {
+            last_lookup = now;
+            find_peers(&mut path, &mut missing);
+        }
         if path.arm(&mut |e| events.note(e)) {
             let timeout = if path.holding() > 0 {
                 HOLD_WAIT_NS

@@ -21,11 +21,13 @@ use tcpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
 libsys::entry!(main, heap = 16 << 20);
 
 const BATCH: usize = 32;
+/// Most applications served (the manifest's `args`).
+const MAX_APPS: usize = 16;
 const SPIN_POLLS: u32 = 200;
 const MAX_SLEEP_NS: u64 = 100_000_000;
 const PEER_CHECK_NS: u64 = 1_000_000_000;
 const STATS_LOG_NS: u64 = 5_000_000_000;
-/// Under load, IPC requests (`netstat`) are polled at most this often (every round when idle).
+/// IPC requests (`netstat`) are polled at most this often, and right after each sleep.
 const BUSY_IPC_POLL_NS: u64 = 1_000_000;
 /// Most IPC requests answered in one round.
 const IPC_PER_ROUND: usize = 8;
@@ -36,8 +38,8 @@ fn main(args: &str) -> i32 {
         .map(str::trim)
         .filter(|a| !a.is_empty())
         .collect();
-    if apps.is_empty() {
-        log!("bad arguments '{args}' (expected the applications, comma-separated)");
+    if apps.is_empty() || apps.len() > MAX_APPS {
+        log!("bad arguments '{args}' (expected 1 to {MAX_APPS} applications, comma-separated)");
         return 2;
     }
     match run(&apps) {
@@ -110,28 +112,40 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
             tcp.from_ip(m);
         }
         worked |= n > 0;
+        let mut spoke = [false; MAX_APPS];
         for (i, l) in links.iter_mut().enumerate() {
             let n = l.receive(&mut batch, &mut errors);
             for m in &batch[..n] {
                 tcp.from_app(i, m);
             }
             worked |= n > 0;
+            if let Some(s) = spoke.get_mut(i) {
+                *s = n > 0;
+            }
         }
         let now = libsys::time_ns();
         let before = *tcp.stats();
         tcp.poll(now);
         worked |= *tcp.stats() != before;
-        if now.saturating_sub(last_peer_check) >= PEER_CHECK_NS
-            || ip.pid == 0
-            || links.iter().any(|l| l.pid == 0)
-        {
+        // Peers are looked up once a second (an application started on demand may not run
+        // at all: a lookup per round would be a system call each), and at once when ip is
+        // unknown or an unknown application speaks (it waits for our answer's notify).
+        if now.saturating_sub(last_peer_check) >= PEER_CHECK_NS || ip.pid == 0 {
             last_peer_check = now;
             ip.find_peer();
             for l in &mut links {
                 l.find_peer();
             }
+        } else {
+            for (l, spoke) in links.iter_mut().zip(&spoke) {
+                if *spoke && l.pid == 0 {
+                    l.find_peer();
+                }
+            }
         }
-        if !worked || now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
+        // Every millisecond at most, busy or spinning idle (an IPC request also notifies us,
+        // so a sleeping server wakes for it): a poll per idle spin would be a system call each.
+        if now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
             last_ipc = now;
             answer_netstat(&tcp);
         }
@@ -178,6 +192,8 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
         }
         if !ready {
             let _ = libsys::wait(Some(sleep));
+            // What woke us may be an IPC request: look at once.
+            last_ipc = 0;
         }
         ip.from.disarm();
         for l in &mut links {
