@@ -472,8 +472,12 @@ pub fn spawn(slot: usize, restarts: u32, args: &str) -> Result<Arc<Process>, &'s
             )
             .map_err(|_| "out of memory")?;
         let page = memory::phys_to_virt(frame.start_address().as_u64()).as_mut_ptr::<u64>();
-        // Safety: the status page is a kernel-owned frame; word 1 is the generation.
-        unsafe { page.add(1).write_volatile(restarts as u64) };
+        // Safety: the status page is a kernel-owned frame; word 1 is the generation, word 2 the
+        // update request, which a new instance starts without.
+        unsafe {
+            page.add(1).write_volatile(restarts as u64);
+            page.add(2).write_volatile(0);
+        }
     }
     // The argument string sits in the top 256 bytes of the stack.
     let mut cut = args.len().min(axolotl_abi::ARGS_MAX);
@@ -937,6 +941,19 @@ pub fn proc_ctl(me: &Process, pid: u32, op: u64) -> Result<u64, Error> {
         ProcOp::InjectFault => crate::sched::inject_fault(&target),
         ProcOp::Hang => crate::sched::hang(&target, true),
         ProcOp::Resume => crate::sched::hang(&target, false),
+        ProcOp::RequestUpdate => {
+            if target.is_dead() {
+                return Err(Error::Busy);
+            }
+            let frame = *STATUS_FRAMES
+                .get()
+                .and_then(|f| f.get(target.slot))
+                .ok_or(Error::NotFound)?;
+            let page = memory::phys_to_virt(frame.start_address().as_u64()).as_mut_ptr::<u64>();
+            // Safety: the status page is a kernel-owned frame that lives as long as the kernel;
+            // word 2 is the update request (the process only reads it).
+            unsafe { page.add(2).write_volatile(1) };
+        }
     }
     Ok(0)
 }

@@ -334,6 +334,14 @@ impl Driver {
         loop {
             // rs watches it: a driver that stops going round is hung.
             libsys::heartbeat();
+            // Live update: at a quiet point (nothing waits for pf) hand over to a fresh instance,
+            // which resets the NIC; pf recovers what this one held, as after any restart.
+            if libsys::update_requested()
+                && matches!(&self.role, Role::Path { path, .. } if path.outbox_len() == 0)
+            {
+                log!("live update: quiet; exiting for the new instance");
+                libsys::exit(axolotl_abi::EXIT_UPDATE);
+            }
             if self.napi.mode() == Mode::Interrupts {
                 self.sleep();
             }

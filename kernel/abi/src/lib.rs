@@ -387,7 +387,14 @@ pub struct StatusPage {
     pub heartbeat: core::sync::atomic::AtomicU64,
     /// Generation: the restart count of the instance that last wrote the page.
     pub generation: core::sync::atomic::AtomicU64,
+    /// Set by the kernel ([`ProcOp::RequestUpdate`]), cleared when an instance starts: the
+    /// process is asked to exit with [`EXIT_UPDATE`] at its next quiet point, so that a fresh
+    /// instance takes over with the state it keeps in its regions (live update).
+    pub update: core::sync::atomic::AtomicU64,
 }
+
+/// The exit code of a process that ended for a live update ([`ProcOp::RequestUpdate`]).
+pub const EXIT_UPDATE: i32 = 75;
 
 /// A process's restart policy from the manifest.
 #[derive(Debug, Clone, Copy, Default)]
@@ -419,6 +426,9 @@ pub enum ProcOp {
     Hang = 3,
     /// Lets a hung process run again.
     Resume = 4,
+    /// Asks the process to exit with [`EXIT_UPDATE`] at its next quiet point (sets
+    /// [`StatusPage::update`]); whoever asked restarts it once it has.
+    RequestUpdate = 5,
 }
 
 impl ProcOp {
@@ -430,6 +440,7 @@ impl ProcOp {
             2 => Self::InjectFault,
             3 => Self::Hang,
             4 => Self::Resume,
+            5 => Self::RequestUpdate,
             _ => return None,
         })
     }

@@ -450,6 +450,12 @@ fn run() -> Result<core::convert::Infallible, &'static str> {
     let (mut last_chores, mut last_lookup) = (0u64, 0u64);
     loop {
         libsys::heartbeat();
+        // Live update: at a quiet point (nothing held for a peer) hand over to a fresh instance;
+        // the rules are in pf-state already.
+        if libsys::update_requested() && path.holding() == 0 {
+            log!("live update: quiet; exiting for the new instance");
+            libsys::exit(libsys::abi::EXIT_UPDATE);
+        }
         turn = turn.wrapping_add(1);
         let round = path.round(&mut rules, &mut |e| events.note(e));
         if turn.is_multiple_of(CONTROL_EVERY) {

@@ -357,6 +357,16 @@ pub fn ipc_call_timeout(
     .map(drop)
 }
 
+/// True when a live update of this process was asked for (`update NAME` in the shell): a
+/// server that takes part exits with [`crate::abi::EXIT_UPDATE`] at its next quiet point, its
+/// state kept in its regions, and a fresh instance takes over.
+pub fn update_requested() -> bool {
+    let page = crate::abi::layout::STATUS_PAGE as *const crate::abi::StatusPage;
+    // Safety: as in `heartbeat`: our status page is mapped at STATUS_PAGE for our whole life;
+    // the word is an atomic the kernel sets.
+    unsafe { (*page).update.load(core::sync::atomic::Ordering::Relaxed) != 0 }
+}
+
 /// Bumps this process's heartbeat in its status page, which the reincarnation server watches to
 /// tell a hung process from a live one. A process that calls it once has opted in: from then on
 /// it must call it at least every 500 ms, idle or not (wait with a timeout rather than forever),

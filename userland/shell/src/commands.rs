@@ -156,6 +156,10 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("hang NAME", "stop scheduling NAME, so that it looks hung"),
     ("resume NAME", "let a hung NAME run again"),
     (
+        "update NAME",
+        "live update: NAME exits at a quiet point and a fresh instance takes over its state",
+    ),
+    (
         "NAME [ARGS] [&]",
         "start the on-demand program NAME with ARGS (none: its manifest args) and wait for its end; \
          with '&' in the background; Ctrl-C kills it",
@@ -209,6 +213,7 @@ pub fn is_builtin(name: &str) -> bool {
             | "kill"
             | "restart"
             | "crash"
+            | "update"
             | "hang"
             | "resume"
             | "jobs"
@@ -287,6 +292,7 @@ fn builtin_or_program(
         "crash" => procctl::crash(sys, out, args),
         "hang" => procctl::hang(sys, out, args, true),
         "resume" => procctl::hang(sys, out, args, false),
+        "update" => procctl::update(sys, out, args),
         "chanbench" => chanbench(sys, out, args),
         "pf" => pfctl::pf(sys, out, args),
         "ping" => ping::ping(sys, out, args),
@@ -542,6 +548,9 @@ pub(crate) mod tests {
         /// `wait`s after a kill before the process is dead (`u32::MAX`: never).
         pub(crate) dies_after_polls: u32,
         killing: Option<u32>,
+        /// A process asked to update: it exits with EXIT_UPDATE after `dies_after_polls` waits
+        /// (never when `dies_after_polls` is `u32::MAX`).
+        updating: Option<u32>,
         /// The packet filter, if it runs.
         pub(crate) pf: Option<crate::pfctl::tests::FakePf>,
         /// The timeout of every `ipc_call_timeout`.
@@ -603,6 +612,7 @@ pub(crate) mod tests {
                 ctl_error: None,
                 dies_after_polls: 0,
                 killing: None,
+                updating: None,
                 pf: None,
                 pf_timeouts: Vec::new(),
                 ip: None,
@@ -702,6 +712,18 @@ pub(crate) mod tests {
                     self.running = None;
                 }
             }
+            if let Some(pid) = self.updating
+                && self.dies_after_polls != u32::MAX
+            {
+                self.dies_after_polls = self.dies_after_polls.saturating_sub(1);
+                if self.dies_after_polls == 0
+                    && let Some(p) = self.proc_mut(pid)
+                {
+                    p.state = ProcState::Exited as u8;
+                    p.exit_code = i64::from(axolotl_abi::EXIT_UPDATE);
+                    self.updating = None;
+                }
+            }
             if let Some(pid) = self.killing {
                 if self.dies_after_polls != u32::MAX {
                     self.dies_after_polls = self.dies_after_polls.saturating_sub(1);
@@ -766,6 +788,10 @@ pub(crate) mod tests {
                     if self.running.is_some_and(|(p, _)| p == pid) {
                         self.running = None;
                     }
+                    Ok(0)
+                }
+                ProcOp::RequestUpdate => {
+                    self.updating = Some(pid);
                     Ok(0)
                 }
                 ProcOp::Restart => {

@@ -1,4 +1,5 @@
-//! `kill NAME`, `restart NAME`, `crash NAME`, `hang NAME` and `resume NAME`: the kernel's
+//! `kill NAME`, `restart NAME`, `crash NAME`, `hang NAME`, `resume NAME` and `update NAME`: the
+//! kernel's
 //! `proc_ctl` by process name (needs the `control` grant). `crash` makes the kernel inject a
 //! genuine CPU fault into the process (it jumps to an unmapped address and takes a page fault);
 //! `hang` stops scheduling it, so it looks hung; `resume` undoes `hang`.
@@ -142,6 +143,59 @@ pub fn restart(sys: &mut impl Sys, out: &mut impl Write, args: &[&str]) -> Outco
     Ok(())
 }
 
+/// How long `update` waits for the process to reach a quiet point and exit.
+pub const UPDATE_WAIT_NS: u64 = 2_000_000_000;
+
+/// `update NAME`: live update. The kernel asks NAME to exit at its next quiet point (with
+/// `EXIT_UPDATE`, its state kept in its regions); once it has, a fresh instance of the binary
+/// in the ramdisk takes over the same slot, CPU, regions and state, and the peers recover as
+/// after any restart. A process that does not take part (it never reads the request) is left
+/// running after 2 s, with a message.
+pub fn update(sys: &mut impl Sys, out: &mut impl Write, args: &[&str]) -> Outcome {
+    let name = one_name(args, "update NAME")?;
+    let pid = sys
+        .lookup(name)
+        .map_err(|e| Failure::failed(format!("no running process {name} ({e})")))?;
+    let start = sys.time_ns();
+    sys.proc_ctl(pid, ProcOp::RequestUpdate)
+        .map_err(|e| Failure::failed(format!("{name} (pid {pid}): {e}")))?;
+    let deadline = start.saturating_add(UPDATE_WAIT_NS);
+    let p = loop {
+        match find(sys, name)? {
+            Some(p) if p.pid == pid && is_dead(p.state) => break p,
+            Some(p) if p.pid != pid => {
+                return Err(Failure::failed(format!(
+                    "{name} was restarted by someone else meanwhile (now pid {})",
+                    p.pid
+                )));
+            }
+            _ => {}
+        }
+        let now = sys.time_ns();
+        if now >= deadline {
+            return Err(Failure::failed(format!(
+                "{name} (pid {pid}) did not reach a quiet point within 2 s (does it take part in \
+                 live update?); it keeps running"
+            )));
+        }
+        sys.wait(POLL_NS.min(deadline - now));
+    };
+    if ProcState::from_u8(p.state) != Some(ProcState::Exited)
+        || p.exit_code != i64::from(axolotl_abi::EXIT_UPDATE)
+    {
+        return Err(Failure::failed(format!(
+            "{name} (pid {pid}) ended otherwise (state {}, code {}); 'restart {name}' starts it",
+            p.state, p.exit_code
+        )));
+    }
+    let new = sys
+        .proc_ctl(pid, ProcOp::Restart)
+        .map_err(|e| Failure::failed(format!("{name} (pid {pid}): restart: {e}")))?;
+    let ms = (sys.time_ns().saturating_sub(start)) / 1_000_000;
+    writeln!(out, "updated {name}: pid {pid} -> {new} in {ms} ms")?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +229,26 @@ mod tests {
                 "restart: e1000 (pid 100) is running; kill it first\n[exit 1]\n".into()
             )
         );
+    }
+
+    #[test]
+    fn update_waits_for_the_quiet_exit_then_restarts() {
+        let mut k = Fake::new();
+        k.add_proc(5, "ip", ProcState::Blocked);
+        k.dies_after_polls = 3;
+        let (status, out) = run(&mut k, "update ip");
+        assert_eq!(status, 0, "{out}");
+        assert!(out.starts_with("updated ip: pid 5 -> 100 in "), "{out}");
+        assert_eq!(k.ctl, [(5, ProcOp::RequestUpdate), (5, ProcOp::Restart)]);
+        // A process that never exits for the update is left running, with a message.
+        let mut k = Fake::new();
+        k.add_proc(6, "tcp", ProcState::Blocked);
+        k.dies_after_polls = u32::MAX;
+        let (status, out) = run(&mut k, "update tcp");
+        assert_eq!(status, 1);
+        assert!(out.contains("did not reach a quiet point within 2 s"), "{out}");
+        assert_eq!(k.ctl, [(6, ProcOp::RequestUpdate)]);
+        assert_eq!(run(&mut k, "update").0, 2);
     }
 
     #[test]
