@@ -15,6 +15,7 @@
 
 pub mod disk;
 pub mod net;
+pub mod netmore;
 pub mod screen;
 pub mod shell;
 pub mod transcript;
@@ -506,6 +507,29 @@ pub fn scenarios() -> Vec<Scenario> {
             net::iperf3_host_client_to_guest_server,
         )
         .alone(),
+        Scenario::new(
+            "console_drives_the_shell_over_the_network",
+            net::console_drives_the_shell_over_the_network,
+        )
+        .alone(),
+        Scenario::new(
+            "dhcp_configures_ip_and_survives_its_crash",
+            netmore::dhcp_configures_ip_and_survives_its_crash,
+        )
+        .alone(),
+        Scenario::new(
+            "pf_drops_tcp_to_port_7_until_the_rule_goes",
+            netmore::pf_drops_tcp_to_port_7_until_the_rule_goes,
+        )
+        .alone(),
+        Scenario::new("tcp_survives_crashes", net::tcp_survives_crashes).alone(),
+        Scenario::new("tcp_survives_hangs", net::tcp_survives_hangs).alone(),
+        Scenario::new("tcp_survives_live_updates", net::tcp_survives_live_updates).alone(),
+        Scenario::new(
+            "udp_socket_survives_a_crash_of_udp",
+            net::udp_socket_survives_a_crash_of_udp,
+        )
+        .alone(),
         Scenario::new("crash_and_hang_are_real", crash_and_hang_are_real),
         Scenario::new(
             "rs_restarts_crashed_and_hung_workers",
@@ -530,6 +554,14 @@ pub fn scenarios() -> Vec<Scenario> {
             tap::ping_over_tap_in_a_namespace,
         )
         .alone(),
+        Scenario::new(
+            "clock_hpet_calibrates_the_tsc",
+            clock::hpet_calibrates_the_tsc,
+        ),
+        Scenario::new(
+            "clock_pit_calibrates_the_tsc",
+            clock::pit_calibrates_the_tsc,
+        ),
     ]
 }
 
@@ -2575,6 +2607,194 @@ pub mod tap {
             } else {
                 assert!(e.starts_with("needs root"), "{e}");
             }
+        }
+    }
+}
+
+/// The calibration references of the TSC and the local APIC timer (docs/kernel.md, "Clocks"):
+/// boots that force the HPET or the PIT with `clock=` and compare the TSC frequency each gives
+/// with the ACPI PM timer's, which the same boot measures as its cross-check.
+pub mod clock {
+    use super::*;
+
+    /// The TSC frequency of a forced source may differ from the PM timer's by this many percent.
+    pub const AGREEMENT_PERCENT: u64 = 10;
+    /// TSC frequencies a real x86-64 machine (or QEMU on one) can have, in MHz.
+    pub const PLAUSIBLE_MHZ: std::ops::RangeInclusive<u64> = 100..=10_000;
+
+    /// What a `timers calibrated against the SOURCE: TSC N MHz, ...` or `timer cross-check
+    /// against the SOURCE: TSC N MHz, ...` line says.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Measure {
+        /// The reference, as the kernel names it (`ACPI PM timer`, `HPET`, `PIT`).
+        pub source: String,
+        /// The TSC frequency it gave, in MHz.
+        pub tsc_mhz: u64,
+    }
+
+    fn parse(line: &str, prefix: &str) -> Option<Measure> {
+        let rest = &line[line.find(prefix)? + prefix.len()..];
+        let (source, rest) = rest.split_once(": TSC ")?;
+        let (mhz, _) = rest.split_once(" MHz")?;
+        Some(Measure {
+            source: source.to_string(),
+            tsc_mhz: mhz.trim().parse().ok()?,
+        })
+    }
+
+    /// The source the kernel calibrated against (the last such line of the transcript).
+    pub fn calibrated(transcript: &str) -> Option<Measure> {
+        transcript
+            .lines()
+            .rev()
+            .find_map(|l| parse(l, "timers calibrated against the "))
+    }
+
+    /// The cross-check measure against `source`, when the boot forced another.
+    pub fn cross_check(transcript: &str, source: &str) -> Option<Measure> {
+        transcript
+            .lines()
+            .filter_map(|l| parse(l, "timer cross-check against the "))
+            .find(|m| m.source == source)
+    }
+
+    /// The boot of a scenario: one CPU, `clock=CLOCK`, success right after the boot line.
+    pub fn spec(clock: &str) -> BootSpec {
+        BootSpec::bios(1, &format!("test=exit-after-boot clock={clock}"))
+    }
+
+    /// Boots with `clock=CLOCK` and checks that the kernel calibrated against `source`, that
+    /// the TSC frequency is plausible, and that it is within [`AGREEMENT_PERCENT`] of what the
+    /// ACPI PM timer gives in the same boot. The note names both frequencies.
+    fn forced(h: &dyn Harness, name: &str, clock: &str, source: &str) -> ScenarioResult {
+        let r = h.boot(name, &spec(clock));
+        exited_after_boot(&r, 1)?;
+        let used = calibrated(&r.transcript)
+            .ok_or("no 'timers calibrated against the ...: TSC N MHz' line in the transcript")?;
+        if used.source != source {
+            return Err(format!(
+                "clock={clock}: the kernel calibrated against the {} instead of the {source}{}",
+                used.source,
+                r.transcript
+                    .lines()
+                    .find(|l| l.contains(&format!("the {source} is unusable")))
+                    .map_or(String::new(), |l| format!(" ({})", l.trim()))
+            ));
+        }
+        if !PLAUSIBLE_MHZ.contains(&used.tsc_mhz) {
+            return Err(format!(
+                "the {source} gives a TSC of {} MHz, outside {}..={} MHz",
+                used.tsc_mhz,
+                PLAUSIBLE_MHZ.start(),
+                PLAUSIBLE_MHZ.end()
+            ));
+        }
+        let pm = cross_check(&r.transcript, "ACPI PM timer").ok_or(
+            "no 'timer cross-check against the ACPI PM timer: TSC N MHz' line (q35 has a PM timer)",
+        )?;
+        let diff = used.tsc_mhz.abs_diff(pm.tsc_mhz);
+        if pm.tsc_mhz == 0 || diff * 100 > pm.tsc_mhz * AGREEMENT_PERCENT {
+            return Err(format!(
+                "the {source} gives a TSC of {} MHz, the ACPI PM timer {} MHz: more than \
+                 {AGREEMENT_PERCENT}% apart",
+                used.tsc_mhz, pm.tsc_mhz
+            ));
+        }
+        Ok(Some(format!(
+            "TSC {} MHz against the {source}, {} MHz against the ACPI PM timer",
+            used.tsc_mhz, pm.tsc_mhz
+        )))
+    }
+
+    /// `clock=hpet`: q35's HPET (enabled by the kernel, as firmware leaves it stopped).
+    pub fn hpet_calibrates_the_tsc(h: &dyn Harness) -> ScenarioResult {
+        forced(h, "clock_hpet_calibrates_the_tsc", "hpet", "HPET")
+    }
+
+    /// `clock=pit`: PIT channel 2.
+    pub fn pit_calibrates_the_tsc(h: &dyn Harness) -> ScenarioResult {
+        forced(h, "clock_pit_calibrates_the_tsc", "pit", "PIT")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::tests::{Fake, find, result};
+
+        fn transcript(source: &str, mhz: u64, pm_mhz: Option<u64>) -> String {
+            let mut t = format!(
+                "[cpu0] ACPI rev 0: 1 CPUs (1 enabled), 1 I/O APIC(s), PCIe ECAM yes\n\
+                 [cpu0] timers calibrated against the {source}: TSC {mhz} MHz, APIC timer \
+                 62512 kHz (/16)\n"
+            );
+            if let Some(pm) = pm_mhz {
+                t.push_str(&format!(
+                    "[cpu0] timer cross-check against the ACPI PM timer: TSC {pm} MHz, APIC \
+                     timer 62500 kHz (/16), +120 ppm from the {source}\n"
+                ));
+            }
+            t.push_str(
+                "[cpu0] timer cross-check against the PIT: unusable (whatever)\n\
+                 [cpu0] boot: 1 cpus online boot_ms=20\n",
+            );
+            t
+        }
+
+        fn fake(source: &'static str, mhz: u64, pm: Option<u64>) -> Fake {
+            Fake::new(move |_| result(Outcome::Passed, &transcript(source, mhz, pm), 2))
+        }
+
+        #[test]
+        fn lines_are_parsed() {
+            let t = transcript("HPET", 2601, Some(2600));
+            assert_eq!(
+                calibrated(&t),
+                Some(Measure {
+                    source: "HPET".into(),
+                    tsc_mhz: 2601
+                })
+            );
+            assert_eq!(cross_check(&t, "ACPI PM timer").unwrap().tsc_mhz, 2600);
+            assert_eq!(cross_check(&t, "PIT"), None);
+            assert_eq!(
+                calibrated("timers calibrated against the PIT: TSC x MHz"),
+                None
+            );
+        }
+
+        #[test]
+        fn forced_sources_pass_when_they_agree() {
+            for (name, cmdline, source) in [
+                ("clock_hpet_calibrates_the_tsc", "clock=hpet", "HPET"),
+                ("clock_pit_calibrates_the_tsc", "clock=pit", "PIT"),
+            ] {
+                let s = find(name);
+                let h = fake(source, 2700, Some(2601));
+                let note = (s.run)(&h).unwrap().unwrap();
+                assert!(
+                    note.contains("2700 MHz") && note.contains("2601 MHz"),
+                    "{note}"
+                );
+                let seen = h.seen.lock().unwrap();
+                assert_eq!(seen.len(), 1);
+                assert_eq!(seen[0].0, name);
+                assert_eq!(seen[0].1.cmdline, format!("test=exit-after-boot {cmdline}"));
+            }
+        }
+
+        #[test]
+        fn forced_sources_fail_on_disagreement_wrong_source_or_nonsense() {
+            let s = find("clock_hpet_calibrates_the_tsc");
+            let e = (s.run)(&fake("HPET", 2900, Some(2600))).unwrap_err();
+            assert!(e.contains("more than 10% apart"), "{e}");
+            let e = (s.run)(&fake("ACPI PM timer", 2600, None)).unwrap_err();
+            assert!(e.contains("instead of the HPET"), "{e}");
+            let e = (s.run)(&fake("HPET", 50, Some(50))).unwrap_err();
+            assert!(e.contains("outside 100..=10000 MHz"), "{e}");
+            let e = (s.run)(&fake("HPET", 2600, None)).unwrap_err();
+            assert!(e.contains("no 'timer cross-check"), "{e}");
+            let silent = Fake::new(|_| result(Outcome::Passed, "boot: 1 cpus online\n", 1));
+            assert!((s.run)(&silent).is_err());
         }
     }
 }

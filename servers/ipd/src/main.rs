@@ -1,5 +1,7 @@
 //! `ip`: the ip server program — the loop around [`ipd::Stack`] with the system calls
-//! (README.md; docs/netpath.md). No arguments.
+//! (README.md; docs/netpath.md). Arguments: none (the static configuration: the state region's,
+//! or QEMU user networking's by default), or `dhcp` (the address comes from a DHCP server; see
+//! [`ipd::stack`]).
 //!
 //! At start it maps the rx-pool (a view: the driver owns it), the tx-pool (which it owns), its
 //! state region `ip-state` (the configuration, kept across restarts) and the channels `pf-ip`
@@ -8,7 +10,8 @@
 //! requests (`ipc_recv` with a zero timeout), the timers (ARP, ping timeouts), the replies to
 //! clients (`ipc_reply`), the outbox to pf; idle, it polls pf-ip a little, then arms the channel
 //! and sleeps in `wait` until pf's notify, a client's message or the next timer (100 ms at
-//! most). It bumps its heartbeat every round.
+//! most; DHCP's timers are among them). It bumps its heartbeat every round, and writes the
+//! configuration to `ip-state` whenever the stack changes it (a DHCP lease, or its loss).
 #![no_std]
 #![no_main]
 
@@ -19,12 +22,15 @@ use alloc::vec::Vec;
 use e1000::proto as driver;
 use ipd::Stack;
 use ipd::stack::{Notice, Refusal};
-use libchan::{BufferPool, Consumer, Message as ChanMessage, PoolView, RecvError, SendError};
+use libchan::{
+    BufferPool, Consumer, EpochChange, Message as ChanMessage, PoolView, RecvError, SendError,
+};
 use libsys::chan::SysWaiter;
 use libsys::{Error, Message, log};
 use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID, chan};
 use netproto::Mac;
 use netproto::config::{self, ConfigError, IpConfig};
+use netproto::dhcp::MessageType;
 
 libsys::entry!(main);
 
@@ -40,7 +46,7 @@ const SPIN_POLLS: u32 = 200;
 const MAX_SLEEP_NS: u64 = 100_000_000;
 /// Sleep while the outbox waits for room in ip-pf, or while pf is not found yet.
 const SHORT_SLEEP_NS: u64 = 1_000_000;
-/// Under load, IPC requests are polled at most this often (every round when idle).
+/// IPC requests are polled at most this often, and right after each sleep.
 const BUSY_IPC_POLL_NS: u64 = 1_000_000;
 /// Most IPC requests taken in one round.
 const IPC_PER_ROUND: usize = 8;
@@ -52,11 +58,15 @@ const DRIVER_REPLY_NS: u64 = 2_000_000_000;
 const MAX_EARLY_REQUESTS: usize = 16;
 
 fn main(args: &str) -> i32 {
-    if !args.trim().is_empty() {
-        log!("bad arguments '{args}' (expected none)");
-        return 2;
-    }
-    match run() {
+    let dhcp = match args.trim() {
+        "" => false,
+        "dhcp" => true,
+        _ => {
+            log!("bad arguments '{args}' (expected none, or 'dhcp')");
+            return 2;
+        }
+    };
+    match run(dhcp) {
         Ok(never) => match never {},
         Err(why) => {
             log!("FAILED: {why}");
@@ -86,8 +96,10 @@ fn pool(name: &'static str, id: u16) -> Result<PoolView<'static>, &'static str> 
 }
 
 /// The state region, and the configuration in it: loaded, or the default when the region is
-/// fresh (never written) or damaged — said loudly — and then written back.
-fn load_config() -> Result<(&'static mut [u8], IpConfig), &'static str> {
+/// fresh (never written) or damaged — said loudly — and then written back. With `dhcp` the
+/// stack decides what of it to keep ([`ipd::Stack::start_dhcp`]); without, a configuration
+/// that came from DHCP is not used.
+fn load_config(dhcp: bool) -> Result<(&'static mut [u8], IpConfig), &'static str> {
     let info = map(STATE_REGION)?;
     // Safety: the kernel mapped `info.len` bytes at `info.addr` for the life of the process,
     // and only this process lists the region in the manifest.
@@ -97,9 +109,15 @@ fn load_config() -> Result<(&'static mut [u8], IpConfig), &'static str> {
         return Err("ip-state is smaller than the configuration layout");
     }
     let config = match IpConfig::load(region) {
-        Ok(c) => {
+        Ok(c) if dhcp || !c.from_dhcp => {
             log!("configuration from {STATE_REGION} (kept across a restart)");
             return Ok((region, c));
+        }
+        Ok(_) => {
+            log!(
+                "{STATE_REGION} holds a DHCP lease but ip runs without 'dhcp': default configuration (QEMU user networking)"
+            );
+            IpConfig::default()
         }
         Err(ConfigError::BadMagic) if region.iter().all(|&b| b == 0) => {
             log!("{STATE_REGION} is fresh: default configuration (QEMU user networking)");
@@ -120,6 +138,33 @@ fn load_config() -> Result<(&'static mut [u8], IpConfig), &'static str> {
 fn store_config(region: &mut [u8], config: &IpConfig) {
     if let Some(dst) = region.get_mut(..config::STATE_LEN) {
         dst.copy_from_slice(&config.store());
+    }
+}
+
+/// Where in ip-state the MAC address is kept (after the configuration), behind a magic word.
+const MAC_AT: usize = 1024;
+const MAC_MAGIC: [u8; 8] = *b"IPMAC\x00\x00\x01";
+const _: () = assert!(
+    config::STATE_LEN <= MAC_AT,
+    "the configuration would overlap the MAC"
+);
+
+/// The MAC address saved in ip-state by an earlier instance, if any.
+fn saved_mac(region: &[u8]) -> Option<Mac> {
+    let r = region.get(MAC_AT..MAC_AT + 14)?;
+    if r[..8] != MAC_MAGIC {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&r[8..14]);
+    // A broadcast, multicast or zero address is no NIC's: ask the driver instead.
+    (mac != [0; 6] && mac[0] & 1 == 0).then_some(Mac(mac))
+}
+
+fn save_mac(region: &mut [u8], mac: Mac) {
+    if let Some(r) = region.get_mut(MAC_AT..MAC_AT + 14) {
+        r[..8].copy_from_slice(&MAC_MAGIC);
+        r[8..14].copy_from_slice(&mac.0);
     }
 }
 
@@ -192,9 +237,57 @@ fn worth_logging(n: &mut u64) -> bool {
     *n <= 4 || n.is_power_of_two()
 }
 
+/// "none", or the address.
+fn or_none(a: Option<core::net::Ipv4Addr>) -> alloc::string::String {
+    a.map_or(alloc::string::String::from("none"), |a| {
+        alloc::format!("{a}")
+    })
+}
+
 impl NoticeLog {
     fn log(&mut self, n: Notice) {
         match n {
+            // DHCP's notices are few by construction (the client's backoff): all are logged.
+            Notice::DhcpSent {
+                message,
+                attempt,
+                configured,
+                retry_ms,
+            } => {
+                let state = if configured {
+                    "address in force"
+                } else {
+                    "no lease yet"
+                };
+                let message = match message {
+                    MessageType::Discover => "DISCOVER",
+                    MessageType::Request => "REQUEST",
+                    _ => "message",
+                };
+                log!(
+                    "dhcp: {message} sent (attempt {attempt}, {state}); trying again in {} s if nothing comes",
+                    retry_ms / 1000
+                );
+            }
+            Notice::DhcpLeased {
+                address,
+                gateway,
+                dns,
+                server,
+                secs,
+                renew_secs,
+                after_ms,
+            } => log!(
+                "dhcp: leased {address} gateway {} dns {} from {server} for {secs} s (renewal in {renew_secs} s), {after_ms} ms after the first message",
+                or_none(gateway),
+                or_none(dns)
+            ),
+            Notice::DhcpLost { address } => log!(
+                "dhcp: {address} given up (the lease ended or the server refused it): no address, looking for a new lease"
+            ),
+            Notice::DhcpResumed { address, secs_left } => log!(
+                "dhcp: keeping {address} from {STATE_REGION} (lease ends in {secs_left} s); asking the server to confirm it"
+            ),
             Notice::Refused { tag, why } => {
                 if worth_logging(&mut self.refused) {
                     match why {
@@ -254,18 +347,41 @@ impl NoticeLog {
     }
 }
 
+/// The newest epoch seen on each neighbour's channels: both channels of a pair report a
+/// restart, which must be handled once.
+#[derive(Default)]
+struct Epochs {
+    pf: u32,
+    udp: u32,
+    tcp: u32,
+}
+
+/// True the first time `c` reports a restart newer than `seen`.
+fn newer(seen: &mut u32, c: &EpochChange) -> bool {
+    if c.new_epoch > *seen {
+        *seen = c.new_epoch;
+        true
+    } else {
+        false
+    }
+}
+
 /// Reads up to `out.len()` messages from pf.
 fn receive(
     from_pf: &mut Consumer<'static, SysWaiter>,
     out: &mut [ChanMessage],
     stack: &mut Stack<'static>,
     log: &mut NoticeLog,
+    epochs: &mut Epochs,
 ) -> usize {
     match from_pf.recv_batch(out) {
         Ok(n) => n,
         Err(e) => {
             stack.stats_mut().channel_errors += 1;
             if let RecvError::EpochChanged(c) = e {
+                if newer(&mut epochs.pf, &c) {
+                    stack.pf_restarted();
+                }
                 log!(
                     "{}: epoch {} -> {} ({PF} restarted; {} of its messages never read)",
                     chan::PF_TO_IP,
@@ -281,20 +397,39 @@ fn receive(
     }
 }
 
-fn run() -> Result<Never, &'static str> {
+fn run(dhcp: bool) -> Result<Never, &'static str> {
     let rx = pool(RX_POOL, RX_POOL_ID)?;
     let tx =
         BufferPool::new(pool(TX_POOL, TX_POOL_ID)?).map_err(|_| "tx-pool has too many buffers")?;
-    let (state, config) = load_config()?;
+    let (state, config) = load_config(dhcp)?;
     let mut from_pf = libsys::chan::consumer(chan::PF_TO_IP, SysWaiter::new(0))
         .map_err(|_| "pf-ip is not a channel region we may consume")?;
     let mut to_pf = libsys::chan::producer(chan::IP_TO_PF, SysWaiter::new(0))
         .map_err(|_| "ip-pf is not a channel region we may produce into")?;
     let mut early = Vec::new();
-    let mac = driver_mac(&mut early);
+    // A restarted ip takes the MAC address it saved: the driver may be down or hung right now
+    // (an IPC send to a hung driver would block this start for good).
+    let mac = match saved_mac(state) {
+        Some(mac) => {
+            log!("mac {mac} from {STATE_REGION}");
+            mac
+        }
+        None => {
+            let mac = driver_mac(&mut early);
+            save_mac(state, mac);
+            mac
+        }
+    };
     let driver_pid = libsys::lookup(driver::SERVICE).unwrap_or(0);
     let (rx_count, tx_count) = (rx.count(), tx.view().count());
     let mut stack = Stack::new(rx, tx, mac, config);
+    if dhcp {
+        // Before the transport servers attach: their loans wait for an address.
+        let now = libsys::time_ns();
+        let m = mac.0;
+        let seed = (now ^ now >> 32) as u32 ^ u32::from_be_bytes([m[2], m[3], m[4], m[5]]);
+        stack.start_dhcp(seed, now);
+    }
     // The udp server's channels are optional: without them UDP is dropped as before.
     let mut udp = match (
         libsys::chan::consumer(udpmsg::UDP_TO_IP, SysWaiter::new(0)),
@@ -327,16 +462,15 @@ fn run() -> Result<Never, &'static str> {
         }
         _ => None,
     };
-    // Nothing changes the configuration at run time yet; whatever does must store it here.
-    let _state = state;
+    let config = *stack.config();
+    let address = if stack.is_configured() {
+        alloc::format!("{}", config.address)
+    } else {
+        alloc::string::String::from("no address yet (DHCP)")
+    };
     log!(
-        "{} gateway {} mac {mac} mtu {}; rx-pool {rx_count} buffers, tx-pool {tx_count} buffers, channels {} and {}",
-        config.address,
-        config
-            .gateway
-            .map_or(alloc::string::String::from("none"), |g| alloc::format!(
-                "{g}"
-            )),
+        "{address} gateway {} mac {mac} mtu {}; rx-pool {rx_count} buffers, tx-pool {tx_count} buffers, channels {} and {}",
+        or_none(config.gateway),
         config.mtu,
         chan::PF_TO_IP,
         chan::IP_TO_PF
@@ -352,11 +486,33 @@ fn run() -> Result<Never, &'static str> {
     let mut last_ipc = 0;
     let mut last_peer_check = 0;
     let mut pf_pid = 0;
+    let mut epochs = Epochs::default();
     loop {
         libsys::heartbeat();
+        // Live update: at a quiet point (nothing waits in an outbox) hand over to a fresh
+        // instance; the configuration and the MAC are in ip-state already, and the neighbours
+        // recover the buffers this instance holds as after any restart.
+        if libsys::update_requested()
+            && ready == 0
+            && stack.outbox_len() == 0
+            && stack.udp_outbox_len() == 0
+            && stack.tcp_outbox_len() == 0
+        {
+            if let Some(c) = stack.take_config_change() {
+                store_config(state, &c);
+            }
+            log!("live update: quiet; exiting for the new instance");
+            libsys::exit(axolotl_abi::EXIT_UPDATE);
+        }
         if ready == 0 {
             let budget = stack.receive_budget(BATCH);
-            ready = receive(&mut from_pf, &mut batch[..budget], &mut stack, &mut log);
+            ready = receive(
+                &mut from_pf,
+                &mut batch[..budget],
+                &mut stack,
+                &mut log,
+                &mut epochs,
+            );
         }
         let now = libsys::time_ns();
         for m in &batch[..ready] {
@@ -370,6 +526,12 @@ fn run() -> Result<Never, &'static str> {
                 Ok(n) => n,
                 Err(e) => {
                     stack.stats_mut().channel_errors += 1;
+                    if let RecvError::EpochChanged(c) = e
+                        && newer(&mut epochs.udp, &c)
+                    {
+                        log!("{} restarted: taking back what it held", udpmsg::SERVICE);
+                        stack.udp_restarted();
+                    }
                     log.channel(udpmsg::UDP_TO_IP, e);
                     0
                 }
@@ -386,6 +548,12 @@ fn run() -> Result<Never, &'static str> {
                 Ok(n) => n,
                 Err(e) => {
                     stack.stats_mut().channel_errors += 1;
+                    if let RecvError::EpochChanged(c) = e
+                        && newer(&mut epochs.tcp, &c)
+                    {
+                        log!("{} restarted: taking back what it held", tcpmsg::SERVICE);
+                        stack.tcp_restarted();
+                    }
                     log.channel(tcpmsg::TCP_TO_IP, e);
                     0
                 }
@@ -396,7 +564,9 @@ fn run() -> Result<Never, &'static str> {
             worked |= n > 0;
         }
 
-        if !worked || now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
+        // Every millisecond at most, busy or spinning idle (an IPC request also notifies us,
+        // so a sleeping server wakes for it): a poll per idle spin would be a system call each.
+        if now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
             last_ipc = now;
             for _ in 0..IPC_PER_ROUND {
                 let mut m: Message = [0; axolotl_abi::IPC_MSG_LEN];
@@ -417,6 +587,9 @@ fn run() -> Result<Never, &'static str> {
         }
         for n in stack.take_notices() {
             log.log(n);
+        }
+        if let Some(c) = stack.take_config_change() {
+            store_config(state, &c);
         }
 
         let peer_check = now.saturating_sub(last_peer_check) >= PEER_CHECK_NS;
@@ -442,14 +615,25 @@ fn run() -> Result<Never, &'static str> {
                 to_udp.waiter().set_peer(pid);
                 to_udp.notify_peer();
             }
+            let mut changed = None;
             stack.flush_udp(|msgs| match to_udp.send_batch(msgs) {
                 Ok(n) => n,
                 Err(SendError::Full) => 0,
                 Err(e) => {
+                    if let SendError::EpochChanged(c) = e {
+                        changed = Some(c);
+                    }
                     log.channel(udpmsg::IP_TO_UDP, e);
                     0
                 }
             });
+            if let Some(c) = changed
+                && newer(&mut epochs.udp, &c)
+            {
+                log!("{} restarted: taking back what it held", udpmsg::SERVICE);
+                *udp_pid = 0;
+                stack.udp_restarted();
+            }
         }
         if let Some((_, to_tcp, tcp_pid)) = tcp.as_mut() {
             if (*tcp_pid == 0 || peer_check)
@@ -461,20 +645,33 @@ fn run() -> Result<Never, &'static str> {
                 to_tcp.waiter().set_peer(pid);
                 to_tcp.notify_peer();
             }
+            let mut changed = None;
             stack.flush_tcp(|msgs| match to_tcp.send_batch(msgs) {
                 Ok(n) => n,
                 Err(SendError::Full) => 0,
                 Err(e) => {
+                    if let SendError::EpochChanged(c) = e {
+                        changed = Some(c);
+                    }
                     log.channel(tcpmsg::IP_TO_TCP, e);
                     0
                 }
             });
+            if let Some(c) = changed
+                && newer(&mut epochs.tcp, &c)
+            {
+                log!("{} restarted: taking back what it held", tcpmsg::SERVICE);
+                *tcp_pid = 0;
+                stack.tcp_restarted();
+            }
         }
+        let mut changed = None;
         stack.flush(|msgs| match to_pf.send_batch(msgs) {
             Ok(n) => n,
             Err(SendError::Full) => 0,
             Err(e) => {
                 if let SendError::EpochChanged(c) = e {
+                    changed = Some(c);
                     log!(
                         "{}: epoch {} -> {} ({PF} restarted; {} messages it never read are lost)",
                         chan::IP_TO_PF,
@@ -488,6 +685,12 @@ fn run() -> Result<Never, &'static str> {
                 0
             }
         });
+        if let Some(c) = changed
+            && newer(&mut epochs.pf, &c)
+        {
+            pf_pid = 0;
+            stack.pf_restarted();
+        }
 
         if worked {
             continue;
@@ -496,7 +699,13 @@ fn run() -> Result<Never, &'static str> {
         // next timer is due.
         let budget = stack.receive_budget(BATCH);
         for _ in 0..SPIN_POLLS {
-            ready = receive(&mut from_pf, &mut batch[..budget], &mut stack, &mut log);
+            ready = receive(
+                &mut from_pf,
+                &mut batch[..budget],
+                &mut stack,
+                &mut log,
+                &mut epochs,
+            );
             if ready > 0 {
                 break;
             }
@@ -528,6 +737,8 @@ fn run() -> Result<Never, &'static str> {
         match from_pf.arm() {
             Ok(false) if !udp_ready && !tcp_ready => {
                 let _ = libsys::wait(Some(sleep));
+                // What woke us may be an IPC request: look at once.
+                last_ipc = 0;
             }
             Ok(_) => {}
             Err(e) => {

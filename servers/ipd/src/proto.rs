@@ -14,7 +14,8 @@
 //!   Reply: [`PingReply`]. The round-trip time is measured by the server (sent to received, its
 //!   clock), so the kernel IPC around it does not count.
 //! - [`OP_INFO`]: the interface: address and prefix, gateway, DNS, MAC, MTU, ARP entries,
-//!   pings in flight. Reply: [`Info`], at once.
+//!   pings in flight. Reply: [`Info`], at once, with the DHCP client's state ([`DhcpInfo`]) in
+//!   spare bits of the MTU's word (0.0.0.0/0 is the address while DHCP has no lease).
 //! - [`OP_COUNTERS`]: request word 1 = index of the first counter wanted; the reply
 //!   ([`CountersPage`], at once) carries the total number of counters and up to [`PER_PAGE`]
 //!   values from there. Their names, in order, are [`counter_names`]: the demultiplexer's
@@ -375,6 +376,116 @@ impl Info {
     }
 }
 
+/// Where the ip server's DHCP client is, as [`OP_INFO`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DhcpPhase {
+    /// No DHCP: the configuration is static.
+    Off,
+    /// Looking for a server: DISCOVER sent, no offer taken yet.
+    Selecting,
+    /// REQUEST sent for an offer, waiting for the ACK.
+    Requesting,
+    /// After a restart: REQUEST sent for the remembered address.
+    Rebooting,
+    /// Holding a lease.
+    Bound,
+    /// Past T1: renewing with the server that granted the lease.
+    Renewing,
+    /// Past T2: renewing with any server.
+    Rebinding,
+}
+
+impl DhcpPhase {
+    fn code(self) -> u64 {
+        match self {
+            Self::Off => 0,
+            Self::Selecting => 1,
+            Self::Requesting => 2,
+            Self::Rebooting => 3,
+            Self::Bound => 4,
+            Self::Renewing => 5,
+            Self::Rebinding => 6,
+        }
+    }
+
+    fn from_code(c: u64) -> Self {
+        match c {
+            1 => Self::Selecting,
+            2 => Self::Requesting,
+            3 => Self::Rebooting,
+            4 => Self::Bound,
+            5 => Self::Renewing,
+            6 => Self::Rebinding,
+            _ => Self::Off,
+        }
+    }
+
+    /// Its name in `ifconfig`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Off => "off",
+            Self::Selecting => "selecting",
+            Self::Requesting => "requesting",
+            Self::Rebooting => "rebooting",
+            Self::Bound => "bound",
+            Self::Renewing => "renewing",
+            Self::Rebinding => "rebinding",
+        }
+    }
+}
+
+/// The DHCP client's part of the [`OP_INFO`] reply, in word 6 above the MTU's 16 bits: bits
+/// 16..20 the phase, bit 20 set when an address is in force, bits 21..32 the messages sent in
+/// the current exchange (at most 2047), bits 32..64 the seconds left of the lease in force (0
+/// without). A server without DHCP leaves them zero ([`DhcpPhase::Off`]), and [`Info::decode`]
+/// does not look at them, so [`Info`] is the same with or without DHCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DhcpInfo {
+    /// Where the client is.
+    pub phase: DhcpPhase,
+    /// An address is in force (a lease, or one remembered across a restart).
+    pub configured: bool,
+    /// DISCOVERs or REQUESTs sent in the current exchange.
+    pub attempts: u16,
+    /// Seconds until the lease in force ends.
+    pub lease_secs_left: u32,
+}
+
+impl DhcpInfo {
+    /// No DHCP client.
+    pub const OFF: Self = Self {
+        phase: DhcpPhase::Off,
+        configured: false,
+        attempts: 0,
+        lease_secs_left: 0,
+    };
+    const MAX_ATTEMPTS: u16 = 0x7FF;
+
+    /// Writes the fields into an [`OP_INFO`] reply (its MTU stays as it is).
+    pub fn write(&self, m: &mut Message) {
+        let w = word(m, 6) & 0xFFFF
+            | self.phase.code() << 16
+            | u64::from(self.configured) << 20
+            | u64::from(self.attempts.min(Self::MAX_ATTEMPTS)) << 21
+            | u64::from(self.lease_secs_left) << 32;
+        if let Some(b) = m.get_mut(6 * 8..7 * 8) {
+            b.copy_from_slice(&w.to_le_bytes());
+        }
+    }
+
+    /// The fields of an [`OP_INFO`] reply (from the server: an unknown phase reads as
+    /// [`DhcpPhase::Off`]).
+    pub fn read(m: &Message) -> Self {
+        let w = word(m, 6);
+        Self {
+            phase: DhcpPhase::from_code(w >> 16 & 0xF),
+            configured: w >> 20 & 1 != 0,
+            attempts: (w >> 21 & u64::from(Self::MAX_ATTEMPTS)) as u16,
+            lease_secs_left: (w >> 32) as u32,
+        }
+    }
+}
+
 /// The answer to [`OP_COUNTERS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CountersPage {
@@ -524,6 +635,44 @@ mod tests {
         m[16] = 33;
         assert_eq!(Info::decode(&m), None, "prefix 33");
         assert_eq!(word_mac(mac_word(info.mac)), info.mac);
+        // DHCP's part rides in word 6 without changing the information.
+        assert_eq!(DhcpInfo::read(&info.encode()), DhcpInfo::OFF);
+        let dhcp = DhcpInfo {
+            phase: DhcpPhase::Rebinding,
+            configured: true,
+            attempts: 5000,
+            lease_secs_left: u32::MAX,
+        };
+        let mut m = info.encode();
+        dhcp.write(&mut m);
+        assert_eq!(Info::decode(&m), Some(info));
+        assert_eq!(
+            DhcpInfo::read(&m),
+            DhcpInfo {
+                attempts: 2047,
+                ..dhcp
+            }
+        );
+        for phase in [
+            DhcpPhase::Off,
+            DhcpPhase::Selecting,
+            DhcpPhase::Requesting,
+            DhcpPhase::Rebooting,
+            DhcpPhase::Bound,
+            DhcpPhase::Renewing,
+        ] {
+            let d = DhcpInfo {
+                phase,
+                configured: false,
+                attempts: 3,
+                lease_secs_left: 0,
+            };
+            let mut m = info.encode();
+            d.write(&mut m);
+            assert_eq!(DhcpInfo::read(&m), d);
+        }
+        m[6 * 8 + 2] = 0x0F;
+        assert_eq!(DhcpInfo::read(&m).phase, DhcpPhase::Off, "unknown phase");
     }
 
     #[test]

@@ -9,9 +9,32 @@
 //! answered: the reply is built in a tx-pool buffer — the received data is copied once, from
 //! the rx-pool buffer straight into the reply's — and addressed to the Ethernet source of the
 //! request (the neighbour it came through; no ARP lookup). An echo reply, or a destination
-//! unreachable quoting one of our echo requests, completes the matching ping. TCP and UDP are
-//! counted in `no_transport_server` and dropped (no tcp/udp server runs yet). Whatever the
-//! frame was, its buffer goes home at once with `RX_RETURN`: only the driver frees rx buffers.
+//! unreachable quoting one of our echo requests, completes the matching ping. TCP and UDP go to
+//! the tcp and udp servers when they run, else they are counted in `no_transport_server` and
+//! dropped. Whatever the frame was, its buffer goes home with `RX_RETURN` (at once, or when the
+//! transport server gives it back): only the driver frees rx buffers.
+//!
+//! **ICMP errors.** A UDP datagram for a port no application bound — the udp server says so by
+//! sending its buffer home with `RX_UNREACHABLE` — or any UDP datagram while no udp server runs
+//! is answered with an ICMP port unreachable (type 3 code 3) quoting its IPv4 header and first
+//! 8 bytes, addressed to the Ethernet source it came from (as an echo reply), built before the
+//! buffer goes home. `netproto::icmp::error_quote` applies RFC 1122 §3.2.2 (never about a
+//! broadcast or multicast, a link-layer broadcast, a later fragment, an ICMP error, or a source
+//! that is not one host: `icmp_errors_not_allowed`), and a token bucket of
+//! [`ICMP_ERRORS_PER_SECOND`] keeps the rest in check (`icmp_errors_rate_limited`). TCP is the
+//! tcp server's: smoltcp answers a SYN to a closed port with RST.
+//!
+//! **DHCP** ([`Stack::start_dhcp`], the program's `dhcp` argument). The interface starts with
+//! no address (everything but DHCP replies is dropped as `unconfigured`, ARP is ignored, pings
+//! have no route, the tcp and udp servers get no tx-pool loan yet) and `netproto::dhcp`'s client
+//! runs on its timers: DISCOVER, REQUEST, the lease applied (address, prefix, gateway, DNS),
+//! renewal at T1 (unicast to the server, through ARP), rebinding at T2, the address given up
+//! when the lease ends or a server refuses it — then discovery starts over, with the client's
+//! backoff, for as long as it takes. ip sends and receives these messages itself (UDP 68, never
+//! through the udp server). Every change of the configuration is handed to the program
+//! ([`Stack::take_config_change`]) to keep in the state region; a restarted server whose region
+//! holds a lease that has not ended keeps using it and asks the server to confirm it
+//! (INIT-REBOOT): a NAK takes it away, silence does not until it ends.
 //!
 //! **Transmit.** Frames are built in tx-pool buffers, which this server owns ([`BufferPool`]),
 //! and sent as `TX_FRAME`; `TX_DONE` frees the buffer (a buffer that is not lent out is refused
@@ -31,15 +54,19 @@ use core::net::Ipv4Addr;
 
 use libchan::{BufferPool, Message as ChanMessage, PoolDescriptor, PoolView};
 use netmsg::{Kind, RefusedCounters};
+use netproto::Ipv4Cidr;
 use netproto::arp::{ArpCache, ArpEvent, ArpPacket, ArpPolicy, Resolution};
 use netproto::config::IpConfig;
 use netproto::demux::{self, Delivery, Interface, Transport, Verdict};
+use netproto::dhcp::{self, DhcpAction, DhcpClient, DhcpMessage, DhcpState, MessageType};
 use netproto::ether::{self, EtherFrame, EtherHeader, EtherType, Mac};
-use netproto::icmp::{self, DestUnreachable, Echo};
+use netproto::icmp::{self, DestUnreachable, Echo, RateLimit};
 use netproto::ipv4::{IpProtocol, Ipv4Packet, Ipv4Repr};
 use netproto::route::RoutingTable;
 
-use crate::proto::{self, CountersPage, Info, Message, PingReply, PingRequest, Request, Status};
+use crate::proto::{
+    self, CountersPage, DhcpInfo, DhcpPhase, Info, Message, PingReply, PingRequest, Request, Status,
+};
 
 /// Most pings waiting for their reply at once.
 pub const MAX_PINGS: usize = 16;
@@ -50,6 +77,12 @@ pub const OUTBOX_MARGIN: usize = 64;
 /// Most messages a received message can add to the outbox: an ARP reply releasing a full queue
 /// of packets, plus its answer and its `RX_RETURN`.
 const MAX_OUT_PER_MESSAGE: usize = 8;
+/// ICMP errors sent per second at most, over any long stretch (a token bucket).
+pub const ICMP_ERRORS_PER_SECOND: u32 = 10;
+/// ICMP errors that may go out at once after a quiet second.
+pub const ICMP_ERROR_BURST: u32 = 10;
+/// Most DHCP timer actions run in one [`Stack::tick`] (a lease lost, then a DISCOVER).
+const DHCP_POLLS_PER_TICK: usize = 3;
 
 const NS_PER_MS: u64 = 1_000_000;
 
@@ -98,6 +131,12 @@ pub struct Stats {
     pub outbox_overflow: u64,
     /// Channel operations that failed (epoch change, corrupted header), counted by the program.
     pub channel_errors: u64,
+    /// Restarts of pf handled (stack/recovery.rs; not in the counter page yet).
+    pub pf_restarts: u64,
+    /// Restarts of the udp server handled.
+    pub udp_restarts: u64,
+    /// Restarts of the tcp server handled.
+    pub tcp_restarts: u64,
     /// UDP datagrams handed to the udp server (their rx buffers go home through it).
     pub udp_delivered: u64,
     /// UDP datagrams from the udp server transmitted (or queued for ARP).
@@ -112,11 +151,27 @@ pub struct Stats {
     pub tcp_sent: u64,
     /// Messages from the tcp server refused; a lent tx buffer in such a message is freed.
     pub tcp_refused: u64,
+    /// ICMP port unreachable sent (a UDP datagram no application or no udp server took).
+    pub icmp_unreachable_sent: u64,
+    /// ICMP errors not sent: the token bucket was empty.
+    pub icmp_errors_rate_limited: u64,
+    /// ICMP errors not sent: RFC 1122 forbids them (broadcast, later fragment, ICMP error, bad
+    /// source, a group Ethernet source), or the frame was no longer a UDP datagram for us.
+    pub icmp_errors_not_allowed: u64,
+    /// DHCP messages sent (DISCOVER, REQUEST).
+    pub dhcp_sent: u64,
+    /// DHCP replies the client did not take (another transaction, another client, a type it
+    /// did not expect), or that came with no client running.
+    pub dhcp_ignored: u64,
+    /// DHCP leases applied (first ones and renewals).
+    pub dhcp_leases: u64,
+    /// Addresses given up: the lease ended, or a server refused it.
+    pub dhcp_lost: u64,
 }
 
 impl Stats {
     /// Every counter with its name, in the order [`proto::counter_names`] reports them.
-    pub fn fields(&self) -> [(&'static str, u64); 24] {
+    pub fn fields(&self) -> [(&'static str, u64); 31] {
         [
             ("tx_frames", self.tx_frames),
             ("tx_done", self.tx_done),
@@ -142,6 +197,13 @@ impl Stats {
             ("udp_delivered", self.udp_delivered),
             ("udp_sent", self.udp_sent),
             ("udp_refused", self.udp_refused),
+            ("icmp_unreachable_sent", self.icmp_unreachable_sent),
+            ("icmp_errors_rate_limited", self.icmp_errors_rate_limited),
+            ("icmp_errors_not_allowed", self.icmp_errors_not_allowed),
+            ("dhcp_sent", self.dhcp_sent),
+            ("dhcp_ignored", self.dhcp_ignored),
+            ("dhcp_leases", self.dhcp_leases),
+            ("dhcp_lost", self.dhcp_lost),
         ]
     }
 }
@@ -172,6 +234,46 @@ pub enum Notice {
     TxPoolEmpty,
     /// The outbox was full: an rx-pool buffer could not be sent home.
     OutboxOverflow,
+    /// DHCP: a DISCOVER or REQUEST went out.
+    DhcpSent {
+        /// Which.
+        message: MessageType,
+        /// Sent in this exchange so far, this one included.
+        attempt: u32,
+        /// An address is in force meanwhile.
+        configured: bool,
+        /// When the client tries again if nothing comes, in milliseconds from now.
+        retry_ms: u64,
+    },
+    /// DHCP: a lease applied.
+    DhcpLeased {
+        /// Our address and prefix.
+        address: Ipv4Cidr,
+        /// The default gateway.
+        gateway: Option<Ipv4Addr>,
+        /// The DNS server.
+        dns: Option<Ipv4Addr>,
+        /// The server that granted it.
+        server: Ipv4Addr,
+        /// Its length in seconds.
+        secs: u64,
+        /// Seconds until renewal (T1).
+        renew_secs: u64,
+        /// Milliseconds since the exchange's first message went out.
+        after_ms: u64,
+    },
+    /// DHCP: the address was given up (the lease ended, or a server refused it).
+    DhcpLost {
+        /// The address.
+        address: Ipv4Cidr,
+    },
+    /// DHCP: a lease the state region remembers is kept after a restart.
+    DhcpResumed {
+        /// Our address and prefix.
+        address: Ipv4Cidr,
+        /// Seconds until it ends.
+        secs_left: u64,
+    },
 }
 
 /// Why a message from pf was refused.
@@ -243,6 +345,16 @@ pub struct Stack<'a> {
     replies: Vec<(u32, Message)>,
     notices: Vec<Notice>,
     ip_ident: u16,
+    /// The address of `config` is in force (always with a static configuration).
+    up: bool,
+    /// The DHCP client, when the interface is configured by DHCP.
+    dhcp: Option<DhcpClient>,
+    /// `config` changed since [`Stack::take_config_change`] last took it.
+    config_changed: bool,
+    /// When the first message of the DHCP exchange under way went out.
+    dhcp_since_ns: Option<u64>,
+    /// The token bucket of the ICMP errors we send.
+    icmp_errors: RateLimit,
 }
 
 /// The frame bytes of a pool buffer.
@@ -281,6 +393,231 @@ impl<'a> Stack<'a> {
             replies: Vec::with_capacity(MAX_PINGS),
             notices: Vec::with_capacity(MAX_NOTICES),
             ip_ident: 0,
+            up: true,
+            dhcp: None,
+            config_changed: false,
+            dhcp_since_ns: None,
+            icmp_errors: RateLimit::new(ICMP_ERRORS_PER_SECOND, ICMP_ERROR_BURST),
+        }
+    }
+
+    /// Configures the interface by DHCP from now on (see the module documentation): keeps a
+    /// lease of the configuration that has not ended at `now_ns`, asking its server to confirm
+    /// it, else starts with no address. `seed` varies the transaction ids. The first message
+    /// goes out at the next [`Stack::tick`] (the deadline is now).
+    pub fn start_dhcp(&mut self, seed: u32, now_ns: u64) {
+        let now_ms = now_ns / NS_PER_MS;
+        if self.config.lease_valid_at(now_ms) {
+            let address = self.config.address;
+            self.dhcp = Some(DhcpClient::init_reboot(self.mac, address.address(), seed));
+            self.notice(Notice::DhcpResumed {
+                address,
+                secs_left: self.config.lease_end_ms.saturating_sub(now_ms) / 1000,
+            });
+        } else {
+            self.dhcp = Some(DhcpClient::new(self.mac, seed));
+            self.apply(self.config.without_lease(), false);
+        }
+    }
+
+    /// The configuration, if it changed since the last call: for the program to keep in the
+    /// state region.
+    pub fn take_config_change(&mut self) -> Option<IpConfig> {
+        core::mem::take(&mut self.config_changed).then_some(self.config)
+    }
+
+    /// An address is in force: always with a static configuration; with DHCP, while a lease
+    /// (or one remembered across a restart) holds.
+    pub fn is_configured(&self) -> bool {
+        self.up
+    }
+
+    /// Puts `config` in force (`up`: its address is usable), and tops up the transport
+    /// servers' loans, which wait for an address (they carry it).
+    fn apply(&mut self, config: IpConfig, up: bool) {
+        self.config = config;
+        self.up = up;
+        self.routes = if up {
+            config.routing_table(0).unwrap_or_default()
+        } else {
+            RoutingTable::default()
+        };
+        self.config_changed = true;
+        self.lend_udp();
+        self.lend_tcp();
+    }
+
+    /// What [`proto::OP_INFO`] says of the DHCP client at `now_ms`.
+    fn dhcp_info(&self, now_ms: u64) -> DhcpInfo {
+        let Some(c) = &self.dhcp else {
+            return DhcpInfo::OFF;
+        };
+        let phase = match c.state() {
+            DhcpState::Init | DhcpState::Selecting => DhcpPhase::Selecting,
+            DhcpState::Requesting => DhcpPhase::Requesting,
+            DhcpState::Rebooting => DhcpPhase::Rebooting,
+            DhcpState::Bound => DhcpPhase::Bound,
+            DhcpState::Renewing => DhcpPhase::Renewing,
+            DhcpState::Rebinding => DhcpPhase::Rebinding,
+        };
+        let left = if self.up {
+            self.config.lease_end_ms.saturating_sub(now_ms) / 1000
+        } else {
+            0
+        };
+        DhcpInfo {
+            phase,
+            configured: self.up,
+            attempts: u16::try_from(c.attempts()).unwrap_or(u16::MAX),
+            lease_secs_left: u32::try_from(left).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// Does what the DHCP client asks.
+    fn dhcp_action(&mut self, action: DhcpAction, now_ns: u64) {
+        match action {
+            DhcpAction::Send(o) => self.send_dhcp(&o, now_ns),
+            DhcpAction::Configured(lease) => {
+                // The MTU and the static routes stay.
+                let mut config = self.config;
+                config.address = lease.address;
+                config.gateway = lease.router;
+                config.dns = lease.dns;
+                config.from_dhcp = true;
+                config.lease_end_ms = lease.end_ms;
+                self.apply(config, true);
+                self.stats.dhcp_leases += 1;
+                let since = self.dhcp_since_ns.take().unwrap_or(now_ns);
+                self.notice(Notice::DhcpLeased {
+                    address: lease.address,
+                    gateway: lease.router,
+                    dns: lease.dns,
+                    server: lease.server,
+                    secs: lease.end_ms.saturating_sub(lease.start_ms) / 1000,
+                    renew_secs: lease.renew_ms.saturating_sub(lease.start_ms) / 1000,
+                    after_ms: now_ns.saturating_sub(since) / NS_PER_MS,
+                });
+            }
+            DhcpAction::Deconfigured => self.lose_lease(),
+        }
+    }
+
+    /// Gives the address up (the lease ended, or a server refused it).
+    fn lose_lease(&mut self) {
+        if self.up {
+            self.stats.dhcp_lost += 1;
+            self.notice(Notice::DhcpLost {
+                address: self.config.address,
+            });
+        }
+        // The next exchange (discovery) is timed from its own first message.
+        self.dhcp_since_ns = None;
+        self.apply(self.config.without_lease(), false);
+    }
+
+    /// Sends a DHCP message: a broadcast straight to the Ethernet broadcast address, a
+    /// renewal to the server's next hop (through ARP).
+    fn send_dhcp(&mut self, o: &dhcp::Outgoing, now_ns: u64) {
+        let broadcast = o.dst.is_broadcast();
+        let header = EtherHeader {
+            dst: if broadcast { Mac::BROADCAST } else { Mac::ZERO },
+            src: self.mac,
+            ethertype: EtherType::IPV4,
+        };
+        let ident = self.next_ip_ident();
+        let built = self.build(|buf| {
+            header.emit(buf).ok()?;
+            let n = o
+                .build_packet(buf.get_mut(ether::HEADER_LEN..)?, ident)
+                .ok()?;
+            ether::pad(buf, ether::HEADER_LEN + n).ok()
+        });
+        let Some(d) = built else {
+            return;
+        };
+        let sent = if broadcast {
+            self.transmit(d)
+        } else if let Some(hop) = self.routes.lookup(o.dst) {
+            !matches!(self.send_to(hop.next_hop, d, now_ns), Sent::Dropped)
+        } else {
+            let _ = self.tx.free(d);
+            false
+        };
+        if !sent {
+            return;
+        }
+        self.stats.dhcp_sent += 1;
+        self.dhcp_since_ns.get_or_insert(now_ns);
+        if let Some(c) = &self.dhcp {
+            let retry_ms = c.next_deadline().saturating_sub(now_ns / NS_PER_MS);
+            let n = Notice::DhcpSent {
+                message: o.message_type,
+                attempt: c.attempts(),
+                configured: self.up,
+                retry_ms,
+            };
+            self.notice(n);
+        }
+    }
+
+    /// A DHCP reply the demultiplexer found.
+    fn dhcp_received(&mut self, m: &DhcpMessage, now_ns: u64) {
+        let action = self
+            .dhcp
+            .as_mut()
+            .and_then(|c| c.handle(m, now_ns / NS_PER_MS));
+        match action {
+            Some(a) => self.dhcp_action(a, now_ns),
+            None => self.stats.dhcp_ignored += 1,
+        }
+    }
+
+    /// Answers the UDP datagram `t` of `frame` (no application, or no udp server, took it)
+    /// with an ICMP port unreachable, if RFC 1122 and the rate limit allow.
+    fn port_unreachable(&mut self, frame: &[u8], t: &Delivery, now_ns: u64) {
+        let eth = EtherFrame::parse(frame).ok();
+        let datagram = frame.get(t.ip_offset..t.ip_offset.saturating_add(t.ip_len));
+        let (Some(eth), Some(datagram)) = (eth, datagram) else {
+            self.stats.icmp_errors_not_allowed += 1;
+            return;
+        };
+        let quote = match icmp::error_quote(
+            datagram,
+            !eth.dst.is_unicast(),
+            self.config.address.broadcast(),
+        ) {
+            Ok(q) if self.up && eth.src.is_unicast() => q,
+            _ => {
+                self.stats.icmp_errors_not_allowed += 1;
+                return;
+            }
+        };
+        if !self.icmp_errors.allow(now_ns / NS_PER_MS) {
+            self.stats.icmp_errors_rate_limited += 1;
+            return;
+        }
+        let header = EtherHeader {
+            dst: eth.src,
+            src: self.mac,
+            ethertype: EtherType::IPV4,
+        };
+        let (ours, ident) = (self.our_ip(), self.next_ip_ident());
+        let built = self.build(|buf| {
+            header.emit(buf).ok()?;
+            let n = icmp::build_dest_unreachable(
+                buf.get_mut(ether::HEADER_LEN..)?,
+                ours,
+                icmp::CODE_PORT_UNREACHABLE,
+                &quote,
+                ident,
+            )
+            .ok()?;
+            ether::pad(buf, ether::HEADER_LEN + n).ok()
+        });
+        if let Some(d) = built
+            && self.transmit(d)
+        {
+            self.stats.icmp_unreachable_sent += 1;
         }
     }
 
@@ -332,13 +669,18 @@ impl<'a> Stack<'a> {
     fn interface(&self) -> Interface {
         Interface {
             mac: self.mac,
-            address: Some(self.config.address),
-            dhcp_client: false,
+            address: self.up.then_some(self.config.address),
+            dhcp_client: self.dhcp.is_some(),
         }
     }
 
+    /// Our address; 0.0.0.0 while none is in force.
     fn our_ip(&self) -> Ipv4Addr {
-        self.config.address.address()
+        if self.up {
+            self.config.address.address()
+        } else {
+            Ipv4Addr::UNSPECIFIED
+        }
     }
 
     fn notice(&mut self, n: Notice) {
@@ -461,7 +803,9 @@ impl<'a> Stack<'a> {
         let frame = unsafe { bytes(&buf) };
         let iface = self.interface();
         match demux::demux_frame(frame, &iface, &mut self.demux) {
-            Verdict::Arp(arp) => self.arp_received(&arp, now_ns),
+            // Without an address there is nothing to answer or to resolve.
+            Verdict::Arp(arp) if self.up => self.arp_received(&arp, now_ns),
+            Verdict::Arp(_) => {}
             Verdict::EchoRequest { ip, echo } => self.answer_echo(frame, &ip, &echo),
             Verdict::EchoReply { ip, echo } => self.echo_reply(&ip, &echo, now_ns),
             Verdict::Unreachable { ip, message } => self.unreachable(&ip, &message),
@@ -471,9 +815,15 @@ impl<'a> Stack<'a> {
             Verdict::Transport(t) if t.transport == Transport::Tcp && self.tcp.is_some() => {
                 return self.deliver_tcp(d, &t);
             }
-            Verdict::Transport(_) => self.stats.no_transport_server += 1,
-            // No DHCP client runs (the interface says so), and drops are counted by the demux.
-            Verdict::Dhcp(_) | Verdict::Drop(_) => {}
+            Verdict::Transport(t) => {
+                self.stats.no_transport_server += 1;
+                if t.transport == Transport::Udp {
+                    self.port_unreachable(frame, &t, now_ns);
+                }
+            }
+            Verdict::Dhcp(m) => self.dhcp_received(&m, now_ns),
+            // Counted by the demultiplexer.
+            Verdict::Drop(_) => {}
         }
         false
     }
@@ -695,16 +1045,20 @@ impl<'a> Stack<'a> {
                 Ok(()) => return,
                 Err(status) => PingReply::failed(status, p.dst, p.seq).encode(),
             },
-            Some(Request::Info) => Info {
-                address: self.config.address,
-                gateway: self.config.gateway,
-                dns: self.config.dns,
-                mac: self.mac,
-                mtu: self.config.mtu,
-                arp_entries: self.arp.entries(now_ns / NS_PER_MS).count() as u32,
-                pings_in_flight: self.pings.len() as u32,
+            Some(Request::Info) => {
+                let mut m = Info {
+                    address: self.config.address,
+                    gateway: self.config.gateway,
+                    dns: self.config.dns,
+                    mac: self.mac,
+                    mtu: self.config.mtu,
+                    arp_entries: self.arp.entries(now_ns / NS_PER_MS).count() as u32,
+                    pings_in_flight: self.pings.len() as u32,
+                }
+                .encode();
+                self.dhcp_info(now_ns / NS_PER_MS).write(&mut m);
+                m
             }
-            .encode(),
             Some(Request::Counters { first }) => {
                 CountersPage::of(&self.counter_values(), first).encode()
             }
@@ -806,7 +1160,7 @@ impl<'a> Stack<'a> {
     /// when the pool runs low: ip's own frames come first).
     fn lend_udp(&mut self) {
         let our = self.our_ip();
-        let Some(link) = self.udp.as_mut() else {
+        let Some(link) = self.udp.as_mut().filter(|_| self.up) else {
             return;
         };
         while link.lent < udpmsg::TX_CREDIT
@@ -883,14 +1237,21 @@ impl<'a> Stack<'a> {
         };
         let d = m.descriptor();
         match m.tag {
-            udpmsg::tag::RX_RETURN => {
-                let held = Kind::decode(m, rx_count, tx_count).is_ok()
+            udpmsg::tag::RX_RETURN | udpmsg::tag::RX_UNREACHABLE => {
+                let home = ChanMessage {
+                    tag: udpmsg::tag::RX_RETURN,
+                    ..*m
+                };
+                let held = Kind::decode(&home, rx_count, tx_count).is_ok()
                     && link.rx_held.get(d.index as usize) == Some(&true);
                 if !held {
                     self.stats.udp_refused += 1;
                     return;
                 }
                 link.rx_held[d.index as usize] = false;
+                if m.tag == udpmsg::tag::RX_UNREACHABLE {
+                    self.udp_unreachable(d, now_ns);
+                }
                 if self.push_out(Kind::RxReturn(d).message()) {
                     self.stats.rx_returned += 1;
                 }
@@ -923,6 +1284,27 @@ impl<'a> Stack<'a> {
         }
     }
 
+    /// The udp server gave back rx buffer `d` with `RX_UNREACHABLE`: no application bound the
+    /// port of the datagram in it. The frame is classified again (nothing the udp server says
+    /// about it is trusted) and answered with a port unreachable if it still is a UDP datagram
+    /// for us.
+    fn udp_unreachable(&mut self, d: PoolDescriptor, now_ns: u64) {
+        let Ok(buf) = self.rx.check(d) else {
+            self.stats.icmp_errors_not_allowed += 1;
+            return;
+        };
+        // Safety: the udp server handed this buffer back to us (checked: it held it) and we
+        // have not sent it home yet; under the path's protocol nobody writes it until the
+        // driver has it again. Every parser below is bounds-checked.
+        let frame = unsafe { bytes(&buf) };
+        match demux::classify_frame(frame, &self.interface()) {
+            Verdict::Transport(t) if t.transport == Transport::Udp => {
+                self.port_unreachable(frame, &t, now_ns);
+            }
+            _ => self.stats.icmp_errors_not_allowed += 1,
+        }
+    }
+
     /// Connects the tcp server (its channels exist): lends it [`tcpmsg::TX_CREDIT`] tx-pool
     /// buffers, and from now on TCP packets go to it.
     pub fn attach_tcp(&mut self) {
@@ -938,7 +1320,7 @@ impl<'a> Stack<'a> {
     /// Tops the tcp server's loan up to [`tcpmsg::TX_CREDIT`], leaving ip and udp enough.
     fn lend_tcp(&mut self) {
         let our = u64::from(u32::from(self.our_ip()));
-        let Some(link) = self.tcp.as_mut() else {
+        let Some(link) = self.tcp.as_mut().filter(|_| self.up) else {
             return;
         };
         let reserve = (udpmsg::TX_CREDIT + tcpmsg::TX_CREDIT) as u32;
@@ -1195,9 +1577,23 @@ impl<'a> Stack<'a> {
         }
     }
 
-    /// Runs the timers due at `now_ns`: ARP retries and give-ups, ping timeouts.
+    /// Runs the timers due at `now_ns`: ARP retries and give-ups, ping timeouts, DHCP.
     pub fn tick(&mut self, now_ns: u64) {
         let now_ms = now_ns / NS_PER_MS;
+        // A remembered lease ends here even when the client never held it (INIT-REBOOT).
+        if self.up && self.config.from_dhcp && self.config.lease_end_ms <= now_ms {
+            self.lose_lease();
+        }
+        for _ in 0..DHCP_POLLS_PER_TICK {
+            let action = match self.dhcp.as_mut() {
+                Some(c) if c.next_deadline() <= now_ms => c.poll(now_ms),
+                _ => None,
+            };
+            match action {
+                Some(a) => self.dhcp_action(a, now_ns),
+                None => break,
+            }
+        }
         if self.arp.next_deadline().is_some_and(|t| t <= now_ms) {
             let mut events = Vec::new();
             self.arp.poll(now_ms, |e| events.push(e));
@@ -1251,10 +1647,13 @@ impl<'a> Stack<'a> {
             .next_deadline()
             .map(|ms| ms.saturating_mul(NS_PER_MS));
         let ping = self.pings.iter().map(|p| p.deadline_ns).min();
-        match (arp, ping) {
-            (Some(a), Some(p)) => Some(a.min(p)),
-            (a, p) => a.or(p),
-        }
+        let dhcp = self
+            .dhcp
+            .as_ref()
+            .map(|c| c.next_deadline().saturating_mul(NS_PER_MS));
+        let lease_end = (self.up && self.config.from_dhcp)
+            .then(|| self.config.lease_end_ms.saturating_mul(NS_PER_MS));
+        [arp, ping, dhcp, lease_end].into_iter().flatten().min()
     }
 }
 
@@ -1285,5 +1684,6 @@ fn echo_data_matches(data: &[u8], len: u16, sent_ns: u64) -> bool {
             .all(|(i, &b)| b == echo_byte(i, data.len(), sent_ns))
 }
 
+mod recovery;
 #[cfg(test)]
 mod tests;

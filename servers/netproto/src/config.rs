@@ -141,6 +141,25 @@ pub fn crc32(data: &[u8]) -> u32 {
 }
 
 impl IpConfig {
+    /// What the ip server keeps while DHCP has no lease: no address (0.0.0.0/0), no gateway,
+    /// no DNS, `from_dhcp` and no lease end; the MTU and static routes of `self`.
+    pub fn without_lease(&self) -> Self {
+        Self {
+            address: crate::route::DEFAULT_ROUTE,
+            gateway: None,
+            dns: None,
+            from_dhcp: true,
+            lease_end_ms: 0,
+            ..*self
+        }
+    }
+
+    /// True when this is a DHCP lease with an address that has not ended at `now_ms`: what a
+    /// restarted ip server in DHCP mode keeps using.
+    pub fn lease_valid_at(&self, now_ms: u64) -> bool {
+        self.from_dhcp && self.lease_end_ms > now_ms && !self.address.address().is_unspecified()
+    }
+
     /// The static routes.
     pub fn routes(&self) -> impl Iterator<Item = &StaticRoute> + '_ {
         self.routes.iter().flatten()
@@ -427,6 +446,25 @@ mod tests {
         b[ROUTES_AT + ROUTE_LEN + 8] = 10;
         reseal(&mut b);
         assert_eq!(IpConfig::load(&b), Err(ConfigError::BadRoute));
+    }
+
+    #[test]
+    fn a_lease_and_its_absence() {
+        let leased = IpConfig {
+            from_dhcp: true,
+            lease_end_ms: 1_000,
+            ..sample()
+        };
+        assert!(leased.lease_valid_at(999));
+        assert!(!leased.lease_valid_at(1_000));
+        assert!(!IpConfig::default().lease_valid_at(0), "static");
+        let none = leased.without_lease();
+        assert_eq!(none.address.to_string(), "0.0.0.0/0");
+        assert_eq!((none.gateway, none.dns, none.lease_end_ms), (None, None, 0));
+        assert_eq!((none.mtu, none.routes().count()), (leased.mtu, 2));
+        assert!(!none.lease_valid_at(0));
+        // It stores and loads like any other configuration.
+        assert_eq!(IpConfig::load(&none.store()), Ok(none));
     }
 
     #[test]

@@ -15,7 +15,9 @@
 //! random jitter: the caller may add it to the deadline); REQUEST 4 times, then back to
 //! DISCOVER. Renewal at T1 (unicast to the server), rebinding at T2 (broadcast), a request every
 //! 60 s meanwhile; at the lease's end the address is given up. After a restart,
-//! [`DhcpClient::init_reboot`] asks to keep the address the state region remembers.
+//! [`DhcpClient::init_reboot`] asks to keep the address the state region remembers; a NAK to
+//! that takes it away ([`DhcpAction::Deconfigured`]), silence does not (the caller may keep
+//! using it until the remembered lease ends, RFC 2131 §3.2).
 
 use core::fmt;
 use core::net::Ipv4Addr;
@@ -447,6 +449,12 @@ impl DhcpClient {
         self.lease.as_ref()
     }
 
+    /// Messages sent in the current exchange: DISCOVERs while selecting, REQUESTs while
+    /// requesting, rebooting, renewing or rebinding.
+    pub fn attempts(&self) -> u32 {
+        self.sent
+    }
+
     /// When [`DhcpClient::poll`] next has something to do.
     pub fn next_deadline(&self) -> u64 {
         match (self.state, self.lease) {
@@ -587,11 +595,13 @@ impl DhcpClient {
                 self.next_ms = lease.renew_ms;
                 Some(DhcpAction::Configured(lease))
             }
+            // A NAK of a remembered address (INIT-REBOOT) takes it away as well: the caller
+            // may have been using it (RFC 2131 §3.2).
+            (DhcpState::Rebooting, MessageType::Nak) => {
+                Some(self.restart(now_ms).unwrap_or(DhcpAction::Deconfigured))
+            }
             (
-                DhcpState::Requesting
-                | DhcpState::Rebooting
-                | DhcpState::Renewing
-                | DhcpState::Rebinding,
+                DhcpState::Requesting | DhcpState::Renewing | DhcpState::Rebinding,
                 MessageType::Nak,
             ) => self.restart(now_ms),
             _ => None,
@@ -786,7 +796,7 @@ mod tests {
             (MessageType::Request, Some(US), None)
         );
         let nak = DhcpMessage::parse(&slirp_reply(r.xid, MessageType::Nak)).unwrap();
-        assert_eq!(c.handle(&nak, 1), None);
+        assert_eq!(c.handle(&nak, 1), Some(DhcpAction::Deconfigured));
         assert_eq!(c.state(), DhcpState::Init);
         // Unanswered requests give up after four.
         let mut c = DhcpClient::init_reboot(MAC, US, 5);

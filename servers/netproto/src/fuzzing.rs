@@ -144,9 +144,38 @@ pub fn ipv4_icmp(data: &[u8]) {
             assert_eq!(Some(&out[..]), data.get(..total));
         }
         icmp_checks(&ip);
+        error_checks(data, &ip);
     }
     if let Ok(IcmpMessage::DestUnreachable(d)) = IcmpMessage::parse(data) {
         let _ = d.quoted();
+    }
+    let _ = icmp::error_quote(
+        data,
+        data.len().is_multiple_of(2),
+        Some(Ipv4Addr::BROADCAST),
+    );
+}
+
+/// An ICMP error about a parsed packet, when the rules allow one: it quotes the header and at
+/// most 8 bytes more, goes back to the packet's source, and parses as what was built.
+fn error_checks(data: &[u8], ip: &Ipv4Packet<'_>) {
+    let subnet = Some(Ipv4Addr::new(10, 0, 2, 255));
+    let Ok(q) = icmp::error_quote(data, false, subnet) else {
+        return;
+    };
+    let quoted = q.bytes().len();
+    assert!(quoted >= ip.header_len && quoted <= ip.header_len + icmp::QUOTED_PAYLOAD);
+    assert_eq!(q.to, ip.src);
+    let mut out = alloc::vec![0u8; 20 + icmp::HEADER_LEN + quoted];
+    let n = icmp::build_dest_unreachable(&mut out, OUR_IP, icmp::CODE_PORT_UNREACHABLE, &q, 1);
+    assert_eq!(n, Ok(out.len()));
+    let back = Ipv4Packet::parse(&out);
+    assert!(back.is_ok());
+    if let Ok(back) = back {
+        assert_eq!((back.src, back.dst), (OUR_IP, ip.src));
+        let m = IcmpMessage::parse(back.payload);
+        assert!(matches!(m, Ok(IcmpMessage::DestUnreachable(d))
+            if d.code == icmp::CODE_PORT_UNREACHABLE && d.original == q.bytes()));
     }
 }
 

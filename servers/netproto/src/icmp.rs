@@ -5,6 +5,15 @@
 //! the code, the next-hop MTU (RFC 1191, for "fragmentation needed"), and the quoted datagram,
 //! whose IPv4 header and first 8 bytes [`DestUnreachable::quoted`] reads without trusting its
 //! checksum or lengths (routers may have changed them). Other types are reported by number.
+//!
+//! **Errors we send** (destination unreachable, e.g. port unreachable for a UDP datagram no
+//! one listens for): [`error_quote`] applies RFC 1122 §3.2.2's rules — never about an ICMP
+//! error, a datagram to a broadcast or multicast address or in a link-layer broadcast, a
+//! fragment other than the first, or a datagram whose source is not one host — and picks what
+//! to quote: the datagram's IPv4 header, options included, and the first
+//! [`QUOTED_PAYLOAD`] bytes of its payload (RFC 792). [`build_dest_unreachable`] writes the
+//! message from that, and [`RateLimit`] is the token bucket that keeps a flood of datagrams
+//! from becoming a flood of errors (RFC 1812 §4.3.2.8).
 
 use core::fmt;
 use core::net::Ipv4Addr;
@@ -22,6 +31,10 @@ pub const ECHO_REPLY: u8 = 0;
 pub const DEST_UNREACHABLE: u8 = 3;
 /// Type of an echo request.
 pub const ECHO_REQUEST: u8 = 8;
+/// Destination unreachable code: the transport protocol has no listener on the port.
+pub const CODE_PORT_UNREACHABLE: u8 = 3;
+/// Bytes of the offending datagram's payload an error quotes after its IPv4 header.
+pub const QUOTED_PAYLOAD: usize = 8;
 
 /// Why an ICMP message was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,6 +227,178 @@ fn build_echo(
     Ok(total)
 }
 
+/// Why no ICMP error may be sent about a datagram (RFC 1122 §3.2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoError {
+    /// Not a readable IPv4 header (shorter than 20 bytes, not version 4, IHL below 5 or past
+    /// the bytes, total length below the header).
+    Malformed,
+    /// Sent to 255.255.255.255, the subnet's broadcast address or a multicast address.
+    Broadcast,
+    /// Sent as a link-layer broadcast or multicast.
+    LinkBroadcast,
+    /// A fragment other than the first.
+    Fragment,
+    /// An ICMP error message itself (or an ICMP message whose type cannot be read).
+    IcmpError,
+    /// Its source is not one host: 0.0.0.0, loopback, broadcast, multicast, class E, or the
+    /// subnet's broadcast address.
+    BadSource,
+}
+
+impl fmt::Display for NoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Malformed => "icmp error: malformed datagram",
+            Self::Broadcast => "icmp error: datagram to a broadcast or multicast address",
+            Self::LinkBroadcast => "icmp error: datagram in a link-layer broadcast",
+            Self::Fragment => "icmp error: not the first fragment",
+            Self::IcmpError => "icmp error: about an ICMP error",
+            Self::BadSource => "icmp error: source is not one host",
+        })
+    }
+}
+
+/// What an ICMP error about a datagram quotes, and to whom it goes: made by [`error_quote`]
+/// only, so that no error is built without the checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorQuote<'a> {
+    /// The datagram's source: where the error goes.
+    pub to: Ipv4Addr,
+    /// The datagram's IPv4 header (options included) and up to [`QUOTED_PAYLOAD`] bytes after.
+    bytes: &'a [u8],
+}
+
+impl<'a> ErrorQuote<'a> {
+    /// The bytes quoted.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+}
+
+/// ICMP types that are queries (echo, timestamp, information, address mask), about which an
+/// error may be sent; every other type is taken for an error.
+fn is_query(icmp_type: u8) -> bool {
+    matches!(icmp_type, 0 | 8 | 13 | 14 | 15 | 16 | 17 | 18)
+}
+
+/// Checks that an ICMP error may be sent about `datagram` (an IPv4 packet as received, header
+/// first; bytes past its total length are ignored) and returns what to quote.
+/// `link_broadcast`: the frame was sent to a group Ethernet address; `subnet_broadcast`: the
+/// broadcast address of our prefix, if it has one. The header checksum is not checked (the
+/// caller parsed the packet already).
+pub fn error_quote(
+    datagram: &[u8],
+    link_broadcast: bool,
+    subnet_broadcast: Option<Ipv4Addr>,
+) -> Result<ErrorQuote<'_>, NoError> {
+    let h: [u8; crate::ipv4::HEADER_LEN] = wire::bytes(datagram, 0).ok_or(NoError::Malformed)?;
+    let ihl = usize::from(h[0] & 0x0F) * 4;
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]])).min(datagram.len());
+    if h[0] >> 4 != 4 || ihl < crate::ipv4::HEADER_LEN || ihl > total {
+        return Err(NoError::Malformed);
+    }
+    let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
+    let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
+    if dst.is_broadcast() || dst.is_multicast() || Some(dst) == subnet_broadcast {
+        return Err(NoError::Broadcast);
+    }
+    if link_broadcast {
+        return Err(NoError::LinkBroadcast);
+    }
+    if u16::from_be_bytes([h[6], h[7]]) & 0x1FFF != 0 {
+        return Err(NoError::Fragment);
+    }
+    if IpProtocol(h[9]) == IpProtocol::ICMP && !wire::u8_at(datagram, ihl).is_some_and(is_query) {
+        return Err(NoError::IcmpError);
+    }
+    if crate::ipv4::is_martian_source(src) || Some(src) == subnet_broadcast {
+        return Err(NoError::BadSource);
+    }
+    let end = total.min(ihl.saturating_add(QUOTED_PAYLOAD));
+    let bytes = datagram.get(..end).ok_or(NoError::Malformed)?;
+    Ok(ErrorQuote { to: src, bytes })
+}
+
+/// Writes the IPv4 packet of an ICMP destination unreachable with `code` from `src` about the
+/// datagram `quote` stands for (to its source), TTL 64, identification `ip_ident`; the four
+/// bytes after the checksum are zero (no next-hop MTU). Returns the packet's length.
+pub fn build_dest_unreachable(
+    buf: &mut [u8],
+    src: Ipv4Addr,
+    code: u8,
+    quote: &ErrorQuote<'_>,
+    ip_ident: u16,
+) -> Result<usize, BuildError> {
+    let icmp_len = HEADER_LEN
+        .checked_add(quote.bytes.len())
+        .ok_or(BuildError::PayloadTooLarge)?;
+    let hl = crate::ipv4::HEADER_LEN;
+    let total = hl
+        .checked_add(icmp_len)
+        .ok_or(BuildError::PayloadTooLarge)?;
+    let out = wire::out(buf, total)?;
+    Ipv4Repr::new(src, quote.to, IpProtocol::ICMP, ip_ident, icmp_len).emit(out)?;
+    let icmp = out
+        .get_mut(hl..)
+        .ok_or(BuildError::BufferTooSmall { needed: total })?;
+    wire::put(icmp, 0, &[DEST_UNREACHABLE, code, 0, 0, 0, 0, 0, 0])?;
+    wire::put(icmp, HEADER_LEN, quote.bytes)?;
+    let c = checksum::internet_checksum(icmp);
+    wire::put16(icmp, 2, c)?;
+    Ok(total)
+}
+
+/// A token bucket for the ICMP errors we send: `burst` at once, then one more every
+/// `1000 / per_second` ms — over any long stretch at most `per_second` a second. Times are
+/// milliseconds of a monotonic clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    per_second: u32,
+    burst: u32,
+    tokens: u32,
+    /// When `tokens` was last topped up (the time a partly earned token counts from).
+    last_ms: u64,
+}
+
+impl RateLimit {
+    /// A full bucket of `burst` tokens refilled at `per_second` (0: nothing is ever allowed).
+    pub const fn new(per_second: u32, burst: u32) -> Self {
+        Self {
+            per_second,
+            burst,
+            tokens: burst,
+            last_ms: 0,
+        }
+    }
+
+    /// Takes a token if there is one at `now_ms`: true when the error may be sent.
+    pub fn allow(&mut self, now_ms: u64) -> bool {
+        if self.per_second == 0 {
+            return false;
+        }
+        let rate = u64::from(self.per_second);
+        let earned = now_ms.saturating_sub(self.last_ms).saturating_mul(rate) / 1000;
+        if earned > 0 {
+            let tokens = u64::from(self.tokens).saturating_add(earned);
+            if tokens >= u64::from(self.burst) {
+                self.tokens = self.burst;
+                self.last_ms = now_ms;
+            } else {
+                self.tokens = tokens as u32;
+                self.last_ms = self
+                    .last_ms
+                    .saturating_add(earned.saturating_mul(1000) / rate);
+            }
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -336,5 +521,170 @@ mod tests {
             original: &dgram[..22],
         };
         assert_eq!(no_ports.quoted().unwrap().first8, None);
+    }
+
+    /// 10.0.2.2:40000 -> 10.0.2.15:9 "hello", identification 0x1c46, DF, TTL 64 (checksums
+    /// computed independently of this crate).
+    const DATAGRAM: [u8; 33] = [
+        0x45, 0x00, 0x00, 0x21, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x11, 0x06, 0x76, 0x0a, 0x00, 0x02,
+        0x02, 0x0a, 0x00, 0x02, 0x0f, 0x9c, 0x40, 0x00, 0x09, 0x00, 0x0d, 0x07, 0xa8, b'h', b'e',
+        b'l', b'l', b'o',
+    ];
+
+    /// Our port unreachable about [`DATAGRAM`], identification 1: the IPv4 header (checksum
+    /// 0x22b4), type 3 code 3, checksum 0x58fe, four zero bytes, the datagram's header and its
+    /// first 8 bytes (the UDP header) — computed independently of this crate.
+    const PORT_UNREACHABLE: [u8; 56] = [
+        0x45, 0x00, 0x00, 0x38, 0x00, 0x01, 0x40, 0x00, 0x40, 0x01, 0x22, 0xb4, 0x0a, 0x00, 0x02,
+        0x0f, 0x0a, 0x00, 0x02, 0x02, 0x03, 0x03, 0x58, 0xfe, 0x00, 0x00, 0x00, 0x00, 0x45, 0x00,
+        0x00, 0x21, 0x1c, 0x46, 0x40, 0x00, 0x40, 0x11, 0x06, 0x76, 0x0a, 0x00, 0x02, 0x02, 0x0a,
+        0x00, 0x02, 0x0f, 0x9c, 0x40, 0x00, 0x09, 0x00, 0x0d, 0x07, 0xa8,
+    ];
+
+    const SUBNET_BROADCAST: Option<Ipv4Addr> = Some(Ipv4Addr::new(10, 0, 2, 255));
+
+    #[test]
+    fn port_unreachable_byte_for_byte() {
+        assert!(Ipv4Packet::parse(&DATAGRAM).is_ok());
+        // Ethernet padding after the datagram is not quoted.
+        let mut padded = DATAGRAM.to_vec();
+        padded.resize(46, 0);
+        let q = error_quote(&padded, false, SUBNET_BROADCAST).unwrap();
+        assert_eq!((q.to, q.bytes()), (HOST, &DATAGRAM[..28]));
+        let mut buf = [0u8; 100];
+        let n = build_dest_unreachable(&mut buf, US, CODE_PORT_UNREACHABLE, &q, 1).unwrap();
+        assert_eq!(&buf[..n], &PORT_UNREACHABLE[..]);
+        // What the host's stack reads in it.
+        let ip = Ipv4Packet::parse(&buf[..n]).unwrap();
+        let IcmpMessage::DestUnreachable(du) = IcmpMessage::parse(ip.payload).unwrap() else {
+            panic!("not unreachable")
+        };
+        let quoted = du.quoted().unwrap();
+        assert_eq!(
+            (du.code, quoted.src, quoted.dst, quoted.protocol),
+            (3, HOST, US, IpProtocol::UDP)
+        );
+        assert_eq!(quoted.first8, Some(DATAGRAM[20..28].try_into().unwrap()));
+        assert_eq!(
+            build_dest_unreachable(&mut buf[..55], US, 3, &q, 1),
+            Err(BuildError::BufferTooSmall { needed: 56 })
+        );
+    }
+
+    /// [`DATAGRAM`] with `edit` applied and its header checksum fixed.
+    fn edited(edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut d = DATAGRAM.to_vec();
+        edit(&mut d);
+        let hl = usize::from(d[0] & 0xF) * 4;
+        d[10..12].fill(0);
+        let c = checksum::internet_checksum(&d[..hl.min(d.len())]);
+        d[10..12].copy_from_slice(&c.to_be_bytes());
+        d
+    }
+
+    #[test]
+    fn errors_are_never_sent_where_rfc_1122_forbids() {
+        let check = |d: &[u8]| error_quote(d, false, SUBNET_BROADCAST).map(|q| q.to);
+        assert_eq!(
+            error_quote(&DATAGRAM, true, SUBNET_BROADCAST),
+            Err(NoError::LinkBroadcast)
+        );
+        for dst in [[255, 255, 255, 255], [10, 0, 2, 255], [224, 0, 0, 251]] {
+            let d = edited(|d| d[16..20].copy_from_slice(&dst));
+            assert_eq!(check(&d), Err(NoError::Broadcast), "{dst:?}");
+        }
+        for src in [
+            [0, 0, 0, 0],
+            [127, 0, 0, 1],
+            [10, 0, 2, 255],
+            [239, 1, 1, 1],
+            [250, 0, 0, 1],
+        ] {
+            let d = edited(|d| d[12..16].copy_from_slice(&src));
+            assert_eq!(check(&d), Err(NoError::BadSource), "{src:?}");
+        }
+        // Not the first fragment: refused; the first one (more-fragments, offset 0) is fine.
+        let d = edited(|d| d[6..8].copy_from_slice(&0x0001u16.to_be_bytes()));
+        assert_eq!(check(&d), Err(NoError::Fragment));
+        let d = edited(|d| d[6..8].copy_from_slice(&0x2000u16.to_be_bytes()));
+        assert_eq!(check(&d), Ok(HOST));
+        // ICMP: an error (or no type at all) is never answered, a query may be.
+        for (t, ok) in [
+            (3u8, false),
+            (11, false),
+            (5, false),
+            (12, false),
+            (8, true),
+            (0, true),
+        ] {
+            let d = edited(|d| {
+                d[9] = 1;
+                d[20] = t;
+            });
+            assert_eq!(check(&d).is_ok(), ok, "type {t}");
+        }
+        let d = edited(|d| {
+            d[9] = 1;
+            d.truncate(20);
+            d[2..4].copy_from_slice(&20u16.to_be_bytes());
+        });
+        assert_eq!(check(&d), Err(NoError::IcmpError));
+        // Malformed: short, not version 4, a header longer than the packet.
+        assert_eq!(check(&DATAGRAM[..19]), Err(NoError::Malformed));
+        assert_eq!(check(&edited(|d| d[0] = 0x65)), Err(NoError::Malformed));
+        assert_eq!(check(&edited(|d| d[0] = 0x4f)), Err(NoError::Malformed));
+        assert_eq!(check(&edited(|d| d[0] = 0x44)), Err(NoError::Malformed));
+        // /31 and /32 have no subnet broadcast.
+        let d = edited(|d| d[16..20].copy_from_slice(&[10, 0, 2, 255]));
+        assert!(error_quote(&d, false, None).is_ok());
+    }
+
+    #[test]
+    fn options_and_short_payloads_are_quoted_as_they_are() {
+        // A header with a 4-byte option (router alert) and a 3-byte payload.
+        let mut d = vec![0u8; 27];
+        d[..20].copy_from_slice(&DATAGRAM[..20]);
+        d[0] = 0x46;
+        d[2..4].copy_from_slice(&27u16.to_be_bytes());
+        d[20..24].copy_from_slice(&[0x94, 0x04, 0, 0]);
+        d[24..27].copy_from_slice(b"abc");
+        let q = error_quote(&d, false, None).unwrap();
+        assert_eq!(q.bytes(), &d[..]);
+        let mut buf = [0u8; 64];
+        let n = build_dest_unreachable(&mut buf, US, 1, &q, 9).unwrap();
+        assert_eq!(n, 20 + 8 + 27);
+        assert!(checksum::verify(&buf[20..n]));
+        let mut d = DATAGRAM.to_vec();
+        d[0] = 0x46;
+        d.splice(20..20, [1, 1, 1, 0]);
+        d[2..4].copy_from_slice(&37u16.to_be_bytes());
+        assert_eq!(error_quote(&d, false, None).unwrap().bytes().len(), 24 + 8);
+    }
+
+    #[test]
+    fn the_rate_limit_is_a_token_bucket() {
+        let mut r = RateLimit::new(10, 10);
+        let allowed =
+            |r: &mut RateLimit, now: u64, n: usize| (0..n).filter(|_| r.allow(now)).count();
+        assert_eq!(allowed(&mut r, 5_000, 25), 10, "a burst of 10");
+        assert_eq!(allowed(&mut r, 5_099, 5), 0, "no token before 100 ms");
+        assert_eq!(allowed(&mut r, 5_100, 5), 1);
+        assert_eq!(
+            allowed(&mut r, 5_350, 5),
+            2,
+            "250 ms earn 2; the 50 left count on"
+        );
+        assert_eq!(allowed(&mut r, 5_400, 5), 1);
+        // A second of calm refills the bucket, never beyond the burst.
+        assert_eq!(allowed(&mut r, 60_000, 50), 10);
+        // Over 10 s of a steady flood: at most 10 a second, plus the first burst.
+        let mut r = RateLimit::new(10, 10);
+        let sent: usize = (0..10_000u64).map(|ms| allowed(&mut r, ms, 3)).sum();
+        assert!((100..=110).contains(&sent), "{sent}");
+        // A clock going backwards earns nothing; a zero rate allows nothing.
+        let mut r = RateLimit::new(10, 1);
+        assert!(r.allow(1_000));
+        assert!(!r.allow(10));
+        assert!(!RateLimit::new(0, 5).allow(99));
     }
 }

@@ -7,7 +7,8 @@
 //! - [`checksum`]: the Internet checksum (RFC 1071), incremental updates (RFC 1624) and the
 //!   TCP/UDP pseudo-header sum;
 //! - [`ipv4`]: IPv4 header validation and building (fragments refused);
-//! - [`icmp`]: echo request/reply and destination unreachable;
+//! - [`icmp`]: echo request/reply and destination unreachable, and the errors the ip server sends
+//!   (port unreachable: RFC 1122's rules, the quote, a rate limit);
 //! - [`route`]: [`Ipv4Cidr`] and the routing table with longest-prefix match;
 //! - [`config`]: the interface configuration and its fixed byte layout in the state region;
 //! - [`dhcp`]: a DHCP client (DISCOVER/REQUEST out, OFFER/ACK/NAK in) as a state machine;

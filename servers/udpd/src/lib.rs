@@ -8,7 +8,9 @@
 //! offset). The UDP header and length are checked, the checksum verified (`netproto`; zero means
 //! none, RFC 768), the port looked up, and the data copied once into a buffer of the
 //! application's rx pool (which udp owns), sent as `DATAGRAM`. Whatever happened, the frame goes
-//! home at once with `RX_RETURN`. No ICMP port unreachable is sent yet (`rx_no_port` counts).
+//! home at once with `RX_RETURN` — or, for a valid unicast datagram to a port no application
+//! bound (`rx_no_port` counts them), with `RX_UNREACHABLE`, which also asks ip to answer it with
+//! an ICMP port unreachable.
 //!
 //! **Send.** An application's `SEND` names data in its own tx pool; udp takes a tx-pool buffer
 //! lent by ip (`TX_LEND`), writes the UDP header at [`udpmsg::TX_HEADROOM`], copies the data once
@@ -60,11 +62,13 @@ pub struct Stats {
     pub refused: u64,
     /// Ports bound.
     pub binds: u64,
+    /// Restarts of ip seen.
+    pub ip_restarts: u64,
 }
 
 impl Stats {
     /// Every counter with its name.
-    pub fn fields(&self) -> [(&'static str, u64); 14] {
+    pub fn fields(&self) -> [(&'static str, u64); 15] {
         [
             ("rx_datagrams", self.rx_datagrams),
             ("rx_delivered", self.rx_delivered),
@@ -80,6 +84,7 @@ impl Stats {
             ("tx_waited", self.tx_waited),
             ("refused", self.refused),
             ("binds", self.binds),
+            ("ip_restarts", self.ip_restarts),
         ]
     }
 }
@@ -188,11 +193,20 @@ impl<'a> Udp<'a> {
                     return;
                 };
                 self.stats.rx_datagrams += 1;
-                match Delivery::decode(m) {
+                let unreachable = match Delivery::decode(m) {
                     Some(d) => self.receive(&d),
-                    None => self.stats.rx_bad_header += 1,
-                }
-                self.to_ip.push_back(Kind::RxReturn(frame).message());
+                    None => {
+                        self.stats.rx_bad_header += 1;
+                        false
+                    }
+                };
+                // Home either way; RX_UNREACHABLE also asks ip for the ICMP port unreachable.
+                let home = if unreachable {
+                    Message::with_descriptor(tag::RX_UNREACHABLE, frame)
+                } else {
+                    Kind::RxReturn(frame).message()
+                };
+                self.to_ip.push_back(home);
                 self.stats.rx_returned += 1;
             }
             tag::TX_LEND => {
@@ -222,10 +236,21 @@ impl<'a> Udp<'a> {
         }
     }
 
-    fn receive(&mut self, d: &Delivery) {
+    /// ip restarted: the buffers its last instance lent us are its new instance's to lend
+    /// again, and what we queued for it would be refused; drop both. Sends waiting for a
+    /// buffer keep waiting (for the new instance's loans).
+    pub fn ip_restarted(&mut self) {
+        self.stats.ip_restarts += 1;
+        self.lent.clear();
+        self.to_ip.clear();
+    }
+
+    /// Delivers a datagram to the application that bound its port; true when it was a valid
+    /// unicast datagram for a port no application bound (ip may answer port unreachable).
+    fn receive(&mut self, d: &Delivery) -> bool {
         let Ok(buf) = self.frames.check(d.frame) else {
             self.stats.rx_bad_header += 1;
-            return;
+            return false;
         };
         // Safety: ip handed us this frame with DELIVER and we send it home only after this
         // function; nobody writes it meanwhile (a peer breaking that only gives us garbage to
@@ -240,26 +265,26 @@ impl<'a> Udp<'a> {
             .filter(|seg| seg.len() >= UDP_HEADER_LEN);
         let Some(seg) = seg else {
             self.stats.rx_bad_header += 1;
-            return;
+            return false;
         };
         let be16 = |i: usize| u16::from_be_bytes([seg[i], seg[i + 1]]);
         let (src_port, dst_port, len, sum) = (be16(0), be16(2), usize::from(be16(4)), be16(6));
         if len < UDP_HEADER_LEN || len > seg.len() {
             self.stats.rx_bad_header += 1;
-            return;
+            return false;
         }
         let seg = &seg[..len];
         if sum != 0 && !checksum::verify_transport(d.src, d.dst, IpProtocol::UDP.0, seg) {
             self.stats.rx_bad_checksum += 1;
-            return;
+            return false;
         }
         let Some(app) = self.apps.iter_mut().find(|a| a.port == Some(dst_port)) else {
             self.stats.rx_no_port += 1;
-            return;
+            return !d.broadcast;
         };
         let Some(mut data) = app.rx.alloc() else {
             self.stats.rx_app_pool_empty += 1;
-            return;
+            return false;
         };
         let payload = &seg[UDP_HEADER_LEN..];
         match app.rx.buffer(data) {
@@ -267,7 +292,7 @@ impl<'a> Udp<'a> {
             Ok(b) => data.len = b.copy_from(payload) as u32,
             Err(_) => {
                 let _ = app.rx.free(data);
-                return;
+                return false;
             }
         }
         let dg = AppDatagram {
@@ -278,6 +303,7 @@ impl<'a> Udp<'a> {
         };
         app.out.push_back(dg.message(tag::DATAGRAM));
         self.stats.rx_delivered += 1;
+        false
     }
 
     /// Handles one message from application `app`.
@@ -311,15 +337,18 @@ impl<'a> Udp<'a> {
             return Status::Invalid;
         };
         if self.apps[app].port == Some(port) {
-            // A bind repeated after a timeout on the application's side.
+            // A bind repeated after a timeout on the application's side, or by a new instance
+            // of it (the binding outlived the old one).
             return Status::Ok;
         }
-        if port == 0 || self.apps[app].port.is_some() {
+        if port == 0 {
             return Status::Invalid;
         }
         if self.apps.iter().any(|a| a.port == Some(port)) {
             return Status::AddrInUse;
         }
+        // An application has one socket: a bind to another port is a new instance's (the old
+        // one's binding, kept across restarts, goes).
         self.apps[app].port = Some(port);
         self.stats.binds += 1;
         Status::Ok
@@ -339,6 +368,16 @@ impl<'a> Udp<'a> {
             return;
         }
         self.send_now(app, dg);
+    }
+
+    /// Binds application `app` to `port` as a saved state says (after a restart of ours);
+    /// false when the port is not valid or taken.
+    pub fn restore_binding(&mut self, app: usize, port: u16) -> bool {
+        if port == 0 || app >= self.apps.len() || self.apps.iter().any(|a| a.port == Some(port)) {
+            return false;
+        }
+        self.apps[app].port = Some(port);
+        true
     }
 
     fn send_now(&mut self, app: usize, dg: &AppDatagram) {

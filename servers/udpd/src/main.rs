@@ -25,11 +25,13 @@ use udpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
 libsys::entry!(main);
 
 const BATCH: usize = 32;
+/// Most applications served (the manifest's `args`).
+const MAX_APPS: usize = 16;
 const SPIN_POLLS: u32 = 200;
 const MAX_SLEEP_NS: u64 = 100_000_000;
 const PEER_CHECK_NS: u64 = 1_000_000_000;
 const STATS_LOG_NS: u64 = 5_000_000_000;
-/// Under load, IPC requests (`netstat`) are polled at most this often (every round when idle).
+/// IPC requests (`netstat`) are polled at most this often, and right after each sleep.
 const BUSY_IPC_POLL_NS: u64 = 1_000_000;
 /// Most IPC requests answered in one round.
 const IPC_PER_ROUND: usize = 8;
@@ -40,8 +42,8 @@ fn main(args: &str) -> i32 {
         .map(str::trim)
         .filter(|a| !a.is_empty())
         .collect();
-    if apps.is_empty() {
-        log!("bad arguments '{args}' (expected the applications, comma-separated)");
+    if apps.is_empty() || apps.len() > MAX_APPS {
+        log!("bad arguments '{args}' (expected 1 to {MAX_APPS} applications, comma-separated)");
         return 2;
     }
     match run(&apps) {
@@ -88,6 +90,17 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
             &udpmsg::udp_to_app(app),
         )?);
     }
+    // The bindings outlive us in udp-state (when the manifest grants it): a restarted udp
+    // serves the sockets its applications bound before.
+    let mut state = map_state();
+    if let Some(st) = state.as_deref() {
+        for (app, port) in saved_bindings(st, apps.len()) {
+            if udp.restore_binding(app, port) {
+                log!("{} keeps port {port} (from {STATE_REGION})", apps[app]);
+            }
+        }
+    }
+    let mut saved: [u16; MAX_APPS] = core::array::from_fn(|i| udp.port(i).unwrap_or(0));
     log!(
         "serving {} application(s): {}; channels {} and {}",
         apps.len(),
@@ -105,33 +118,62 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
         libsys::heartbeat();
         let mut worked = false;
         let n = ip.receive(&mut batch, &mut errors);
+        if ip.take_restart() {
+            log!("ip restarted: dropping what its last instance lent us");
+            udp.ip_restarted();
+        }
         for m in &batch[..n] {
             udp.from_ip(m);
         }
         worked |= n > 0;
+        let mut spoke = [false; MAX_APPS];
         for (i, l) in links.iter_mut().enumerate() {
             let n = l.receive(&mut batch, &mut errors);
             for m in &batch[..n] {
                 udp.from_app(i, m);
             }
             worked |= n > 0;
+            if let Some(s) = spoke.get_mut(i) {
+                *s = n > 0;
+            }
         }
         let now = libsys::time_ns();
-        if now.saturating_sub(last_peer_check) >= PEER_CHECK_NS
-            || ip.pid == 0
-            || links.iter().any(|l| l.pid == 0)
-        {
+        // Peers are looked up once a second (an application started on demand may not run
+        // at all: a lookup per round would be a system call each), and at once when ip is
+        // unknown or an unknown application speaks (it waits for our answer's notify).
+        if now.saturating_sub(last_peer_check) >= PEER_CHECK_NS || ip.pid == 0 {
             last_peer_check = now;
             ip.find_peer();
             for l in &mut links {
                 l.find_peer();
             }
+        } else {
+            for (l, spoke) in links.iter_mut().zip(&spoke) {
+                if *spoke && l.pid == 0 {
+                    l.find_peer();
+                }
+            }
         }
-        if !worked || now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
+        // Every millisecond at most, busy or spinning idle (an IPC request also notifies us,
+        // so a sleeping server wakes for it): a poll per idle spin would be a system call each.
+        if now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
             last_ipc = now;
             answer_netstat(&udp, links.len());
         }
+        if let Some(st) = state.as_deref_mut() {
+            for (i, slot) in saved.iter_mut().enumerate().take(apps.len()) {
+                let port = udp.port(i).unwrap_or(0);
+                if *slot != port {
+                    *slot = port;
+                    save_binding(st, i, port);
+                }
+            }
+        }
         udp.flush_ip(|m| ip.send(m, &mut errors));
+        if ip.take_restart() {
+            log!("ip restarted: dropping what its last instance lent us");
+            udp.ip_restarted();
+        }
         for (i, l) in links.iter_mut().enumerate() {
             udp.flush_app(i, |m| l.send(m, &mut errors));
         }
@@ -168,6 +210,8 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
         }
         if !ready {
             let _ = libsys::wait(Some(sleep));
+            // What woke us may be an IPC request: look at once.
+            last_ipc = 0;
         }
         ip.from.disarm();
         for l in &mut links {
@@ -200,5 +244,46 @@ fn answer_netstat(udp: &Udp, apps: usize) {
         });
         // Fails only when the caller gave up waiting: nothing to do.
         let _ = libsys::ipc_reply(from, &reply);
+    }
+}
+
+/// The region where udp keeps its applications' bindings across its restarts.
+const STATE_REGION: &str = "udp-state";
+/// First bytes of a valid state: then one little-endian `u16` port per application (0: none).
+const STATE_MAGIC: [u8; 8] = *b"UDPBIND1";
+
+/// udp-state, when the manifest grants it (without it bindings do not outlive a restart).
+fn map_state() -> Option<&'static mut [u8]> {
+    let info = libsys::map(STATE_REGION).ok()?;
+    // Safety: the kernel mapped `info.len` bytes at `info.addr` for our whole life, and only
+    // udp lists the region in the manifest.
+    let region =
+        unsafe { core::slice::from_raw_parts_mut(info.addr as *mut u8, info.len as usize) };
+    if region.len() < STATE_MAGIC.len() + 2 * MAX_APPS {
+        log!("{STATE_REGION} is too small; bindings will not outlive a restart");
+        return None;
+    }
+    if region[..8] != STATE_MAGIC {
+        region.fill(0);
+        region[..8].copy_from_slice(&STATE_MAGIC);
+    }
+    Some(region)
+}
+
+/// The bindings a state holds, for the first `apps` applications.
+fn saved_bindings(state: &[u8], apps: usize) -> Vec<(usize, u16)> {
+    (0..apps.min(MAX_APPS))
+        .filter_map(|i| {
+            let at = 8 + 2 * i;
+            let port = u16::from_le_bytes([*state.get(at)?, *state.get(at + 1)?]);
+            (port != 0).then_some((i, port))
+        })
+        .collect()
+}
+
+fn save_binding(state: &mut [u8], app: usize, port: u16) {
+    let at = 8 + 2 * app;
+    if let Some(b) = state.get_mut(at..at + 2) {
+        b.copy_from_slice(&port.to_le_bytes());
     }
 }

@@ -186,14 +186,23 @@ fn bad_checksum_no_port_and_full_app_pool_are_dropped_but_returned() {
         ),
         (1, 1, 4, 1)
     );
-    assert_eq!(
-        drain_ip(&mut w)
-            .iter()
-            .filter(|m| m.tag == tag::RX_RETURN)
-            .count(),
-        7
+    // Every frame goes home; the one for an unbound port asks ip for a port unreachable.
+    let home: Vec<u32> = drain_ip(&mut w).iter().map(|m| m.tag).collect();
+    assert_eq!(home.len(), 7);
+    assert_eq!(home[1], tag::RX_UNREACHABLE);
+    assert!(
+        home.iter()
+            .enumerate()
+            .all(|(i, &t)| i == 1 || t == tag::RX_RETURN)
     );
     assert_eq!(s.rx_returned, 7);
+    // Not for a broadcast: that goes home plainly.
+    let b = frame(&w, 0, 0, 9, b"x", false);
+    let mut d = udpmsg::Delivery::decode(&b).unwrap();
+    d.broadcast = true;
+    w.udp.from_ip(&d.message());
+    assert_eq!(w.udp.stats().rx_no_port, 2);
+    assert_eq!(drain_ip(&mut w)[0].tag, tag::RX_RETURN);
 }
 
 #[test]
@@ -212,8 +221,15 @@ fn binding_rules() {
     assert_eq!(bind(&mut w, 0), Status::Invalid);
     assert_eq!(bind(&mut w, 70000), Status::Invalid);
     assert_eq!(bind(&mut w, 5), Status::Ok);
-    assert_eq!(bind(&mut w, 6), Status::Invalid);
-    assert_eq!(w.udp.port(0), Some(5));
+    assert_eq!(bind(&mut w, 5), Status::Ok, "repeated");
+    // One socket per application: a bind elsewhere is a new instance's and replaces it.
+    assert_eq!(bind(&mut w, 6), Status::Ok);
+    assert_eq!(w.udp.port(0), Some(6));
+    // A binding restored from the saved state (after a restart of udp).
+    assert!(!w.udp.restore_binding(0, 0));
+    assert!(!w.udp.restore_binding(7, 9), "no such application");
+    assert!(w.udp.restore_binding(0, 9));
+    assert_eq!(w.udp.port(0), Some(9));
 }
 
 fn app_send(w: &mut World, data: &[u8], to: Ipv4Addr, port: u16) -> PoolDescriptor {

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  ip ──RX_FRAME (frame + UDP offsets)──> udp ──DATAGRAM──> app    (app's rx pool, owned by udp)
-//!  ip <─RX_RETURN──────────────────────── udp <─DATAGRAM_RETURN─ app
+//!  ip <─RX_RETURN or RX_UNREACHABLE────── udp <─DATAGRAM_RETURN─ app
 //!  ip ──TX_LEND (a tx-pool buffer)──────> udp <─SEND──────────── app (app's tx pool, owned by app)
 //!  ip <─UDP_SEND (UDP header + data)───── udp ──SEND_DONE──────> app
 //!  ip <─TX_DONE (a lent buffer unused)─── udp
@@ -70,6 +70,10 @@ pub mod tag {
     pub const DELIVER: u32 = netmsg::tag::RX_FRAME;
     /// udp → ip: an rx-pool buffer going home.
     pub const RX_RETURN: u32 = netmsg::tag::RX_RETURN;
+    /// udp → ip: an rx-pool buffer going home, as `RX_RETURN` (the same descriptor), whose
+    /// datagram no application had bound the port of: ip may answer it with an ICMP port
+    /// unreachable (its own rules and rate limit decide) before sending the buffer home.
+    pub const RX_UNREACHABLE: u32 = 0x5544_0003;
     /// ip → udp: a tx-pool buffer lent to udp; word 2 = our IPv4 address.
     pub const TX_LEND: u32 = 0x5544_0001;
     /// udp → ip: a datagram to send; see [`super::Outgoing`].

@@ -103,6 +103,7 @@ pub struct Socket<'a, W: Waiter> {
     kept: VecDeque<Message>,
     send_errors: u64,
     refused: u64,
+    restarts: u64,
 }
 
 /// The socket of a program (channels woken through the kernel).
@@ -131,6 +132,7 @@ impl<'a, W: Waiter> Socket<'a, W> {
             kept: VecDeque::new(),
             send_errors: 0,
             refused: 0,
+            restarts: 0,
         };
         let m = udpmsg::control(tag::BIND, Default::default(), u64::from(port), 0);
         s.send(&m, timeout_ns)?;
@@ -169,6 +171,10 @@ impl<'a, W: Waiter> Socket<'a, W> {
         loop {
             match self.to_udp.send(m) {
                 Ok(_) => return Ok(()),
+                Err(SendError::EpochChanged(_)) => {
+                    // udp restarted: it holds none of our buffers any more.
+                    self.udp_restarted();
+                }
                 Err(SendError::Full) => {
                     // Let udp drain; our inbox may hold its answers, keep them.
                     if let Some(k) = self.poll()? {
@@ -184,9 +190,34 @@ impl<'a, W: Waiter> Socket<'a, W> {
     }
 
     fn poll(&mut self) -> Result<Option<Message>> {
-        self.from_udp
-            .try_recv()
-            .map_err(|_| ErrorKind::BrokenPipe.into())
+        match self.from_udp.try_recv() {
+            Ok(m) => Ok(m),
+            Err(libchan::RecvError::EpochChanged(_)) => {
+                // udp restarted (our binding is in its state region): carry on.
+                self.udp_restarted();
+                Ok(None)
+            }
+            Err(_) => Err(ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    /// The udp server restarted: the buffers of ours it held (sends not answered yet) are ours
+    /// again, and what it sent that we kept is of its old pool.
+    fn udp_restarted(&mut self) {
+        self.restarts += 1;
+        for index in 0..self.tx.view().count() {
+            if self.tx.is_lent(index)
+                && let Some(d) = self.tx.view().whole(index)
+            {
+                let _ = self.tx.free(d);
+            }
+        }
+        self.kept.clear();
+    }
+
+    /// Restarts of the udp server this socket lived through.
+    pub fn udp_restarts(&self) -> u64 {
+        self.restarts
     }
 
     /// The next message from udp, waiting up to `timeout_ns` (`None` when it passed).

@@ -11,7 +11,7 @@ use core::fmt::Write;
 use axolotl_abi::{Error, PciInfo};
 use e1000::Model;
 use e1000::proto::{self, Counters, Status};
-use ipd::proto::{CountersPage, Info, Request};
+use ipd::proto::{CountersPage, DhcpInfo, DhcpPhase, Info, Request};
 use libsys::Message;
 
 use crate::commands::{Failure, Outcome, Sys};
@@ -94,8 +94,10 @@ fn ip_lines(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
             .map_err(|e| Failure::failed(format!("no answer from {who} (pid {pid}): {e}")))?;
         Ok(reply)
     };
-    let info = Info::decode(&ask(sys, Request::Info)?)
+    let reply = ask(sys, Request::Info)?;
+    let info = Info::decode(&reply)
         .ok_or_else(|| Failure::failed(format!("{who} refused the information request")))?;
+    let dhcp = DhcpInfo::read(&reply);
     let mut values = Vec::new();
     for _ in 0..MAX_COUNTER_PAGES {
         let first = values.len() as u32;
@@ -106,23 +108,46 @@ fn ip_lines(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
             break;
         }
     }
-    write_ip(out, &info, &values)?;
+    write_ip(out, &info, &dhcp, &values)?;
     Ok(())
 }
 
-/// The ip part of `ifconfig`: `inet ADDR/PREFIX gateway .. dns .. mtu .. arp_entries=..`, then
-/// the counters as `key=value`, named by `ipd::proto::counter_names`.
-pub fn write_ip(out: &mut impl Write, info: &Info, values: &[u64]) -> core::fmt::Result {
+/// The ip part of `ifconfig`: `inet ADDR/PREFIX gateway .. dns .. mtu .. arp_entries=..`
+/// (`inet none` while DHCP has no lease), with DHCP a `dhcp PHASE ...` line, then the counters
+/// as `key=value`, named by `ipd::proto::counter_names`.
+pub fn write_ip(
+    out: &mut impl Write,
+    info: &Info,
+    dhcp: &DhcpInfo,
+    values: &[u64],
+) -> core::fmt::Result {
     let opt = |a: Option<core::net::Ipv4Addr>| a.map_or("none".to_string(), |a| a.to_string());
+    let dhcp_on = dhcp.phase != DhcpPhase::Off;
+    let address = if dhcp_on && !dhcp.configured {
+        "none".to_string()
+    } else {
+        info.address.to_string()
+    };
     writeln!(
         out,
-        "  inet {} gateway {} dns {} mtu {} arp_entries={}",
-        info.address,
+        "  inet {address} gateway {} dns {} mtu {} arp_entries={}",
         opt(info.gateway),
         opt(info.dns),
         info.mtu,
         info.arp_entries
     )?;
+    if dhcp_on {
+        let phase = dhcp.phase.name();
+        if dhcp.configured {
+            writeln!(out, "  dhcp {phase}, lease {} s left", dhcp.lease_secs_left)?;
+        } else {
+            writeln!(
+                out,
+                "  dhcp {phase}: no lease yet, still trying ({} attempts)",
+                dhcp.attempts
+            )?;
+        }
+    }
     let shown: Vec<String> = ipd::proto::counter_names()
         .zip(values)
         .filter(|&(name, &v)| v != 0 || name == "rx_frames" || name == "tx_frames")
@@ -442,6 +467,48 @@ mod tests {
             ),
             "{out}"
         );
+    }
+
+    #[test]
+    fn ifconfig_shows_the_dhcp_state() {
+        let info = crate::ping::tests::FakeIp::new(6).info;
+        let names = ipd::proto::counter_names().count();
+        let values = vec![0; names];
+        let write = |info: &Info, dhcp: DhcpInfo| {
+            let mut out = String::new();
+            write_ip(&mut out, info, &dhcp, &values).unwrap();
+            out.lines().take(2).collect::<Vec<_>>().join("\n")
+        };
+        let bound = DhcpInfo {
+            phase: DhcpPhase::Bound,
+            configured: true,
+            attempts: 1,
+            lease_secs_left: 86_390,
+        };
+        assert_eq!(
+            write(&info, bound),
+            "  inet 10.0.2.15/24 gateway 10.0.2.2 dns 10.0.2.3 mtu 1500 arp_entries=1\n\
+             \x20 dhcp bound, lease 86390 s left"
+        );
+        let none = Info {
+            address: "0.0.0.0/0".parse().unwrap(),
+            gateway: None,
+            dns: None,
+            ..info
+        };
+        let selecting = DhcpInfo {
+            phase: DhcpPhase::Selecting,
+            configured: false,
+            attempts: 3,
+            lease_secs_left: 0,
+        };
+        assert_eq!(
+            write(&none, selecting),
+            "  inet none gateway none dns none mtu 1500 arp_entries=1\n\
+             \x20 dhcp selecting: no lease yet, still trying (3 attempts)"
+        );
+        // Without DHCP, no dhcp line.
+        assert!(write(&info, DhcpInfo::OFF).ends_with("\n  ip rx_frames=0 tx_frames=0"));
     }
 
     #[test]

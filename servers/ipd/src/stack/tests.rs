@@ -904,13 +904,33 @@ fn a_udp_segment_gets_its_headers_in_place_and_the_loan_is_renewed() {
     assert_eq!(to_udp(&mut b).len(), 3);
 }
 
+/// Our port unreachable about `udp_frame(b"x", 7)` (identification 1, the stack's first): to
+/// the gateway's MAC, IPv4 checksum 0x22b4, ICMP type 3 code 3 checksum 0x8d28, the datagram's
+/// header and UDP header quoted — computed independently of netproto.
+const PORT_UNREACHABLE_FOR_X_TO_7: [u8; 70] = [
+    0x52, 0x55, 0x0a, 0x00, 0x02, 0x02, 0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 0x08, 0x00, 0x45, 0x00,
+    0x00, 0x38, 0x00, 0x01, 0x40, 0x00, 0x40, 0x01, 0x22, 0xb4, 0x0a, 0x00, 0x02, 0x0f, 0x0a, 0x00,
+    0x02, 0x02, 0x03, 0x03, 0x8d, 0x28, 0x00, 0x00, 0x00, 0x00, 0x45, 0x00, 0x00, 0x1d, 0x00, 0x01,
+    0x40, 0x00, 0x40, 0x11, 0x22, 0xbf, 0x0a, 0x00, 0x02, 0x02, 0x0a, 0x00, 0x02, 0x0f, 0x9c, 0x40,
+    0x00, 0x07, 0x00, 0x09, 0xd3, 0x83,
+];
+
 #[test]
-fn without_the_udp_server_udp_is_still_dropped() {
+fn without_the_udp_server_udp_is_dropped_and_answered_port_unreachable() {
     let mut b = Bench::new();
-    b.receive(&udp_frame(b"x", 7), 0);
-    assert!(matches!(b.sent()[..], [Kind::RxReturn(_)]));
-    assert_eq!(b.stack.stats().no_transport_server, 1);
+    let f = udp_frame(b"x", 7);
+    assert_eq!(&PORT_UNREACHABLE_FOR_X_TO_7[42..], &f[14..42], "the quote");
+    b.receive(&f, 0);
+    let sent = b.sent();
+    let [Kind::TxFrame(d), Kind::RxReturn(_)] = sent[..] else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(b.frame(d), PORT_UNREACHABLE_FOR_X_TO_7);
+    let s = *b.stack.stats();
+    assert_eq!((s.no_transport_server, s.icmp_unreachable_sent), (1, 1));
     assert_eq!(b.stack.udp_outbox_len(), 0);
+    b.tx_done(d);
+    assert_eq!(b.stack.tx_in_use(), 0);
 }
 
 fn to_tcp(b: &mut Bench) -> Vec<ChanMessage> {
@@ -956,4 +976,590 @@ fn a_tcp_server_that_spent_its_loan_gets_buffers_again_as_frames_complete() {
     let again = to_tcp(&mut b);
     assert_eq!(again.len(), 2, "{again:?}");
     assert!(again.iter().all(|m| m.tag == tcpmsg::tag::TX_LEND));
+}
+
+/// A UDP datagram from the gateway (10.0.2.2:40000) to `dst`:`port` in a frame to `dst_mac`.
+fn udp_frame_to(dst: Ipv4Addr, dst_mac: Mac, port: u16, data: &[u8]) -> Vec<u8> {
+    let mut seg = vec![0u8; 8 + data.len()];
+    seg[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    seg[2..4].copy_from_slice(&port.to_be_bytes());
+    let seg_len = seg.len() as u16;
+    seg[4..6].copy_from_slice(&seg_len.to_be_bytes());
+    seg[8..].copy_from_slice(data);
+    let c = checksum::udp_checksum(GW, dst, &seg).unwrap();
+    seg[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut packet = vec![0u8; 20 + seg.len()];
+    Ipv4Repr::new(GW, dst, IpProtocol::UDP, 1, 0)
+        .emit_packet(&mut packet, &seg)
+        .unwrap();
+    ether(dst_mac, GW_MAC, EtherType::IPV4, &packet)
+}
+
+/// Hands every frame sent back as done; returns how many were ICMP port unreachable.
+fn count_unreachable_sent(b: &mut Bench) -> usize {
+    let mut n = 0;
+    for k in b.sent() {
+        if let Kind::TxFrame(d) = k {
+            let f = b.frame(d);
+            let ip = Ipv4Packet::parse(&f[14..]).unwrap();
+            if let Ok(IcmpMessage::DestUnreachable(du)) = IcmpMessage::parse(ip.payload) {
+                assert_eq!((du.code, ip.src, ip.dst), (3, US, GW));
+                n += 1;
+            }
+            b.tx_done(d);
+        }
+    }
+    n
+}
+
+#[test]
+fn the_udp_server_reports_an_unbound_port_and_ip_answers_it() {
+    let mut b = Bench::with_tx(64);
+    b.stack.attach_udp();
+    let _lends = to_udp(&mut b);
+    let d = b.receive(&udp_frame(b"x", 7), 0);
+    let [del] = to_udp(&mut b)[..] else { panic!() };
+    assert_eq!(del.tag, udpmsg::tag::DELIVER);
+    // No application bound port 7: the buffer comes home with RX_UNREACHABLE.
+    let unreachable = ChanMessage::with_descriptor(udpmsg::tag::RX_UNREACHABLE, d);
+    b.stack.handle_udp(&unreachable, 0);
+    let sent = b.sent();
+    let [Kind::TxFrame(t), Kind::RxReturn(home)] = sent[..] else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(home, d);
+    assert_eq!(b.frame(t), PORT_UNREACHABLE_FOR_X_TO_7);
+    b.tx_done(t);
+    // Again (no longer held): refused, nothing is sent, no error is built.
+    b.stack.handle_udp(&unreachable, 0);
+    assert!(b.sent().is_empty());
+    assert_eq!(b.stack.stats().udp_refused, 1);
+    // A datagram to the subnet's broadcast address: home, but never an error.
+    let f = udp_frame_to(Ipv4Addr::new(10, 0, 2, 255), Mac::BROADCAST, 9, b"who");
+    let d = b.receive(&f, 0);
+    assert_eq!(to_udp(&mut b).len(), 1);
+    b.stack.handle_udp(
+        &ChanMessage::with_descriptor(udpmsg::tag::RX_UNREACHABLE, d),
+        0,
+    );
+    assert_eq!(b.sent(), vec![Kind::RxReturn(d)]);
+    // Nor about bytes that are no UDP datagram for us (the udp server is not trusted).
+    let d = b.receive(&udp_frame(b"y", 7), 0);
+    assert_eq!(to_udp(&mut b).len(), 1);
+    b.rx.check(d).unwrap().copy_from(&PING_FROM_HOST);
+    b.stack.handle_udp(
+        &ChanMessage::with_descriptor(udpmsg::tag::RX_UNREACHABLE, d),
+        0,
+    );
+    assert_eq!(b.sent(), vec![Kind::RxReturn(d)]);
+    let s = *b.stack.stats();
+    assert_eq!((s.icmp_unreachable_sent, s.icmp_errors_not_allowed), (1, 2));
+}
+
+#[test]
+fn port_unreachable_is_rate_limited_and_never_for_broadcasts() {
+    let mut b = Bench::with_tx(64);
+    let f = udp_frame(b"x", 7);
+    // A burst of 25 datagrams: the first 10 are answered.
+    for _ in 0..25 {
+        b.receive(&f, 1_000 * MS);
+    }
+    assert_eq!(count_unreachable_sent(&mut b), 10);
+    assert_eq!(b.stack.stats().icmp_errors_rate_limited, 15);
+    // One token every 100 ms.
+    for _ in 0..5 {
+        b.receive(&f, 1_099 * MS);
+    }
+    assert_eq!(count_unreachable_sent(&mut b), 0);
+    for _ in 0..5 {
+        b.receive(&f, 1_100 * MS);
+    }
+    assert_eq!(count_unreachable_sent(&mut b), 1);
+    // A flood of 50 a second for 10 s gets at most 10 answers a second (plus one bucket).
+    let mut answered = 0;
+    for i in 0..500u64 {
+        b.receive(&f, 5_000 * MS + i * 20 * MS);
+        answered += count_unreachable_sent(&mut b);
+    }
+    assert!((100..=110).contains(&answered), "{answered}");
+    // Broadcasts never get one, and take no token.
+    let s0 = *b.stack.stats();
+    for (dst, mac) in [
+        (Ipv4Addr::BROADCAST, Mac::BROADCAST),
+        (Ipv4Addr::new(10, 0, 2, 255), Mac::BROADCAST),
+        (Ipv4Addr::new(10, 0, 2, 255), OUR_MAC),
+    ] {
+        b.receive(&udp_frame_to(dst, mac, 7, b"x"), 60_000 * MS);
+    }
+    assert_eq!(count_unreachable_sent(&mut b), 0);
+    let s = *b.stack.stats();
+    assert_eq!(s.icmp_errors_not_allowed - s0.icmp_errors_not_allowed, 3);
+    assert_eq!(s.icmp_errors_rate_limited, s0.icmp_errors_rate_limited);
+    for _ in 0..12 {
+        b.receive(&f, 60_000 * MS);
+    }
+    assert_eq!(count_unreachable_sent(&mut b), 10);
+    assert_eq!(b.stack.tx_in_use(), 0);
+    assert!(b.stack.demux_counters().accounted());
+}
+
+// ---- DHCP ----
+
+const BCAST: Ipv4Addr = Ipv4Addr::BROADCAST;
+const DNS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 3);
+/// slirp's lease: a day.
+const LEASE_SECS: u32 = 86_400;
+const DHCP_OFFER: u8 = 2;
+const DHCP_ACK: u8 = 5;
+const DHCP_NAK: u8 = 6;
+
+impl Bench {
+    /// As [`Bench::with_tx`], from `config` (what the state region held).
+    fn with_config(config: IpConfig) -> Self {
+        let mut b = Self::with_tx(64);
+        b.stack.config = config;
+        b.stack.routes = config.routing_table(0).unwrap_or_default();
+        b
+    }
+
+    /// Runs the timers at `now` and returns the DHCP message sent (the one frame sent, done).
+    fn dhcp_tick(&mut self, now: u64) -> (Mac, Ipv4Addr, Ipv4Addr, DhcpMessage) {
+        self.stack.tick(now);
+        let (d, f) = self.one_tx_frame();
+        self.tx_done(d);
+        dhcp_sent(&f)
+    }
+
+    /// Runs the timers at `now` when a unicast DHCP message is due: the gateway's ARP entry
+    /// has long expired, so an ARP request goes first; the gateway answers, and the message
+    /// waiting for it goes out.
+    fn dhcp_tick_via_arp(&mut self, now: u64) -> (Mac, Ipv4Addr, Ipv4Addr, DhcpMessage) {
+        self.stack.tick(now);
+        let (d, f) = self.one_tx_frame();
+        self.tx_done(d);
+        assert_eq!(
+            ArpPacket::parse(&f[14..]).unwrap(),
+            ArpPacket::request(OUR_MAC, US, GW)
+        );
+        self.receive(&arp_reply_from_gateway(), now);
+        let sent = self.sent();
+        let [Kind::TxFrame(d), Kind::RxReturn(_)] = sent[..] else {
+            panic!("{sent:?}")
+        };
+        let f = self.frame(d);
+        self.tx_done(d);
+        dhcp_sent(&f)
+    }
+}
+
+/// A DHCP reply as slirp sends it (bootp.c): from 10.0.2.2:67 to `to`:68 (broadcast in an
+/// Ethernet broadcast, or unicast to us), yiaddr 10.0.2.15, siaddr 10.0.2.2, options 53,
+/// 54, 51, 1, 3, 6, end.
+fn slirp_dhcp(xid: u32, message_type: u8, to: Ipv4Addr) -> Vec<u8> {
+    let mut bootp = vec![0u8; 236];
+    bootp[..4].copy_from_slice(&[2, 1, 6, 0]);
+    bootp[4..8].copy_from_slice(&xid.to_be_bytes());
+    bootp[16..20].copy_from_slice(&US.octets());
+    bootp[20..24].copy_from_slice(&GW.octets());
+    bootp[28..34].copy_from_slice(&OUR_MAC.0);
+    bootp.extend_from_slice(&[
+        99,
+        130,
+        83,
+        99,
+        53,
+        1,
+        message_type,
+        54,
+        4,
+        10,
+        0,
+        2,
+        2,
+        51,
+        4,
+    ]);
+    bootp.extend_from_slice(&LEASE_SECS.to_be_bytes());
+    bootp.extend_from_slice(&[
+        1, 4, 255, 255, 255, 0, 3, 4, 10, 0, 2, 2, 6, 4, 10, 0, 2, 3, 255,
+    ]);
+    bootp.resize(300, 0);
+    let mut seg = vec![0u8; 8 + bootp.len()];
+    seg[0..2].copy_from_slice(&67u16.to_be_bytes());
+    seg[2..4].copy_from_slice(&68u16.to_be_bytes());
+    let seg_len = seg.len() as u16;
+    seg[4..6].copy_from_slice(&seg_len.to_be_bytes());
+    seg[8..].copy_from_slice(&bootp);
+    let c = checksum::udp_checksum(GW, to, &seg).unwrap();
+    seg[6..8].copy_from_slice(&c.to_be_bytes());
+    let mut packet = vec![0u8; 20 + seg.len()];
+    Ipv4Repr::new(GW, to, IpProtocol::UDP, 7, 0)
+        .emit_packet(&mut packet, &seg)
+        .unwrap();
+    let mac = if to.is_broadcast() {
+        Mac::BROADCAST
+    } else {
+        OUR_MAC
+    };
+    ether(mac, GW_MAC, EtherType::IPV4, &packet)
+}
+
+/// What a frame we sent carries: Ethernet destination, IPv4 source and destination, and the
+/// DHCP message (UDP 68 → 67, checksums right).
+fn dhcp_sent(frame: &[u8]) -> (Mac, Ipv4Addr, Ipv4Addr, DhcpMessage) {
+    let e = EtherFrame::parse(frame).unwrap();
+    assert_eq!((e.src, e.ethertype), (OUR_MAC, EtherType::IPV4));
+    let ip = Ipv4Packet::parse(e.payload).unwrap();
+    assert_eq!(ip.protocol, IpProtocol::UDP);
+    assert!(checksum::verify_transport(ip.src, ip.dst, 17, ip.payload));
+    assert_eq!(&ip.payload[..4], &[0, 68, 0, 67]);
+    let m = DhcpMessage::parse(&ip.payload[8..]).unwrap();
+    assert_eq!((m.op, m.chaddr), (1, OUR_MAC));
+    (e.dst, ip.src, ip.dst, m)
+}
+
+fn info(b: &mut Bench, now: u64) -> (Info, DhcpInfo) {
+    b.stack.request(SHELL, &Request::Info.encode(), now);
+    let [(SHELL, m)] = b.stack.take_replies()[..] else {
+        panic!()
+    };
+    (Info::decode(&m).unwrap(), DhcpInfo::read(&m))
+}
+
+/// DISCOVER at `now`, OFFER, REQUEST, ACK: returns the transaction id.
+fn lease(b: &mut Bench, now: u64) -> u32 {
+    let (_, _, _, discover) = b.dhcp_tick(now);
+    assert_eq!(discover.message_type, MessageType::Discover);
+    b.receive(&slirp_dhcp(discover.xid, DHCP_OFFER, BCAST), now + MS);
+    let sent = b.sent();
+    let [Kind::TxFrame(d), Kind::RxReturn(_)] = sent[..] else {
+        panic!("{sent:?}")
+    };
+    let request = b.frame(d);
+    b.tx_done(d);
+    let (mac, src, dst, m) = dhcp_sent(&request);
+    assert_eq!(
+        (mac, src, dst, m.message_type, m.xid),
+        (
+            Mac::BROADCAST,
+            Ipv4Addr::UNSPECIFIED,
+            BCAST,
+            MessageType::Request,
+            discover.xid
+        )
+    );
+    assert_eq!((m.requested_ip, m.server_id), (Some(US), Some(GW)));
+    b.receive(&slirp_dhcp(discover.xid, DHCP_ACK, BCAST), now + 2 * MS);
+    assert!(matches!(b.sent()[..], [Kind::RxReturn(_)]));
+    discover.xid
+}
+
+#[test]
+fn dhcp_leases_an_address_through_the_stack() {
+    let mut b = Bench::with_tx(64);
+    b.stack.start_dhcp(0x5eed, 0);
+    assert!(!b.stack.is_configured());
+    // What the state region gets: no lease.
+    let kept = b.stack.take_config_change().unwrap();
+    assert_eq!(kept.address.to_string(), "0.0.0.0/0");
+    assert!(kept.from_dhcp && !kept.lease_valid_at(0));
+    assert_eq!(b.stack.take_config_change(), None);
+    // No address: no loan for udp, no route for a ping, nothing answered.
+    b.stack.attach_udp();
+    assert!(to_udp(&mut b).is_empty());
+    b.stack.request(SHELL, &ping(GW, 1, 1000), 0);
+    assert_eq!(
+        b.replies(),
+        [(SHELL, PingReply::failed(Status::NoRoute, GW, 1))]
+    );
+    b.receive(&PING_FROM_HOST, 0);
+    b.receive(&arp_reply_from_gateway(), 0);
+    assert!(matches!(
+        b.sent()[..],
+        [Kind::RxReturn(_), Kind::RxReturn(_)]
+    ));
+    assert_eq!(b.stack.demux_counters().unconfigured, 1);
+    let (i, d) = info(&mut b, 0);
+    assert_eq!(
+        (i.address.to_string(), i.gateway),
+        ("0.0.0.0/0".into(), None)
+    );
+    assert_eq!(
+        d,
+        DhcpInfo {
+            phase: DhcpPhase::Selecting,
+            configured: false,
+            attempts: 0,
+            lease_secs_left: 0,
+        }
+    );
+
+    // The first DISCOVER is due at once.
+    assert_eq!(b.stack.next_deadline(), Some(0));
+    let xid = lease(&mut b, 10 * MS);
+    assert!(b.stack.is_configured());
+    let (i, d) = info(&mut b, 12 * MS);
+    assert_eq!(i.address, "10.0.2.15/24".parse().unwrap());
+    assert_eq!((i.gateway, i.dns, i.mtu), (Some(GW), Some(DNS), 1500));
+    assert_eq!(
+        d,
+        DhcpInfo {
+            phase: DhcpPhase::Bound,
+            configured: true,
+            attempts: 1,
+            lease_secs_left: LEASE_SECS,
+        }
+    );
+    let kept = b.stack.take_config_change().unwrap();
+    assert_eq!(kept.lease_end_ms, 12 + u64::from(LEASE_SECS) * 1000);
+    assert!(kept.from_dhcp && kept.lease_valid_at(12));
+    // Renewal (T1, half the lease) is the next thing to do.
+    assert_eq!(
+        b.stack.next_deadline(),
+        Some((12 + u64::from(LEASE_SECS) * 500) * MS)
+    );
+    // udp gets its loan now, with the address; a ping starts by asking for the gateway.
+    let lends = to_udp(&mut b);
+    assert_eq!(lends.len(), udpmsg::TX_CREDIT);
+    assert!(lends.iter().all(|m| udpmsg::lend_address(m) == US));
+    b.stack.request(SHELL, &ping(GW, 2, 1000), 20 * MS);
+    let (_, arp) = b.one_tx_frame();
+    assert_eq!(
+        ArpPacket::parse(&arp[14..]).unwrap(),
+        ArpPacket::request(OUR_MAC, US, GW)
+    );
+    // A duplicate of the ACK: nothing to do, ignored.
+    b.receive(&slirp_dhcp(xid, DHCP_ACK, BCAST), 30 * MS);
+    let s = *b.stack.stats();
+    assert_eq!((s.dhcp_sent, s.dhcp_leases, s.dhcp_ignored), (2, 1, 1));
+    let notices = b.stack.take_notices();
+    assert!(notices.iter().any(|n| matches!(
+        n,
+        Notice::DhcpLeased {
+            address,
+            gateway: Some(GW),
+            secs: 86_400,
+            renew_secs: 43_200,
+            after_ms: 2,
+            ..
+        }
+            if address.address() == US
+    )));
+}
+
+#[test]
+fn without_an_answer_dhcp_keeps_trying_with_backoff_and_says_so() {
+    let mut b = Bench::with_tx(8);
+    b.stack.start_dhcp(1, 0);
+    let mut xids = Vec::new();
+    for (at_s, attempt, retry_s) in [(0u64, 1u32, 4u64), (4, 2, 8), (12, 3, 16), (28, 4, 32)] {
+        assert_eq!(b.stack.next_deadline(), Some(at_s * 1000 * MS));
+        b.stack.tick(at_s * 1000 * MS - MS.min(at_s * 1000 * MS));
+        if at_s > 0 {
+            assert!(b.sent().is_empty(), "nothing before {at_s} s");
+        }
+        let (mac, src, _, m) = b.dhcp_tick(at_s * 1000 * MS);
+        assert_eq!(
+            (mac, src, m.message_type),
+            (Mac::BROADCAST, Ipv4Addr::UNSPECIFIED, MessageType::Discover)
+        );
+        xids.push(m.xid);
+        let notices = b.stack.take_notices();
+        assert_eq!(
+            notices,
+            [Notice::DhcpSent {
+                message: MessageType::Discover,
+                attempt,
+                configured: false,
+                retry_ms: retry_s * 1000,
+            }]
+        );
+    }
+    // One transaction throughout, as RFC 2131 has it for retransmissions.
+    assert!(xids.iter().all(|&x| x == xids[0]));
+    // An offer for another transaction is ignored.
+    b.receive(&slirp_dhcp(xids[0] ^ 0x100, DHCP_OFFER, BCAST), 30_000 * MS);
+    assert!(matches!(b.sent()[..], [Kind::RxReturn(_)]));
+    assert_eq!(b.stack.stats().dhcp_ignored, 1);
+    let (i, d) = info(&mut b, 30_000 * MS);
+    assert_eq!(i.address.to_string(), "0.0.0.0/0");
+    assert_eq!(
+        (d.phase, d.configured, d.attempts),
+        (DhcpPhase::Selecting, false, 4)
+    );
+    // Then every 64 s.
+    let (_, _, _, m) = b.dhcp_tick(60_000 * MS);
+    assert_eq!(m.message_type, MessageType::Discover);
+    assert_eq!(b.stack.next_deadline(), Some(124_000 * MS));
+    assert_eq!(b.stack.stats().dhcp_sent, 5);
+}
+
+#[test]
+fn dhcp_renews_at_t1_rebinds_at_t2_and_gives_the_address_up_at_the_end() {
+    let mut b = Bench::with_tx(64);
+    b.stack.start_dhcp(7, 0);
+    lease(&mut b, 0);
+    let start = 2u64; // ms: when the ACK came
+    let t1 = start + u64::from(LEASE_SECS) * 500;
+    // T1: a REQUEST unicast to the server that granted the lease, from our address.
+    b.stack.tick((t1 - 1) * MS);
+    assert!(b.sent().is_empty());
+    let (mac, src, dst, m) = b.dhcp_tick_via_arp(t1 * MS);
+    assert_eq!((mac, src, dst), (GW_MAC, US, GW));
+    assert_eq!(
+        (m.message_type, m.ciaddr, m.requested_ip, m.server_id),
+        (MessageType::Request, US, None, None)
+    );
+    // The server's ACK, unicast to us: the lease runs a day from now.
+    b.receive(&slirp_dhcp(m.xid, DHCP_ACK, US), (t1 + 5) * MS);
+    assert!(matches!(b.sent()[..], [Kind::RxReturn(_)]));
+    let kept = b.stack.take_config_change().unwrap();
+    assert_eq!(kept.lease_end_ms, t1 + 5 + u64::from(LEASE_SECS) * 1000);
+    assert_eq!(b.stack.stats().dhcp_leases, 2);
+
+    // This time the server stays silent: renewals every 60 s, then broadcast at T2 (7/8).
+    let start = t1 + 5;
+    let t1 = start + u64::from(LEASE_SECS) * 500;
+    let t2 = start + u64::from(LEASE_SECS) * 875;
+    let end = start + u64::from(LEASE_SECS) * 1000;
+    let (_, _, dst, _) = b.dhcp_tick_via_arp(t1 * MS);
+    assert_eq!(dst, GW);
+    let (_, _, dst, _) = b.dhcp_tick_via_arp((t1 + 60_000) * MS);
+    assert_eq!(dst, GW);
+    let (mac, src, dst, m) = b.dhcp_tick(t2 * MS);
+    assert_eq!((mac, src, dst, m.ciaddr), (Mac::BROADCAST, US, BCAST, US));
+    assert_eq!(info(&mut b, t2 * MS).1.phase, DhcpPhase::Rebinding);
+    assert!(b.stack.is_configured());
+    // The end: the address is given up, and discovery starts over in the same round.
+    b.stack.tick(end * MS);
+    let (d, f) = b.one_tx_frame();
+    b.tx_done(d);
+    let (_, src, _, m) = dhcp_sent(&f);
+    assert_eq!(
+        (src, m.message_type),
+        (Ipv4Addr::UNSPECIFIED, MessageType::Discover)
+    );
+    assert!(!b.stack.is_configured());
+    let kept = b.stack.take_config_change().unwrap();
+    assert!(!kept.lease_valid_at(end) && kept.gateway.is_none());
+    assert_eq!(b.stack.stats().dhcp_lost, 1);
+    assert!(
+        b.stack
+            .take_notices()
+            .iter()
+            .any(|n| matches!(n, Notice::DhcpLost { address } if address.address() == US))
+    );
+    // Without an address a ping has no route again.
+    b.stack.request(SHELL, &ping(GW, 9, 1000), end * MS);
+    assert_eq!(
+        b.replies(),
+        [(SHELL, PingReply::failed(Status::NoRoute, GW, 9))]
+    );
+}
+
+/// A bench that went through a lease at time 0 and "restarted": a new stack over the
+/// configuration the state region kept, started in DHCP mode at `now`.
+fn restarted(now: u64) -> Bench {
+    let mut first = Bench::with_tx(64);
+    first.stack.start_dhcp(3, 0);
+    lease(&mut first, 0);
+    let kept = first.stack.take_config_change().unwrap();
+    let stored = kept.store();
+    let mut b = Bench::with_config(IpConfig::load(&stored).unwrap());
+    b.stack.start_dhcp(4, now);
+    b
+}
+
+#[test]
+fn a_restarted_ip_keeps_its_lease_and_asks_to_confirm_it() {
+    let now = 3_600_000 * MS;
+    let mut b = restarted(now);
+    assert!(b.stack.is_configured());
+    assert_eq!(b.stack.take_config_change(), None, "nothing to write back");
+    assert!(matches!(
+        b.stack.take_notices()[..],
+        [Notice::DhcpResumed {
+            secs_left: 82_800,
+            ..
+        }]
+    ));
+    // Usable at once: udp's loan carries the address, the host's ping is answered.
+    b.stack.attach_udp();
+    assert!(to_udp(&mut b).iter().all(|m| udpmsg::lend_address(m) == US));
+    b.receive(&PING_FROM_HOST, now);
+    assert!(matches!(
+        b.sent()[..],
+        [Kind::TxFrame(_), Kind::RxReturn(_)]
+    ));
+    let (i, d) = info(&mut b, now);
+    assert_eq!(i.address, "10.0.2.15/24".parse().unwrap());
+    assert_eq!(
+        (d.phase, d.configured, d.lease_secs_left),
+        (DhcpPhase::Rebooting, true, 82_800)
+    );
+    // INIT-REBOOT: a broadcast REQUEST for the remembered address, no server named.
+    let (mac, src, dst, m) = b.dhcp_tick(now);
+    assert_eq!(
+        (mac, src, dst),
+        (Mac::BROADCAST, Ipv4Addr::UNSPECIFIED, BCAST)
+    );
+    assert_eq!(
+        (m.message_type, m.requested_ip, m.server_id, m.ciaddr),
+        (MessageType::Request, Some(US), None, Ipv4Addr::UNSPECIFIED)
+    );
+    b.receive(&slirp_dhcp(m.xid, DHCP_ACK, BCAST), now + MS);
+    assert_eq!(info(&mut b, now + MS).1.phase, DhcpPhase::Bound);
+    let kept = b.stack.take_config_change().unwrap();
+    assert_eq!(
+        kept.lease_end_ms,
+        now / MS + 1 + u64::from(LEASE_SECS) * 1000
+    );
+}
+
+#[test]
+fn a_restarted_ip_gives_a_refused_or_ended_lease_up() {
+    // The server refuses the remembered address: given up, discovery starts.
+    let now = 60_000 * MS;
+    let mut b = restarted(now);
+    let (_, _, _, m) = b.dhcp_tick(now);
+    b.receive(&slirp_dhcp(m.xid, DHCP_NAK, BCAST), now + MS);
+    assert!(matches!(b.sent()[..], [Kind::RxReturn(_)]));
+    assert!(!b.stack.is_configured());
+    assert_eq!(b.stack.stats().dhcp_lost, 1);
+    let (_, _, _, m) = b.dhcp_tick(now + MS);
+    assert_eq!(m.message_type, MessageType::Discover);
+
+    // No server answers: the address stays in use until its lease ends.
+    let mut b = restarted(now);
+    let end = (2 + u64::from(LEASE_SECS) * 1000) * MS;
+    let mut t = now;
+    let mut sent = Vec::new();
+    while t < end + 1_000 * MS {
+        b.stack.tick(t);
+        for k in b.sent() {
+            if let Kind::TxFrame(d) = k {
+                let f = b.frame(d);
+                b.tx_done(d);
+                sent.push((t, dhcp_sent(&f).3.message_type, b.stack.is_configured()));
+            }
+        }
+        t = b.stack.next_deadline().unwrap().max(t + MS);
+    }
+    // Four REQUESTs, then DISCOVERs — all with the address still in force until the end.
+    assert!(sent[..4].iter().all(|s| s.1 == MessageType::Request && s.2));
+    assert!(sent[4..].iter().all(|s| s.1 == MessageType::Discover));
+    assert!(sent.iter().filter(|s| s.0 < end).all(|s| s.2));
+    assert!(!b.stack.is_configured());
+    assert_eq!(b.stack.stats().dhcp_lost, 1);
+
+    // Restarted after the lease ended: no address, as a first start.
+    let mut b = restarted(end);
+    assert!(!b.stack.is_configured());
+    assert_eq!(info(&mut b, end).0.address.to_string(), "0.0.0.0/0");
+    assert!(
+        !b.stack
+            .take_config_change()
+            .unwrap()
+            .lease_valid_at(end / MS)
+    );
 }
