@@ -549,12 +549,9 @@ impl<'a, W: Waiter> Path<'a, W> {
         let (rx_count, tx_count) = (self.rx_pool.count(), self.tx_pool.count());
         self.counters.ip_restarts += 1;
         self.to_ip.held.retain(|_| false);
-        self.to_driver.held.retain(|m| {
-            !matches!(
-                Kind::decode(m, rx_count, tx_count),
-                Ok(Kind::TxFrame(_))
-            )
-        });
+        self.to_driver
+            .held
+            .retain(|m| !matches!(Kind::decode(m, rx_count, tx_count), Ok(Kind::TxFrame(_))));
         let w = &mut self.whereabouts;
         for index in w.rx_with_ip.take() {
             if let Some(d) = self.rx_pool.whole(index)
@@ -577,19 +574,18 @@ impl<'a, W: Waiter> Path<'a, W> {
         let (rx_count, tx_count) = (self.rx_pool.count(), self.tx_pool.count());
         self.counters.driver_restarts += 1;
         let w = &mut self.whereabouts;
-        self.to_ip.held.retain(|m| match Kind::decode(m, rx_count, tx_count) {
-            Ok(Kind::RxFrame(d)) => {
-                w.rx_with_ip.remove(d.index);
-                false
-            }
-            _ => true,
-        });
-        self.to_driver.held.retain(|m| {
-            !matches!(
-                Kind::decode(m, rx_count, tx_count),
-                Ok(Kind::RxReturn(_))
-            )
-        });
+        self.to_ip
+            .held
+            .retain(|m| match Kind::decode(m, rx_count, tx_count) {
+                Ok(Kind::RxFrame(d)) => {
+                    w.rx_with_ip.remove(d.index);
+                    false
+                }
+                _ => true,
+            });
+        self.to_driver
+            .held
+            .retain(|m| !matches!(Kind::decode(m, rx_count, tx_count), Ok(Kind::RxReturn(_))));
         for index in w.rx_with_ip.take() {
             w.rx_orphans.insert(index);
         }

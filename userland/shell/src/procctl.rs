@@ -246,7 +246,10 @@ mod tests {
         k.dies_after_polls = u32::MAX;
         let (status, out) = run(&mut k, "update tcp");
         assert_eq!(status, 1);
-        assert!(out.contains("did not reach a quiet point within 2 s"), "{out}");
+        assert!(
+            out.contains("did not reach a quiet point within 2 s"),
+            "{out}"
+        );
         assert_eq!(k.ctl, [(6, ProcOp::RequestUpdate)]);
         assert_eq!(run(&mut k, "update").0, 2);
     }

@@ -580,7 +580,11 @@ fn a_pf_restart_is_counted_the_buffers_it_held_come_back_and_the_path_goes_on() 
         .collect();
     // The first report takes the 3 buffers pf held back; the second (same restart) has none.
     assert_eq!(changes.len(), 2);
-    assert_eq!(changes.iter().map(|c| c.1).collect::<Vec<_>>(), [3, 0], "{changes:?}");
+    assert_eq!(
+        changes.iter().map(|c| c.1).collect::<Vec<_>>(),
+        [3, 0],
+        "{changes:?}"
+    );
     assert_eq!(r.path.counters().rx_recovered, 3);
     assert_eq!(r.path.rx_with_pf(), 1, "only the frame sent to the new pf");
     // The new pf gets the next frame (re-sent after the epoch change) and works with us.
