@@ -380,7 +380,7 @@ fn receive(
             stack.stats_mut().channel_errors += 1;
             if let RecvError::EpochChanged(c) = e {
                 if newer(&mut epochs.pf, &c) {
-                    stack.pf_restarted();
+                    stack.pf_restarted(libsys::time_ns());
                 }
                 log!(
                     "{}: epoch {} -> {} ({PF} restarted; {} of its messages never read)",
@@ -581,6 +581,7 @@ fn run(dhcp: bool) -> Result<Never, &'static str> {
         if stack.next_deadline().is_some_and(|t| t <= now) {
             stack.tick(now);
         }
+        stack.sweep_lost_tx(now);
         for (to, m) in stack.take_replies() {
             // Fails only when the caller gave up waiting (or died): nothing to do.
             let _ = libsys::ipc_reply(to, &m);
@@ -689,7 +690,7 @@ fn run(dhcp: bool) -> Result<Never, &'static str> {
             && newer(&mut epochs.pf, &c)
         {
             pf_pid = 0;
-            stack.pf_restarted();
+            stack.pf_restarted(libsys::time_ns());
         }
 
         if worked {

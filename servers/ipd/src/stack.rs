@@ -137,6 +137,9 @@ pub struct Stats {
     pub udp_restarts: u64,
     /// Restarts of the tcp server handled.
     pub tcp_restarts: u64,
+    /// tx-pool buffers given to a pf that restarted and never returned: freed after a grace
+    /// period (stack/recovery.rs).
+    pub tx_recovered: u64,
     /// UDP datagrams handed to the udp server (their rx buffers go home through it).
     pub udp_delivered: u64,
     /// UDP datagrams from the udp server transmitted (or queued for ARP).
@@ -327,6 +330,11 @@ struct UdpLink {
 
 /// The ip server's state: see the module documentation.
 pub struct Stack<'a> {
+    /// tx-pool buffers given to pf as TX_FRAME and not back yet (TX_DONE).
+    tx_in_flight: Vec<bool>,
+    /// After a restart of pf: when to free the frames still in flight that were given to the
+    /// old pf (stack/recovery.rs), and which they are.
+    lost_tx: Option<(u64, Vec<u32>)>,
     udp: Option<UdpLink>,
     /// The link to the tcp server (`tcpmsg`): the same bookkeeping as udp's.
     tcp: Option<UdpLink>,
@@ -376,6 +384,8 @@ impl<'a> Stack<'a> {
         let routes = config.routing_table(0).unwrap_or_default();
         let out_limit = rx.count() as usize + tx.view().count() as usize + OUTBOX_MARGIN;
         Self {
+            tx_in_flight: alloc::vec![false; tx.view().count() as usize],
+            lost_tx: None,
             udp: None,
             tcp: None,
             rx,
@@ -740,6 +750,9 @@ impl<'a> Stack<'a> {
     fn transmit(&mut self, d: PoolDescriptor) -> bool {
         if self.push_out(Kind::TxFrame(d).message()) {
             self.stats.tx_frames += 1;
+            if let Some(f) = self.tx_in_flight.get_mut(d.index as usize) {
+                *f = true;
+            }
             true
         } else {
             let _ = self.tx.free(d);
@@ -771,9 +784,19 @@ impl<'a> Stack<'a> {
                     self.stats.rx_returned += 1;
                 }
             }
-            Kind::TxDone(d) => match self.tx.free(d) {
+            // Only a frame given to pf can be done: a buffer lent to udp or tcp, or freed as
+            // lost after pf's restart and used again, must not be freed by a stale TX_DONE.
+            Kind::TxDone(d) => match self
+                .tx_in_flight
+                .get(d.index as usize)
+                .filter(|f| **f)
+                .map_or(Err(()), |_| self.tx.free(d).map_err(drop))
+            {
                 Ok(()) => {
                     self.stats.tx_done += 1;
+                    if let Some(f) = self.tx_in_flight.get_mut(d.index as usize) {
+                        *f = false;
+                    }
                     // The servers' loans were cut short while the pool was busy: top them up
                     // now that a buffer is back (or a server that spent its credit starves).
                     self.lend_tcp();

@@ -3,13 +3,21 @@
 
 use super::*;
 
+/// How long after a restart of pf a frame given to the old one counts as lost.
+pub const LOST_TX_GRACE_NS: u64 = 200_000_000;
+
 impl Stack<'_> {
     /// pf restarted. The driver took back every rx-pool buffer it had lent to pf, including
     /// those udp and tcp hold now: their returns are refused (not held any more) instead of
     /// reaching the driver a second time. What waited in the outbox for the old pf is dropped:
     /// its returns (the driver has those buffers already) and its frames (their tx buffers are
     /// freed here; TCP retransmits, UDP loses them as the wire may).
-    pub fn pf_restarted(&mut self) {
+    ///
+    /// Frames the old pf took but never passed on (in its queues, or unread in the channel)
+    /// would keep their tx buffers forever: those given to it that have not come back (as
+    /// TX_DONE through the new pf) [`LOST_TX_GRACE_NS`] after `now` are freed then
+    /// ([`Stack::sweep_lost_tx`]); the NIC finishes a frame long before.
+    pub fn pf_restarted(&mut self, now: u64) {
         self.stats.pf_restarts += 1;
         let (rx_count, tx_count) = (self.rx.count(), self.tx.view().count());
         for m in core::mem::take(&mut self.out) {
@@ -20,14 +28,50 @@ impl Stack<'_> {
                     ..d
                 };
                 let _ = self.tx.free(whole);
+                if let Some(f) = self.tx_in_flight.get_mut(d.index as usize) {
+                    *f = false;
+                }
             }
         }
+        let given: Vec<u32> = (0..tx_count)
+            .filter(|&i| self.tx_in_flight[i as usize])
+            .collect();
+        self.lost_tx = Some((now.saturating_add(LOST_TX_GRACE_NS), given));
         for link in [self.udp.as_mut(), self.tcp.as_mut()].into_iter().flatten() {
             link.rx_held.iter_mut().for_each(|h| *h = false);
             // What went to udp/tcp for pf: returns of buffers the driver took back.
             link.out
                 .retain(|m| !matches!(Kind::decode(m, rx_count, tx_count), Ok(Kind::RxReturn(_))));
         }
+    }
+
+    /// After a restart of pf, once the grace period is over: frees the tx buffers given to the
+    /// old pf that never came back. Call it every round (it is a comparison until then).
+    pub fn sweep_lost_tx(&mut self, now: u64) {
+        let Some((due, _)) = &self.lost_tx else {
+            return;
+        };
+        if now < *due {
+            return;
+        }
+        let Some((_, given)) = self.lost_tx.take() else {
+            return;
+        };
+        for index in given {
+            let Some(in_flight) = self.tx_in_flight.get_mut(index as usize) else {
+                continue;
+            };
+            if *in_flight
+                && let Some(d) = self.tx.view().whole(index)
+                && self.tx.free(d).is_ok()
+            {
+                *in_flight = false;
+                self.stats.tx_recovered += 1;
+            }
+        }
+        // Buffers are back: the servers' loans may grow again.
+        self.lend_tcp();
+        self.lend_udp();
     }
 
     /// udp restarted: the rx-pool buffers it held go home, the tx-pool buffers lent to it are

@@ -1563,3 +1563,49 @@ fn a_restarted_ip_gives_a_refused_or_ended_lease_up() {
             .lease_valid_at(end / MS)
     );
 }
+
+#[test]
+fn frames_a_restarted_pf_never_passed_on_are_freed_after_the_grace_period() {
+    let mut b = Bench::with_tx(64);
+    b.receive(&arp_reply_from_gateway(), 0);
+    let _ = b.sent();
+    b.stack.attach_tcp();
+    let lends = to_tcp(&mut b);
+    let mut packet = vec![0u8; 40];
+    Ipv4Repr::new(US, GW, IpProtocol::TCP, 64, 0)
+        .emit_packet(&mut packet, &[0u8; 20])
+        .unwrap();
+    let mut frames = Vec::new();
+    for lend in &lends[..3] {
+        let seg = PoolDescriptor {
+            offset: tcpmsg::TX_HEADROOM,
+            len: packet.len() as u32,
+            ..lend.descriptor()
+        };
+        b.tx.check(seg).unwrap().copy_from(&packet);
+        b.stack
+            .handle_tcp(&tcpmsg::control(tcpmsg::tag::IP_SEND, seg, 0, 0), 0);
+        frames.push(b.one_tx_frame().0);
+    }
+    // pf dies holding the three frames; the new pf passes one TX_DONE on (the NIC had it).
+    b.stack.pf_restarted(1_000);
+    b.tx_done(frames[0]);
+    b.stack
+        .sweep_lost_tx(1_000 + recovery::LOST_TX_GRACE_NS - 1);
+    assert_eq!(
+        b.stack.stats().tx_recovered,
+        0,
+        "not before the grace period"
+    );
+    b.stack.sweep_lost_tx(1_000 + recovery::LOST_TX_GRACE_NS);
+    assert_eq!(
+        b.stack.stats().tx_recovered,
+        2,
+        "the two that never came back"
+    );
+    b.stack.sweep_lost_tx(2_000 + recovery::LOST_TX_GRACE_NS);
+    assert_eq!(b.stack.stats().tx_recovered, 2, "once");
+    // A TX_DONE arriving after the sweep is refused, not a double free.
+    b.tx_done(frames[1]);
+    assert_eq!(b.stack.stats().tx_double_free, 1);
+}
