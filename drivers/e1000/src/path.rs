@@ -30,9 +30,9 @@
 //! - **Everything from shared memory is untrusted**: each message is checked by
 //!   [`netmsg::Kind::decode`] against the pools' sizes; a bad one is counted and dropped, and
 //!   no message can make this code panic.
-//! - **Restarts**: an epoch change on either channel (pf restarted) is counted and reported
-//!   with the number of rx-pool buffers pf held; those buffers are not recovered yet — the
-//!   reincarnation work completes that (docs/netpath.md, "Restarts").
+//! - **Restarts**: an epoch change on either channel (pf restarted) is counted and reported;
+//!   on the first report of a restart every rx-pool buffer lent to pf is taken back into the
+//!   pool (docs/netpath.md, "Restarts").
 
 use libchan::{
     BufferPool, Consumer, EpochChange, Message, PoolDescriptor, PoolView, Producer, RecvError,

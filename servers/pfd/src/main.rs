@@ -348,11 +348,11 @@ impl EventLog {
                     Channel::FromIp => ("ip", "it sent were never read (discarded)"),
                     Channel::ToDriver => (
                         "e1000",
-                        "pf sent were never taken (their buffers are not recovered yet)",
+                        "pf sent were never taken (pf recovers their buffers)",
                     ),
                     Channel::ToIp => (
                         "ip",
-                        "pf sent were never taken (their buffers are not recovered yet)",
+                        "pf sent were never taken (pf recovers their buffers)",
                     ),
                 };
                 log!(
