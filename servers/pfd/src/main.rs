@@ -350,10 +350,7 @@ impl EventLog {
                         "e1000",
                         "pf sent were never taken (pf recovers their buffers)",
                     ),
-                    Channel::ToIp => (
-                        "ip",
-                        "pf sent were never taken (pf recovers their buffers)",
-                    ),
+                    Channel::ToIp => ("ip", "pf sent were never taken (pf recovers their buffers)"),
                 };
                 log!(
                     "{} epoch {} -> {}: {peer} restarted; {} messages {what}",
