@@ -23,7 +23,8 @@ use e1000::proto as driver;
 use ipd::Stack;
 use ipd::stack::{Notice, Refusal};
 use libchan::{
-    BufferPool, Consumer, EpochChange, Message as ChanMessage, PoolView, RecvError, SendError,
+    BufferPool, Consumer, EpochChange, Message as ChanMessage, PoolView, Producer, RecvError,
+    SendError,
 };
 use libsys::chan::SysWaiter;
 use libsys::{Error, Message, log};
@@ -366,6 +367,58 @@ fn newer(seen: &mut u32, c: &EpochChange) -> bool {
     }
 }
 
+/// The epoch change a receive error reports, if it is one.
+fn epoch_change(e: &RecvError) -> Option<EpochChange> {
+    match e {
+        RecvError::EpochChanged(c) => Some(*c),
+        _ => None,
+    }
+}
+
+/// True the first time `change` reports a restart of the transport server `service` newer
+/// than `seen` (both channels of the pair report it); logs it.
+fn transport_restarted(change: Option<EpochChange>, seen: &mut u32, service: &str) -> bool {
+    let restarted = change.is_some_and(|c| newer(seen, &c));
+    if restarted {
+        log!("{service} restarted: taking back what it held");
+    }
+    restarted
+}
+
+/// Looks the transport server `service` up when it is unknown or at the periodic check.
+fn find_server(to: &mut Producer<'static, SysWaiter>, pid: &mut u32, service: &str, check: bool) {
+    if (*pid == 0 || check)
+        && let Ok(found) = libsys::lookup(service)
+        && found != *pid
+    {
+        log!("{service} is pid {found}");
+        *pid = found;
+        to.waiter().set_peer(found);
+        to.notify_peer();
+    }
+}
+
+/// Sends what fits of `msgs` to a transport server; an epoch change goes to `changed`.
+fn send_to_server(
+    to: &mut Producer<'static, SysWaiter>,
+    msgs: &[ChanMessage],
+    channel: &str,
+    log: &mut NoticeLog,
+    changed: &mut Option<EpochChange>,
+) -> usize {
+    match to.send_batch(msgs) {
+        Ok(n) => n,
+        Err(SendError::Full) => 0,
+        Err(e) => {
+            if let SendError::EpochChanged(c) = e {
+                *changed = Some(c);
+            }
+            log.channel(channel, e);
+            0
+        }
+    }
+}
+
 /// Reads up to `out.len()` messages from pf.
 fn receive(
     from_pf: &mut Consumer<'static, SysWaiter>,
@@ -526,10 +579,7 @@ fn run(dhcp: bool) -> Result<Never, &'static str> {
                 Ok(n) => n,
                 Err(e) => {
                     stack.stats_mut().channel_errors += 1;
-                    if let RecvError::EpochChanged(c) = e
-                        && newer(&mut epochs.udp, &c)
-                    {
-                        log!("{} restarted: taking back what it held", udpmsg::SERVICE);
+                    if transport_restarted(epoch_change(&e), &mut epochs.udp, udpmsg::SERVICE) {
                         stack.udp_restarted();
                     }
                     log.channel(udpmsg::UDP_TO_IP, e);
@@ -548,10 +598,7 @@ fn run(dhcp: bool) -> Result<Never, &'static str> {
                 Ok(n) => n,
                 Err(e) => {
                     stack.stats_mut().channel_errors += 1;
-                    if let RecvError::EpochChanged(c) = e
-                        && newer(&mut epochs.tcp, &c)
-                    {
-                        log!("{} restarted: taking back what it held", tcpmsg::SERVICE);
+                    if transport_restarted(epoch_change(&e), &mut epochs.tcp, tcpmsg::SERVICE) {
                         stack.tcp_restarted();
                     }
                     log.channel(tcpmsg::TCP_TO_IP, e);
@@ -607,61 +654,23 @@ fn run(dhcp: bool) -> Result<Never, &'static str> {
             }
         }
         if let Some((_, to_udp, udp_pid)) = udp.as_mut() {
-            if (*udp_pid == 0 || peer_check)
-                && let Ok(pid) = libsys::lookup(udpmsg::SERVICE)
-                && pid != *udp_pid
-            {
-                log!("{} is pid {pid}", udpmsg::SERVICE);
-                *udp_pid = pid;
-                to_udp.waiter().set_peer(pid);
-                to_udp.notify_peer();
-            }
+            find_server(to_udp, udp_pid, udpmsg::SERVICE, peer_check);
             let mut changed = None;
-            stack.flush_udp(|msgs| match to_udp.send_batch(msgs) {
-                Ok(n) => n,
-                Err(SendError::Full) => 0,
-                Err(e) => {
-                    if let SendError::EpochChanged(c) = e {
-                        changed = Some(c);
-                    }
-                    log.channel(udpmsg::IP_TO_UDP, e);
-                    0
-                }
+            stack.flush_udp(|msgs| {
+                send_to_server(to_udp, msgs, udpmsg::IP_TO_UDP, &mut log, &mut changed)
             });
-            if let Some(c) = changed
-                && newer(&mut epochs.udp, &c)
-            {
-                log!("{} restarted: taking back what it held", udpmsg::SERVICE);
+            if transport_restarted(changed, &mut epochs.udp, udpmsg::SERVICE) {
                 *udp_pid = 0;
                 stack.udp_restarted();
             }
         }
         if let Some((_, to_tcp, tcp_pid)) = tcp.as_mut() {
-            if (*tcp_pid == 0 || peer_check)
-                && let Ok(pid) = libsys::lookup(tcpmsg::SERVICE)
-                && pid != *tcp_pid
-            {
-                log!("{} is pid {pid}", tcpmsg::SERVICE);
-                *tcp_pid = pid;
-                to_tcp.waiter().set_peer(pid);
-                to_tcp.notify_peer();
-            }
+            find_server(to_tcp, tcp_pid, tcpmsg::SERVICE, peer_check);
             let mut changed = None;
-            stack.flush_tcp(|msgs| match to_tcp.send_batch(msgs) {
-                Ok(n) => n,
-                Err(SendError::Full) => 0,
-                Err(e) => {
-                    if let SendError::EpochChanged(c) = e {
-                        changed = Some(c);
-                    }
-                    log.channel(tcpmsg::IP_TO_TCP, e);
-                    0
-                }
+            stack.flush_tcp(|msgs| {
+                send_to_server(to_tcp, msgs, tcpmsg::IP_TO_TCP, &mut log, &mut changed)
             });
-            if let Some(c) = changed
-                && newer(&mut epochs.tcp, &c)
-            {
-                log!("{} restarted: taking back what it held", tcpmsg::SERVICE);
+            if transport_restarted(changed, &mut epochs.tcp, tcpmsg::SERVICE) {
                 *tcp_pid = 0;
                 stack.tcp_restarted();
             }

@@ -33,15 +33,10 @@ const BUSY_IPC_POLL_NS: u64 = 1_000_000;
 const IPC_PER_ROUND: usize = 8;
 
 fn main(args: &str) -> i32 {
-    let apps: Vec<&str> = args
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .collect();
-    if apps.is_empty() || apps.len() > MAX_APPS {
+    let Some(apps) = libsys::chan::app_list(args, MAX_APPS) else {
         log!("bad arguments '{args}' (expected 1 to {MAX_APPS} applications, comma-separated)");
         return 2;
-    }
+    };
     match run(&apps) {
         Ok(never) => match never {},
         Err(why) => {
@@ -127,22 +122,14 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
         let before = *tcp.stats();
         tcp.poll(now);
         worked |= *tcp.stats() != before;
-        // Peers are looked up once a second (an application started on demand may not run
-        // at all: a lookup per round would be a system call each), and at once when ip is
-        // unknown or an unknown application speaks (it waits for our answer's notify).
-        if now.saturating_sub(last_peer_check) >= PEER_CHECK_NS || ip.pid == 0 {
-            last_peer_check = now;
-            ip.find_peer();
-            for l in &mut links {
-                l.find_peer();
-            }
-        } else {
-            for (l, spoke) in links.iter_mut().zip(&spoke) {
-                if *spoke && l.pid == 0 {
-                    l.find_peer();
-                }
-            }
-        }
+        libsys::chan::refresh_peers(
+            &mut ip,
+            &mut links,
+            &spoke,
+            now,
+            &mut last_peer_check,
+            PEER_CHECK_NS,
+        );
         // Every millisecond at most, busy or spinning idle (an IPC request also notifies us,
         // so a sleeping server wakes for it): a poll per idle spin would be a system call each.
         if now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
@@ -205,13 +192,9 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
 /// Answers `netstat` requests waiting in the kernel (netmsg::netstat).
 fn answer_netstat(tcp: &Tcp) {
     let mut sockets = None;
-    for _ in 0..IPC_PER_ROUND {
-        let mut m = [0u8; axolotl_abi::IPC_MSG_LEN];
-        let Ok(from) = libsys::ipc_recv(&mut m, Some(0)) else {
-            return;
-        };
+    libsys::chan::answer_requests(IPC_PER_ROUND, |m| {
         let list = sockets.get_or_insert_with(|| tcp.sockets());
-        let reply = netstat::answer(&m, list.len() as u32, |i| {
+        netstat::answer(m, list.len() as u32, |i| {
             let s = list.get(i as usize)?;
             let mut e = netstat::Entry {
                 local_port: s.local_port,
@@ -223,8 +206,6 @@ fn answer_netstat(tcp: &Tcp) {
             };
             e.set_app(&s.app);
             Some(e)
-        });
-        // Fails only when the caller gave up waiting: nothing to do.
-        let _ = libsys::ipc_reply(from, &reply);
-    }
+        })
+    });
 }

@@ -37,15 +37,10 @@ const BUSY_IPC_POLL_NS: u64 = 1_000_000;
 const IPC_PER_ROUND: usize = 8;
 
 fn main(args: &str) -> i32 {
-    let apps: Vec<&str> = args
-        .split(',')
-        .map(str::trim)
-        .filter(|a| !a.is_empty())
-        .collect();
-    if apps.is_empty() || apps.len() > MAX_APPS {
+    let Some(apps) = libsys::chan::app_list(args, MAX_APPS) else {
         log!("bad arguments '{args}' (expected 1 to {MAX_APPS} applications, comma-separated)");
         return 2;
-    }
+    };
     match run(&apps) {
         Ok(never) => match never {},
         Err(why) => {
@@ -138,22 +133,14 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
             }
         }
         let now = libsys::time_ns();
-        // Peers are looked up once a second (an application started on demand may not run
-        // at all: a lookup per round would be a system call each), and at once when ip is
-        // unknown or an unknown application speaks (it waits for our answer's notify).
-        if now.saturating_sub(last_peer_check) >= PEER_CHECK_NS || ip.pid == 0 {
-            last_peer_check = now;
-            ip.find_peer();
-            for l in &mut links {
-                l.find_peer();
-            }
-        } else {
-            for (l, spoke) in links.iter_mut().zip(&spoke) {
-                if *spoke && l.pid == 0 {
-                    l.find_peer();
-                }
-            }
-        }
+        libsys::chan::refresh_peers(
+            &mut ip,
+            &mut links,
+            &spoke,
+            now,
+            &mut last_peer_check,
+            PEER_CHECK_NS,
+        );
         // Every millisecond at most, busy or spinning idle (an IPC request also notifies us,
         // so a sleeping server wakes for it): a poll per idle spin would be a system call each.
         if now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
@@ -222,15 +209,15 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
 
 /// Answers `netstat` requests waiting in the kernel (netmsg::netstat): one entry per bound port.
 fn answer_netstat(udp: &Udp, apps: usize) {
-    for _ in 0..IPC_PER_ROUND {
-        let mut m = [0u8; axolotl_abi::IPC_MSG_LEN];
-        let Ok(from) = libsys::ipc_recv(&mut m, Some(0)) else {
-            return;
-        };
-        let bound: Vec<(usize, u16)> = (0..apps)
-            .filter_map(|a| udp.port(a).map(|p| (a, p)))
-            .collect();
-        let reply = netmsg::netstat::answer(&m, bound.len() as u32, |i| {
+    // Listed only when a request came (this runs every millisecond).
+    let mut bound: Option<Vec<(usize, u16)>> = None;
+    libsys::chan::answer_requests(IPC_PER_ROUND, |m| {
+        let bound = bound.get_or_insert_with(|| {
+            (0..apps)
+                .filter_map(|a| udp.port(a).map(|p| (a, p)))
+                .collect()
+        });
+        netmsg::netstat::answer(m, bound.len() as u32, |i| {
             let &(app, port) = bound.get(i as usize)?;
             let mut e = netmsg::netstat::Entry {
                 local_port: port,
@@ -241,10 +228,8 @@ fn answer_netstat(udp: &Udp, apps: usize) {
             };
             e.set_app(udp.app_name(app));
             Some(e)
-        });
-        // Fails only when the caller gave up waiting: nothing to do.
-        let _ = libsys::ipc_reply(from, &reply);
-    }
+        })
+    });
 }
 
 /// The region where udp keeps its applications' bindings across its restarts.

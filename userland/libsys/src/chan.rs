@@ -161,3 +161,54 @@ impl Link {
         }
     }
 }
+
+/// The applications a transport server (udp, tcp) serves: its argument, comma-separated, 1 to
+/// `max` names; `None` when there are none or too many.
+pub fn app_list(args: &str, max: usize) -> Option<alloc::vec::Vec<&str>> {
+    let apps: alloc::vec::Vec<&str> = args
+        .split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect();
+    (!apps.is_empty() && apps.len() <= max).then_some(apps)
+}
+
+/// Looks the peers of a transport server up: all of them every `every_ns` (or while ip is
+/// unknown), and at once an application that `spoke` this round while unknown (it waits for
+/// our notify). An application started on demand may not run at all: a lookup per round would
+/// be a system call each.
+pub fn refresh_peers(
+    ip: &mut Link,
+    apps: &mut [Link],
+    spoke: &[bool],
+    now: u64,
+    last_check: &mut u64,
+    every_ns: u64,
+) {
+    if now.saturating_sub(*last_check) >= every_ns || ip.pid == 0 {
+        *last_check = now;
+        ip.find_peer();
+        for l in apps {
+            l.find_peer();
+        }
+    } else {
+        for (l, spoke) in apps.iter_mut().zip(spoke) {
+            if *spoke && l.pid == 0 {
+                l.find_peer();
+            }
+        }
+    }
+}
+
+/// Answers up to `max` kernel-IPC requests waiting for us (without waiting for one), each with
+/// `answer(request)`, by `ipc_reply`.
+pub fn answer_requests(max: usize, mut answer: impl FnMut(&crate::Message) -> crate::Message) {
+    for _ in 0..max {
+        let mut m: crate::Message = [0; crate::abi::IPC_MSG_LEN];
+        let Ok(from) = crate::ipc_recv(&mut m, Some(0)) else {
+            return;
+        };
+        // Fails only when the caller gave up waiting: nothing to do.
+        let _ = crate::ipc_reply(from, &answer(&m));
+    }
+}
