@@ -22,8 +22,19 @@ const CHILD_LIMIT: Duration = Duration::from_secs(8);
 
 /// A port nothing listens on right now (the kernel's choice for port 0).
 fn free_port() -> u16 {
-    let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind 127.0.0.1:0");
-    l.local_addr().expect("local address").port()
+    // Not from the ephemeral range (Linux: 32768-60999): a port the kernel handed out and we
+    // released could go to another test's outgoing connection before our server binds it.
+    // Below the scenario tests' forwards (20000 and up); a counter keeps this process's tests
+    // apart, the bind check other processes.
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let base = (std::process::id() % 8_000) as u16;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 12_000 + base.wrapping_add(n.wrapping_mul(97)) % 8_000;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A running stock iperf3 whose output lines are collected; killed when dropped.
