@@ -18,6 +18,11 @@
 //! 2), send buffer 128 KiB (the program's heap is 16 MiB), Nagle off, delayed ACK off, smoltcp's default
 //! RTO bounds (1 s minimum), no keep-alive. A connection that reaches TIME-WAIT or CLOSED is
 //! dropped at once and a fresh listening socket takes its place (no TIME-WAIT kept).
+//!
+//! What outlives a restart of tcp ([`state`]): each application's listening ports, in the
+//! region `tcp-state` when the manifest grants it. A restarted tcp listens on them again before
+//! it serves anything ([`Tcp::keep_listens`]); connections are not kept (the peer's next
+//! segment is answered with RST, and the application's streams fail).
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
@@ -27,6 +32,7 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::net::Ipv4Addr;
+use core::sync::atomic::AtomicU32;
 
 use libchan::{BufferPool, Message, PoolDescriptor, PoolView};
 use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
@@ -70,11 +76,13 @@ pub struct Stats {
     pub refused: u64,
     /// Restarts of ip seen (what was lent to us by the old instance dropped).
     pub ip_restarts: u64,
+    /// Listening ports not recorded in tcp-state (it was full): they do not outlive a restart.
+    pub not_kept: u64,
 }
 
 impl Stats {
     /// Every counter with its name.
-    pub fn fields(&self) -> [(&'static str, u64); 9] {
+    pub fn fields(&self) -> [(&'static str, u64); 10] {
         [
             ("rx_packets", self.rx_packets),
             ("tx_packets", self.tx_packets),
@@ -85,6 +93,7 @@ impl Stats {
             ("tx_bytes", self.tx_bytes),
             ("refused", self.refused),
             ("ip_restarts", self.ip_restarts),
+            ("not_kept", self.not_kept),
         ]
     }
 }
@@ -237,6 +246,8 @@ pub struct Tcp<'a> {
     aborted: Vec<SocketHandle>,
     next_conn: u64,
     next_port: u16,
+    /// Where the listening ports are recorded for the next instance (tcp-state), if granted.
+    kept: Option<state::Listens<'a>>,
 }
 
 fn instant(now_ns: u64) -> Instant {
@@ -302,7 +313,34 @@ impl<'a> Tcp<'a> {
             aborted: Vec::new(),
             next_conn: 1,
             next_port: EPHEMERAL_FIRST + (seed % u64::from(EPHEMERAL_SPAN)) as u16,
+            kept: None,
         }
+    }
+
+    /// Keeps the applications' listening ports in `region` (tcp-state, as words; call after
+    /// every [`Tcp::add_app`]): listens again on what a previous instance recorded there (what
+    /// is valid of it), and records every LISTEN, UNLISTEN and HELLO from now on. `None` when
+    /// the region is too small to hold a state.
+    pub fn keep_listens(&mut self, region: &'a [AtomicU32]) -> Option<state::Restored> {
+        let (kept, mut restored) = state::Listens::open(region, self.apps.len())?;
+        restored.listens.retain(|&(app, port)| {
+            if self
+                .apps
+                .iter()
+                .any(|a| a.listens.iter().any(|l| l.0 == port))
+            {
+                return false;
+            }
+            let handle = if self.conns.len() + self.listening() < MAX_CONNECTIONS {
+                listen(&mut self.sockets, port)
+            } else {
+                None
+            };
+            self.apps[app].listens.push((port, handle));
+            true
+        });
+        self.kept = Some(kept);
+        Some(restored)
     }
 
     /// Serves application `name` (index = order of calls) with its rx pool (ours) and a view of
@@ -440,8 +478,12 @@ impl<'a> Tcp<'a> {
             tag::UNLISTEN => {
                 let a = &mut self.apps[app];
                 if let Some(i) = a.listens.iter().position(|&(p, _)| u64::from(p) == w2) {
-                    if let Some(h) = a.listens.remove(i).1 {
+                    let (port, h) = a.listens.remove(i);
+                    if let Some(h) = h {
                         self.sockets.remove(h);
+                    }
+                    if let Some(k) = &self.kept {
+                        k.remove(app, port);
                     }
                 } else {
                     self.link.stats.refused += 1;
@@ -510,6 +552,12 @@ impl<'a> Tcp<'a> {
         if port == 0 {
             return Status::Invalid;
         }
+        if self.apps[app].listens.iter().any(|&(p, _)| p == port) {
+            // Ours already (a previous instance of tcp listened for it and we kept the port):
+            // the application asks again after our restart.
+            self.keep(app, port);
+            return Status::Ok;
+        }
         if self
             .apps
             .iter()
@@ -523,9 +571,19 @@ impl<'a> Tcp<'a> {
         match listen(&mut self.sockets, port) {
             Some(h) => {
                 self.apps[app].listens.push((port, Some(h)));
+                self.keep(app, port);
                 Status::Ok
             }
             None => Status::Invalid,
+        }
+    }
+
+    /// Records that `app` listens on `port` in tcp-state (if kept).
+    fn keep(&mut self, app: usize, port: u16) {
+        if let Some(k) = &self.kept
+            && !k.add(app, port)
+        {
+            self.link.stats.not_kept += 1;
         }
     }
 
@@ -618,6 +676,9 @@ impl<'a> Tcp<'a> {
             } else {
                 i += 1;
             }
+        }
+        if let Some(k) = &self.kept {
+            k.remove_app(app);
         }
         let a = &mut self.apps[app];
         for (_, h) in a.listens.drain(..) {
@@ -918,6 +979,170 @@ fn endpoints(s: &tcp::Socket) -> (u16, Option<core::net::SocketAddrV4>) {
         _ => None,
     };
     (local, remote)
+}
+
+pub mod state {
+    //! `tcp-state`: the listening ports of each application, kept by the kernel across a
+    //! restart of tcp (DESIGN.md §6). The region is read as little-endian 32-bit words: two of
+    //! magic ([`MAGIC`]), the number of slots, one reserved, then the slots. A slot is one word,
+    //! written with a single store (a crash in the middle of an update leaves every slot either
+    //! as it was or as it is meant to be): 0 when free, else the port (bits 0-15), the
+    //! application's index in tcp's arguments (bits 16-23) and a check byte (bits 24-31).
+    //!
+    //! Nothing of it is trusted on reading: a bad header starts an empty state; a slot whose
+    //! check byte, application or port is wrong, or whose port another slot has already, is
+    //! counted in [`Restored::bad`] and cleared.
+
+    use alloc::vec::Vec;
+    use core::sync::atomic::{AtomicU32, Ordering};
+
+    /// The region's name in the manifest.
+    pub const REGION: &str = "tcp-state";
+    /// First two words of a valid state: "TCPLISN1".
+    pub const MAGIC: [u32; 2] = [u32::from_le_bytes(*b"TCPL"), u32::from_le_bytes(*b"ISN1")];
+    /// Words before the first slot.
+    pub const HEADER_WORDS: usize = 4;
+    /// Most slots of a state (a page holds more; tcp listens on far fewer ports).
+    pub const MAX_SLOTS: usize = 256;
+    /// Most applications a slot can name.
+    pub const MAX_APPS: usize = 256;
+
+    /// What a restarted tcp found in the region.
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct Restored {
+        /// Valid entries: (application index, port), in slot order.
+        pub listens: Vec<(usize, u16)>,
+        /// Entries dropped as invalid (and, with a bad header, the non-zero words found).
+        pub bad: usize,
+        /// No valid state was there (the first start, or a damaged header): it starts empty.
+        pub fresh: bool,
+    }
+
+    /// The check byte of a slot.
+    fn check(app: u8, port: u16) -> u8 {
+        let [lo, hi] = port.to_le_bytes();
+        0x5a ^ app ^ lo.rotate_left(3) ^ hi.rotate_left(5)
+    }
+
+    /// The slot word for `app` listening on `port` (`None`: not representable).
+    pub fn encode(app: usize, port: u16) -> Option<u32> {
+        let a = u8::try_from(app).ok()?;
+        (port != 0).then(|| u32::from(port) | u32::from(a) << 16 | u32::from(check(a, port)) << 24)
+    }
+
+    /// The (application, port) of a used slot word, if its check byte and port are right.
+    pub fn decode(word: u32) -> Option<(usize, u16)> {
+        let port = word as u16;
+        let app = (word >> 16) as u8;
+        (port != 0 && (word >> 24) as u8 == check(app, port)).then_some((usize::from(app), port))
+    }
+
+    /// The listening ports recorded in the region.
+    pub struct Listens<'a> {
+        slots: &'a [AtomicU32],
+    }
+
+    impl<'a> Listens<'a> {
+        /// Reads `region` for a tcp serving `apps` applications, drops what is invalid, and
+        /// keeps the region for the updates to come. `None` when it cannot hold a header and a
+        /// slot.
+        pub fn open(region: &'a [AtomicU32], apps: usize) -> Option<(Self, Restored)> {
+            if region.len() <= HEADER_WORDS {
+                return None;
+            }
+            let (head, rest) = region.split_at(HEADER_WORDS);
+            let room = rest.len().min(MAX_SLOTS);
+            let word = |i: usize| head[i].load(Ordering::Relaxed);
+            let slots = usize::try_from(word(2)).unwrap_or(usize::MAX);
+            let mut restored = Restored::default();
+            let valid = [word(0), word(1)] == MAGIC && (1..=room).contains(&slots) && word(3) == 0;
+            if !valid {
+                // First start (all zero) or damage: start empty.
+                restored.fresh = true;
+                restored.bad = region
+                    .iter()
+                    .filter(|w| w.load(Ordering::Relaxed) != 0)
+                    .count();
+                for w in region {
+                    w.store(0, Ordering::Relaxed);
+                }
+                head[0].store(MAGIC[0], Ordering::Relaxed);
+                head[1].store(MAGIC[1], Ordering::Relaxed);
+                head[2].store(room as u32, Ordering::Relaxed);
+                return Some((
+                    Self {
+                        slots: &rest[..room],
+                    },
+                    restored,
+                ));
+            }
+            let slots = &rest[..slots];
+            for s in slots {
+                let w = s.load(Ordering::Relaxed);
+                if w == 0 {
+                    continue;
+                }
+                match decode(w) {
+                    Some((app, port))
+                        if app < apps && restored.listens.iter().all(|l| l.1 != port) =>
+                    {
+                        restored.listens.push((app, port));
+                    }
+                    _ => {
+                        restored.bad += 1;
+                        s.store(0, Ordering::Relaxed);
+                    }
+                }
+            }
+            Some((Self { slots }, restored))
+        }
+
+        /// Records `app` listening on `port`; false when there is no room (or no such slot
+        /// value).
+        pub fn add(&self, app: usize, port: u16) -> bool {
+            let Some(w) = encode(app, port) else {
+                return false;
+            };
+            if self.slots.iter().any(|s| s.load(Ordering::Relaxed) == w) {
+                return true;
+            }
+            match self.slots.iter().find(|s| s.load(Ordering::Relaxed) == 0) {
+                Some(s) => {
+                    s.store(w, Ordering::Relaxed);
+                    true
+                }
+                None => false,
+            }
+        }
+
+        /// Forgets `app` listening on `port`.
+        pub fn remove(&self, app: usize, port: u16) {
+            if let Some(w) = encode(app, port) {
+                self.clear(|x| x == w);
+            }
+        }
+
+        /// Forgets every port of `app` (a new instance of it said HELLO).
+        pub fn remove_app(&self, app: usize) {
+            self.clear(|x| decode(x).is_some_and(|(a, _)| a == app));
+        }
+
+        fn clear(&self, which: impl Fn(u32) -> bool) {
+            for s in self.slots {
+                if which(s.load(Ordering::Relaxed)) {
+                    s.store(0, Ordering::Relaxed);
+                }
+            }
+        }
+
+        /// What is recorded now: (application, port), in slot order.
+        pub fn entries(&self) -> Vec<(usize, u16)> {
+            self.slots
+                .iter()
+                .filter_map(|s| decode(s.load(Ordering::Relaxed)))
+                .collect()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -82,6 +82,22 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
             &tcpmsg::tcp_to_app(app),
         )?);
     }
+    // The listening ports outlive us in tcp-state (when the manifest grants it): a restarted
+    // tcp listens again where its applications listened before.
+    if let Some(r) = map_state().and_then(|st| tcp.keep_listens(st)) {
+        for &(app, port) in &r.listens {
+            let name = apps.get(app).copied().unwrap_or("?");
+            log!("{name} keeps port {port} (from {})", tcpd::state::REGION);
+        }
+        if r.bad > 0 {
+            let what = if r.fresh {
+                "damaged header"
+            } else {
+                "bad entries"
+            };
+            log!("{}: {what}, {} word(s) dropped", tcpd::state::REGION, r.bad);
+        }
+    }
     log!(
         "serving {} application(s): {}; channels {} and {}",
         apps.len(),
@@ -208,4 +224,19 @@ fn answer_netstat(tcp: &Tcp) {
             Some(e)
         })
     });
+}
+
+/// tcp-state as words, when the manifest grants it (without it listening ports do not outlive
+/// a restart).
+fn map_state() -> Option<&'static [core::sync::atomic::AtomicU32]> {
+    let info = libsys::map(tcpd::state::REGION).ok()?;
+    // Safety: the kernel mapped `info.len` bytes at `info.addr` (page-aligned, so aligned for
+    // u32) for our whole life, and only tcp lists the region in the manifest; AtomicU32 has the
+    // size and layout of u32, and every access to the words goes through these atomics.
+    Some(unsafe {
+        core::slice::from_raw_parts(
+            info.addr as *const core::sync::atomic::AtomicU32,
+            info.len as usize / 4,
+        )
+    })
 }
