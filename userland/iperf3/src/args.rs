@@ -1,4 +1,4 @@
-//! The command line: `-c ADDR [-p PORT] [-t S] [-R] [-P N] [-l LEN] [-n BYTES]` or
+//! The command line: `-c ADDR [-p PORT] [-t S] [-R] [-P N] [-l LEN] [-n BYTES] [-i S]` or
 //! `-s [-p PORT] [-1]`. Words are separated by spaces or commas (a manifest's `args` cannot
 //! always carry a space); an option's value may follow it as the next word or be attached
 //! (`-P2`). Sizes take iperf3's suffixes `K`, `M`, `G` (powers of 1024).
@@ -10,12 +10,12 @@ use core::fmt;
 use core::net::{Ipv4Addr, SocketAddrV4};
 
 use crate::{
-    ClientOptions, DEFAULT_PORT, DEFAULT_TIME_S, MAX_BLOCK_LEN, MAX_BYTES, MAX_PARALLEL,
-    MAX_TIME_S, ServerOptions,
+    ClientOptions, DEFAULT_PORT, DEFAULT_TIME_S, MAX_BLOCK_LEN, MAX_BYTES, MAX_INTERVAL_NS,
+    MAX_PARALLEL, MAX_TIME_S, MIN_INTERVAL_NS, ServerOptions,
 };
 
 /// The usage text.
-pub const USAGE: &str = "usage: iperf3 -c ADDR [-p PORT] [-t SECONDS] [-R] [-P STREAMS] [-l LEN] [-n BYTES]\n       iperf3 -s [-p PORT] [-1]";
+pub const USAGE: &str = "usage: iperf3 -c ADDR [-p PORT] [-t SECONDS] [-R] [-P STREAMS] [-l LEN] [-n BYTES] [-i SECONDS]\n       iperf3 -s [-p PORT] [-1]";
 
 /// What the command line asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +51,28 @@ fn parse_size(s: &str) -> Option<u64> {
     digits.parse::<u64>().ok()?.checked_mul(mult)
 }
 
+/// Seconds with up to nine decimals (`0.25`, `1`, `.5`) as nanoseconds, without floating point.
+fn parse_seconds_ns(s: &str) -> Option<u64> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if (whole.is_empty() && frac.is_empty()) || frac.len() > 9 {
+        return None;
+    }
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !digits(frac) {
+        return None;
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let mut frac_ns = 0u64;
+    for (i, b) in frac.bytes().enumerate() {
+        frac_ns += u64::from(b - b'0') * 10u64.pow(8 - i as u32);
+    }
+    whole.checked_mul(1_000_000_000)?.checked_add(frac_ns)
+}
+
 /// Parses the argument string.
 pub fn parse_args(args: &str) -> Result<Command, ArgError> {
     let words: Vec<&str> = args
@@ -65,6 +87,7 @@ pub fn parse_args(args: &str) -> Result<Command, ArgError> {
     let mut reverse = false;
     let mut parallel: Option<u32> = None;
     let mut block_len: Option<u32> = None;
+    let mut interval_ns: Option<u64> = None;
     let mut one_off = false;
 
     let mut i = 0;
@@ -91,7 +114,7 @@ pub fn parse_args(args: &str) -> Result<Command, ArgError> {
                 continue;
             }
             'h' => return Err(bad(String::from(USAGE))),
-            'c' | 'p' | 't' | 'P' | 'l' | 'n' => {}
+            'c' | 'p' | 't' | 'P' | 'l' | 'n' | 'i' => {}
             _ => return Err(bad(format!("unknown option '{w}'"))),
         }
         // Options with a value, attached or in the next word.
@@ -142,6 +165,16 @@ pub fn parse_args(args: &str) -> Result<Command, ArgError> {
                     )));
                 }
             },
+            'i' => match parse_seconds_ns(value) {
+                Some(ns) if ns == 0 || (MIN_INTERVAL_NS..=MAX_INTERVAL_NS).contains(&ns) => {
+                    interval_ns = Some(ns)
+                }
+                _ => {
+                    return Err(bad(format!(
+                        "bad interval '{value}' (expected seconds, 0 or 0.1..=60, e.g. 0.25)"
+                    )));
+                }
+            },
             _ => match parse_size(value) {
                 Some(n) if (1..=MAX_BYTES).contains(&n) => bytes = Some(n),
                 _ => {
@@ -167,6 +200,7 @@ pub fn parse_args(args: &str) -> Result<Command, ArgError> {
                 (reverse, "-R"),
                 (parallel.is_some(), "-P"),
                 (block_len.is_some(), "-l"),
+                (interval_ns.is_some(), "-i"),
             ];
             if let Some((_, name)) = client_only.iter().find(|(set, _)| *set) {
                 return Err(bad(format!("option {name} is for the client only")));
@@ -196,6 +230,9 @@ pub fn parse_args(args: &str) -> Result<Command, ArgError> {
             o.parallel = parallel.unwrap_or(1);
             if let Some(l) = block_len {
                 o.block_len = l;
+            }
+            if let Some(i) = interval_ns {
+                o.interval_ns = i;
             }
             Ok(Command::Client(o))
         }
@@ -239,6 +276,13 @@ mod tests {
             (o.time_s, o.reverse, o.parallel, o.block_len),
             (3, true, 4, 65536)
         );
+        assert_eq!(o.interval_ns, crate::DEFAULT_INTERVAL_NS);
+        assert_eq!(client("-c 10.0.2.2 -i 0.25").interval_ns, 250_000_000);
+        assert_eq!(client("-c 10.0.2.2 -i0.1").interval_ns, 100_000_000);
+        assert_eq!(client("-c 10.0.2.2 -i .5").interval_ns, 500_000_000);
+        assert_eq!(client("-c 10.0.2.2 -i 60").interval_ns, 60_000_000_000);
+        assert_eq!(client("-c 10.0.2.2 -i 0").interval_ns, 0);
+        assert!(client("-c 10.0.2.2 -i 0.25").validate().is_ok());
         let o = client("-c,10.0.2.2,-n,2M,-P2,-l1M");
         assert_eq!((o.time_s, o.bytes, o.parallel), (0, 2 << 20, 2));
         assert_eq!(o.block_len, 1 << 20);
@@ -284,6 +328,24 @@ mod tests {
         assert!(error("-c 10.0.2.2 -u").contains("unknown option '-u'"));
         assert!(error("-c 10.0.2.2 --udp").contains("unknown option"));
         assert!(error("-c 10.0.2.2 -1").contains("server only"));
+        for bad in [
+            "0.05",
+            "61",
+            "x",
+            ".",
+            "",
+            "1.2.3",
+            "-1",
+            "0.1234567891",
+            "1e3",
+        ] {
+            let e = error(&format!("-c 10.0.2.2 -i{bad}"));
+            assert!(
+                e.contains("bad interval") || e.contains("needs a value"),
+                "{bad}: {e}"
+            );
+        }
+        assert!(error("-s -i 1").contains("client only"));
         assert!(error("-s -R").contains("client only"));
         assert!(error("-s -Rx").contains("unknown option"));
         assert!(error("-s extra").contains("unexpected word 'extra'"));

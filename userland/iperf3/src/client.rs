@@ -118,7 +118,7 @@ fn client<N: Net>(
     // The data phase: this side decides when it ends.
     let start = net.now_ns();
     let end_ns = start.saturating_add(u64::from(o.time_s) * SEC_NS);
-    let mut meter = Meter::new(start);
+    let mut meter = Meter::with_interval(start, o.interval_ns);
     let mut turn = 0;
     let mut total = 0u64;
     let mut now;

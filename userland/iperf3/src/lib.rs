@@ -59,6 +59,12 @@ pub const MAX_TIME_S: u32 = 86_400;
 /// The largest byte count a test may ask for (2^60: it must fit the JSON integer of the
 /// parameters).
 pub const MAX_BYTES: u64 = 1 << 60;
+/// The default time between interval reports: a second, as iperf3's.
+pub const DEFAULT_INTERVAL_NS: u64 = 1_000_000_000;
+/// The shortest interval `-i` accepts (iperf3's `MIN_INTERVAL`, 0.1 s); 0 turns them off.
+pub const MIN_INTERVAL_NS: u64 = 100_000_000;
+/// The longest interval `-i` accepts (iperf3's `MAX_INTERVAL`, 60 s).
+pub const MAX_INTERVAL_NS: u64 = 60_000_000_000;
 
 /// A connected TCP stream.
 pub trait Conn {
@@ -257,6 +263,9 @@ pub struct ClientOptions {
     pub parallel: u32,
     /// Bytes per write, 1..=[`MAX_BLOCK_LEN`].
     pub block_len: u32,
+    /// Nanoseconds between interval reports (`-i`), [`MIN_INTERVAL_NS`]..=[`MAX_INTERVAL_NS`];
+    /// 0: none, only the summary.
+    pub interval_ns: u64,
 }
 
 impl ClientOptions {
@@ -269,6 +278,7 @@ impl ClientOptions {
             reverse: false,
             parallel: 1,
             block_len: DEFAULT_BLOCK_LEN,
+            interval_ns: DEFAULT_INTERVAL_NS,
         }
     }
 
@@ -297,6 +307,12 @@ impl ClientOptions {
         }
         if self.block_len == 0 || self.block_len > MAX_BLOCK_LEN {
             return Err(Error::BadOptions("block length must be 1..=1048576 bytes"));
+        }
+        if self.interval_ns != 0 && !(MIN_INTERVAL_NS..=MAX_INTERVAL_NS).contains(&self.interval_ns)
+        {
+            return Err(Error::BadOptions(
+                "the report interval must be 0 or 0.1..=60 seconds",
+            ));
         }
         Ok(())
     }

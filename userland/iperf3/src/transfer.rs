@@ -1,5 +1,6 @@
 //! The data phase shared by client and server: the streams and their counters, one round of
-//! sending or receiving over all streams, the per-second interval report and the summary.
+//! sending or receiving over all streams, the interval report (every second unless `-i` says
+//! otherwise) and the summary.
 
 use alloc::vec::Vec;
 
@@ -167,39 +168,48 @@ pub fn unexpected_state<C: Conn>(ctrl: &mut C, byte: u8, wanted: &str) -> Error 
     }
 }
 
-/// The per-second interval report.
+/// The interval report: one line per stream (and their sum) every interval. An interval
+/// whose end passes while a write blocks (a stalled connection) is reported when the write
+/// returns, with its real end: `2.00-2.87` for a 0.25 s interval that stalled.
 pub struct Meter {
     start_ns: u64,
     last_ns: u64,
     next_ns: u64,
+    interval_ns: u64,
     header_done: bool,
 }
 
 impl Meter {
-    /// Starts the first interval at `start_ns`.
+    /// Starts the first one-second interval at `start_ns`.
     pub fn new(start_ns: u64) -> Self {
+        Self::with_interval(start_ns, SEC_NS)
+    }
+
+    /// Starts the first interval of `interval_ns` at `start_ns`; 0 reports no interval.
+    pub fn with_interval(start_ns: u64, interval_ns: u64) -> Self {
         Self {
             start_ns,
             last_ns: start_ns,
-            next_ns: start_ns + SEC_NS,
+            next_ns: start_ns.saturating_add(interval_ns),
+            interval_ns,
             header_done: false,
         }
     }
 
-    /// Prints the interval lines when a second has passed since the last ones.
+    /// Prints the interval lines when an interval has passed since the last ones.
     pub fn tick<C>(&mut self, now_ns: u64, streams: &mut [DataStream<C>], out: Output<'_>) {
-        if now_ns >= self.next_ns {
+        if self.interval_ns != 0 && now_ns >= self.next_ns {
             self.report(now_ns, streams, out);
             while self.next_ns <= now_ns {
-                self.next_ns += SEC_NS;
+                self.next_ns += self.interval_ns;
             }
         }
     }
 
-    /// Prints the last, partial interval if it is long enough to mean something (a tenth of a
-    /// second).
+    /// Prints the last, partial interval if it is long enough to mean something (a tenth of an
+    /// interval).
     pub fn finish<C>(&mut self, now_ns: u64, streams: &mut [DataStream<C>], out: Output<'_>) {
-        if now_ns.saturating_sub(self.last_ns) >= SEC_NS / 10 {
+        if self.interval_ns != 0 && now_ns.saturating_sub(self.last_ns) >= self.interval_ns / 10 {
             self.report(now_ns, streams, out);
         }
     }
@@ -295,5 +305,54 @@ pub fn print_summary(
                 None => out(&alloc::format!("[SUM] ({tag} statistics not available)")),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::{String, ToString};
+
+    /// Feeds `bytes` into a stream at each of `times` (ms) and ticks the meter after each.
+    fn run(interval_ns: u64, steps: &[(u64, u64)], end_ms: u64) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut out = |l: &str| lines.push(l.to_string());
+        let mut streams = [DataStream::new((), 1, 5)];
+        let mut m = Meter::with_interval(0, interval_ns);
+        for &(ms, bytes) in steps {
+            streams[0].interval_bytes += bytes;
+            m.tick(ms * 1_000_000, &mut streams, &mut out);
+        }
+        m.finish(end_ms * 1_000_000, &mut streams, &mut out);
+        lines
+    }
+
+    #[test]
+    fn intervals_follow_the_asked_length_and_a_stall_shows_its_real_end() {
+        let quarter = 250_000_000;
+        let steps = [(100, 1000), (250, 1000), (400, 500), (500, 500), (870, 10)];
+        let lines = run(quarter, &steps, 880);
+        assert_eq!(lines[0], HEADER);
+        let spans: Vec<&str> = lines[1..]
+            .iter()
+            .map(|l| l.split("sec").next().unwrap_or("").trim())
+            .collect();
+        // 0.25 and 0.50 on time; the write that returned at 0.87 closes the stalled interval
+        // there; the last 10 ms are under a tenth of 0.25 s and not printed.
+        assert_eq!(
+            spans,
+            [
+                "[  5]   0.00-0.25",
+                "[  5]   0.25-0.50",
+                "[  5]   0.50-0.87"
+            ]
+        );
+        assert!(lines[1].contains("1.95 KBytes"), "{}", lines[1]);
+        // A second by default.
+        let lines = run(SEC_NS, &steps, 1100);
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[1].contains("0.00-1.10"), "{}", lines[1]);
+        // 0: no interval lines at all.
+        assert!(run(0, &steps, 5000).is_empty());
     }
 }
