@@ -426,3 +426,168 @@ fn two_servers_back_to_back_carry_several_connections_both_ways() {
     assert!(b.t.sockets().is_empty());
     assert_eq!(a.t.stats().refused + b.t.stats().refused, 0);
 }
+
+/// A zeroed tcp-state of `words` words (a page is 1024), as the kernel hands it over first.
+fn region(words: usize) -> &'static [AtomicU32] {
+    Box::leak((0..words).map(|_| AtomicU32::new(0)).collect())
+}
+
+fn word(r: &[AtomicU32], i: usize) -> u32 {
+    r[i].load(core::sync::atomic::Ordering::Relaxed)
+}
+
+fn set(r: &[AtomicU32], i: usize, w: u32) {
+    r[i].store(w, core::sync::atomic::Ordering::Relaxed);
+}
+
+#[test]
+fn listening_ports_are_encoded_one_checked_word_each() {
+    for (app, port) in [(0, 1), (0, 7), (3, 2323), (15, 65535), (255, 80)] {
+        let w = state::encode(app, port).unwrap();
+        assert_ne!(w, 0);
+        assert_eq!(state::decode(w), Some((app, port)));
+        // Any single flipped bit is caught (the check byte covers application and port).
+        for bit in 0..32 {
+            assert_ne!(
+                state::decode(w ^ 1 << bit),
+                Some((app, port)),
+                "{w:#x} bit {bit}"
+            );
+        }
+    }
+    assert_eq!(state::encode(0, 0), None);
+    assert_eq!(state::encode(256, 7), None);
+    assert_eq!(state::decode(0), None);
+    assert_eq!(state::decode(7), None);
+}
+
+#[test]
+fn the_state_starts_empty_records_and_forgets_ports() {
+    let r = region(1024);
+    let (k, restored) = state::Listens::open(r, 2).unwrap();
+    assert_eq!(
+        restored,
+        state::Restored {
+            listens: vec![],
+            bad: 0,
+            fresh: true
+        }
+    );
+    assert_eq!([word(r, 0), word(r, 1)], state::MAGIC);
+    assert_eq!(word(r, 2) as usize, state::MAX_SLOTS);
+    assert!(k.add(0, 7) && k.add(1, 8) && k.add(0, 9) && k.add(0, 7));
+    assert_eq!(k.entries(), [(0, 7), (1, 8), (0, 9)]);
+    k.remove(0, 7);
+    assert!(k.add(1, 10));
+    // The freed slot is taken again.
+    assert_eq!(k.entries(), [(1, 10), (1, 8), (0, 9)]);
+    k.remove_app(1);
+    assert_eq!(k.entries(), [(0, 9)]);
+    // The next instance finds what is left.
+    let (_, again) = state::Listens::open(r, 2).unwrap();
+    assert_eq!(
+        (again.listens, again.bad, again.fresh),
+        (vec![(0, 9)], 0, false)
+    );
+    // Full: refused, not overwritten.
+    let small = region(state::HEADER_WORDS + 2);
+    let (k, _) = state::Listens::open(small, 1).unwrap();
+    assert!(k.add(0, 1) && k.add(0, 2) && !k.add(0, 3));
+    assert_eq!(k.entries(), [(0, 1), (0, 2)]);
+    assert!(state::Listens::open(region(state::HEADER_WORDS), 1).is_none());
+}
+
+#[test]
+fn a_damaged_state_is_dropped_entry_by_entry_never_trusted() {
+    let r = region(1024);
+    let (k, _) = state::Listens::open(r, 3).unwrap();
+    for (app, port) in [(0, 7), (1, 8), (2, 9), (0, 10)] {
+        assert!(k.add(app, port));
+    }
+    let slot = state::HEADER_WORDS;
+    // A flipped bit, another application's copy of a port, an application tcp no longer
+    // serves (started with fewer), garbage, port 0 with a right-looking check byte.
+    set(r, slot + 1, word(r, slot + 1) ^ 0x100);
+    set(r, slot + 5, state::encode(1, 7).unwrap());
+    set(r, slot + 6, 0xdead_beef);
+    set(r, slot + 7, 0x5a << 24);
+    let (k, restored) = state::Listens::open(r, 2).unwrap();
+    assert_eq!(restored.listens, [(0, 7), (0, 10)]);
+    assert_eq!((restored.bad, restored.fresh), (5, false));
+    // Bad words are cleared, so the next instance counts them no more.
+    assert_eq!(k.entries(), [(0, 7), (0, 10)]);
+    assert_eq!(state::Listens::open(r, 2).unwrap().1.bad, 0);
+
+    // A bad header (magic, slot count beyond the region, reserved word): start empty.
+    for (i, w) in [(0, 0x1234), (2, 100_000), (2, 0), (3, 1)] {
+        let r = region(64);
+        let (k, _) = state::Listens::open(r, 1).unwrap();
+        assert!(k.add(0, 7));
+        set(r, i, w);
+        let (k, restored) = state::Listens::open(r, 1).unwrap();
+        assert!(
+            restored.fresh && restored.listens.is_empty(),
+            "{i}: {restored:?}"
+        );
+        assert!(restored.bad >= 1, "{i}");
+        assert!(k.entries().is_empty());
+        assert_eq!(word(r, 2) as usize, 64 - state::HEADER_WORDS);
+    }
+}
+
+#[test]
+fn a_restarted_server_listens_again_and_resets_the_old_connections() {
+    let (mut a, mut b) = (Side::new(US, 1), Side::new(HOST, 2));
+    let kept = region(1024);
+    assert!(b.t.keep_listens(kept).unwrap().fresh);
+    let mut now = 0;
+    b.app(tcpmsg::control(tag::LISTEN, Default::default(), 7, 0));
+    b.app(tcpmsg::control(tag::LISTEN, Default::default(), 8, 0));
+    b.app(tcpmsg::control(tag::UNLISTEN, Default::default(), 8, 0));
+    let to7 = tcpmsg::endpoint(HOST, 7);
+    a.app(tcpmsg::control(tag::CONNECT, Default::default(), to7, 1));
+    wire(&mut a, &mut b, &mut now, 10);
+    let old = a.find(tag::CONNECTED)[0].payload[2];
+    a.write(old, b"before");
+    wire(&mut a, &mut b, &mut now, 10);
+    assert_eq!(
+        b.got.values().next().map(Vec::as_slice),
+        Some(&b"before"[..])
+    );
+
+    // b's server dies; its next instance starts over the same state.
+    let mut b = Side::new(HOST, 3);
+    let r = b.t.keep_listens(kept).unwrap();
+    assert_eq!((r.listens, r.bad, r.fresh), (vec![(0, 7)], 0, false));
+    let listed: Vec<_> =
+        b.t.sockets()
+            .iter()
+            .map(|s| (s.local_port, s.state))
+            .collect();
+    assert_eq!(listed, [(7, "LISTEN")]);
+    // The application, unaware, listens again: that is fine.
+    b.app(tcpmsg::control(tag::LISTEN, Default::default(), 7, 0));
+    // The old connection's next segment is answered with RST: a hears CLOSED.
+    a.write(old, b"after");
+    wire(&mut a, &mut b, &mut now, 10);
+    assert_eq!(b.find(tag::LISTEN_REPLY)[0].payload[3], Status::Ok as u64);
+    assert!(a.find(tag::CLOSED).iter().any(|m| m.payload[2] == old));
+    // A new connection to the same port is accepted by the new instance.
+    a.app(tcpmsg::control(tag::CONNECT, Default::default(), to7, 2));
+    wire(&mut a, &mut b, &mut now, 10);
+    let new: Vec<_> = a
+        .find(tag::CONNECTED)
+        .into_iter()
+        .filter(|m| m.payload[3] == 2)
+        .collect();
+    assert_eq!(new.len(), 1);
+    a.write(new[0].payload[2], b"again");
+    wire(&mut a, &mut b, &mut now, 10);
+    let accepted = b.find(tag::ACCEPTED);
+    assert_eq!(accepted.len(), 1);
+    assert_eq!(b.got[&accepted[0].payload[2]], b"again");
+    // A new instance of the application forgets the port, in the state too.
+    b.app(tcpmsg::control(tag::HELLO, Default::default(), 9, 0));
+    let (_, r) = state::Listens::open(kept, 1).unwrap();
+    assert!(r.listens.is_empty());
+}
