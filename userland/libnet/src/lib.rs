@@ -39,6 +39,9 @@ pub enum ErrorKind {
     BrokenPipe,
     /// (TCP) the peer reset the connection, or it timed out.
     ConnectionReset,
+    /// (TCP) the tcp server restarted: the connection (or the connect or call in progress) was
+    /// lost with its last instance.
+    ConnectionAborted,
     /// (TCP) the peer refused the connection, or did not answer.
     ConnectionRefused,
     /// (TCP) no route: the stack has no address yet.
@@ -78,6 +81,7 @@ impl fmt::Display for Error {
             ErrorKind::NotConnected => "not bound",
             ErrorKind::BrokenPipe => "broken pipe (channel to the server, or a closed stream)",
             ErrorKind::ConnectionReset => "connection reset",
+            ErrorKind::ConnectionAborted => "connection aborted (the tcp server restarted)",
             ErrorKind::ConnectionRefused => "connection refused",
             ErrorKind::NetworkUnreachable => "network unreachable (no address yet)",
             ErrorKind::OutOfMemory => "the tcp server has no room for another connection",

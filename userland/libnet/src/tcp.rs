@@ -15,6 +15,13 @@
 //! the pool is held, a newly arrived buffer is copied into the process's heap and handed back at
 //! once, up to [`COPY_LIMIT`] bytes in all; past that, reading is the only way forward.
 //! `write` returns once the bytes are handed to tcp (each buffer comes back with `WRITE_DONE`).
+//!
+//! When the tcp server restarts (the channels' epoch changes), what its last instance had is
+//! gone: the streams of that instance fail with `ConnectionAborted` (bytes copied out before
+//! are still read), a connect in progress too; the rx-pool buffers it lent are dropped without
+//! a word (the pool is the new instance's now), and the tx-pool buffers it held are ours again.
+//! Listeners carry on: the new instance listens on their ports again (it keeps them in its
+//! state region), and the endpoint asks it to once more, in case it did not.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::rc::Rc;
@@ -23,7 +30,8 @@ use core::cell::RefCell;
 use core::net::SocketAddrV4;
 
 use libchan::{
-    BufferPool, Consumer, Message, PoolDescriptor, PoolView, Producer, SendError, Waiter,
+    BufferPool, Consumer, EpochChange, Message, PoolDescriptor, PoolView, Producer, RecvError,
+    SendError, Waiter,
 };
 use tcpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID, Status, tag};
 
@@ -62,6 +70,16 @@ pub struct Endpoint<'a, W: Waiter> {
     next_token: u64,
     refused: u64,
     time: fn() -> u64,
+    /// The newest epoch either channel reported.
+    epoch: u32,
+    /// Restarts of tcp seen: the instance streams and calls belong to.
+    generation: u64,
+    /// Listening ports to ask the new instance for again.
+    relisten: bool,
+    /// Points the channels' waiter at the tcp server's new instance; true once it did.
+    find_peer: fn(&W) -> bool,
+    /// tcp restarted and its new instance is not known to the waiter yet.
+    peer_stale: bool,
 }
 
 /// A shared endpoint.
@@ -77,6 +95,10 @@ pub struct Listener<'a, W: Waiter> {
 pub struct Stream<'a, W: Waiter> {
     ep: Shared<'a, W>,
     id: u64,
+    /// The tcp instance the connection belongs to (see [`Endpoint`]).
+    generation: u64,
+    /// The tcp instance is gone, and the connection with it.
+    aborted: bool,
     peer: SocketAddrV4,
     /// The DATA being read and how much of it was.
     current: Option<(PoolDescriptor, usize)>,
@@ -134,15 +156,31 @@ impl<'a, W: Waiter> Endpoint<'a, W> {
             next_token: 1,
             refused: 0,
             time,
+            epoch: 0,
+            generation: 0,
+            relisten: false,
+            find_peer: |_| true,
+            peer_stale: false,
         };
-        ep.send(&tcpmsg::control(tag::HELLO, Default::default(), nonce, 0))?;
+        ep.epoch = ep.to_tcp.epoch().max(ep.from_tcp.epoch());
+        let hello = tcpmsg::control(tag::HELLO, Default::default(), nonce, 0);
+        // Once more if tcp restarted under the first.
+        if ep.send(&hello).is_err() {
+            ep.send(&hello)?;
+        }
         // A retry would map the regions a second time, which the kernel refuses: wait long,
         // waking tcp now and then in case it slept through the first notify.
         let deadline = (ep.time)().saturating_add(3 * ANSWER_NS);
+        let mut generation = ep.generation;
         while ep.hello != Some(nonce) {
             let now = (ep.time)();
             if now >= deadline {
                 return Err(ErrorKind::TimedOut.into());
+            }
+            if ep.generation != generation {
+                // tcp restarted: the HELLO may have died with it.
+                generation = ep.generation;
+                let _ = ep.send(&hello);
             }
             ep.to_tcp.notify_peer();
             ep.pump_until(now.saturating_add(100_000_000).min(deadline))?;
@@ -155,13 +193,79 @@ impl<'a, W: Waiter> Endpoint<'a, W> {
         self.refused
     }
 
+    /// Restarts of the tcp server seen.
+    pub fn tcp_restarts(&self) -> u64 {
+        self.generation
+    }
+
+    /// Buffers of our tx pool with tcp now (WRITEs not answered).
+    pub fn tx_in_flight(&self) -> u32 {
+        self.tx.in_use()
+    }
+
+    /// Buffers of the rx pool (tcp's) we hold, queued unread.
+    pub fn rx_held(&self) -> usize {
+        self.held
+    }
+
+    /// How to point the channels' waiter at a restarted tcp server (true once done; retried
+    /// before each send until then).
+    pub fn set_find_peer(&mut self, find: fn(&W) -> bool) {
+        self.find_peer = find;
+    }
+
+    /// A channel reported `change`: the first report of a new epoch means tcp restarted.
+    fn saw(&mut self, change: &EpochChange) {
+        if change.new_epoch > self.epoch {
+            self.epoch = change.new_epoch;
+            self.tcp_restarted();
+        }
+    }
+
+    /// tcp restarted: its last instance's connections are gone with it (streams see the new
+    /// generation and fail), the rx-pool buffers it lent are its pool's again (dropped, never
+    /// handed back: the new instance owns them afresh), and the tx-pool buffers of ours it held
+    /// (WRITEs in flight) are ours again.
+    fn tcp_restarted(&mut self) {
+        self.generation += 1;
+        self.queues.clear();
+        self.held = 0;
+        self.copied = 0;
+        self.accepted.clear();
+        self.connects.clear();
+        for index in 0..self.tx.view().count() {
+            if self.tx.is_lent(index)
+                && let Some(d) = self.tx.view().whole(index)
+            {
+                let _ = self.tx.free(d);
+            }
+        }
+        self.relisten = self.listens.values().any(|&s| s == Status::Ok);
+        self.peer_stale = true;
+    }
+
+    /// Sends `m`, a message for tcp's current instance.
     fn send(&mut self, m: &Message) -> Result<()> {
+        let generation = self.generation;
+        self.send_for(m, generation)
+    }
+
+    /// Sends `m`, a message for tcp's instance `generation`: when tcp restarted since (or
+    /// restarts while we wait for room), nothing is sent (`ConnectionAborted`).
+    fn send_for(&mut self, m: &Message, generation: u64) -> Result<()> {
         loop {
+            if self.generation != generation {
+                return Err(ErrorKind::ConnectionAborted.into());
+            }
+            if self.peer_stale {
+                self.peer_stale = !(self.find_peer)(self.to_tcp.waiter());
+            }
             match self.to_tcp.send(m) {
                 Ok(_) => {
                     self.to_tcp.notify_peer();
                     return Ok(());
                 }
+                Err(SendError::EpochChanged(c)) => self.saw(&c),
                 Err(SendError::Full) => {
                     self.to_tcp.notify_peer();
                     // Sort what tcp sent meanwhile (its answers free our buffers too).
@@ -174,16 +278,36 @@ impl<'a, W: Waiter> Endpoint<'a, W> {
         }
     }
 
-    /// Sorts every message waiting in the channel; true when there was one.
+    /// Sorts every message waiting in the channel; true when there was one (or tcp restarted).
     fn drain(&mut self) -> Result<bool> {
         let mut any = false;
-        while let Some(m) = self
-            .from_tcp
-            .try_recv()
-            .map_err(|_| Error::from(ErrorKind::BrokenPipe))?
-        {
-            any = true;
-            self.sort(m);
+        loop {
+            match self.from_tcp.try_recv() {
+                Ok(Some(m)) => {
+                    any = true;
+                    self.sort(m);
+                }
+                Ok(None) => break,
+                Err(RecvError::EpochChanged(c)) => {
+                    any = true;
+                    self.saw(&c);
+                }
+                Err(_) => return Err(ErrorKind::BrokenPipe.into()),
+            }
+        }
+        if core::mem::take(&mut self.relisten) {
+            // The new instance listens on our ports already if it kept them; if it did not,
+            // this brings them back. Its answers update `listens`.
+            let ports: alloc::vec::Vec<u16> = self
+                .listens
+                .iter()
+                .filter(|&(_, &s)| s == Status::Ok)
+                .map(|(&p, _)| p)
+                .collect();
+            for port in ports {
+                let m = tcpmsg::control(tag::LISTEN, Default::default(), u64::from(port), 0);
+                let _ = self.send(&m);
+            }
         }
         Ok(any)
     }
@@ -205,6 +329,10 @@ impl<'a, W: Waiter> Endpoint<'a, W> {
             };
             match self.from_tcp.wait_ready(timeout) {
                 Ok(_) => {}
+                Err(RecvError::EpochChanged(c)) => {
+                    self.saw(&c);
+                    return Ok(true);
+                }
                 Err(_) => return Err(ErrorKind::BrokenPipe.into()),
             }
         }
@@ -293,15 +421,26 @@ impl<'a, W: Waiter> Listener<'a, W> {
             return Err(ErrorKind::InvalidInput.into());
         }
         let mut e = ep.borrow_mut();
+        if e.listens.get(&port) == Some(&Status::Ok) {
+            // Ours already (tcp answers Ok to the listener's owner, for after its restarts).
+            return Err(ErrorKind::AddrInUse.into());
+        }
         e.listens.remove(&port);
-        e.send(&tcpmsg::control(
-            tag::LISTEN,
-            Default::default(),
-            u64::from(port),
-            0,
-        ))?;
+        let listen = tcpmsg::control(tag::LISTEN, Default::default(), u64::from(port), 0);
         let deadline = (e.time)().saturating_add(ANSWER_NS);
+        let mut generation = None;
         loop {
+            if generation != Some(e.generation) {
+                // First, or again when tcp restarted before it answered.
+                generation = Some(e.generation);
+                match e.send(&listen) {
+                    Err(err) if err.kind() == ErrorKind::ConnectionAborted => {
+                        generation = None;
+                        continue;
+                    }
+                    r => r?,
+                }
+            }
             match e.listens.get(&port) {
                 Some(Status::Ok) => break,
                 Some(&s) => {
@@ -331,24 +470,30 @@ impl<'a, W: Waiter> Listener<'a, W> {
     pub fn try_accept(&mut self) -> Result<Option<(Stream<'a, W>, SocketAddrV4)>> {
         let mut e = self.ep.borrow_mut();
         e.drain()?;
+        self.take(&mut e)
+    }
+
+    /// A connection accepted for us, if one waits; an error when tcp no longer listens for us
+    /// (it restarted, and another application took the port meanwhile).
+    fn take(&self, e: &mut Endpoint<'a, W>) -> Result<Option<(Stream<'a, W>, SocketAddrV4)>> {
         if let Some(i) = e.accepted.iter().position(|a| a.0 == self.port)
             && let Some((_, id, peer)) = e.accepted.remove(i)
         {
-            drop(e);
-            return Ok(Some((Stream::new(&self.ep, id, peer), peer)));
+            let s = Stream::new(&self.ep, id, peer, e.generation);
+            return Ok(Some((s, peer)));
         }
-        Ok(None)
+        match e.listens.get(&self.port) {
+            Some(Status::Ok) | None => Ok(None),
+            Some(&s) => Err(status_error(s)),
+        }
     }
 
     /// Waits for the next connection.
     pub fn accept(&mut self) -> Result<(Stream<'a, W>, SocketAddrV4)> {
         let mut e = self.ep.borrow_mut();
         loop {
-            if let Some(i) = e.accepted.iter().position(|a| a.0 == self.port)
-                && let Some((_, id, peer)) = e.accepted.remove(i)
-            {
-                drop(e);
-                return Ok((Stream::new(&self.ep, id, peer), peer));
+            if let Some(s) = self.take(&mut e)? {
+                return Ok(s);
             }
             e.pump_until(u64::MAX)?;
         }
@@ -404,10 +549,12 @@ fn close_queue<W: Waiter>(e: &mut Endpoint<'_, W>, id: u64, close: bool) {
 }
 
 impl<'a, W: Waiter> Stream<'a, W> {
-    fn new(ep: &Shared<'a, W>, id: u64, peer: SocketAddrV4) -> Self {
+    fn new(ep: &Shared<'a, W>, id: u64, peer: SocketAddrV4, generation: u64) -> Self {
         Self {
             ep: ep.clone(),
             id,
+            generation,
+            aborted: false,
             peer,
             current: None,
             copied: None,
@@ -427,13 +574,25 @@ impl<'a, W: Waiter> Stream<'a, W> {
         let token = e.next_token;
         e.next_token += 1;
         let w = tcpmsg::endpoint(*to.ip(), to.port());
-        e.send(&tcpmsg::control(tag::CONNECT, Default::default(), w, token))?;
-        // tcp answers for certain (it gives up on a silent peer after its connect timeout).
+        let connect = tcpmsg::control(tag::CONNECT, Default::default(), w, token);
+        // Again if tcp restarted as we sent it (nothing was sent then).
+        let generation = loop {
+            let generation = e.generation;
+            match e.send(&connect) {
+                Err(err) if err.kind() == ErrorKind::ConnectionAborted => {}
+                r => break r.map(|()| generation)?,
+            }
+        };
+        // tcp answers for certain (it gives up on a silent peer after its connect timeout),
+        // unless it restarts first.
         loop {
+            if e.generation != generation {
+                return Err(ErrorKind::ConnectionAborted.into());
+            }
             match e.connects.remove(&token) {
                 Some(Ok(id)) => {
                     drop(e);
-                    return Ok(Self::new(ep, id, to));
+                    return Ok(Self::new(ep, id, to, generation));
                 }
                 Some(Err(s)) => return Err(status_error(s)),
                 None => {
@@ -451,6 +610,21 @@ impl<'a, W: Waiter> Stream<'a, W> {
     /// How long a `read` waits for bytes before it fails with `TimedOut` (`None`: forever).
     pub fn set_read_timeout(&mut self, ns: Option<u64>) {
         self.read_timeout = ns;
+    }
+
+    /// True when tcp restarted since the connection began (noticed now or before): its
+    /// rx-pool buffer being read is dropped without a word (the pool is the new instance's).
+    fn lost(&mut self, e: &Endpoint<'a, W>) -> bool {
+        if e.generation != self.generation && !self.aborted {
+            self.aborted = true;
+            self.current = None;
+        }
+        self.aborted
+    }
+
+    /// The connection is gone with the tcp instance it belonged to.
+    pub fn is_aborted(&self) -> bool {
+        self.aborted
     }
 
     /// Reads into `buf`; `Ok(0)` at the end of the stream.
@@ -471,7 +645,10 @@ impl<'a, W: Waiter> Stream<'a, W> {
                 buf[..n].copy_from_slice(&rest[..n]);
                 *at += n;
                 if *at >= bytes.len() {
-                    e.copied = e.copied.saturating_sub(bytes.len());
+                    // (Counted afresh since, if tcp restarted.)
+                    if self.generation == e.generation {
+                        e.copied = e.copied.saturating_sub(bytes.len());
+                    }
                     self.copied = None;
                 }
                 if n > 0 {
@@ -479,11 +656,19 @@ impl<'a, W: Waiter> Stream<'a, W> {
                 }
                 continue;
             }
+            if self.lost(&e) {
+                // Every byte before the end of the stream was read: that was all.
+                return if self.eof {
+                    Ok(0)
+                } else {
+                    Err(ErrorKind::ConnectionAborted.into())
+                };
+            }
             if let Some((d, at)) = self.current {
                 let n = match e.rx.check(d) {
                     Ok(b) => {
                         // Safety: tcp handed this buffer over with DATA and does not touch it
-                        // until DATA_RETURN.
+                        // until DATA_RETURN (a restarted tcp may: the bytes are checked below).
                         let bytes = unsafe { b.as_slice() };
                         let rest = bytes.get(at..).unwrap_or(&[]);
                         let n = rest.len().min(buf.len());
@@ -495,10 +680,17 @@ impl<'a, W: Waiter> Stream<'a, W> {
                         0
                     }
                 };
+                // The buffer is the dead instance's pool's if tcp restarted before or during
+                // the copy (its next instance may have written it): look after copying (the
+                // kernel changes the epoch before the new instance runs).
+                e.drain()?;
+                if self.lost(&e) {
+                    return Err(ErrorKind::ConnectionAborted.into());
+                }
                 if at + n >= d.len as usize {
                     self.current = None;
                     e.held = e.held.saturating_sub(1);
-                    e.send(&tcpmsg::control(tag::DATA_RETURN, d, 0, 0))?;
+                    e.send_for(&tcpmsg::control(tag::DATA_RETURN, d, 0, 0), self.generation)?;
                 } else {
                     self.current = Some((d, at + n));
                 }
@@ -537,8 +729,12 @@ impl<'a, W: Waiter> Stream<'a, W> {
         if self.current.is_some() || self.copied.is_some() || self.eof || self.closed {
             return Ok(true);
         }
-        let mut e = self.ep.borrow_mut();
+        let ep = self.ep.clone();
+        let mut e = ep.borrow_mut();
         e.drain()?;
+        if self.lost(&e) {
+            return Ok(true);
+        }
         Ok(e.queues.get(&self.id).is_some_and(|q| !q.is_empty()))
     }
 
@@ -551,6 +747,9 @@ impl<'a, W: Waiter> Stream<'a, W> {
         let mut e = ep.borrow_mut();
         for chunk in buf.chunks(tcpmsg::BUFFER_SIZE as usize) {
             let mut d = loop {
+                if self.lost(&e) {
+                    return Err(ErrorKind::ConnectionAborted.into());
+                }
                 let gone = e.queues.get(&self.id).is_none_or(|q| {
                     q.iter()
                         .any(|i| matches!(i, Item::Msg(m) if m.tag == tag::CLOSED))
@@ -568,8 +767,10 @@ impl<'a, W: Waiter> Stream<'a, W> {
                 Ok(b) => d.len = b.copy_from(chunk) as u32,
                 Err(_) => return Err(ErrorKind::BrokenPipe.into()),
             }
-            if let Err(err) = e.send(&tcpmsg::control(tag::WRITE, d, self.id, 0)) {
+            let write = tcpmsg::control(tag::WRITE, d, self.id, 0);
+            if let Err(err) = e.send_for(&write, self.generation) {
                 let _ = e.tx.free(d);
+                self.lost(&e);
                 return Err(err);
             }
         }
@@ -578,14 +779,15 @@ impl<'a, W: Waiter> Stream<'a, W> {
 
     /// No more writes: the peer sees the end of the stream after the bytes written.
     pub fn shutdown(&mut self) -> Result<()> {
+        let ep = self.ep.clone();
+        let mut e = ep.borrow_mut();
+        if self.lost(&e) {
+            return Err(ErrorKind::ConnectionAborted.into());
+        }
         if !self.shut && !self.closed {
             self.shut = true;
-            self.ep.borrow_mut().send(&tcpmsg::control(
-                tag::SHUTDOWN,
-                Default::default(),
-                self.id,
-                0,
-            ))?;
+            let m = tcpmsg::control(tag::SHUTDOWN, Default::default(), self.id, 0);
+            e.send_for(&m, self.generation)?;
         }
         Ok(())
     }
@@ -593,7 +795,12 @@ impl<'a, W: Waiter> Stream<'a, W> {
 
 impl<W: Waiter> Drop for Stream<'_, W> {
     fn drop(&mut self) {
-        let mut e = self.ep.borrow_mut();
+        let ep = self.ep.clone();
+        let mut e = ep.borrow_mut();
+        if self.lost(&e) {
+            // Nothing of ours is left with tcp, and our id may be another connection's now.
+            return;
+        }
         if let Some((d, _)) = self.current.take() {
             e.held = e.held.saturating_sub(1);
             let _ = e.send(&tcpmsg::control(tag::DATA_RETURN, d, 0, 0));
@@ -631,6 +838,14 @@ fn endpoint() -> Result<Shared<'static, libsys::chan::SysWaiter>> {
         .map_err(|_| ErrorKind::InvalidInput)?;
     let nonce = libsys::time_ns() ^ u64::from(libsys::pid());
     let ep = Endpoint::open(to_tcp, from_tcp, rx, tx, nonce, libsys::time_ns)?;
+    ep.borrow_mut()
+        .set_find_peer(|w| match libsys::lookup(tcpmsg::SERVICE) {
+            Ok(pid) => {
+                w.set_peer(pid);
+                true
+            }
+            Err(_) => false,
+        });
     *ENDPOINT.0.borrow_mut() = Some(ep.clone());
     Ok(ep)
 }
