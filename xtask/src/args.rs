@@ -27,7 +27,7 @@ pub enum Command {
     Run(RunArgs),
     /// `test [FILTER]`.
     Test(TestArgs),
-    /// `bench [--seconds S] [--json PATH]`.
+    /// `bench [--seconds S] [--json PATH] [--net tap|user] [--recovery-seconds R|--no-recovery]`.
     Bench(BenchArgs),
     /// `image [--bios|--uefi] [--out PATH] [--release] [--manifest PATH] [--cmdline WORDS]`.
     Image(ImageArgs),
@@ -252,10 +252,18 @@ pub struct BenchArgs {
     /// How the guest reaches the host's iperf3: [`Net::Tap`] or [`Net::User`] (`None`: tap when
     /// running as root, else user networking with a warning in the results).
     pub net: Option<Net>,
+    /// Seconds of the recovery phase's stream (`crash ip` every 2 s); 0: no recovery phase
+    /// (`--no-recovery`).
+    pub recovery_seconds: u32,
 }
 
 /// Seconds per `bench` measurement when `--seconds` is not given.
 pub const DEFAULT_BENCH_SECONDS: u32 = 10;
+/// Seconds of `bench`'s recovery stream when `--recovery-seconds` is not given: seven crashes
+/// of ip, two seconds apart, with two seconds of stream before the first and after the last.
+pub const DEFAULT_RECOVERY_SECONDS: u32 = 16;
+/// What `--recovery-seconds` accepts: at least one crash with two seconds on both sides.
+pub const RECOVERY_SECONDS_RANGE: std::ops::RangeInclusive<u32> = 4..=300;
 
 impl Default for BenchArgs {
     fn default() -> Self {
@@ -263,6 +271,7 @@ impl Default for BenchArgs {
             seconds: DEFAULT_BENCH_SECONDS,
             json: None,
             net: None,
+            recovery_seconds: DEFAULT_RECOVERY_SECONDS,
         }
     }
 }
@@ -719,6 +728,20 @@ fn parse_bench(w: &mut Words) -> Result<BenchArgs, ArgError> {
                         let v = w.value(&o)?;
                         a.net = Some(choice(&o, &v, &[("tap", Net::Tap), ("user", Net::User)])?);
                     }
+                    "--recovery-seconds" | "--no-recovery" => {
+                        if w.seen.iter().any(|s| s == "--recovery-seconds")
+                            && w.seen.iter().any(|s| s == "--no-recovery")
+                        {
+                            return err(
+                                "options '--recovery-seconds' and '--no-recovery' exclude each other",
+                            );
+                        }
+                        a.recovery_seconds = if o == "--no-recovery" {
+                            0
+                        } else {
+                            in_range(&o, number(&o, &w.value(&o)?)?, RECOVERY_SECONDS_RANGE)?
+                        };
+                    }
                     _ => return Err(w.unknown(&o)),
                 }
             }
@@ -1135,8 +1158,17 @@ mod tests {
                 seconds: 5,
                 json: Some("out.json".into()),
                 net: Some(Net::User),
+                recovery_seconds: 16,
             }))
         );
+        let Ok(Command::Bench(b)) = p("bench --recovery-seconds 20") else {
+            panic!()
+        };
+        assert_eq!(b.recovery_seconds, 20);
+        let Ok(Command::Bench(b)) = p("bench --no-recovery") else {
+            panic!()
+        };
+        assert_eq!(b.recovery_seconds, 0);
         let Ok(Command::Bench(b)) = p("bench --net=tap --seconds=3600") else {
             panic!()
         };
@@ -1152,6 +1184,11 @@ mod tests {
         assert!(e("bench --json a --json b").contains("given twice"));
         assert!(e("bench --smp 4").contains("unknown option '--smp' for 'cargo xtask bench'"));
         assert!(e("bench fast").contains("takes no argument 'fast'"));
+        assert!(e("bench --recovery-seconds 3").contains("4..=300"));
+        assert!(e("bench --recovery-seconds 301").contains("4..=300"));
+        assert!(e("bench --no-recovery=yes").contains("takes no value"));
+        assert!(e("bench --no-recovery --recovery-seconds 8").contains("exclude each other"));
+        assert!(e("bench --recovery-seconds 8 --no-recovery").contains("exclude each other"));
     }
 
     #[test]

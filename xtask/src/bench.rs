@@ -20,6 +20,12 @@
 //! chart, `target/bench/throughput.svg`, both written here by hand. The host's core count is
 //! printed next to the guest CPUs the measurement keeps busy; with fewer host cores, emulated
 //! CPUs contend, which handicaps the split layout, and the results say so.
+//!
+//! The same boot then runs the recovery phase ([`recovery`], unless `--no-recovery`): a stream
+//! to a second stock server while the shell crashes ip every 2 s; its series, crashes and
+//! per-crash dips go into the table, the JSON (`"recovery"`) and `target/bench/recovery.svg`.
+
+pub mod recovery;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -381,6 +387,8 @@ pub struct Results {
     pub rows: Vec<Row>,
     /// chanbench's figures.
     pub chanbench: Chanbench,
+    /// The recovery phase (`None`: skipped with `--no-recovery`).
+    pub recovery: Option<recovery::Recovery>,
 }
 
 impl Results {
@@ -624,6 +632,10 @@ pub fn table(r: &Results) -> String {
     if let Some(note) = r.contention() {
         let _ = writeln!(t, "NOTE: {note}");
     }
+    match &r.recovery {
+        Some(rec) => t.push_str(&recovery::table(rec)),
+        None => t.push_str("recovery: not measured (--no-recovery)\n"),
+    }
     t
 }
 
@@ -735,7 +747,12 @@ pub fn json(r: &Results) -> String {
         .zip(values)
         .map(|(k, v)| format!("\"{k}\": {}", json_number(Some(v))))
         .collect();
-    let _ = writeln!(j, "  \"chanbench\": {{{}}}", fields.join(", "));
+    let _ = writeln!(j, "  \"chanbench\": {{{}}},", fields.join(", "));
+    let _ = writeln!(
+        j,
+        "  \"recovery\": {}",
+        r.recovery.as_ref().map_or("null".into(), recovery::json)
+    );
     j.push_str("}\n");
     j
 }
@@ -909,13 +926,13 @@ struct Server {
 }
 
 impl Server {
-    /// The arguments of the server: `-s` on [`IPERF3_PORT`], its output flushed line by line
-    /// (so that its log says when it listens), then `extra`.
-    fn args(extra: &[&str]) -> Vec<String> {
+    /// The arguments of a server: `-s` on `port`, its output flushed line by line (so that its
+    /// log says when it listens), then `extra`.
+    fn args_on(port: u16, extra: &[&str]) -> Vec<String> {
         let mut a = vec![
             "-s".to_string(),
             "-p".to_string(),
-            IPERF3_PORT.to_string(),
+            port.to_string(),
             "--forceflush".to_string(),
         ];
         a.extend(extra.iter().map(|s| s.to_string()));
@@ -924,6 +941,11 @@ impl Server {
 
     /// Starts `cmd` (an `iperf3 -s`) with its output in `log` and waits until it listens.
     fn start(mut cmd: Command, log: PathBuf) -> Result<Self, Error> {
+        let cmd_line = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
         let file = std::fs::File::create(&log)
             .map_err(|e| Error::Failed(format!("cannot create {}: {e}", log.display())))?;
         let err = file
@@ -944,7 +966,8 @@ impl Server {
             let exited = server.child.try_wait().ok().flatten();
             if exited.is_some() || Instant::now() >= deadline {
                 return Err(Error::Failed(format!(
-                    "iperf3 -s did not start listening on port {IPERF3_PORT}{}: {}",
+                    "{} did not start listening{}: {}",
+                    cmd_line,
                     exited.map_or(" within 10 s".to_string(), |s| format!(" ({s})")),
                     text.trim()
                 )));
@@ -1041,11 +1064,19 @@ pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
     let iperf3 = host_iperf3(root)?;
     if net == Net::Tap {
         netns::check_host("bench --net tap")?;
-    } else if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", IPERF3_PORT)) {
-        return Err(Error::Failed(format!(
-            "bench --net user runs iperf3 -s on 127.0.0.1:{IPERF3_PORT}, which is taken ({e}): \
-             stop what listens there"
-        )));
+    } else {
+        let mut ports = vec![IPERF3_PORT];
+        if a.recovery_seconds > 0 {
+            ports.push(recovery::RECOVERY_PORT);
+        }
+        for port in ports {
+            if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                return Err(Error::Failed(format!(
+                    "bench --net user runs iperf3 -s on 127.0.0.1:{port}, which is taken \
+                     ({e}): stop what listens there"
+                )));
+            }
+        }
     }
     let tools = host::ensure_tools(false)?;
     let kernel = images::build_kernel(true)?;
@@ -1058,30 +1089,54 @@ pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
     let net_image = prepare(&kernel, "bench-net", &manifest)?;
     let chan_image = prepare(&kernel, "bench-chanbench", &system)?;
 
-    // The measured boot. `ns` is declared before `server`, so the server is killed first and
-    // the namespace removed after it, on every return.
+    // The measured boot. `ns` is declared before the servers, so they are killed first and
+    // the namespace removed after them, on every return.
     let seconds = a.seconds;
-    let step = Duration::from_secs(u64::from(seconds) + 60);
+    let rec_seconds = a.recovery_seconds;
+    let step = Duration::from_secs(u64::from(seconds.max(rec_seconds)) + 60);
     eprintln!(
         "bench: booting the split stack ({NET_SMP} CPUs, --net {}) for two {seconds} s \
-         measurements...",
-        if net == Net::Tap { "tap" } else { "user" }
+         measurements{}...",
+        if net == Net::Tap { "tap" } else { "user" },
+        if rec_seconds > 0 {
+            format!(
+                " and a {rec_seconds} s stream with 'crash {}' every {} s",
+                recovery::CRASH_TARGET,
+                recovery::CRASH_EVERY_S
+            )
+        } else {
+            String::new()
+        }
     );
     let ns = match net {
         Net::Tap => Some(netns::Namespace::create("bench --net tap")?),
         _ => None,
     };
-    let server_cmd = match &ns {
-        Some(ns) => ns.command(&iperf3, &Server::args(&[])),
+    let server_cmd = |port: u16, extra: &[&str]| match &ns {
+        Some(ns) => ns.command(&iperf3, &Server::args_on(port, extra)),
         None => {
             let mut c = Command::new(&iperf3);
-            c.args(Server::args(&["-B", "127.0.0.1"]));
+            c.args(Server::args_on(port, extra));
+            c.args(["-B", "127.0.0.1"]);
             c
         }
     };
     let server_log = out_dir.join("iperf3-server.log");
-    let server = Server::start(server_cmd, server_log.clone())?;
-    let commands = guest_commands(seconds);
+    let server = Server::start(server_cmd(IPERF3_PORT, &[]), server_log.clone())?;
+    let rec_log = out_dir.join("iperf3-recovery-server.log");
+    let rec_server = if rec_seconds > 0 {
+        Some(Server::start(
+            server_cmd(recovery::RECOVERY_PORT, &recovery::SERVER_EXTRA),
+            rec_log.clone(),
+        )?)
+    } else {
+        None
+    };
+    let mut commands = guest_commands(seconds);
+    let measured = commands.len();
+    if rec_seconds > 0 {
+        commands.extend(recovery::guest_commands(rec_seconds));
+    }
     let r = boot(
         &tools,
         net_image,
@@ -1095,18 +1150,30 @@ pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
         ns.as_ref(),
     );
     drop(server);
+    drop(rec_server);
     drop(ns);
     let path = transcript_path("bench-net");
-    r.exec_verdict().map_err(|why| {
+    let verdict = r.exec_verdict();
+    let report = r.exec.as_ref().ok_or_else(|| {
+        session_failed("bench", &r, "the guest shell session left no report", &path)
+    })?;
+    // A failure in the recovery phase leaves the measurements before it standing: it is
+    // reported with the recovery figures.
+    let in_recovery = rec_seconds > 0 && report.commands.len() > measured;
+    if let Err(why) = &verdict
+        && !in_recovery
+    {
         let why = format!(
             "{why} (the iperf3 server's output is in {})",
             server_log.display()
         );
-        session_failed("bench: the measured boot failed", &r, &why, &path)
-    })?;
-    let report = r.exec.as_ref().ok_or_else(|| {
-        session_failed("bench", &r, "the guest shell session left no report", &path)
-    })?;
+        return Err(session_failed(
+            "bench: the measured boot failed",
+            &r,
+            &why,
+            &path,
+        ));
+    }
     let Measurement {
         mut rows,
         cpus,
@@ -1115,6 +1182,26 @@ pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
         .and_then(|o| o.measure())
         .map_err(|why| session_failed("bench: cannot read the measurement", &r, &why, &path))?;
     rows.extend(unsupported_rows());
+    let recovery = (rec_seconds > 0).then(|| {
+        let stream = recovery::stream_command(rec_seconds);
+        let guest = r
+            .transcript
+            .rfind(&stream)
+            .map_or("", |at| &r.transcript[at + stream.len()..]);
+        let server_text = std::fs::read_to_string(&rec_log).unwrap_or_default();
+        let jobs = report
+            .commands
+            .get(commands.len() - 1)
+            .filter(|c| c.command == "jobs")
+            .map(|c| c.output.as_str());
+        recovery::Recovery::assemble(
+            rec_seconds,
+            &server_text,
+            recovery::parse_guest(guest),
+            jobs,
+            verdict.err(),
+        )
+    });
 
     eprintln!("bench: booting system.toml ({CHANBENCH_SMP} CPUs) for chanbench...");
     let r = boot(
@@ -1145,6 +1232,7 @@ pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
         placement,
         rows,
         chanbench,
+        recovery,
     };
     print!("{}", table(&results));
     let json_path = a
@@ -1155,6 +1243,25 @@ pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
     images::write_atomically(&json_path, json(&results).as_bytes())?;
     images::write_atomically(&svg_path, svg(&results).as_bytes())?;
     println!("wrote {} and {}", json_path.display(), svg_path.display());
+    if let Some(rec) = &results.recovery {
+        let rec_svg = out_dir.join("recovery.svg");
+        let subtitle = format!(
+            "--net {}, {} s stream: guest iperf3 -c -i {} -> stock iperf3 -s -i {}; host cores \
+             {}, busy guest CPUs {}",
+            if net == Net::Tap { "tap" } else { "user" },
+            rec.seconds,
+            recovery::INTERVAL_ARG,
+            recovery::INTERVAL_ARG,
+            results.host_cores,
+            results.busy_guest_cpus
+        );
+        images::write_atomically(&rec_svg, recovery::svg(rec, &subtitle).as_bytes())?;
+        println!(
+            "wrote {} (the recovery server's output is in {})",
+            rec_svg.display(),
+            rec_log.display()
+        );
+    }
     Ok(0)
 }
 
@@ -1386,7 +1493,37 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
                  chan_rtt_ns=1300 kernel_rtt_ns=81000 rtt_ratio=60.6 chan_syscalls_per_1k=0.050",
             )
             .unwrap(),
+            recovery: None,
         }
+    }
+
+    #[test]
+    fn the_recovery_phase_is_in_the_table_and_the_json_or_said_to_be_skipped() {
+        let skipped = results(None, 2);
+        assert!(table(&skipped).ends_with("recovery: not measured (--no-recovery)\n"));
+        assert!(json(&skipped).ends_with("  \"recovery\": null\n}\n"));
+        let mut with = results(None, 2);
+        with.recovery = Some(recovery::Recovery::assemble(
+            4,
+            "[  5]   0.00-0.25   sec  2.98 MBytes  100000 Kbits/sec\n",
+            recovery::parse_guest(
+                "[  5]   0.00-0.25   sec  2.98 MBytes  100 Mbits/sec\n\
+                 [cpu3] injecting a fault into ip (pid 5): jumping to 0x1000\n\
+                 [cpu0] rs: rs: restarted ip: pid 5 -> 9, down 5 ms\n\
+                 iperf3: role=client dir=send bytes=1 seconds=4 gbps=0.1\n",
+            ),
+            Some("12 iperf3 exited 0 0\n"),
+            None,
+        ));
+        let t = table(&with);
+        assert!(t.contains("recovery: guest iperf3 -> stock iperf3 -s (port 5202) for 4 s"));
+        assert!(t.contains("survived every crash"), "{t}");
+        let j = json(&with);
+        assert!(
+            j.contains("\"chanbench\": {") && j.contains("},\n  \"recovery\": {\"target\": \"ip\"")
+        );
+        assert!(j.contains("\"crashes_at_s\": [0.375]"), "{j}");
+        assert!(j.ends_with("\"problems\": []}\n}\n"), "{j}");
     }
 
     #[test]
@@ -1511,7 +1648,11 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         let name = ns.name().to_string();
         let log = std::env::temp_dir().join(format!("{name}-iperf3.log"));
         let port = IPERF3_PORT.to_string();
-        let server = Server::start(ns.command(&iperf3, &Server::args(&[])), log.clone()).unwrap();
+        let server = Server::start(
+            ns.command(&iperf3, &Server::args_on(IPERF3_PORT, &[])),
+            log.clone(),
+        )
+        .unwrap();
         let client = ns
             .command(
                 &iperf3,

@@ -156,7 +156,7 @@ OPTIONS:
 ";
 
 const HELP_BENCH: &str = "\
-cargo xtask bench [--seconds S] [--json PATH] [--net tap|user]
+cargo xtask bench [--seconds S] [--json PATH] [--net tap|user] [--recovery-seconds R|--no-recovery]
 
 Boots Axolotl with tests/manifests/net.toml (8 CPUs, release kernel) and measures TCP
 throughput between the guest's iperf3 and a stock iperf3 server (port 5201) on the host side:
@@ -166,7 +166,12 @@ interrupts per 1,000 packets on the stack's CPUs. A second boot (system.toml, 4 
 'chanbench'. Rows for --layout single and --ipc kernel are printed as 'not supported yet'
 with the reason until the guest has them; no figure is ever made up.
 
-Writes a table on stdout, the rows as JSON and a bar chart, target/bench/throughput.svg.
+Then, in the same boot, the recovery phase: the guest's iperf3 streams for R seconds to a
+second stock server (port 5202, reporting every 0.25 s) while the shell types 'crash ip' every
+2 s; per crash, the lowest 0.25 s throughput against the median and the time until it is back.
+
+Writes a table on stdout, the rows as JSON and a bar chart, target/bench/throughput.svg, and
+the recovery series as a line chart, target/bench/recovery.svg.
 Fails, measuring nothing, when the guest program iperf3 is not in tests/manifests/net.toml.
 
 OPTIONS:
@@ -177,6 +182,9 @@ OPTIONS:
                        namespace of its own, iperf3 -s inside it; needs root. user (the
                        default without root, with a WARNING in the results): QEMU's user
                        networking, iperf3 -s on the host's 127.0.0.1
+    --recovery-seconds R
+                       length of the recovery stream, 4..=300 (default 16: seven crashes)
+    --no-recovery      skip the recovery phase
 ";
 
 const HELP_IMAGE: &str = "\
