@@ -1,0 +1,768 @@
+//! `ip`: the ip server program — the loop around [`ipd::Stack`] with the system calls
+//! (README.md; docs/netpath.md). Arguments: none (the static configuration: the state region's,
+//! or QEMU user networking's by default), or `dhcp` (the address comes from a DHCP server; see
+//! [`ipd::stack`]).
+//!
+//! At start it maps the rx-pool (a view: the driver owns it), the tx-pool (which it owns), its
+//! state region `ip-state` (the configuration, kept across restarts) and the channels `pf-ip`
+//! (it consumes) and `ip-pf` (it produces), and asks the e1000 driver for the MAC address over
+//! the driver's statistics protocol. Then it loops: a batch of up to 32 messages from pf, IPC
+//! requests (`ipc_recv` with a zero timeout), the timers (ARP, ping timeouts), the replies to
+//! clients (`ipc_reply`), the outbox to pf; idle, it polls pf-ip a little, then arms the channel
+//! and sleeps in `wait` until pf's notify, a client's message or the next timer (100 ms at
+//! most; DHCP's timers are among them). It bumps its heartbeat every round, and writes the
+//! configuration to `ip-state` whenever the stack changes it (a DHCP lease, or its loss).
+#![no_std]
+#![no_main]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+
+use e1000::proto as driver;
+use ipd::Stack;
+use ipd::stack::{Notice, Refusal};
+use libchan::{
+    BufferPool, Consumer, EpochChange, Message as ChanMessage, PoolView, Producer, RecvError,
+    SendError,
+};
+use libsys::chan::SysWaiter;
+use libsys::{Error, Message, log};
+use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID, chan};
+use netproto::Mac;
+use netproto::config::{self, ConfigError, IpConfig};
+use netproto::dhcp::MessageType;
+
+libsys::entry!(main);
+
+/// The process the channels lead to.
+const PF: &str = "pf";
+/// The state region: the configuration, kept by the kernel across restarts.
+const STATE_REGION: &str = "ip-state";
+/// Most messages read from pf in one round.
+const BATCH: usize = 32;
+/// Polls of pf-ip, after a round with nothing to do, before sleeping.
+const SPIN_POLLS: u32 = 200;
+/// Longest sleep.
+const MAX_SLEEP_NS: u64 = 100_000_000;
+/// Sleep while the outbox waits for room in ip-pf, or while pf is not found yet.
+const SHORT_SLEEP_NS: u64 = 1_000_000;
+/// IPC requests are polled at most this often, and right after each sleep.
+const BUSY_IPC_POLL_NS: u64 = 1_000_000;
+/// Most IPC requests taken in one round.
+const IPC_PER_ROUND: usize = 8;
+/// How often pf's pid is looked up again (it may have restarted).
+const PEER_CHECK_NS: u64 = 1_000_000_000;
+/// How long to wait for the driver's answer to the status request.
+const DRIVER_REPLY_NS: u64 = 2_000_000_000;
+/// Requests from clients that arrive while the driver is asked, kept for later.
+const MAX_EARLY_REQUESTS: usize = 16;
+
+fn main(args: &str) -> i32 {
+    let dhcp = match args.trim() {
+        "" => false,
+        "dhcp" => true,
+        _ => {
+            log!("bad arguments '{args}' (expected none, or 'dhcp')");
+            return 2;
+        }
+    };
+    match run(dhcp) {
+        Ok(never) => match never {},
+        Err(why) => {
+            log!("FAILED: {why}");
+            1
+        }
+    }
+}
+
+/// Never returns.
+enum Never {}
+
+fn map(name: &'static str) -> Result<libsys::MapInfo, &'static str> {
+    libsys::map(name).map_err(|e| {
+        log!("map({name}): {e}");
+        "a region the ip server needs is not granted (rx-pool, tx-pool, pf-ip, ip-pf, ip-state)"
+    })
+}
+
+/// A view of pool region `name` with id `id`.
+fn pool(name: &'static str, id: u16) -> Result<PoolView<'static>, &'static str> {
+    let info = map(name)?;
+    // Safety: the kernel mapped `info.len` bytes at `info.addr` for the life of the process;
+    // the driver and pf map them too, which is what a pool is for: we touch them only through
+    // the view, and only the buffers the path's protocol gives us.
+    unsafe { PoolView::new(id, info.addr as *mut u8, info.len as usize, BUFFER_SIZE) }
+        .map_err(|_| "a pool region holds no buffer")
+}
+
+/// The state region, and the configuration in it: loaded, or the default when the region is
+/// fresh (never written) or damaged — said loudly — and then written back. With `dhcp` the
+/// stack decides what of it to keep ([`ipd::Stack::start_dhcp`]); without, a configuration
+/// that came from DHCP is not used.
+fn load_config(dhcp: bool) -> Result<(&'static mut [u8], IpConfig), &'static str> {
+    let info = map(STATE_REGION)?;
+    // Safety: the kernel mapped `info.len` bytes at `info.addr` for the life of the process,
+    // and only this process lists the region in the manifest.
+    let region =
+        unsafe { core::slice::from_raw_parts_mut(info.addr as *mut u8, info.len as usize) };
+    if region.len() < config::STATE_LEN {
+        return Err("ip-state is smaller than the configuration layout");
+    }
+    let config = match IpConfig::load(region) {
+        Ok(c) if dhcp || !c.from_dhcp => {
+            log!("configuration from {STATE_REGION} (kept across a restart)");
+            return Ok((region, c));
+        }
+        Ok(_) => {
+            log!(
+                "{STATE_REGION} holds a DHCP lease but ip runs without 'dhcp': default configuration (QEMU user networking)"
+            );
+            IpConfig::default()
+        }
+        Err(ConfigError::BadMagic) if region.iter().all(|&b| b == 0) => {
+            log!("{STATE_REGION} is fresh: default configuration (QEMU user networking)");
+            IpConfig::default()
+        }
+        Err(e) => {
+            log!(
+                "{STATE_REGION} is DAMAGED ({e}): starting from the default configuration (QEMU user networking) and overwriting it"
+            );
+            IpConfig::default()
+        }
+    };
+    store_config(region, &config);
+    Ok((region, config))
+}
+
+/// Writes `config` to the state region (after every change).
+fn store_config(region: &mut [u8], config: &IpConfig) {
+    if let Some(dst) = region.get_mut(..config::STATE_LEN) {
+        dst.copy_from_slice(&config.store());
+    }
+}
+
+/// Where in ip-state the MAC address is kept (after the configuration), behind a magic word.
+const MAC_AT: usize = 1024;
+const MAC_MAGIC: [u8; 8] = *b"IPMAC\x00\x00\x01";
+const _: () = assert!(
+    config::STATE_LEN <= MAC_AT,
+    "the configuration would overlap the MAC"
+);
+
+/// The MAC address saved in ip-state by an earlier instance, if any.
+fn saved_mac(region: &[u8]) -> Option<Mac> {
+    let r = region.get(MAC_AT..MAC_AT + 14)?;
+    if r[..8] != MAC_MAGIC {
+        return None;
+    }
+    let mut mac = [0u8; 6];
+    mac.copy_from_slice(&r[8..14]);
+    // A broadcast, multicast or zero address is no NIC's: ask the driver instead.
+    (mac != [0; 6] && mac[0] & 1 == 0).then_some(Mac(mac))
+}
+
+fn save_mac(region: &mut [u8], mac: Mac) {
+    if let Some(r) = region.get_mut(MAC_AT..MAC_AT + 14) {
+        r[..8].copy_from_slice(&MAC_MAGIC);
+        r[8..14].copy_from_slice(&mac.0);
+    }
+}
+
+/// The NIC's MAC address, asked from the driver (`e1000::proto`, status request answered by
+/// `ipc_send`) until it answers. Requests from clients that arrive meanwhile go to `early`.
+fn driver_mac(early: &mut Vec<(u32, Message)>) -> Mac {
+    let mut complained = false;
+    loop {
+        let Ok(pid) = libsys::lookup(driver::SERVICE) else {
+            libsys::sleep_ns(10_000_000);
+            continue;
+        };
+        if libsys::ipc_send(pid, &driver::request(driver::REQUEST_STATUS)).is_err() {
+            libsys::sleep_ns(10_000_000);
+            continue;
+        }
+        let deadline = libsys::time_ns() + DRIVER_REPLY_NS;
+        loop {
+            let now = libsys::time_ns();
+            if now >= deadline {
+                break;
+            }
+            let mut m: Message = [0; axolotl_abi::IPC_MSG_LEN];
+            match libsys::ipc_recv(&mut m, Some(deadline - now)) {
+                Ok(from) if from == pid => {
+                    if driver::is_unknown(&m) {
+                        break;
+                    }
+                    let mac = driver::Status::decode(&m).mac.0;
+                    return Mac(mac);
+                }
+                Ok(from) => {
+                    if early.len() < MAX_EARLY_REQUESTS {
+                        early.push((from, m));
+                    } else {
+                        let _ = libsys::ipc_reply(
+                            from,
+                            &ipd::proto::status_reply(ipd::proto::Status::Busy),
+                        );
+                    }
+                }
+                Err(Error::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+        if !complained {
+            complained = true;
+            log!(
+                "{} (pid {pid}) did not answer the status request within 2 s; asking again (the manifest must give it ipc to ip)",
+                driver::SERVICE
+            );
+        }
+    }
+}
+
+/// How often each kind of notice was seen, to keep a misbehaving peer from flooding the log.
+#[derive(Default)]
+struct NoticeLog {
+    refused: u64,
+    conflict: u64,
+    unreachable: u64,
+    pool_empty: u64,
+    overflow: u64,
+    channel: u64,
+}
+
+/// The first four, then at powers of two.
+fn worth_logging(n: &mut u64) -> bool {
+    *n += 1;
+    *n <= 4 || n.is_power_of_two()
+}
+
+/// "none", or the address.
+fn or_none(a: Option<core::net::Ipv4Addr>) -> alloc::string::String {
+    a.map_or(alloc::string::String::from("none"), |a| {
+        alloc::format!("{a}")
+    })
+}
+
+impl NoticeLog {
+    fn log(&mut self, n: Notice) {
+        match n {
+            // DHCP's notices are few by construction (the client's backoff): all are logged.
+            Notice::DhcpSent {
+                message,
+                attempt,
+                configured,
+                retry_ms,
+            } => {
+                let state = if configured {
+                    "address in force"
+                } else {
+                    "no lease yet"
+                };
+                let message = match message {
+                    MessageType::Discover => "DISCOVER",
+                    MessageType::Request => "REQUEST",
+                    _ => "message",
+                };
+                log!(
+                    "dhcp: {message} sent (attempt {attempt}, {state}); trying again in {} s if nothing comes",
+                    retry_ms / 1000
+                );
+            }
+            Notice::DhcpLeased {
+                address,
+                gateway,
+                dns,
+                server,
+                secs,
+                renew_secs,
+                after_ms,
+            } => log!(
+                "dhcp: leased {address} gateway {} dns {} from {server} for {secs} s (renewal in {renew_secs} s), {after_ms} ms after the first message",
+                or_none(gateway),
+                or_none(dns)
+            ),
+            Notice::DhcpLost { address } => log!(
+                "dhcp: {address} given up (the lease ended or the server refused it): no address, looking for a new lease"
+            ),
+            Notice::DhcpResumed { address, secs_left } => log!(
+                "dhcp: keeping {address} from {STATE_REGION} (lease ends in {secs_left} s); asking the server to confirm it"
+            ),
+            Notice::Refused { tag, why } => {
+                if worth_logging(&mut self.refused) {
+                    match why {
+                        Refusal::Malformed(r) => {
+                            log!(
+                                "refused message {tag:#x} from {PF}: {r:?} ({} refused)",
+                                self.refused
+                            )
+                        }
+                        Refusal::NotLent { index } => log!(
+                            "refused TX_DONE of tx-pool buffer {index}: not lent out ({} refused)",
+                            self.refused
+                        ),
+                        Refusal::NotForUs => log!(
+                            "refused message {tag:#x} from {PF}: only ip sends it ({} refused)",
+                            self.refused
+                        ),
+                    }
+                }
+            }
+            Notice::ArpConflict { mac } => {
+                if worth_logging(&mut self.conflict) {
+                    log!(
+                        "ADDRESS CONFLICT: {mac} claims our address ({} times)",
+                        self.conflict
+                    );
+                }
+            }
+            Notice::ArpUnreachable { ip, packets } => {
+                if worth_logging(&mut self.unreachable) {
+                    log!("{ip} did not answer ARP: {packets} packets dropped");
+                }
+            }
+            Notice::TxPoolEmpty => {
+                if worth_logging(&mut self.pool_empty) {
+                    log!(
+                        "tx-pool empty: a frame was not sent ({} times)",
+                        self.pool_empty
+                    );
+                }
+            }
+            Notice::OutboxOverflow => {
+                if worth_logging(&mut self.overflow) {
+                    log!(
+                        "outbox to {PF} full: a buffer could not be sent home ({} times)",
+                        self.overflow
+                    );
+                }
+            }
+        }
+    }
+
+    fn channel(&mut self, what: &str, e: impl core::fmt::Debug) {
+        if worth_logging(&mut self.channel) {
+            log!("{what}: {e:?} ({} channel errors)", self.channel);
+        }
+    }
+}
+
+/// The newest epoch seen on each neighbour's channels: both channels of a pair report a
+/// restart, which must be handled once.
+#[derive(Default)]
+struct Epochs {
+    pf: u32,
+    udp: u32,
+    tcp: u32,
+}
+
+/// True the first time `c` reports a restart newer than `seen`.
+fn newer(seen: &mut u32, c: &EpochChange) -> bool {
+    if c.new_epoch > *seen {
+        *seen = c.new_epoch;
+        true
+    } else {
+        false
+    }
+}
+
+/// The epoch change a receive error reports, if it is one.
+fn epoch_change(e: &RecvError) -> Option<EpochChange> {
+    match e {
+        RecvError::EpochChanged(c) => Some(*c),
+        _ => None,
+    }
+}
+
+/// True the first time `change` reports a restart of the transport server `service` newer
+/// than `seen` (both channels of the pair report it); logs it.
+fn transport_restarted(change: Option<EpochChange>, seen: &mut u32, service: &str) -> bool {
+    let restarted = change.is_some_and(|c| newer(seen, &c));
+    if restarted {
+        log!("{service} restarted: taking back what it held");
+    }
+    restarted
+}
+
+/// Looks the transport server `service` up when it is unknown or at the periodic check.
+fn find_server(to: &mut Producer<'static, SysWaiter>, pid: &mut u32, service: &str, check: bool) {
+    if (*pid == 0 || check)
+        && let Ok(found) = libsys::lookup(service)
+        && found != *pid
+    {
+        log!("{service} is pid {found}");
+        *pid = found;
+        to.waiter().set_peer(found);
+        to.notify_peer();
+    }
+}
+
+/// Sends what fits of `msgs` to a transport server; an epoch change goes to `changed`.
+fn send_to_server(
+    to: &mut Producer<'static, SysWaiter>,
+    msgs: &[ChanMessage],
+    channel: &str,
+    log: &mut NoticeLog,
+    changed: &mut Option<EpochChange>,
+) -> usize {
+    match to.send_batch(msgs) {
+        Ok(n) => n,
+        Err(SendError::Full) => 0,
+        Err(e) => {
+            if let SendError::EpochChanged(c) = e {
+                *changed = Some(c);
+            }
+            log.channel(channel, e);
+            0
+        }
+    }
+}
+
+/// Reads up to `out.len()` messages from pf.
+fn receive(
+    from_pf: &mut Consumer<'static, SysWaiter>,
+    out: &mut [ChanMessage],
+    stack: &mut Stack<'static>,
+    log: &mut NoticeLog,
+    epochs: &mut Epochs,
+) -> usize {
+    match from_pf.recv_batch(out) {
+        Ok(n) => n,
+        Err(e) => {
+            stack.stats_mut().channel_errors += 1;
+            if let RecvError::EpochChanged(c) = e {
+                if newer(&mut epochs.pf, &c) {
+                    stack.pf_restarted(libsys::time_ns());
+                }
+                log!(
+                    "{}: epoch {} -> {} ({PF} restarted; {} of its messages never read)",
+                    chan::PF_TO_IP,
+                    c.old_epoch,
+                    c.new_epoch,
+                    c.count
+                );
+            } else {
+                log.channel(chan::PF_TO_IP, e);
+            }
+            0
+        }
+    }
+}
+
+fn run(dhcp: bool) -> Result<Never, &'static str> {
+    let rx = pool(RX_POOL, RX_POOL_ID)?;
+    let tx =
+        BufferPool::new(pool(TX_POOL, TX_POOL_ID)?).map_err(|_| "tx-pool has too many buffers")?;
+    let (state, config) = load_config(dhcp)?;
+    let mut from_pf = libsys::chan::consumer(chan::PF_TO_IP, SysWaiter::new(0))
+        .map_err(|_| "pf-ip is not a channel region we may consume")?;
+    let mut to_pf = libsys::chan::producer(chan::IP_TO_PF, SysWaiter::new(0))
+        .map_err(|_| "ip-pf is not a channel region we may produce into")?;
+    let mut early = Vec::new();
+    // A restarted ip takes the MAC address it saved: the driver may be down or hung right now
+    // (an IPC send to a hung driver would block this start for good).
+    let mac = match saved_mac(state) {
+        Some(mac) => {
+            log!("mac {mac} from {STATE_REGION}");
+            mac
+        }
+        None => {
+            let mac = driver_mac(&mut early);
+            save_mac(state, mac);
+            mac
+        }
+    };
+    let driver_pid = libsys::lookup(driver::SERVICE).unwrap_or(0);
+    let (rx_count, tx_count) = (rx.count(), tx.view().count());
+    let mut stack = Stack::new(rx, tx, mac, config);
+    if dhcp {
+        // Before the transport servers attach: their loans wait for an address.
+        let now = libsys::time_ns();
+        let m = mac.0;
+        let seed = (now ^ now >> 32) as u32 ^ u32::from_be_bytes([m[2], m[3], m[4], m[5]]);
+        stack.start_dhcp(seed, now);
+    }
+    // The udp server's channels are optional: without them UDP is dropped as before.
+    let mut udp = match (
+        libsys::chan::consumer(udpmsg::UDP_TO_IP, SysWaiter::new(0)),
+        libsys::chan::producer(udpmsg::IP_TO_UDP, SysWaiter::new(0)),
+    ) {
+        (Ok(from), Ok(to)) => {
+            stack.attach_udp();
+            log!(
+                "udp server channels {} and {}",
+                udpmsg::IP_TO_UDP,
+                udpmsg::UDP_TO_IP
+            );
+            Some((from, to, 0u32))
+        }
+        _ => None,
+    };
+    // The tcp server's channels, likewise optional: without them TCP is dropped as before.
+    let mut tcp = match (
+        libsys::chan::consumer(tcpmsg::TCP_TO_IP, SysWaiter::new(0)),
+        libsys::chan::producer(tcpmsg::IP_TO_TCP, SysWaiter::new(0)),
+    ) {
+        (Ok(from), Ok(to)) => {
+            stack.attach_tcp();
+            log!(
+                "tcp server channels {} and {}",
+                tcpmsg::IP_TO_TCP,
+                tcpmsg::TCP_TO_IP
+            );
+            Some((from, to, 0u32))
+        }
+        _ => None,
+    };
+    let config = *stack.config();
+    let address = if stack.is_configured() {
+        alloc::format!("{}", config.address)
+    } else {
+        alloc::string::String::from("no address yet (DHCP)")
+    };
+    log!(
+        "{address} gateway {} mac {mac} mtu {}; rx-pool {rx_count} buffers, tx-pool {tx_count} buffers, channels {} and {}",
+        or_none(config.gateway),
+        config.mtu,
+        chan::PF_TO_IP,
+        chan::IP_TO_PF
+    );
+    let now = libsys::time_ns();
+    for (from, m) in early {
+        stack.request(from, &m, now);
+    }
+
+    let mut log = NoticeLog::default();
+    let mut batch = [ChanMessage::default(); BATCH];
+    let mut ready = 0;
+    let mut last_ipc = 0;
+    let mut last_peer_check = 0;
+    let mut pf_pid = 0;
+    let mut epochs = Epochs::default();
+    loop {
+        libsys::heartbeat();
+        // Live update: at a quiet point (nothing waits in an outbox) hand over to a fresh
+        // instance; the configuration and the MAC are in ip-state already, and the neighbours
+        // recover the buffers this instance holds as after any restart.
+        if libsys::update_requested()
+            && ready == 0
+            && stack.outbox_len() == 0
+            && stack.udp_outbox_len() == 0
+            && stack.tcp_outbox_len() == 0
+        {
+            if let Some(c) = stack.take_config_change() {
+                store_config(state, &c);
+            }
+            log!("live update: quiet; exiting for the new instance");
+            libsys::exit(axolotl_abi::EXIT_UPDATE);
+        }
+        if ready == 0 {
+            let budget = stack.receive_budget(BATCH);
+            ready = receive(
+                &mut from_pf,
+                &mut batch[..budget],
+                &mut stack,
+                &mut log,
+                &mut epochs,
+            );
+        }
+        let now = libsys::time_ns();
+        for m in &batch[..ready] {
+            stack.handle(m, now);
+        }
+        let mut worked = ready > 0;
+        ready = 0;
+        if let Some((from_udp, _, _)) = udp.as_mut() {
+            let budget = stack.udp_receive_budget(BATCH);
+            let n = match from_udp.recv_batch(&mut batch[..budget]) {
+                Ok(n) => n,
+                Err(e) => {
+                    stack.stats_mut().channel_errors += 1;
+                    if transport_restarted(epoch_change(&e), &mut epochs.udp, udpmsg::SERVICE) {
+                        stack.udp_restarted();
+                    }
+                    log.channel(udpmsg::UDP_TO_IP, e);
+                    0
+                }
+            };
+            for m in &batch[..n] {
+                stack.handle_udp(m, now);
+            }
+            worked |= n > 0;
+        }
+        if let Some((from_tcp, _, _)) = tcp.as_mut() {
+            // Each message may add two to pf's outbox, as udp's.
+            let budget = stack.udp_receive_budget(BATCH);
+            let n = match from_tcp.recv_batch(&mut batch[..budget]) {
+                Ok(n) => n,
+                Err(e) => {
+                    stack.stats_mut().channel_errors += 1;
+                    if transport_restarted(epoch_change(&e), &mut epochs.tcp, tcpmsg::SERVICE) {
+                        stack.tcp_restarted();
+                    }
+                    log.channel(tcpmsg::TCP_TO_IP, e);
+                    0
+                }
+            };
+            for m in &batch[..n] {
+                stack.handle_tcp(m, now);
+            }
+            worked |= n > 0;
+        }
+
+        // Every millisecond at most, busy or spinning idle (an IPC request also notifies us,
+        // so a sleeping server wakes for it): a poll per idle spin would be a system call each.
+        if now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
+            last_ipc = now;
+            for _ in 0..IPC_PER_ROUND {
+                let mut m: Message = [0; axolotl_abi::IPC_MSG_LEN];
+                match libsys::ipc_recv(&mut m, Some(0)) {
+                    // A late answer of the driver's to the status request.
+                    Ok(from) if from == driver_pid => {}
+                    Ok(from) => stack.request(from, &m, now),
+                    Err(_) => break,
+                }
+            }
+        }
+        if stack.next_deadline().is_some_and(|t| t <= now) {
+            stack.tick(now);
+        }
+        stack.sweep_lost_tx(now);
+        for (to, m) in stack.take_replies() {
+            // Fails only when the caller gave up waiting (or died): nothing to do.
+            let _ = libsys::ipc_reply(to, &m);
+        }
+        for n in stack.take_notices() {
+            log.log(n);
+        }
+        if let Some(c) = stack.take_config_change() {
+            store_config(state, &c);
+        }
+
+        let peer_check = now.saturating_sub(last_peer_check) >= PEER_CHECK_NS;
+        if pf_pid == 0 || peer_check {
+            last_peer_check = now;
+            if let Ok(pid) = libsys::lookup(PF)
+                && pid != pf_pid
+            {
+                log!("{PF} is pid {pid}");
+                pf_pid = pid;
+                to_pf.waiter().set_peer(pid);
+                // A message may have been published while nobody was woken.
+                to_pf.notify_peer();
+            }
+        }
+        if let Some((_, to_udp, udp_pid)) = udp.as_mut() {
+            find_server(to_udp, udp_pid, udpmsg::SERVICE, peer_check);
+            let mut changed = None;
+            stack.flush_udp(|msgs| {
+                send_to_server(to_udp, msgs, udpmsg::IP_TO_UDP, &mut log, &mut changed)
+            });
+            if transport_restarted(changed, &mut epochs.udp, udpmsg::SERVICE) {
+                *udp_pid = 0;
+                stack.udp_restarted();
+            }
+        }
+        if let Some((_, to_tcp, tcp_pid)) = tcp.as_mut() {
+            find_server(to_tcp, tcp_pid, tcpmsg::SERVICE, peer_check);
+            let mut changed = None;
+            stack.flush_tcp(|msgs| {
+                send_to_server(to_tcp, msgs, tcpmsg::IP_TO_TCP, &mut log, &mut changed)
+            });
+            if transport_restarted(changed, &mut epochs.tcp, tcpmsg::SERVICE) {
+                *tcp_pid = 0;
+                stack.tcp_restarted();
+            }
+        }
+        let mut changed = None;
+        stack.flush(|msgs| match to_pf.send_batch(msgs) {
+            Ok(n) => n,
+            Err(SendError::Full) => 0,
+            Err(e) => {
+                if let SendError::EpochChanged(c) = e {
+                    changed = Some(c);
+                    log!(
+                        "{}: epoch {} -> {} ({PF} restarted; {} messages it never read are lost)",
+                        chan::IP_TO_PF,
+                        c.old_epoch,
+                        c.new_epoch,
+                        c.count
+                    );
+                } else {
+                    log.channel(chan::IP_TO_PF, e);
+                }
+                0
+            }
+        });
+        if let Some(c) = changed
+            && newer(&mut epochs.pf, &c)
+        {
+            pf_pid = 0;
+            stack.pf_restarted(libsys::time_ns());
+        }
+
+        if worked {
+            continue;
+        }
+        // Idle: poll a little, then sleep until pf notifies, a client's message arrives, or the
+        // next timer is due.
+        let budget = stack.receive_budget(BATCH);
+        for _ in 0..SPIN_POLLS {
+            ready = receive(
+                &mut from_pf,
+                &mut batch[..budget],
+                &mut stack,
+                &mut log,
+                &mut epochs,
+            );
+            if ready > 0 {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        if ready > 0 {
+            continue;
+        }
+        let mut sleep = MAX_SLEEP_NS;
+        if let Some(t) = stack.next_deadline() {
+            sleep = sleep.min(t.saturating_sub(now).max(1));
+        }
+        if stack.outbox_len() > 0
+            || stack.udp_outbox_len() > 0
+            || stack.tcp_outbox_len() > 0
+            || pf_pid == 0
+        {
+            sleep = sleep.min(SHORT_SLEEP_NS);
+        }
+        // Arm every input; sleep once unless one already has a message.
+        let udp_ready = match udp.as_mut() {
+            Some((from_udp, _, _)) => !matches!(from_udp.arm(), Ok(false)),
+            None => false,
+        };
+        let tcp_ready = match tcp.as_mut() {
+            Some((from_tcp, _, _)) => !matches!(from_tcp.arm(), Ok(false)),
+            None => false,
+        };
+        match from_pf.arm() {
+            Ok(false) if !udp_ready && !tcp_ready => {
+                let _ = libsys::wait(Some(sleep));
+                // What woke us may be an IPC request: look at once.
+                last_ipc = 0;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                stack.stats_mut().channel_errors += 1;
+                log.channel(chan::PF_TO_IP, e);
+                let _ = libsys::wait(Some(sleep));
+            }
+        }
+        from_pf.disarm();
+        if let Some((from_udp, _, _)) = udp.as_mut() {
+            from_udp.disarm();
+        }
+        if let Some((from_tcp, _, _)) = tcp.as_mut() {
+            from_tcp.disarm();
+        }
+    }
+}
