@@ -530,6 +530,11 @@ pub fn scenarios() -> Vec<Scenario> {
             net::udp_socket_survives_a_crash_of_udp,
         )
         .alone(),
+        Scenario::new(
+            "tcp_listener_survives_a_crash_of_tcp",
+            net::tcp_listener_survives_a_crash_of_tcp,
+        )
+        .alone(),
         Scenario::new("crash_and_hang_are_real", crash_and_hang_are_real),
         Scenario::new(
             "rs_restarts_crashed_and_hung_workers",

@@ -1062,6 +1062,145 @@ pub fn udp_socket_survives_a_crash_of_udp(h: &dyn Harness) -> ScenarioResult {
     )))
 }
 
+/// Echoes `bytes` of the pattern (seeded `seed`) through `stream` in pieces, reading each
+/// piece back before the next; true when every byte came back as sent.
+fn echo_through(stream: &mut TcpStream, bytes: usize, seed: u64) -> Result<bool, String> {
+    let (mut pattern, mut out, mut back) = (Pattern(seed), vec![0u8; 4096], vec![0u8; 4096]);
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(out.len());
+        pattern.fill(&mut out[..n]);
+        stream
+            .write_all(&out[..n])
+            .map_err(|e| format!("sending: {e}"))?;
+        stream
+            .read_exact(&mut back[..n])
+            .map_err(|e| format!("reading the echo, {} bytes in: {e}", bytes - left))?;
+        if back[..n] != out[..n] {
+            return Ok(false);
+        }
+        left -= n;
+    }
+    Ok(true)
+}
+
+/// What the host saw around `crash tcp`.
+struct ListenerRun {
+    before: usize,
+    after: usize,
+    identical: bool,
+    old: String,
+}
+
+/// Bytes echoed through each connection of [`tcp_listener_survives_a_crash_of_tcp`].
+const LISTENER_BYTES: usize = 256 << 10;
+
+/// `echo-server tcp 7` keeps listening across `crash tcp`: tcp keeps its listening ports in
+/// tcp-state and listens on them again when it restarts, and the application's listener carries
+/// on over the new instance. The host echoes bytes through a first connection, the guest
+/// crashes tcp and says so; then a new connection to the same port must echo every byte, and
+/// the first one (its tcp instance dead) must be reset or closed, not left hanging.
+pub fn tcp_listener_survives_a_crash_of_tcp(h: &dyn Harness) -> ScenarioResult {
+    let (port, done) = (host_port(16), host_port(17));
+    let crashed = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    let crashed_port = crashed.local_addr().map_err(|e| e.to_string())?.port();
+    let told = format!("nc 10.0.2.2 {crashed_port} crashed");
+    let spec = BootSpec::bios(8, "")
+        .manifest(ManifestSource::File(NET_MANIFEST))
+        .nic(NicModel::E1000)
+        .forward(true, port, 7)
+        .forward(true, done, DONE_PORT)
+        .exec(&[
+            "echo-server tcp 7 &",
+            "sleep 12",
+            "crash tcp",
+            "sleep 3",
+            &told,
+            &format!("nc -l {DONE_PORT}"),
+            "netstat",
+            "ps",
+        ])
+        .timeout(Duration::from_secs(300));
+    let (r, result) = with_client(
+        h,
+        "tcp_listener_survives_a_crash_of_tcp",
+        &spec,
+        then_done(done, move |stop| {
+            let mut first = connect_echo(port, Duration::from_secs(90), stop)?;
+            first
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .map_err(|e| e.to_string())?;
+            let mut identical = echo_through(&mut first, LISTENER_BYTES, 0x1234_5678_9ABC_DEF1)?;
+            // The guest says when tcp has crashed and is back.
+            crashed.set_nonblocking(true).map_err(|e| e.to_string())?;
+            let start = Instant::now();
+            while crashed.accept().is_err() {
+                if start.elapsed() > Duration::from_secs(120) || stop.load(Ordering::Relaxed) {
+                    return Err("the guest never said it crashed tcp".into());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // A new connection to the same port: the restarted tcp listens there again.
+            let mut second = connect_echo(port, Duration::from_secs(60), stop)
+                .map_err(|e| format!("after the crash: {e}"))?;
+            second
+                .set_read_timeout(Some(Duration::from_secs(20)))
+                .map_err(|e| e.to_string())?;
+            identical &= echo_through(&mut second, LISTENER_BYTES, 0x0F1E_2D3C_4B5A_6978)?;
+            drop(second);
+            // The first connection's tcp is gone: its next segment is answered with RST.
+            first
+                .set_read_timeout(Some(Duration::from_secs(15)))
+                .map_err(|e| e.to_string())?;
+            let wrote = first.write_all(b"still there?");
+            let mut b = [0u8; 64];
+            let old = match (wrote, first.read(&mut b)) {
+                (Err(e), _) => format!("reset ({e})"),
+                (_, Ok(0)) => "closed".to_string(),
+                (_, Ok(n)) => return Err(format!("the old connection answered {n} bytes")),
+                (_, Err(e))
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err("the old connection hangs (no reset, no end)".into());
+                }
+                (_, Err(e)) => format!("reset ({e})"),
+            };
+            Ok(ListenerRun {
+                before: LISTENER_BYTES,
+                after: LISTENER_BYTES,
+                identical,
+                old,
+            })
+        }),
+    );
+    r.exec_verdict()?;
+    let run = result?;
+    let down = recoveries(&r.transcript)
+        .get("tcp")
+        .cloned()
+        .unwrap_or_default();
+    let Some(down_ms) = down.first() else {
+        return Err("rs never restarted tcp: the crash did not happen".into());
+    };
+    if !r
+        .transcript
+        .contains("echo-server keeps port 7 (from tcp-state)")
+    {
+        return Err("the restarted tcp did not listen on echo-server's port 7 again".into());
+    }
+    if !run.identical {
+        return Err("an echo differs from what was sent".into());
+    }
+    Ok(Some(format!(
+        "{} bytes echoed before crash tcp, {} through a new connection after (identical); \
+         tcp down {down_ms} ms; the old connection: {}",
+        run.before, run.after, run.old
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
