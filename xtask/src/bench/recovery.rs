@@ -16,7 +16,10 @@
 //!   time ip itself was down.
 //! - Per crash: the lowest interval between it and the next crash, against the median of all
 //!   full intervals, and how long after the crash the first interval at or above
-//!   [`RECOVERED_FRACTION`] of the median began (after the lowest one).
+//!   [`RECOVERED_FRACTION`] of the median began (after the lowest one); and the mean of the
+//!   intervals within [`NEAR_S`] before and after it. Emulated throughput is noisy, so the
+//!   lowest interval of the seconds just before the crashes (no crash for at least 1 s) is
+//!   given as the yardstick a dip has to beat.
 
 use std::fmt::Write as _;
 
@@ -35,6 +38,12 @@ pub const INTERVAL_ARG: &str = "0.25";
 pub const INTERVAL_S: f64 = 0.25;
 /// An interval at or above this fraction of the median counts as recovered.
 pub const RECOVERED_FRACTION: f64 = 0.8;
+/// The span before and after a crash whose intervals are averaged (before: the intervals that
+/// end by the crash and start at most this long before it; after: those that end after it and
+/// start less than this long after it, the one the crash fell in included).
+pub const NEAR_S: f64 = 1.0;
+/// Slack for the two decimals of iperf3's interval times.
+const EPS_S: f64 = 0.02;
 /// Seconds the shell waits after the last crash beyond the stream's end, for the results
 /// exchange and the summary.
 const END_MARGIN_S: u32 = 4;
@@ -244,16 +253,42 @@ pub struct CrashEffect {
     /// or above [`RECOVERED_FRACTION`] of the median (0: it never fell below); `None`: not
     /// before the next crash or the end.
     pub recover_s: Option<f64>,
+    /// The mean of the intervals in the [`NEAR_S`] before the crash, Mbit/s.
+    pub before_mbps: Option<f64>,
+    /// The mean of the intervals in the [`NEAR_S`] after it (the one it fell in included).
+    pub after_mbps: Option<f64>,
+}
+
+fn full(s: &Sample) -> bool {
+    s.end_s - s.start_s >= INTERVAL_S / 2.0
+}
+
+/// The full intervals of the [`NEAR_S`] before `at_s`.
+fn before(samples: &[Sample], at_s: f64) -> impl Iterator<Item = &Sample> {
+    samples
+        .iter()
+        .filter(move |s| full(s) && s.end_s <= at_s + EPS_S && s.start_s >= at_s - NEAR_S - EPS_S)
+}
+
+fn mean<'a>(it: impl Iterator<Item = &'a Sample>) -> Option<f64> {
+    let (sum, n) = it.fold((0.0, 0u32), |(sum, n), s| (sum + s.mbps, n + 1));
+    (n > 0).then(|| sum / f64::from(n))
+}
+
+/// The lowest interval in the [`NEAR_S`] before any of `crashes`: how low throughput goes
+/// without a crash just before it.
+pub fn control_lowest(samples: &[Sample], crashes: &[Crash]) -> Option<f64> {
+    crashes
+        .iter()
+        .flat_map(|c| before(samples, c.at_s))
+        .map(|s| s.mbps)
+        .min_by(f64::total_cmp)
 }
 
 /// The median of the full intervals of `samples` (at least half an interval long).
 pub fn median_mbps(samples: &[Sample]) -> Option<f64> {
-    let full: Vec<f64> = samples
-        .iter()
-        .filter(|s| s.end_s - s.start_s >= INTERVAL_S / 2.0)
-        .map(|s| s.mbps)
-        .collect();
-    median(&full)
+    let v: Vec<f64> = samples.iter().filter(|s| full(s)).map(|s| s.mbps).collect();
+    median(&v)
 }
 
 /// Each crash's dip and recovery in the full intervals of `samples` (a short last one says
@@ -266,8 +301,7 @@ pub fn effects(samples: &[Sample], crashes: &[Crash], median: Option<f64>) -> Ve
             let next = crashes.get(i + 1).map_or(f64::INFINITY, |n| n.at_s);
             let window: Vec<&Sample> = samples
                 .iter()
-                .filter(|s| s.end_s > c.at_s && s.start_s < next)
-                .filter(|s| s.end_s - s.start_s >= INTERVAL_S / 2.0)
+                .filter(|s| full(s) && s.end_s > c.at_s && s.start_s < next)
                 .collect();
             let lowest = window
                 .iter()
@@ -281,10 +315,15 @@ pub fn effects(samples: &[Sample], crashes: &[Crash], median: Option<f64>) -> Ve
                     .map(|s| (s.start_s - c.at_s).max(0.0)),
                 _ => None,
             };
+            let after = samples
+                .iter()
+                .filter(|s| full(s) && s.end_s > c.at_s && s.start_s < c.at_s + NEAR_S);
             CrashEffect {
                 crash: c.clone(),
                 dip_mbps,
                 recover_s,
+                before_mbps: mean(before(samples, c.at_s)),
+                after_mbps: mean(after),
             }
         })
         .collect()
@@ -303,6 +342,8 @@ pub struct Recovery {
     pub median_mbps: Option<f64>,
     /// The crashes and their effect.
     pub crashes: Vec<CrashEffect>,
+    /// [`control_lowest`]: the yardstick for the dips.
+    pub control_lowest_mbps: Option<f64>,
     /// The guest's summary line.
     pub summary: Option<Iperf3Line>,
     /// What went wrong (a reset, a stall, rs giving up, the session cut short); empty when
@@ -324,6 +365,7 @@ impl Recovery {
         let samples = parse_intervals(server_log);
         let median_mbps = median_mbps(&samples);
         let crashes = effects(&samples, &guest.crashes, median_mbps);
+        let control_lowest_mbps = control_lowest(&samples, &guest.crashes);
         let mut problems = guest.problems;
         if let Some(s) = session {
             problems.push(format!("the shell session failed: {s}"));
@@ -359,6 +401,7 @@ impl Recovery {
             guest_samples: guest.samples,
             median_mbps,
             crashes,
+            control_lowest_mbps,
             summary: guest.summary,
             problems,
         }
@@ -383,29 +426,52 @@ pub fn table(r: &Recovery) -> String {
     );
     let _ = writeln!(
         t,
-        "{:>5} {:>8} {:>12} {:>14} {:>8} {:>22}",
+        "{:>5} {:>7} {:>12} {:>11} {:>10} {:>7} {:>7} {:>22}",
         "crash",
         "at (s)",
         "rs down (ms)",
-        "lowest Mbit/s",
+        "1 s before",
+        "1 s after",
+        "lowest",
         "/median",
         format!("back >= {:.0}% after (s)", RECOVERED_FRACTION * 100.0)
     );
+    let pct = |v: Option<f64>| match (v, r.median_mbps) {
+        (Some(d), Some(m)) if m > 0.0 => format!("{:.0}%", d / m * 100.0),
+        _ => "-".to_string(),
+    };
     for (i, e) in r.crashes.iter().enumerate() {
-        let ratio = match (e.dip_mbps, r.median_mbps) {
-            (Some(d), Some(m)) if m > 0.0 => format!("{:.0}%", d / m * 100.0),
-            _ => "-".to_string(),
-        };
         let _ = writeln!(
             t,
-            "{:>5} {:>8.2} {:>12} {:>14} {:>8} {:>22}",
+            "{:>5} {:>7.2} {:>12} {:>11} {:>10} {:>7} {:>7} {:>22}",
             i + 1,
             e.crash.at_s,
             e.crash.down_ms.map_or("-".to_string(), |ms| ms.to_string()),
+            opt(e.before_mbps, 1),
+            opt(e.after_mbps, 1),
             opt(e.dip_mbps, 1),
-            ratio,
+            pct(e.dip_mbps),
             e.recover_s
                 .map_or("not before the next".to_string(), |s| format!("{s:.2}"))
+        );
+    }
+    let _ = writeln!(
+        t,
+        "(Mbit/s. 1 s before/after: the mean of the intervals there. For comparison, the \
+         lowest interval in the second before a crash: {} Mbit/s, {} of the median)",
+        opt(r.control_lowest_mbps, 1),
+        pct(r.control_lowest_mbps)
+    );
+    let befores: Vec<f64> = r.crashes.iter().filter_map(|e| e.before_mbps).collect();
+    let afters: Vec<f64> = r.crashes.iter().filter_map(|e| e.after_mbps).collect();
+    if let (Some(b), Some(a)) = (median(&befores), median(&afters))
+        && b > 0.0
+    {
+        let _ = writeln!(
+            t,
+            "recovery: median over the crashes of the second after / the second before: \
+             {a:.1} / {b:.1} Mbit/s ({:.0}%)",
+            a / b * 100.0
         );
     }
     if let Some(s) = &r.summary {
@@ -459,14 +525,16 @@ pub fn json(r: &Recovery) -> String {
             };
             format!(
                 "{{\"at_s\": {}, \"rs_down_ms\": {}, \"dip_mbps\": {}, \"dip_vs_median\": {}, \
-                 \"recover_s\": {}}}",
+                 \"recover_s\": {}, \"before_mbps\": {}, \"after_mbps\": {}}}",
                 json_number(Some(e.crash.at_s)),
                 e.crash
                     .down_ms
                     .map_or("null".to_string(), |ms| ms.to_string()),
                 json_number(e.dip_mbps),
                 json_number(ratio),
-                json_number(e.recover_s)
+                json_number(e.recover_s),
+                json_number(e.before_mbps),
+                json_number(e.after_mbps)
             )
         })
         .collect();
@@ -474,12 +542,13 @@ pub fn json(r: &Recovery) -> String {
     format!(
         "{{\"target\": {}, \"every_s\": {CRASH_EVERY_S}, \"seconds\": {}, \"interval_s\": {}, \
          \"series\": \"host iperf3 server, received\", \"median_mbps\": {}, \
-         \"recovered_fraction\": {}, \"gbps\": {}, \"samples\": {}, \"crashes_at_s\": [{}], \
-         \"crashes\": [{}], \"guest_samples\": {}, \"problems\": [{}]}}",
+         \"control_lowest_mbps\": {}, \"recovered_fraction\": {}, \"gbps\": {}, \"samples\": {}, \
+         \"crashes_at_s\": [{}], \"crashes\": [{}], \"guest_samples\": {}, \"problems\": [{}]}}",
         json_string(CRASH_TARGET),
         r.seconds,
         json_number(Some(INTERVAL_S)),
         json_number(r.median_mbps),
+        json_number(r.control_lowest_mbps),
         json_number(Some(RECOVERED_FRACTION)),
         json_number(r.summary.as_ref().map(|s| s.gbps)),
         samples_json(&r.samples),
@@ -851,6 +920,17 @@ iperf3: role=client dir=send bytes=104857600 seconds=6.00 gbps=0.1398
         assert_eq!((e[0].dip_mbps, e[0].recover_s), (Some(10.0), None));
         let e = effects(&[], &[at(0.3)], None);
         assert_eq!((e[0].dip_mbps, e[0].recover_s), (None, None));
+        assert_eq!((e[0].before_mbps, e[0].after_mbps), (None, None));
+        // The yardstick: the lowest of the second before each crash (0.25-0.5 here, not the
+        // 10 after the crash at 0.55).
+        let noisy = [
+            sample(0.0, 100.0),
+            sample(0.25, 40.0),
+            sample(0.5, 10.0),
+            sample(0.75, 100.0),
+        ];
+        assert_eq!(control_lowest(&noisy, &[at(0.55)]), Some(40.0));
+        assert_eq!(control_lowest(&noisy, &[]), None);
     }
 
     #[test]
@@ -892,9 +972,19 @@ iperf3: role=client dir=send bytes=104857600 seconds=6.00 gbps=0.1398
         );
         assert!(lines[1].contains("back >= 80% after (s)"), "{t}");
         let row: Vec<&str> = lines[2].split_ascii_whitespace().collect();
-        assert_eq!(row, ["1", "2.12", "6", "0.0", "0%", "0.38"], "{t}");
+        assert_eq!(
+            row,
+            ["1", "2.12", "6", "100.0", "60.0", "0.0", "0%", "0.38"],
+            "{t}"
+        );
         let row: Vec<&str> = lines[3].split_ascii_whitespace().collect();
-        assert_eq!(row, ["2", "4.12", "12", "50.0", "50%", "0.12"], "{t}");
+        assert_eq!(
+            row,
+            ["2", "4.12", "12", "100.0", "90.0", "50.0", "50%", "0.12"],
+            "{t}"
+        );
+        assert!(t.contains("lowest interval in the second before a crash: 100.0 Mbit/s, 100%"));
+        assert!(t.contains("the second after / the second before: 75.0 / 100.0 Mbit/s (75%)"));
         assert!(t.contains("104857600 bytes in 6.00 s, 0.140 Gbit/s overall"));
         assert!(t.contains("survived every crash"));
     }
@@ -904,13 +994,14 @@ iperf3: role=client dir=send bytes=104857600 seconds=6.00 gbps=0.1398
         let j = json(&recovery());
         assert!(j.starts_with("{\"target\": \"ip\", \"every_s\": 2, \"seconds\": 6, "));
         assert!(j.contains("\"interval_s\": 0.25"));
+        assert!(j.contains("\"control_lowest_mbps\": 100, "));
         assert!(j.contains(
             "\"samples\": [{\"start_s\": 0, \"end_s\": 0.25, \"mbps\": 100}, {\"start_s\": 0.25"
         ));
         assert!(j.contains("\"crashes_at_s\": [2.125, 4.125]"), "{j}");
         assert!(j.contains(
             "{\"at_s\": 2.125, \"rs_down_ms\": 6, \"dip_mbps\": 0, \"dip_vs_median\": 0, \
-             \"recover_s\": 0.375}"
+             \"recover_s\": 0.375, \"before_mbps\": 100, \"after_mbps\": 60}"
         ));
         assert!(j.contains("\"guest_samples\": [{\"start_s\": 0, \"end_s\": 0.25, \"mbps\": 151}"));
         assert!(j.contains("\"problems\": []}"));
