@@ -341,13 +341,17 @@ pub fn start_all(ramdisk: Option<Ramdisk<'static>>) {
     let mut next_dedicated = 1;
     let mut shared_cpus: Vec<u32> = Vec::new();
     let mut placement = Vec::new();
+    let layout = boot_layout();
     let wanted = manifest
         .processes()
-        .filter(|p| p.placement == Placement::Dedicated)
+        .filter(|p| p.placement == Placement::Dedicated && p.in_layout(layout))
         .count() as u32;
     let dedicated_ok = ncpu > wanted; // one CPU must remain for shared work
     for p in manifest.processes() {
-        if p.placement == Placement::Dedicated && dedicated_ok {
+        if !p.in_layout(layout) {
+            // Never runs in this boot: no CPU of its own, and it takes no turn below.
+            placement.push((0, false));
+        } else if p.placement == Placement::Dedicated && dedicated_ok {
             placement.push((next_dedicated, true));
             crate::sched::set_dedicated(next_dedicated as usize);
             next_dedicated += 1;
@@ -362,7 +366,7 @@ pub fn start_all(ramdisk: Option<Ramdisk<'static>>) {
     }
     let mut rr = 0;
     for (i, p) in manifest.processes().enumerate() {
-        if placement[i].0 == u32::MAX {
+        if placement[i].0 == u32::MAX && p.in_layout(layout) {
             placement[i].0 = shared_cpus[rr % shared_cpus.len()];
             rr += 1;
             if p.placement == Placement::Dedicated {
@@ -388,7 +392,13 @@ pub fn start_all(ramdisk: Option<Ramdisk<'static>>) {
     table.resize(manifest.processes().count(), None);
     drop(table);
     for (i, p) in manifest.processes().enumerate() {
-        if !p.start {
+        if !p.in_layout(layout) {
+            log::info!(
+                "{} belongs to the other network-stack layout (this boot: layout={}): not started",
+                p.name,
+                layout.name()
+            );
+        } else if !p.start {
             log::info!(
                 "{} is started on demand (slot {i}, cpu{})",
                 p.name,
@@ -609,16 +619,28 @@ fn info_of(p: &Process) -> axolotl_abi::ProcInfo {
 /// The record of a slot whose first instance never started: its manifest name and CPU.
 fn info_of_unstarted(slot: usize) -> axolotl_abi::ProcInfo {
     let mut info = axolotl_abi::ProcInfo::empty();
+    info.state = ProcState::NotStarted as u8;
     if let Some(e) = manifest().and_then(|m| m.processes().nth(slot)) {
         let n = e.name.len().min(axolotl_abi::NAME_LEN);
         info.name[..n].copy_from_slice(&e.name.as_bytes()[..n]);
+        if !e.in_layout(boot_layout()) {
+            info.state = ProcState::OtherLayout as u8;
+        }
     }
     if let Some(&(cpu, dedicated)) = PLACEMENT.lock().get(slot) {
         info.cpu = cpu;
         info.dedicated = dedicated as u8;
     }
-    info.state = ProcState::NotStarted as u8;
     info
+}
+
+/// The network-stack layout this boot runs (the command line's `layout=`).
+fn boot_layout() -> klib::cmdline::Layout {
+    if crate::sysconf() & axolotl_abi::sysconf::LAYOUT_SINGLE != 0 {
+        klib::cmdline::Layout::Single
+    } else {
+        klib::cmdline::Layout::Split
+    }
 }
 
 pub fn proc_info_syscall(slot: u64, out: u64) -> Result<u64, Error> {
@@ -896,6 +918,15 @@ pub fn proc_start_syscall(
     let (slot, e) = manifest()
         .and_then(|m| m.processes().enumerate().find(|(_, e)| e.name == name))
         .ok_or(Error::NotFound)?;
+    if !e.in_layout(boot_layout()) {
+        log::warn!(
+            "{} (pid {}) asked to start {name}, which belongs to the other network-stack layout (this boot: layout={})",
+            me.name,
+            me.pid,
+            boot_layout().name()
+        );
+        return Err(Error::NotFound);
+    }
     let _starting = STARTING.lock();
     let previous = TABLE.lock().get(slot).cloned().flatten();
     if let Some(p) = &previous

@@ -20,6 +20,11 @@
 //! - `args` is one word in the table, so it may not hold whitespace (testproc takes
 //!   `map-ok,REGION`);
 //! - `restart` numbers at most 999,999,999 (the kernel reads nine digits);
+//! - `layout` is `"split"` or `"single"` when given: the process exists only when the boot
+//!   chose that network-stack layout (`--layout`, DESIGN.md §8); the checks of regions and
+//!   exclusive grants apply to each layout's processes apart. A channel region listed by one
+//!   process alone is accepted for a `layout = "single"` process: the netstack is both ends of
+//!   the channels between the servers it links;
 //! - `start` is `"boot"` (the default) or `"on-demand"` (declared and checked like any other
 //!   process, started later by a process with the `control` grant: the shell's `NAME ARGS`);
 //!   `true` and `false` are accepted for them too;
@@ -125,6 +130,18 @@ pub struct Process {
     pub restart: Restart,
     /// Started at boot (`start = "boot"`, the default); false for `start = "on-demand"`.
     pub start: bool,
+    /// The one network-stack layout it exists in (`"split"` or `"single"`); `None`: both.
+    pub layout: Option<String>,
+}
+
+/// The network-stack layouts a `layout` key may name.
+pub const LAYOUTS: [&str; 2] = ["split", "single"];
+
+impl Process {
+    /// True when the process exists in `layout`.
+    pub fn in_layout(&self, layout: &str) -> bool {
+        self.layout.as_deref().is_none_or(|l| l == layout)
+    }
 }
 
 /// One validated region.
@@ -187,6 +204,8 @@ struct ProcessToml {
     restart: Restart,
     #[serde(default)]
     start: StartToml,
+    #[serde(default)]
+    layout: Option<String>,
 }
 
 /// `start` as written: `"boot"` | `"on-demand"`, or the booleans `true` | `false` for them.
@@ -477,6 +496,13 @@ pub fn parse(text: &str, file: &str, programs: &[&str]) -> Result<SystemManifest
                 true
             }
         };
+        if let Some(l) = &p.layout
+            && !LAYOUTS.contains(&l.as_str())
+        {
+            say(format!(
+                "layout = \"{l}\" is neither \"split\" nor \"single\""
+            ));
+        }
         let r = p.restart;
         if [r.max_failures, r.window_ms, r.backoff_ms]
             .iter()
@@ -494,6 +520,7 @@ pub fn parse(text: &str, file: &str, programs: &[&str]) -> Result<SystemManifest
             args: p.args.clone(),
             restart: p.restart,
             start,
+            layout: p.layout.clone(),
         });
     }
 
@@ -507,40 +534,67 @@ pub fn parse(text: &str, file: &str, programs: &[&str]) -> Result<SystemManifest
         // The console has one owner at boot (the shell); a program started on demand may hold
         // it too, to print while the shell that started it waits. A device has one owner.
         let console = grant == "console";
-        let holders: Vec<&str> = processes
-            .iter()
-            .filter(|p| p.grants.iter().any(|g| g == grant) && (p.start || !console))
-            .map(|p| p.name.as_str())
-            .collect();
-        if holders.len() > 1 {
-            problems.push(format!(
-                "grant '{grant}' is exclusive{}, but processes {} all claim it",
-                if console {
-                    " among the processes started at boot"
-                } else {
-                    ""
-                },
-                quoted(&holders)
-            ));
+        for layout in LAYOUTS {
+            let holders: Vec<&str> = processes
+                .iter()
+                .filter(|p| p.in_layout(layout))
+                .filter(|p| p.grants.iter().any(|g| g == grant) && (p.start || !console))
+                .map(|p| p.name.as_str())
+                .collect();
+            if holders.len() > 1 {
+                problems.push(format!(
+                    "grant '{grant}' is exclusive{}, but processes {} all claim it",
+                    if console {
+                        " among the processes started at boot"
+                    } else {
+                        ""
+                    },
+                    quoted(&holders)
+                ));
+                break;
+            }
         }
     }
     for r in &regions {
-        let users: Vec<&str> = processes
-            .iter()
-            .filter(|p| p.regions.contains(&r.name))
-            .map(|p| p.name.as_str())
-            .collect();
-        if users.is_empty() {
+        if !processes.iter().any(|p| p.regions.contains(&r.name)) {
             problems.push(format!("region '{}': no process lists it", r.name));
-        } else if r.slots.is_some() && users.len() != 2 {
-            let who = match users.as_slice() {
+            continue;
+        }
+        let Some(_) = r.slots else { continue };
+        // The layouts tell which processes run together; without any, they are one.
+        let layouts: &[&str] = if processes.iter().any(|p| p.layout.is_some()) {
+            &LAYOUTS
+        } else {
+            &LAYOUTS[..1]
+        };
+        for layout in layouts {
+            let users: Vec<&Process> = processes
+                .iter()
+                .filter(|p| p.in_layout(layout) && p.regions.contains(&r.name))
+                .collect();
+            let names: Vec<&str> = users.iter().map(|p| p.name.as_str()).collect();
+            let ok = match users.as_slice() {
+                [] | [_, _] => true,
+                [one] => one.layout.as_deref() == Some("single"),
+                _ => false,
+            };
+            if ok {
+                continue;
+            }
+            let who = match names.as_slice() {
                 [p] => format!("only process '{p}' lists it"),
                 many => format!("processes {} list it", quoted(many)),
             };
+            let within = if layouts.len() > 1 {
+                format!(" (layout {layout})")
+            } else {
+                String::new()
+            };
             problems.push(format!(
-                "region '{}': {who}; a channel has exactly two ends (a channel with no peer, or a third writer, is a mistake)",
+                "region '{}': {who}{within}; a channel has exactly two ends (a channel with no peer, or a third writer, is a mistake), or one process of layout \"single\" that is both",
                 r.name
             ));
+            break;
         }
     }
 
@@ -568,6 +622,13 @@ impl SystemManifest {
         all
     }
 
+    /// True when a process names `layout` as the one it belongs to.
+    pub fn has_layout(&self, layout: &str) -> bool {
+        self.processes
+            .iter()
+            .any(|p| p.layout.as_deref() == Some(layout))
+    }
+
     /// True when a process started at boot holds `grant`.
     pub fn started_with_grant(&self, grant: &str) -> bool {
         self.processes
@@ -582,7 +643,7 @@ impl SystemManifest {
             let r = p.restart;
             t.push_str(&format!(
                 "process {} binary={} placement={} grants={} regions={} ipc={} args={} \
-                 restart={}/{}/{} start={}\n",
+                 restart={}/{}/{} start={}{}\n",
                 p.name,
                 p.binary,
                 p.placement.word(),
@@ -593,7 +654,10 @@ impl SystemManifest {
                 r.max_failures,
                 r.window_ms,
                 r.backoff_ms,
-                u8::from(p.start)
+                u8::from(p.start),
+                p.layout
+                    .as_deref()
+                    .map_or(String::new(), |l| format!(" layout={l}"))
             ));
         }
         for r in &self.regions {
@@ -662,6 +726,10 @@ mod tests {
                 }
             );
             assert_eq!(kp.start, p.start);
+            assert_eq!(
+                kp.layout.map(klib::cmdline::Layout::name),
+                p.layout.as_deref()
+            );
         }
         for (kr, r) in k.regions().zip(&m.regions) {
             assert_eq!(
@@ -939,6 +1007,47 @@ mod tests {
             "region 'r': only process 'a' lists it; a channel has exactly two ends",
         );
         refused("[region.r]\npages = 1\n", "no process lists it");
+    }
+
+    #[test]
+    fn layouts_are_checked_apart() {
+        // Split: a and b are the channel's ends; single: n is both; s is in both layouts.
+        let m = ok(
+            "[process.a]\nbinary = \"shell\"\nregions = [\"c\"]\nlayout = \"split\"\n\
+                    [process.b]\nbinary = \"testproc\"\nregions = [\"c\"]\nlayout = \"split\"\n\
+                    [process.n]\nbinary = \"testproc\"\nregions = [\"c\"]\nlayout = \"single\"\n\
+                    [process.s]\nbinary = \"testproc\"\n\
+                    [region.c]\npages = 2\nslots = 16\n",
+        );
+        round_trips(&m);
+        let t = m.table("x");
+        assert!(t.contains(" start=1 layout=split\n") && t.contains(" start=1 layout=single\n"));
+        assert!(m.processes[3].in_layout("split") && m.processes[3].in_layout("single"));
+        assert!(!m.processes[2].in_layout("split"));
+        // A split-layout process alone on a channel has no peer.
+        refused(
+            "[process.a]\nbinary = \"shell\"\nregions = [\"c\"]\nlayout = \"split\"\n\
+             [process.n]\nbinary = \"testproc\"\nregions = [\"c\"]\nlayout = \"single\"\n\
+             [region.c]\npages = 2\nslots = 16\n",
+            "region 'c': only process 'a' lists it (layout split)",
+        );
+        // Three ends in the single layout.
+        refused(
+            "[process.a]\nbinary = \"shell\"\nregions = [\"c\"]\n\
+             [process.b]\nbinary = \"testproc\"\nregions = [\"c\"]\n\
+             [process.n]\nbinary = \"testproc\"\nregions = [\"c\"]\nlayout = \"single\"\n\
+             [region.c]\npages = 2\nslots = 16\n",
+            "processes 'a', 'b', 'n' list it (layout single)",
+        );
+        refused(
+            "[process.a]\nbinary = \"shell\"\nlayout = \"both\"\n",
+            "layout = \"both\" is neither",
+        );
+        // An exclusive grant is exclusive within each layout.
+        ok(
+            "[process.a]\nbinary = \"shell\"\ngrants = [\"nic0\"]\nlayout = \"split\"\n\
+            [process.n]\nbinary = \"testproc\"\ngrants = [\"nic0\"]\nlayout = \"single\"\n",
+        );
     }
 
     #[test]

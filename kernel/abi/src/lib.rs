@@ -220,6 +220,9 @@ pub enum ProcState {
     /// Declared in the manifest but never started (a process started on demand, or one that
     /// could not be started at boot); its record has pid 0.
     NotStarted = 7,
+    /// Declared for the other network-stack layout than the one this boot runs (the manifest's
+    /// `layout`): neither placed nor started, and it cannot be; `ps` leaves it out.
+    OtherLayout = 8,
 }
 
 impl ProcState {
@@ -234,6 +237,7 @@ impl ProcState {
             5 => Self::Stopped,
             6 => Self::Killed,
             7 => Self::NotStarted,
+            8 => Self::OtherLayout,
             _ => return None,
         })
     }
@@ -258,6 +262,7 @@ impl ProcState {
             Self::Stopped => "stopped",
             Self::Killed => "killed",
             Self::NotStarted => "unstarted",
+            Self::OtherLayout => "absent",
         }
     }
 }
@@ -487,7 +492,9 @@ mod tests {
                 )
             );
         }
-        assert_eq!(ProcState::from_u8(8), None);
+        assert_eq!(ProcState::from_u8(8), Some(ProcState::OtherLayout));
+        assert!(!ProcState::OtherLayout.is_down(), "it cannot be started");
+        assert_eq!(ProcState::from_u8(9), None);
         assert_eq!(ProcState::NotStarted.name(), "unstarted");
         assert!(!ProcState::Stopped.is_down(), "a hung process is alive");
     }

@@ -76,6 +76,16 @@ pub enum Layout {
     Single,
 }
 
+impl Layout {
+    /// The layout's name as written on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Split => "split",
+            Self::Single => "single",
+        }
+    }
+}
+
 /// The reference the TSC and the local APIC timer are calibrated against at boot (`clock=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClockSource {

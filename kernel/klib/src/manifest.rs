@@ -2,12 +2,16 @@
 //! `manifest` as one line per item, which the kernel reads with this parser:
 //!
 //! ```text
-//! process NAME binary=BIN placement=dedicated|shared grants=a,b regions=r1,r2 ipc=p1,p2 args=WORD restart=MAX/WINDOW_MS/BACKOFF_MS start=0|1
+//! process NAME binary=BIN placement=dedicated|shared grants=a,b regions=r1,r2 ipc=p1,p2 args=WORD restart=MAX/WINDOW_MS/BACKOFF_MS start=0|1 [layout=split|single]
 //! region NAME pages=N [slots=S]
 //! ```
 //! `start=1` (the default) starts the process at boot. A process with `start=0` (`start =
 //! "on-demand"` in `system.toml`) is placed, granted and given its status page like any other but
 //! not started at boot: a process with the `control` grant starts it later (`proc_start`).
+//! A process with `layout=split` or `layout=single` exists only when the kernel command line
+//! chose that network-stack layout (`layout=`, DESIGN.md §8): the separate pf, ip, udp and tcp
+//! servers, or the one `netstack` process that links them all. In the other layout it is neither
+//! placed nor started, and cannot be started on demand. Without `layout` it is in both.
 //! A region with `slots` is a channel: the kernel writes the channel header (libchan) for S
 //! 64-byte slots before mapping it, so both ends find a valid, empty ring.
 //! Empty lists are written as `grants=` etc. Lines starting with `#` and blank lines are skipped.
@@ -52,6 +56,8 @@ pub struct ProcessEntry<'a> {
     pub restart: RestartPolicy,
     /// Started at boot (`start=1`); false for a process started on demand (`start=0`).
     pub start: bool,
+    /// The one network-stack layout the process belongs to (`layout=`); `None`: both.
+    pub layout: Option<crate::cmdline::Layout>,
 }
 
 fn list(s: &str) -> impl Iterator<Item = &str> {
@@ -70,6 +76,11 @@ impl<'a> ProcessEntry<'a> {
     /// Processes it may send kernel IPC to and notify.
     pub fn ipc(&self) -> impl Iterator<Item = &'a str> {
         list(self.ipc)
+    }
+    /// True when the process exists in the network-stack layout `layout` (it names none, or
+    /// that one).
+    pub fn in_layout(&self, layout: crate::cmdline::Layout) -> bool {
+        self.layout.is_none_or(|l| l == layout)
     }
     /// True when `grant` is granted.
     pub fn has_grant(&self, grant: &str) -> bool {
@@ -188,6 +199,7 @@ impl<'a> Manifest<'a> {
                             backoff_ms: 0,
                         },
                         start: true,
+                        layout: None,
                     };
                     let mut seen_binary = false;
                     for word in words {
@@ -217,6 +229,13 @@ impl<'a> Manifest<'a> {
                                 p.start = match v {
                                     "1" => true,
                                     "0" => false,
+                                    _ => return Err(ManifestError::BadValue { line, key: k }),
+                                }
+                            }
+                            "layout" => {
+                                p.layout = match v {
+                                    "split" => Some(crate::cmdline::Layout::Split),
+                                    "single" => Some(crate::cmdline::Layout::Single),
                                     _ => return Err(ManifestError::BadValue { line, key: k }),
                                 }
                             }
@@ -346,6 +365,28 @@ region ch pages=5 slots=256
         assert_eq!(m.region("pp").unwrap().slots, None);
         assert_eq!(m.region("ch").unwrap().slots, Some(256));
         assert!(m.region("nope").is_none());
+    }
+
+    #[test]
+    fn layouts() {
+        use crate::cmdline::Layout;
+        let m = Manifest::parse(
+            "process ip binary=ip layout=split\nprocess netstack binary=netstack layout=single\nprocess shell binary=shell\n",
+        )
+        .unwrap();
+        let ip = m.process("ip").unwrap();
+        assert!(ip.in_layout(Layout::Split) && !ip.in_layout(Layout::Single));
+        let ns = m.process("netstack").unwrap();
+        assert!(!ns.in_layout(Layout::Split) && ns.in_layout(Layout::Single));
+        let shell = m.process("shell").unwrap();
+        assert!(shell.in_layout(Layout::Split) && shell.in_layout(Layout::Single));
+        assert_eq!(
+            Manifest::parse("process x binary=y layout=both").err(),
+            Some(ManifestError::BadValue {
+                line: 1,
+                key: "layout"
+            })
+        );
     }
 
     #[test]

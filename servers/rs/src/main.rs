@@ -52,6 +52,10 @@ fn main(_args: &str) -> i32 {
         if info.name() == "rs" || (info.pid == me && me != 0) {
             continue;
         }
+        // A process of the other network-stack layout never runs in this boot.
+        if ProcState::from_u8(info.state) == Some(ProcState::OtherLayout) {
+            continue;
+        }
         let Ok(p) = libsys::proc_policy(slot) else {
             continue;
         };

@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
-use axolotl_abi::{CpuInfo, Error, PciInfo, ProcInfo, ProcOp, RestartPolicy};
+use axolotl_abi::{CpuInfo, Error, PciInfo, ProcInfo, ProcOp, ProcState, RestartPolicy};
 use ipcbench::{DEFAULT_ROUND_TRIPS, PING, Report, Request};
 use libsys::Message;
 
@@ -346,6 +346,8 @@ fn ps(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
     let mut procs = Vec::new();
     for slot in 0..MAX_SLOTS {
         match sys.proc_info(slot) {
+            // A process of the other network-stack layout does not exist in this boot.
+            Ok(p) if ProcState::from_u8(p.state) == Some(ProcState::OtherLayout) => {}
             Ok(p) => procs.push(p),
             Err(Error::NotFound) => break,
             Err(e) => return Err(Failure::failed(format!("process slot {slot}: {e}"))),

@@ -133,6 +133,9 @@ pub fn ended(info: &ProcInfo) -> Option<Outcome> {
         ))),
         ProcState::Killed => Err(Failure::failed(format!("pid {pid} was killed"))),
         ProcState::NotStarted => Err(Failure::failed("it never started")),
+        ProcState::OtherLayout => Err(Failure::failed(
+            "it belongs to the other network-stack layout than this boot's",
+        )),
         ProcState::Running | ProcState::Ready | ProcState::Blocked | ProcState::Stopped => {
             return None;
         }
