@@ -8,14 +8,17 @@
 //!   request, answered when the reply came or the timeout passed) and `ifconfig` (interface
 //!   information, counters).
 //!
-//! The program (`src/main.rs`) maps the pools, the channels and its state region, asks the
-//! driver for the MAC address, and loops: messages from pf in batches, IPC requests, timers,
-//! the outbox to pf, and sleep when idle. See README.md.
+//! - [`server`]: the loop body with the system calls — it maps the pools, the channels and its
+//!   state region, asks the driver for the MAC address, and each round takes messages from pf
+//!   in batches, IPC requests, timers, the outbox to pf. The program (`src/main.rs`) runs it on
+//!   a CPU of its own and sleeps when idle; the single layout's netstack runs it beside the
+//!   other servers. See README.md.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
 pub mod proto;
+pub mod server;
 pub mod stack;
 
 pub use proto::SERVICE;

@@ -1,27 +1,25 @@
-//! `ip`: the ip server program — the loop around [`ipd::Stack`] with the system calls
-//! (README.md; docs/netpath.md). Arguments: none (the static configuration: the state region's,
-//! or QEMU user networking's by default), or `dhcp` (the address comes from a DHCP server; see
-//! [`ipd::stack`]).
+//! The ip server's loop body with its system calls, for the `ip` program (`src/main.rs`) and
+//! for the single layout's `netstack` (servers/netstack), which runs it beside pf, udp and tcp
+//! in one process (README.md; docs/netpath.md). Arguments: none (the static configuration: the
+//! state region's, or QEMU user networking's by default), or `dhcp` (the address comes from a
+//! DHCP server; see [`crate::stack`]).
 //!
 //! At start it maps the rx-pool (a view: the driver owns it), the tx-pool (which it owns), its
 //! state region `ip-state` (the configuration, kept across restarts) and the channels `pf-ip`
 //! (it consumes) and `ip-pf` (it produces), and asks the e1000 driver for the MAC address over
-//! the driver's statistics protocol. Then it loops: a batch of up to 32 messages from pf, IPC
-//! requests (`ipc_recv` with a zero timeout), the timers (ARP, ping timeouts), the replies to
-//! clients (`ipc_reply`), the outbox to pf; idle, it polls pf-ip a little, then arms the channel
-//! and sleeps in `wait` until pf's notify, a client's message or the next timer (100 ms at
-//! most; DHCP's timers are among them). It bumps its heartbeat every round, and writes the
+//! the driver's statistics protocol. Each round ([`Server::round`]): a batch of up to 32
+//! messages from pf, IPC requests (`ipc_recv` with a zero timeout; in netstack the dispatcher
+//! receives them and hands ip's to [`Server::request`]), the timers (ARP, ping timeouts), the
+//! replies to clients (`ipc_reply`), the outbox to pf. Idle, the caller arms the inputs
+//! ([`Server::arm`]) and sleeps until pf's notify, a client's message or the next timer
+//! ([`Server::sleep_ns`], 100 ms at most; DHCP's timers are among them). It writes the
 //! configuration to `ip-state` whenever the stack changes it (a DHCP lease, or its loss).
-#![no_std]
-#![no_main]
-
-extern crate alloc;
 
 use alloc::vec::Vec;
 
+use crate::Stack;
+use crate::stack::{Notice, Refusal};
 use e1000::proto as driver;
-use ipd::Stack;
-use ipd::stack::{Notice, Refusal};
 use libchan::{
     BufferPool, Consumer, EpochChange, Message as ChanMessage, PoolView, Producer, RecvError,
     SendError,
@@ -33,16 +31,12 @@ use netproto::Mac;
 use netproto::config::{self, ConfigError, IpConfig};
 use netproto::dhcp::MessageType;
 
-libsys::entry!(main);
-
 /// The process the channels lead to.
 const PF: &str = "pf";
 /// The state region: the configuration, kept by the kernel across restarts.
 const STATE_REGION: &str = "ip-state";
 /// Most messages read from pf in one round.
 const BATCH: usize = 32;
-/// Polls of pf-ip, after a round with nothing to do, before sleeping.
-const SPIN_POLLS: u32 = 200;
 /// Longest sleep.
 const MAX_SLEEP_NS: u64 = 100_000_000;
 /// Sleep while the outbox waits for room in ip-pf, or while pf is not found yet.
@@ -57,27 +51,6 @@ const PEER_CHECK_NS: u64 = 1_000_000_000;
 const DRIVER_REPLY_NS: u64 = 2_000_000_000;
 /// Requests from clients that arrive while the driver is asked, kept for later.
 const MAX_EARLY_REQUESTS: usize = 16;
-
-fn main(args: &str) -> i32 {
-    let dhcp = match args.trim() {
-        "" => false,
-        "dhcp" => true,
-        _ => {
-            log!("bad arguments '{args}' (expected none, or 'dhcp')");
-            return 2;
-        }
-    };
-    match run(dhcp) {
-        Ok(never) => match never {},
-        Err(why) => {
-            log!("FAILED: {why}");
-            1
-        }
-    }
-}
-
-/// Never returns.
-enum Never {}
 
 fn map(name: &'static str) -> Result<libsys::MapInfo, &'static str> {
     libsys::map(name).map_err(|e| {
@@ -203,7 +176,7 @@ fn driver_mac(early: &mut Vec<(u32, Message)>) -> Mac {
                     } else {
                         let _ = libsys::ipc_reply(
                             from,
-                            &ipd::proto::status_reply(ipd::proto::Status::Busy),
+                            &crate::proto::status_reply(crate::proto::Status::Busy),
                         );
                     }
                 }
@@ -450,129 +423,194 @@ fn receive(
     }
 }
 
-fn run(dhcp: bool) -> Result<Never, &'static str> {
-    let rx = pool(RX_POOL, RX_POOL_ID)?;
-    let tx =
-        BufferPool::new(pool(TX_POOL, TX_POOL_ID)?).map_err(|_| "tx-pool has too many buffers")?;
-    let (state, config) = load_config(dhcp)?;
-    let mut from_pf = libsys::chan::consumer(chan::PF_TO_IP, SysWaiter::new(0))
-        .map_err(|_| "pf-ip is not a channel region we may consume")?;
-    let mut to_pf = libsys::chan::producer(chan::IP_TO_PF, SysWaiter::new(0))
-        .map_err(|_| "ip-pf is not a channel region we may produce into")?;
-    let mut early = Vec::new();
-    // A restarted ip takes the MAC address it saved: the driver may be down or hung right now
-    // (an IPC send to a hung driver would block this start for good).
-    let mac = match saved_mac(state) {
-        Some(mac) => {
-            log!("mac {mac} from {STATE_REGION}");
-            mac
+/// Who answers the kernel-IPC requests addressed to ip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipc {
+    /// The server polls for them itself (its own process).
+    Own,
+    /// Someone else receives them and hands them to [`Server::request`] (netstack).
+    Dispatched,
+}
+
+/// IPC requests (sender, message) that came while ip started.
+pub type Early = Vec<(u32, Message)>;
+
+/// A transport server's channel pair and its pid (0 until found).
+type Transport = (
+    Consumer<'static, SysWaiter>,
+    Producer<'static, SysWaiter>,
+    u32,
+);
+
+/// The ip server: the stack, its channels, its state region and timers.
+pub struct Server {
+    stack: Stack<'static>,
+    state: &'static mut [u8],
+    from_pf: Consumer<'static, SysWaiter>,
+    to_pf: Producer<'static, SysWaiter>,
+    udp: Option<Transport>,
+    tcp: Option<Transport>,
+    log: NoticeLog,
+    batch: [ChanMessage; BATCH],
+    ready: usize,
+    last_ipc: u64,
+    last_peer_check: u64,
+    pf_pid: u32,
+    driver_pid: u32,
+    epochs: Epochs,
+    ipc: Ipc,
+}
+
+impl Server {
+    /// Maps the pools, the state region and the channels, finds the MAC address (ip-state, or
+    /// the driver). Returns the server and the IPC requests that arrived while the driver was
+    /// asked (for the caller to hand to [`Server::request`], or to its dispatcher).
+    pub fn start(dhcp: bool, ipc: Ipc) -> Result<(Self, Early), &'static str> {
+        let rx = pool(RX_POOL, RX_POOL_ID)?;
+        let tx = BufferPool::new(pool(TX_POOL, TX_POOL_ID)?)
+            .map_err(|_| "tx-pool has too many buffers")?;
+        let (state, config) = load_config(dhcp)?;
+        let from_pf = libsys::chan::consumer(chan::PF_TO_IP, SysWaiter::new(0))
+            .map_err(|_| "pf-ip is not a channel region we may consume")?;
+        let to_pf = libsys::chan::producer(chan::IP_TO_PF, SysWaiter::new(0))
+            .map_err(|_| "ip-pf is not a channel region we may produce into")?;
+        let mut early = Vec::new();
+        // A restarted ip takes the MAC address it saved: the driver may be down or hung right
+        // now (an IPC send to a hung driver would block this start for good).
+        let mac = match saved_mac(state) {
+            Some(mac) => {
+                log!("mac {mac} from {STATE_REGION}");
+                mac
+            }
+            None => {
+                let mac = driver_mac(&mut early);
+                save_mac(state, mac);
+                mac
+            }
+        };
+        let driver_pid = libsys::lookup(driver::SERVICE).unwrap_or(0);
+        let (rx_count, tx_count) = (rx.count(), tx.view().count());
+        let mut stack = Stack::new(rx, tx, mac, config);
+        if dhcp {
+            // Before the transport servers attach: their loans wait for an address.
+            let now = libsys::time_ns();
+            let m = mac.0;
+            let seed = (now ^ now >> 32) as u32 ^ u32::from_be_bytes([m[2], m[3], m[4], m[5]]);
+            stack.start_dhcp(seed, now);
         }
-        None => {
-            let mac = driver_mac(&mut early);
-            save_mac(state, mac);
-            mac
-        }
-    };
-    let driver_pid = libsys::lookup(driver::SERVICE).unwrap_or(0);
-    let (rx_count, tx_count) = (rx.count(), tx.view().count());
-    let mut stack = Stack::new(rx, tx, mac, config);
-    if dhcp {
-        // Before the transport servers attach: their loans wait for an address.
-        let now = libsys::time_ns();
-        let m = mac.0;
-        let seed = (now ^ now >> 32) as u32 ^ u32::from_be_bytes([m[2], m[3], m[4], m[5]]);
-        stack.start_dhcp(seed, now);
-    }
-    // The udp server's channels are optional: without them UDP is dropped as before.
-    let mut udp = match (
-        libsys::chan::consumer(udpmsg::UDP_TO_IP, SysWaiter::new(0)),
-        libsys::chan::producer(udpmsg::IP_TO_UDP, SysWaiter::new(0)),
-    ) {
-        (Ok(from), Ok(to)) => {
-            stack.attach_udp();
-            log!(
-                "udp server channels {} and {}",
-                udpmsg::IP_TO_UDP,
-                udpmsg::UDP_TO_IP
-            );
-            Some((from, to, 0u32))
-        }
-        _ => None,
-    };
-    // The tcp server's channels, likewise optional: without them TCP is dropped as before.
-    let mut tcp = match (
-        libsys::chan::consumer(tcpmsg::TCP_TO_IP, SysWaiter::new(0)),
-        libsys::chan::producer(tcpmsg::IP_TO_TCP, SysWaiter::new(0)),
-    ) {
-        (Ok(from), Ok(to)) => {
-            stack.attach_tcp();
-            log!(
-                "tcp server channels {} and {}",
-                tcpmsg::IP_TO_TCP,
-                tcpmsg::TCP_TO_IP
-            );
-            Some((from, to, 0u32))
-        }
-        _ => None,
-    };
-    let config = *stack.config();
-    let address = if stack.is_configured() {
-        alloc::format!("{}", config.address)
-    } else {
-        alloc::string::String::from("no address yet (DHCP)")
-    };
-    log!(
-        "{address} gateway {} mac {mac} mtu {}; rx-pool {rx_count} buffers, tx-pool {tx_count} buffers, channels {} and {}",
-        or_none(config.gateway),
-        config.mtu,
-        chan::PF_TO_IP,
-        chan::IP_TO_PF
-    );
-    let now = libsys::time_ns();
-    for (from, m) in early {
-        stack.request(from, &m, now);
+        // The udp server's channels are optional: without them UDP is dropped as before.
+        let udp = match (
+            libsys::chan::consumer(udpmsg::UDP_TO_IP, SysWaiter::new(0)),
+            libsys::chan::producer(udpmsg::IP_TO_UDP, SysWaiter::new(0)),
+        ) {
+            (Ok(from), Ok(to)) => {
+                stack.attach_udp();
+                log!(
+                    "udp server channels {} and {}",
+                    udpmsg::IP_TO_UDP,
+                    udpmsg::UDP_TO_IP
+                );
+                Some((from, to, 0u32))
+            }
+            _ => None,
+        };
+        // The tcp server's channels, likewise optional: without them TCP is dropped as before.
+        let tcp = match (
+            libsys::chan::consumer(tcpmsg::TCP_TO_IP, SysWaiter::new(0)),
+            libsys::chan::producer(tcpmsg::IP_TO_TCP, SysWaiter::new(0)),
+        ) {
+            (Ok(from), Ok(to)) => {
+                stack.attach_tcp();
+                log!(
+                    "tcp server channels {} and {}",
+                    tcpmsg::IP_TO_TCP,
+                    tcpmsg::TCP_TO_IP
+                );
+                Some((from, to, 0u32))
+            }
+            _ => None,
+        };
+        let config = *stack.config();
+        let address = if stack.is_configured() {
+            alloc::format!("{}", config.address)
+        } else {
+            alloc::string::String::from("no address yet (DHCP)")
+        };
+        log!(
+            "ip {address} gateway {} mac {mac} mtu {}; rx-pool {rx_count} buffers, tx-pool {tx_count} buffers, channels {} and {}",
+            or_none(config.gateway),
+            config.mtu,
+            chan::PF_TO_IP,
+            chan::IP_TO_PF
+        );
+        let server = Self {
+            stack,
+            state,
+            from_pf,
+            to_pf,
+            udp,
+            tcp,
+            log: NoticeLog::default(),
+            batch: [ChanMessage::default(); BATCH],
+            ready: 0,
+            last_ipc: 0,
+            last_peer_check: 0,
+            pf_pid: 0,
+            driver_pid,
+            epochs: Epochs::default(),
+            ipc,
+        };
+        Ok((server, early))
     }
 
-    let mut log = NoticeLog::default();
-    let mut batch = [ChanMessage::default(); BATCH];
-    let mut ready = 0;
-    let mut last_ipc = 0;
-    let mut last_peer_check = 0;
-    let mut pf_pid = 0;
-    let mut epochs = Epochs::default();
-    loop {
-        libsys::heartbeat();
-        // Live update: at a quiet point (nothing waits in an outbox) hand over to a fresh
-        // instance; the configuration and the MAC are in ip-state already, and the neighbours
-        // recover the buffers this instance holds as after any restart.
-        if libsys::update_requested()
-            && ready == 0
-            && stack.outbox_len() == 0
-            && stack.udp_outbox_len() == 0
-            && stack.tcp_outbox_len() == 0
-        {
-            if let Some(c) = stack.take_config_change() {
-                store_config(state, &c);
-            }
-            log!("live update: quiet; exiting for the new instance");
-            libsys::exit(axolotl_abi::EXIT_UPDATE);
+    /// A client's request (`crate::proto`), received by the caller; the reply goes out with
+    /// the next round's.
+    pub fn request(&mut self, from: u32, m: &Message) {
+        // A late answer of the driver's to the status request.
+        if from != self.driver_pid {
+            self.stack.request(from, m, libsys::time_ns());
         }
-        if ready == 0 {
+    }
+
+    /// True at a quiet point for a live update (nothing waits in an outbox); the configuration
+    /// is written to ip-state first. The MAC is there already, and the neighbours recover the
+    /// buffers this instance holds as after any restart.
+    pub fn quiet(&mut self) -> bool {
+        let quiet = self.ready == 0
+            && self.stack.outbox_len() == 0
+            && self.stack.udp_outbox_len() == 0
+            && self.stack.tcp_outbox_len() == 0;
+        if quiet && let Some(c) = self.stack.take_config_change() {
+            store_config(self.state, &c);
+        }
+        quiet
+    }
+
+    /// One round; true when it did any work.
+    pub fn round(&mut self) -> bool {
+        let Self {
+            stack,
+            state,
+            from_pf,
+            to_pf,
+            udp,
+            tcp,
+            log,
+            batch,
+            ready,
+            epochs,
+            ..
+        } = self;
+        if *ready == 0 {
             let budget = stack.receive_budget(BATCH);
-            ready = receive(
-                &mut from_pf,
-                &mut batch[..budget],
-                &mut stack,
-                &mut log,
-                &mut epochs,
-            );
+            *ready = receive(from_pf, &mut batch[..budget], stack, log, epochs);
         }
         let now = libsys::time_ns();
-        for m in &batch[..ready] {
+        for m in &batch[..*ready] {
             stack.handle(m, now);
         }
-        let mut worked = ready > 0;
-        ready = 0;
+        let mut worked = *ready > 0;
+        *ready = 0;
         if let Some((from_udp, _, _)) = udp.as_mut() {
             let budget = stack.udp_receive_budget(BATCH);
             let n = match from_udp.recv_batch(&mut batch[..budget]) {
@@ -613,13 +651,13 @@ fn run(dhcp: bool) -> Result<Never, &'static str> {
 
         // Every millisecond at most, busy or spinning idle (an IPC request also notifies us,
         // so a sleeping server wakes for it): a poll per idle spin would be a system call each.
-        if now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
-            last_ipc = now;
+        if self.ipc == Ipc::Own && now.saturating_sub(self.last_ipc) >= BUSY_IPC_POLL_NS {
+            self.last_ipc = now;
             for _ in 0..IPC_PER_ROUND {
                 let mut m: Message = [0; axolotl_abi::IPC_MSG_LEN];
                 match libsys::ipc_recv(&mut m, Some(0)) {
                     // A late answer of the driver's to the status request.
-                    Ok(from) if from == driver_pid => {}
+                    Ok(from) if from == self.driver_pid => {}
                     Ok(from) => stack.request(from, &m, now),
                     Err(_) => break,
                 }
@@ -640,14 +678,14 @@ fn run(dhcp: bool) -> Result<Never, &'static str> {
             store_config(state, &c);
         }
 
-        let peer_check = now.saturating_sub(last_peer_check) >= PEER_CHECK_NS;
-        if pf_pid == 0 || peer_check {
-            last_peer_check = now;
+        let peer_check = now.saturating_sub(self.last_peer_check) >= PEER_CHECK_NS;
+        if self.pf_pid == 0 || peer_check {
+            self.last_peer_check = now;
             if let Ok(pid) = libsys::lookup(PF)
-                && pid != pf_pid
+                && pid != self.pf_pid
             {
                 log!("{PF} is pid {pid}");
-                pf_pid = pid;
+                self.pf_pid = pid;
                 to_pf.waiter().set_peer(pid);
                 // A message may have been published while nobody was woken.
                 to_pf.notify_peer();
@@ -657,7 +695,7 @@ fn run(dhcp: bool) -> Result<Never, &'static str> {
             find_server(to_udp, udp_pid, udpmsg::SERVICE, peer_check);
             let mut changed = None;
             stack.flush_udp(|msgs| {
-                send_to_server(to_udp, msgs, udpmsg::IP_TO_UDP, &mut log, &mut changed)
+                send_to_server(to_udp, msgs, udpmsg::IP_TO_UDP, log, &mut changed)
             });
             if transport_restarted(changed, &mut epochs.udp, udpmsg::SERVICE) {
                 *udp_pid = 0;
@@ -668,7 +706,7 @@ fn run(dhcp: bool) -> Result<Never, &'static str> {
             find_server(to_tcp, tcp_pid, tcpmsg::SERVICE, peer_check);
             let mut changed = None;
             stack.flush_tcp(|msgs| {
-                send_to_server(to_tcp, msgs, tcpmsg::IP_TO_TCP, &mut log, &mut changed)
+                send_to_server(to_tcp, msgs, tcpmsg::IP_TO_TCP, log, &mut changed)
             });
             if transport_restarted(changed, &mut epochs.tcp, tcpmsg::SERVICE) {
                 *tcp_pid = 0;
@@ -698,71 +736,74 @@ fn run(dhcp: bool) -> Result<Never, &'static str> {
         if let Some(c) = changed
             && newer(&mut epochs.pf, &c)
         {
-            pf_pid = 0;
+            self.pf_pid = 0;
             stack.pf_restarted(libsys::time_ns());
         }
+        worked
+    }
 
-        if worked {
-            continue;
-        }
-        // Idle: poll a little, then sleep until pf notifies, a client's message arrives, or the
-        // next timer is due.
-        let budget = stack.receive_budget(BATCH);
-        for _ in 0..SPIN_POLLS {
-            ready = receive(
-                &mut from_pf,
-                &mut batch[..budget],
-                &mut stack,
-                &mut log,
-                &mut epochs,
-            );
-            if ready > 0 {
-                break;
-            }
-            core::hint::spin_loop();
-        }
-        if ready > 0 {
-            continue;
-        }
+    /// Idle: one more look at pf-ip; true when messages came (the next round handles them).
+    pub fn poll_pf(&mut self) -> bool {
+        let budget = self.stack.receive_budget(BATCH);
+        self.ready = receive(
+            &mut self.from_pf,
+            &mut self.batch[..budget],
+            &mut self.stack,
+            &mut self.log,
+            &mut self.epochs,
+        );
+        self.ready > 0
+    }
+
+    /// The longest the caller may sleep: until the next timer, 100 ms at most, 1 ms while an
+    /// outbox waits for room or pf is not found yet.
+    pub fn sleep_ns(&self) -> u64 {
+        let now = libsys::time_ns();
         let mut sleep = MAX_SLEEP_NS;
-        if let Some(t) = stack.next_deadline() {
+        if let Some(t) = self.stack.next_deadline() {
             sleep = sleep.min(t.saturating_sub(now).max(1));
         }
-        if stack.outbox_len() > 0
-            || stack.udp_outbox_len() > 0
-            || stack.tcp_outbox_len() > 0
-            || pf_pid == 0
+        if self.stack.outbox_len() > 0
+            || self.stack.udp_outbox_len() > 0
+            || self.stack.tcp_outbox_len() > 0
+            || self.pf_pid == 0
         {
             sleep = sleep.min(SHORT_SLEEP_NS);
         }
-        // Arm every input; sleep once unless one already has a message.
-        let udp_ready = match udp.as_mut() {
+        sleep
+    }
+
+    /// Arms every input for a sleep; true when one has a message already (do not sleep, but
+    /// disarm). A broken pf-ip is counted and does not keep the caller awake.
+    pub fn arm(&mut self) -> bool {
+        let udp_ready = match self.udp.as_mut() {
             Some((from_udp, _, _)) => !matches!(from_udp.arm(), Ok(false)),
             None => false,
         };
-        let tcp_ready = match tcp.as_mut() {
+        let tcp_ready = match self.tcp.as_mut() {
             Some((from_tcp, _, _)) => !matches!(from_tcp.arm(), Ok(false)),
             None => false,
         };
-        match from_pf.arm() {
-            Ok(false) if !udp_ready && !tcp_ready => {
-                let _ = libsys::wait(Some(sleep));
-                // What woke us may be an IPC request: look at once.
-                last_ipc = 0;
-            }
-            Ok(_) => {}
+        match self.from_pf.arm() {
+            Ok(false) => udp_ready || tcp_ready,
+            Ok(true) => true,
             Err(e) => {
-                stack.stats_mut().channel_errors += 1;
-                log.channel(chan::PF_TO_IP, e);
-                let _ = libsys::wait(Some(sleep));
+                self.stack.stats_mut().channel_errors += 1;
+                self.log.channel(chan::PF_TO_IP, e);
+                udp_ready || tcp_ready
             }
         }
-        from_pf.disarm();
-        if let Some((from_udp, _, _)) = udp.as_mut() {
+    }
+
+    /// Disarms every input after a sleep; what woke us may be an IPC request: look at once.
+    pub fn disarm(&mut self) {
+        self.from_pf.disarm();
+        if let Some((from_udp, _, _)) = self.udp.as_mut() {
             from_udp.disarm();
         }
-        if let Some((from_tcp, _, _)) = tcp.as_mut() {
+        if let Some((from_tcp, _, _)) = self.tcp.as_mut() {
             from_tcp.disarm();
         }
+        self.last_ipc = 0;
     }
 }

@@ -12,11 +12,13 @@
 //! - [`ctl`]: the control protocol the shell's `pf list|add|del` speaks over kernel IPC, and the
 //!   server's side of it ([`ctl::serve`]).
 //!
-//! The program (`main.rs`) maps the regions, finds its peers, and loops around them: forward,
-//! answer requests, sleep when idle (README.md).
+//! [`server`] adds the system calls: it maps the regions, finds its peers, answers requests;
+//! the program (`main.rs`) loops around it (forward, sleep when idle), and so does the single
+//! layout's netstack.
 #![cfg_attr(not(test), no_std)]
 
 extern crate alloc;
 
 pub mod ctl;
 pub mod path;
+pub mod server;

@@ -1,503 +1,52 @@
-//! The packet filter server (process `pf`, binary `pf`, no arguments): the loop around
-//! [`pfd::path`] and [`pfd::ctl`] with the system calls (README.md).
-//!
-//! At start it maps the rx-pool and the tx-pool (views: e1000 owns the one, ip the other),
-//! attaches to its four channels, and loads its rules from the state region `pf-state` (kept by
-//! the kernel across a restart). Then it loops:
-//!
-//! - **forward**: one round of the path per turn — up to 32 messages from each input, judged
-//!   and sent on, with `heartbeat()` every turn (the reincarnation server watches it);
-//! - **control**: every 64 turns, and after every sleep, it polls for the shell's requests with
-//!   a zero-timeout `ipc_recv` and answers each with `ipc_reply`, saving the rules after every
-//!   change; it never blocks in a receive;
-//! - **peers**: e1000 and ip are looked up by name until they exist, and again whenever a
-//!   notify to one fails (it died or was replaced);
-//! - **idle**: after a few thousand empty turns (64 when it shares its CPU) it arms both inputs
-//!   and, if neither had a message, sleeps once in `wait` for at most 100 ms (1 ms while it holds
-//!   messages for a full ring, which no notification announces): a producer's notify, a queued
-//!   request or the timeout wakes it.
+//! The packet filter server (process `pf`, binary `pf`, no arguments): [`pfd::server`] on a CPU
+//! of its own (README.md). Every turn: `heartbeat()` (the reincarnation server watches it), a
+//! live update at a quiet point, one round of the path; after a few thousand empty turns (64
+//! when it shares its CPU) the idle chores, both inputs armed, and one sleep in `wait` (100 ms
+//! at most, 1 ms while it holds messages for a full ring): a producer's notify, a queued request
+//! or the timeout wakes it.
 #![no_std]
 #![no_main]
 
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-
-use libchan::{Consumer, PoolView, Producer, Waiter};
-use libsys::{Error, MapInfo, Message, WaitResult, log};
-use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID, chan};
-use pf::RuleSet;
-use pf::state::{self, Restored};
-use pfd::ctl;
-use pfd::path::{Channel, Event, Path, Peer};
+use libsys::{WaitResult, log};
+use pfd::server::{Ipc, Server};
 
 libsys::entry!(main);
-
-/// The state region the kernel keeps across restarts.
-const STATE_REGION: &str = "pf-state";
-/// Empty turns before pf arms its inputs and sleeps, on a CPU of its own.
-const SPIN_TURNS: u32 = 4000;
-/// The same on a CPU shared with others, who need it more than a spinning pf does.
-const SPIN_TURNS_SHARED: u32 = 64;
-/// Idle, the shell's requests are looked at most this often (and at once when one wakes us).
-const IDLE_CHORES_NS: u64 = 1_000_000;
-/// Idle, the peers are looked up this often (at once while one is missing).
-const IDLE_LOOKUP_NS: u64 = 1_000_000_000;
-/// Longest sleep when idle (the heartbeat must move at least every 500 ms).
-const IDLE_WAIT_NS: u64 = 100_000_000;
-/// Sleep while messages wait for room in an output ring.
-const HOLD_WAIT_NS: u64 = 1_000_000;
-/// Turns between polls for control requests while busy.
-const CONTROL_EVERY: u64 = 64;
-/// Turns between lookups of a missing peer while busy.
-const LOOKUP_EVERY: u64 = 4096;
-/// Most requests answered per poll.
-const REQUESTS_PER_POLL: usize = 8;
-/// Refusals are logged at most this often.
-const REFUSAL_LOG_NS: u64 = 1_000_000_000;
 
 fn main(args: &str) -> i32 {
     if !args.trim().is_empty() {
         log!("bad arguments '{args}' (expected none)");
         return 2;
     }
-    match run() {
-        Ok(never) => match never {},
+    let mut server = match Server::start(Ipc::Own) {
+        Ok(s) => s,
         Err(why) => {
             log!("FAILED: {why}");
-            1
+            return 1;
         }
-    }
-}
-
-/// The waiter of the channel ends towards one peer: `wait` is the kernel's; `notify` wakes the
-/// peer and remembers a failure, after which pf looks the peer up again. (libsys's `SysWaiter`
-/// hides the failure.)
-struct PeerWaiter {
-    peer: AtomicU32,
-    lost: AtomicBool,
-}
-
-impl PeerWaiter {
-    const fn new() -> Self {
-        Self {
-            peer: AtomicU32::new(0),
-            lost: AtomicBool::new(true),
-        }
-    }
-
-    fn needs_lookup(&self) -> bool {
-        self.lost.load(Ordering::Relaxed)
-    }
-
-    fn set_peer(&self, pid: u32) {
-        self.peer.store(pid, Ordering::Relaxed);
-        self.lost.store(false, Ordering::Relaxed);
-    }
-
-    fn peer(&self) -> u32 {
-        self.peer.load(Ordering::Relaxed)
-    }
-}
-
-impl Waiter for PeerWaiter {
-    fn wait(&self, timeout_ns: Option<u64>) {
-        // A failed wait only means we poll again.
-        let _ = libsys::wait(timeout_ns);
-    }
-
-    fn notify(&self) {
-        let peer = self.peer();
-        if peer != 0 && libsys::notify(peer).is_err() {
-            self.peer.store(0, Ordering::Relaxed);
-            self.lost.store(true, Ordering::Relaxed);
-        }
-    }
-}
-
-static DRIVER: PeerWaiter = PeerWaiter::new();
-static IP: PeerWaiter = PeerWaiter::new();
-
-fn waiter(peer: Peer) -> &'static PeerWaiter {
-    match peer {
-        Peer::Driver => &DRIVER,
-        Peer::Ip => &IP,
-    }
-}
-
-type W = &'static PeerWaiter;
-
-fn map(name: &'static str) -> Result<MapInfo, &'static str> {
-    libsys::map(name).map_err(|e| {
-        log!("map({name}): {e}");
-        "a region of the data path is not granted (pf needs rx-pool, tx-pool, e1000-pf, pf-e1000, ip-pf, pf-ip)"
-    })
-}
-
-fn pool(name: &'static str, id: u16) -> Result<PoolView<'static>, &'static str> {
-    let info = map(name)?;
-    // Safety: the kernel mapped `info.len` bytes at `info.addr` for the life of the process; the
-    // pool's owner and the other hops map them too, which is what a pool is for: pf touches them
-    // only through the view.
-    unsafe { PoolView::new(id, info.addr as *mut u8, info.len as usize, BUFFER_SIZE) }
-        .map_err(|_| "a pool region holds no buffer")
-}
-
-fn consumer(name: &'static str, peer: Peer) -> Result<Consumer<'static, W>, &'static str> {
-    let info = map(name)?;
-    // Safety: the kernel mapped the channel region for the life of the process and wrote its
-    // header; the manifest makes pf the only consumer of this channel.
-    unsafe { Consumer::attach(info.addr as *mut u8, info.len as usize, waiter(peer)) }
-        .map_err(|_| "a channel region is not a channel")
-}
-
-fn producer(name: &'static str, peer: Peer) -> Result<Producer<'static, W>, &'static str> {
-    let info = map(name)?;
-    // Safety: as in `consumer`; pf is the only producer of this channel.
-    unsafe { Producer::attach(info.addr as *mut u8, info.len as usize, waiter(peer)) }
-        .map_err(|_| "a channel region is not a channel")
-}
-
-/// The state region, when the manifest grants one big enough.
-fn state_region() -> Option<&'static mut [u8]> {
-    match libsys::map(STATE_REGION) {
-        Ok(info) if info.len as usize >= state::REGION_LEN => {
-            // Safety: the kernel mapped `info.len` bytes at `info.addr` for the life of the
-            // process; the region has a single owner (the manifest gives it to pf alone), so
-            // nothing else reads or writes it, and this is the only slice made of it.
-            Some(unsafe {
-                core::slice::from_raw_parts_mut(info.addr as *mut u8, info.len as usize)
-            })
-        }
-        Ok(info) => {
-            log!(
-                "WARNING: {STATE_REGION} has {} bytes, the rules need {}: they will not survive a restart of pf",
-                info.len,
-                state::REGION_LEN
-            );
-            None
-        }
-        Err(e) => {
-            log!(
-                "WARNING: cannot map {STATE_REGION} ({e}): the rules will not survive a restart of pf"
-            );
-            None
-        }
-    }
-}
-
-/// The rules the state region holds; none on a first start or when it is damaged (loudly).
-fn load_rules(region: Option<&[u8]>) -> RuleSet {
-    let Some(region) = region else {
-        return RuleSet::new();
     };
-    match state::load(region) {
-        Ok(Restored::Fresh) => {
-            log!("no saved rules (first start): every packet allowed");
-            RuleSet::new()
-        }
-        Ok(Restored::Loaded {
-            rules,
-            sequence,
-            discarded,
-        }) => {
-            log!(
-                "restored {} rules from {STATE_REGION} (image {sequence})",
-                rules.len()
-            );
-            if let Some(e) = discarded {
-                log!(
-                    "WARNING: the other image in {STATE_REGION} is damaged ({e}): the last rule change before the restart may be lost"
-                );
-            }
-            rules
-        }
-        Err(e) => {
-            log!(
-                "ERROR: {STATE_REGION} holds no valid rule set ({e}): starting with NO RULES, every packet allowed; enter the rules again with `pf add`"
-            );
-            RuleSet::new()
-        }
-    }
-}
-
-/// What the control side keeps.
-struct Control {
-    region: Option<&'static mut [u8]>,
-    generation: u32,
-    recv_failed: bool,
-    reply_failures: u64,
-}
-
-impl Control {
-    /// Answers the requests waiting, up to [`REQUESTS_PER_POLL`], without blocking.
-    fn serve(&mut self, rules: &mut RuleSet, path: &Path<'static, W>) {
-        for _ in 0..REQUESTS_PER_POLL {
-            let mut request: Message = [0; ctl::MSG_LEN];
-            let from = match libsys::ipc_recv(&mut request, Some(0)) {
-                Ok(pid) => pid,
-                Err(Error::TimedOut) => return,
-                Err(e) => {
-                    if !self.recv_failed {
-                        self.recv_failed = true;
-                        log!("polling for control requests failed: {e}");
-                    }
-                    return;
-                }
-            };
-            let region = &mut self.region;
-            let reply = ctl::serve(
-                &request,
-                rules,
-                &mut self.generation,
-                &path.counters(),
-                |set| {
-                    region
-                        .as_deref_mut()
-                        .is_some_and(|r| state::save(r, set).is_ok())
-                },
-            );
-            log_change(from, &reply);
-            if let Err(e) = libsys::ipc_reply(from, &reply) {
-                self.reply_failures += 1;
-                if self.reply_failures <= 4 || self.reply_failures.is_power_of_two() {
-                    log!(
-                        "could not answer pid {from}: {e} (it gave up waiting, or sent without calling; {} so far)",
-                        self.reply_failures
-                    );
-                }
-            }
-        }
-    }
-}
-
-/// Logs a rule change that `reply` reports.
-fn log_change(from: u32, reply: &ctl::Msg) {
-    let Some(h) = ctl::ReplyHeader::decode(reply) else {
-        return;
-    };
-    if h.status != ctl::status::OK || !matches!(h.op, ctl::op::ADD | ctl::op::DEL) {
-        return;
-    }
-    let r = ctl::RuleReply::decode(reply);
-    let Ok(rule) = state::decode_rule(&r.record) else {
-        return;
-    };
-    let what = if h.op == ctl::op::ADD {
-        "added"
-    } else {
-        "deleted"
-    };
-    let saved = if h.flags & ctl::FLAG_NOT_SAVED != 0 {
-        " (NOT SAVED: lost if pf restarts)"
-    } else {
-        ""
-    };
-    log!(
-        "pid {from} {what} rule {}: {rule}; {} rules now{saved}",
-        r.number,
-        h.rules
-    );
-}
-
-/// Looks up the peers whose pid is unknown or whose notify failed; wakes a peer found (a
-/// wake-up may have gone to nobody meanwhile).
-fn find_peers(path: &mut Path<'static, W>, reported_missing: &mut [bool; 2]) {
-    for (i, peer) in [Peer::Driver, Peer::Ip].into_iter().enumerate() {
-        let w = waiter(peer);
-        if !w.needs_lookup() {
-            continue;
-        }
-        match libsys::lookup(peer.name()) {
-            Ok(pid) => {
-                let old = w.peer();
-                w.set_peer(pid);
-                if pid != old {
-                    log!("{} is pid {pid}", peer.name());
-                }
-                reported_missing[i] = false;
-                path.notify(peer);
-            }
-            Err(_) if !reported_missing[i] => {
-                reported_missing[i] = true;
-                log!("{} not running yet; looking for it", peer.name());
-            }
-            Err(_) => {}
-        }
-    }
-}
-
-/// Logging of what the path reports: refusals at most once a second, epoch changes always,
-/// broken channels the first few times and then at powers of two.
-#[derive(Default)]
-struct EventLog {
-    refused_pending: u64,
-    last_refusal: Option<Event>,
-    next_refusal_log_ns: u64,
-    broken: u64,
-}
-
-impl EventLog {
-    fn note(&mut self, e: Event) {
-        match e {
-            Event::Refused { .. } => {
-                self.refused_pending += 1;
-                self.last_refusal = Some(e);
-            }
-            Event::EpochChanged { channel, change } => {
-                let (peer, what) = match channel {
-                    Channel::FromDriver => ("e1000", "it sent were never read (discarded)"),
-                    Channel::FromIp => ("ip", "it sent were never read (discarded)"),
-                    Channel::ToDriver => (
-                        "e1000",
-                        "pf sent were never taken (pf recovers their buffers)",
-                    ),
-                    Channel::ToIp => ("ip", "pf sent were never taken (pf recovers their buffers)"),
-                };
-                log!(
-                    "{} epoch {} -> {}: {peer} restarted; {} messages {what}",
-                    channel.name(),
-                    change.old_epoch,
-                    change.new_epoch,
-                    change.count
-                );
-            }
-            Event::ChannelBroken { channel, bad_magic } => {
-                self.broken += 1;
-                if self.broken <= 4 || self.broken.is_power_of_two() {
-                    log!(
-                        "{} refused an operation: {} ({} times)",
-                        channel.name(),
-                        if bad_magic {
-                            "its header was overwritten"
-                        } else {
-                            "the peer's index jumped"
-                        },
-                        self.broken
-                    );
-                }
-            }
-        }
-    }
-
-    /// Logs the refusals noted since the last report, if a second has passed.
-    fn report(&mut self, total: u64) {
-        if self.refused_pending == 0 {
-            return;
-        }
-        let now = libsys::time_ns();
-        if now < self.next_refusal_log_ns {
-            return;
-        }
-        if let Some(Event::Refused { from, tag, why }) = self.last_refusal {
-            log!(
-                "refused {} messages ({total} since start); the last from {}: tag {tag:#x}, {why:?}",
-                self.refused_pending,
-                from.name()
-            );
-        }
-        self.refused_pending = 0;
-        self.next_refusal_log_ns = now + REFUSAL_LOG_NS;
-    }
-}
-
-fn run() -> Result<core::convert::Infallible, &'static str> {
-    let rx_pool = pool(RX_POOL, RX_POOL_ID)?;
-    let tx_pool = pool(TX_POOL, TX_POOL_ID)?;
-    let mut path = Path::new(
-        rx_pool,
-        tx_pool,
-        consumer(chan::DRIVER_TO_PF, Peer::Driver)?,
-        producer(chan::PF_TO_DRIVER, Peer::Driver)?,
-        consumer(chan::IP_TO_PF, Peer::Ip)?,
-        producer(chan::PF_TO_IP, Peer::Ip)?,
-    );
-    let region = state_region();
-    let mut rules = load_rules(region.as_deref());
-    let mut control = Control {
-        region,
-        generation: 0,
-        recv_failed: false,
-        reply_failures: 0,
-    };
-    let (rx, tx) = path.pool_buffers();
-    if (rx + tx) as usize > path.held_capacity() {
-        log!(
-            "WARNING: the pools hold {} buffers, pf's queues {}: a peer that stops reading can make pf stop reading too",
-            rx + tx,
-            path.held_capacity()
-        );
-    }
-    let me = libsys::self_info().ok();
-    let dedicated = me.is_some_and(|p| p.dedicated != 0);
-    let spin_turns = if dedicated {
-        SPIN_TURNS
-    } else {
-        SPIN_TURNS_SHARED
-    };
-    log!(
-        "filtering between e1000 and ip: rx-pool {rx} buffers, tx-pool {tx} buffers, {} rules; cpu {} {}",
-        rules.len(),
-        me.map_or(0, |p| p.cpu),
-        if dedicated { "to itself" } else { "shared" }
-    );
-    let mut missing = [false; 2];
-    find_peers(&mut path, &mut missing);
-    let mut events = EventLog::default();
-    let mut turn: u64 = 0;
     let mut empty_turns: u32 = 0;
-    let (mut last_chores, mut last_lookup) = (0u64, 0u64);
     loop {
         libsys::heartbeat();
         // Live update: at a quiet point (nothing held for a peer) hand over to a fresh instance;
         // the rules are in pf-state already.
-        if libsys::update_requested() && path.holding() == 0 {
+        if libsys::update_requested() && server.quiet() {
             log!("live update: quiet; exiting for the new instance");
             libsys::exit(libsys::abi::EXIT_UPDATE);
         }
-        turn = turn.wrapping_add(1);
-        let round = path.round(&mut rules, &mut |e| events.note(e));
-        if turn.is_multiple_of(CONTROL_EVERY) {
-            control.serve(&mut rules, &path);
-            events.report(path.counters().refused_total());
-        }
-        if turn.is_multiple_of(LOOKUP_EVERY) {
-            find_peers(&mut path, &mut missing);
-        }
-        if !round.is_idle() {
+        if server.round() {
             empty_turns = 0;
             continue;
         }
         empty_turns += 1;
-        if empty_turns < spin_turns {
+        if empty_turns < server.spin_turns() {
             core::hint::spin_loop();
             continue;
         }
         empty_turns = 0;
-        // Idle: the chores first (the shell's requests at most every millisecond, lookups every
-        // second — each is a system call, and under load pf goes idle between most frames),
-        // then sleep until a peer or the shell wakes us.
-        let now = libsys::time_ns();
-        if now.saturating_sub(last_chores) >= IDLE_CHORES_NS {
-            last_chores = now;
-            control.serve(&mut rules, &path);
-            events.report(path.counters().refused_total());
-        }
-        if now.saturating_sub(last_lookup) >= IDLE_LOOKUP_NS || missing.iter().any(|&m| m) {
-            last_lookup = now;
-            find_peers(&mut path, &mut missing);
-        }
-        if path.arm(&mut |e| events.note(e)) {
-            let timeout = if path.holding() > 0 {
-                HOLD_WAIT_NS
-            } else {
-                IDLE_WAIT_NS
-            };
+        if !server.arm() {
             libsys::heartbeat();
-            let woken = libsys::wait(Some(timeout));
-            path.disarm();
-            if woken == Ok(WaitResult::Notified) {
-                // Perhaps by a queued request rather than a channel.
-                control.serve(&mut rules, &path);
-            }
+            let woken = libsys::wait(Some(server.sleep_ns()));
+            server.disarm(woken == Ok(WaitResult::Notified));
         }
     }
 }

@@ -1,35 +1,33 @@
-//! The packet filter server (process `pf`, binary `pf`, no arguments): the loop around
-//! [`pfd::path`] and [`pfd::ctl`] with the system calls (README.md).
+//! The packet filter server's loop body with its system calls, for the `pf` program
+//! (`src/main.rs`) and for the single layout's `netstack` (servers/netstack), which runs it
+//! beside ip, udp and tcp in one process.
 //!
 //! At start it maps the rx-pool and the tx-pool (views: e1000 owns the one, ip the other),
 //! attaches to its four channels, and loads its rules from the state region `pf-state` (kept by
-//! the kernel across a restart). Then it loops:
+//! the kernel across a restart). Then the caller loops:
 //!
-//! - **forward**: one round of the path per turn — up to 32 messages from each input, judged
-//!   and sent on, with `heartbeat()` every turn (the reincarnation server watches it);
-//! - **control**: every 64 turns, and after every sleep, it polls for the shell's requests with
-//!   a zero-timeout `ipc_recv` and answers each with `ipc_reply`, saving the rules after every
-//!   change; it never blocks in a receive;
+//! - **forward** ([`Server::round`]): one round of the path — up to 32 messages from each
+//!   input, judged and sent on;
+//! - **control**: every 64 rounds, and after every sleep, it polls for the shell's requests
+//!   with a zero-timeout `ipc_recv` and answers each with `ipc_reply`, saving the rules after
+//!   every change; it never blocks in a receive (in netstack, the dispatcher receives them and
+//!   hands pf's to [`Server::answer`]);
 //! - **peers**: e1000 and ip are looked up by name until they exist, and again whenever a
 //!   notify to one fails (it died or was replaced);
-//! - **idle**: after a few thousand empty turns (64 when it shares its CPU) it arms both inputs
-//!   and, if neither had a message, sleeps once in `wait` for at most 100 ms (1 ms while it holds
-//!   messages for a full ring, which no notification announces): a producer's notify, a queued
+//! - **idle** ([`Server::arm`]): after [`Server::spin_turns`] empty rounds the chores (requests
+//!   at most every millisecond, lookups every second), then both inputs armed and, if neither
+//!   had a message, one sleep of at most [`Server::sleep_ns`]: a producer's notify, a queued
 //!   request or the timeout wakes it.
-#![no_std]
-#![no_main]
-
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use libchan::{Consumer, PoolView, Producer, Waiter};
-use libsys::{Error, MapInfo, Message, WaitResult, log};
+use libsys::{Error, MapInfo, Message, log};
 use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID, chan};
 use pf::RuleSet;
 use pf::state::{self, Restored};
-use pfd::ctl;
-use pfd::path::{Channel, Event, Path, Peer};
 
-libsys::entry!(main);
+use crate::ctl;
+use crate::path::{Channel, Event, Path, Peer};
 
 /// The state region the kernel keeps across restarts.
 const STATE_REGION: &str = "pf-state";
@@ -53,20 +51,6 @@ const LOOKUP_EVERY: u64 = 4096;
 const REQUESTS_PER_POLL: usize = 8;
 /// Refusals are logged at most this often.
 const REFUSAL_LOG_NS: u64 = 1_000_000_000;
-
-fn main(args: &str) -> i32 {
-    if !args.trim().is_empty() {
-        log!("bad arguments '{args}' (expected none)");
-        return 2;
-    }
-    match run() {
-        Ok(never) => match never {},
-        Err(why) => {
-            log!("FAILED: {why}");
-            1
-        }
-    }
-}
 
 /// The waiter of the channel ends towards one peer: `wait` is the kernel's; `notify` wakes the
 /// peer and remembers a failure, after which pf looks the peer up again. (libsys's `SysWaiter`
@@ -243,19 +227,7 @@ impl Control {
                     return;
                 }
             };
-            let region = &mut self.region;
-            let reply = ctl::serve(
-                &request,
-                rules,
-                &mut self.generation,
-                &path.counters(),
-                |set| {
-                    region
-                        .as_deref_mut()
-                        .is_some_and(|r| state::save(r, set).is_ok())
-                },
-            );
-            log_change(from, &reply);
+            let reply = self.answer(from, &request, rules, path);
             if let Err(e) = libsys::ipc_reply(from, &reply) {
                 self.reply_failures += 1;
                 if self.reply_failures <= 4 || self.reply_failures.is_power_of_two() {
@@ -266,6 +238,32 @@ impl Control {
                 }
             }
         }
+    }
+}
+
+impl Control {
+    /// The answer to `request` from `from`; a rule change is saved and logged.
+    fn answer(
+        &mut self,
+        from: u32,
+        request: &Message,
+        rules: &mut RuleSet,
+        path: &Path<'static, W>,
+    ) -> Message {
+        let region = &mut self.region;
+        let reply = ctl::serve(
+            request,
+            rules,
+            &mut self.generation,
+            &path.counters(),
+            |set| {
+                region
+                    .as_deref_mut()
+                    .is_some_and(|r| state::save(r, set).is_ok())
+            },
+        );
+        log_change(from, &reply);
+        reply
     }
 }
 
@@ -399,105 +397,159 @@ impl EventLog {
     }
 }
 
-fn run() -> Result<core::convert::Infallible, &'static str> {
-    let rx_pool = pool(RX_POOL, RX_POOL_ID)?;
-    let tx_pool = pool(TX_POOL, TX_POOL_ID)?;
-    let mut path = Path::new(
-        rx_pool,
-        tx_pool,
-        consumer(chan::DRIVER_TO_PF, Peer::Driver)?,
-        producer(chan::PF_TO_DRIVER, Peer::Driver)?,
-        consumer(chan::IP_TO_PF, Peer::Ip)?,
-        producer(chan::PF_TO_IP, Peer::Ip)?,
-    );
-    let region = state_region();
-    let mut rules = load_rules(region.as_deref());
-    let mut control = Control {
-        region,
-        generation: 0,
-        recv_failed: false,
-        reply_failures: 0,
-    };
-    let (rx, tx) = path.pool_buffers();
-    if (rx + tx) as usize > path.held_capacity() {
-        log!(
-            "WARNING: the pools hold {} buffers, pf's queues {}: a peer that stops reading can make pf stop reading too",
-            rx + tx,
-            path.held_capacity()
+/// Who answers the kernel-IPC requests addressed to pf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipc {
+    /// The server polls for them itself (its own process).
+    Own,
+    /// Someone else receives them and hands them to [`Server::answer`] (netstack).
+    Dispatched,
+}
+
+/// The packet filter server: the path, the rules, the control side, the timers.
+pub struct Server {
+    path: Path<'static, W>,
+    rules: RuleSet,
+    control: Control,
+    events: EventLog,
+    missing: [bool; 2],
+    turn: u64,
+    last_chores: u64,
+    last_lookup: u64,
+    spin_turns: u32,
+    ipc: Ipc,
+}
+
+impl Server {
+    /// Maps the pools and channels, loads the rules, looks the peers up.
+    pub fn start(ipc: Ipc) -> Result<Self, &'static str> {
+        let rx_pool = pool(RX_POOL, RX_POOL_ID)?;
+        let tx_pool = pool(TX_POOL, TX_POOL_ID)?;
+        let mut path = Path::new(
+            rx_pool,
+            tx_pool,
+            consumer(chan::DRIVER_TO_PF, Peer::Driver)?,
+            producer(chan::PF_TO_DRIVER, Peer::Driver)?,
+            consumer(chan::IP_TO_PF, Peer::Ip)?,
+            producer(chan::PF_TO_IP, Peer::Ip)?,
         );
+        let region = state_region();
+        let rules = load_rules(region.as_deref());
+        let control = Control {
+            region,
+            generation: 0,
+            recv_failed: false,
+            reply_failures: 0,
+        };
+        let (rx, tx) = path.pool_buffers();
+        if (rx + tx) as usize > path.held_capacity() {
+            log!(
+                "WARNING: the pools hold {} buffers, pf's queues {}: a peer that stops reading can make pf stop reading too",
+                rx + tx,
+                path.held_capacity()
+            );
+        }
+        let me = libsys::self_info().ok();
+        let dedicated = me.is_some_and(|p| p.dedicated != 0);
+        let spin_turns = if dedicated {
+            SPIN_TURNS
+        } else {
+            SPIN_TURNS_SHARED
+        };
+        log!(
+            "pf filtering between e1000 and ip: rx-pool {rx} buffers, tx-pool {tx} buffers, {} rules; cpu {} {}",
+            rules.len(),
+            me.map_or(0, |p| p.cpu),
+            if dedicated { "to itself" } else { "shared" }
+        );
+        let mut missing = [false; 2];
+        find_peers(&mut path, &mut missing);
+        Ok(Self {
+            path,
+            rules,
+            control,
+            events: EventLog::default(),
+            missing,
+            turn: 0,
+            last_chores: 0,
+            last_lookup: 0,
+            spin_turns,
+            ipc,
+        })
     }
-    let me = libsys::self_info().ok();
-    let dedicated = me.is_some_and(|p| p.dedicated != 0);
-    let spin_turns = if dedicated {
-        SPIN_TURNS
-    } else {
-        SPIN_TURNS_SHARED
-    };
-    log!(
-        "filtering between e1000 and ip: rx-pool {rx} buffers, tx-pool {tx} buffers, {} rules; cpu {} {}",
-        rules.len(),
-        me.map_or(0, |p| p.cpu),
-        if dedicated { "to itself" } else { "shared" }
-    );
-    let mut missing = [false; 2];
-    find_peers(&mut path, &mut missing);
-    let mut events = EventLog::default();
-    let mut turn: u64 = 0;
-    let mut empty_turns: u32 = 0;
-    let (mut last_chores, mut last_lookup) = (0u64, 0u64);
-    loop {
-        libsys::heartbeat();
-        // Live update: at a quiet point (nothing held for a peer) hand over to a fresh instance;
-        // the rules are in pf-state already.
-        if libsys::update_requested() && path.holding() == 0 {
-            log!("live update: quiet; exiting for the new instance");
-            libsys::exit(libsys::abi::EXIT_UPDATE);
+
+    /// Empty rounds before the caller arms the inputs and sleeps (fewer on a shared CPU).
+    pub fn spin_turns(&self) -> u32 {
+        self.spin_turns
+    }
+
+    /// True when pf holds nothing for a peer: a quiet point for a live update (the rules are
+    /// in pf-state already).
+    pub fn quiet(&self) -> bool {
+        self.path.holding() == 0
+    }
+
+    /// One round of the path; true when it moved anything.
+    pub fn round(&mut self) -> bool {
+        self.turn = self.turn.wrapping_add(1);
+        let events = &mut self.events;
+        let round = self.path.round(&mut self.rules, &mut |e| events.note(e));
+        if self.turn.is_multiple_of(CONTROL_EVERY) {
+            self.serve();
+            self.events.report(self.path.counters().refused_total());
         }
-        turn = turn.wrapping_add(1);
-        let round = path.round(&mut rules, &mut |e| events.note(e));
-        if turn.is_multiple_of(CONTROL_EVERY) {
-            control.serve(&mut rules, &path);
-            events.report(path.counters().refused_total());
+        if self.turn.is_multiple_of(LOOKUP_EVERY) {
+            find_peers(&mut self.path, &mut self.missing);
         }
-        if turn.is_multiple_of(LOOKUP_EVERY) {
-            find_peers(&mut path, &mut missing);
+        !round.is_idle()
+    }
+
+    fn serve(&mut self) {
+        if self.ipc == Ipc::Own {
+            self.control.serve(&mut self.rules, &self.path);
         }
-        if !round.is_idle() {
-            empty_turns = 0;
-            continue;
-        }
-        empty_turns += 1;
-        if empty_turns < spin_turns {
-            core::hint::spin_loop();
-            continue;
-        }
-        empty_turns = 0;
-        // Idle: the chores first (the shell's requests at most every millisecond, lookups every
-        // second — each is a system call, and under load pf goes idle between most frames),
-        // then sleep until a peer or the shell wakes us.
+    }
+
+    /// Idle: the chores first (the shell's requests at most every millisecond, lookups every
+    /// second — each is a system call, and under load pf goes idle between most frames), then
+    /// both inputs armed. True when one has a message already (do not sleep).
+    pub fn arm(&mut self) -> bool {
         let now = libsys::time_ns();
-        if now.saturating_sub(last_chores) >= IDLE_CHORES_NS {
-            last_chores = now;
-            control.serve(&mut rules, &path);
-            events.report(path.counters().refused_total());
+        if now.saturating_sub(self.last_chores) >= IDLE_CHORES_NS {
+            self.last_chores = now;
+            self.serve();
+            self.events.report(self.path.counters().refused_total());
         }
-        if now.saturating_sub(last_lookup) >= IDLE_LOOKUP_NS || missing.iter().any(|&m| m) {
-            last_lookup = now;
-            find_peers(&mut path, &mut missing);
+        if now.saturating_sub(self.last_lookup) >= IDLE_LOOKUP_NS || self.missing.iter().any(|&m| m)
+        {
+            self.last_lookup = now;
+            find_peers(&mut self.path, &mut self.missing);
         }
-        if path.arm(&mut |e| events.note(e)) {
-            let timeout = if path.holding() > 0 {
-                HOLD_WAIT_NS
-            } else {
-                IDLE_WAIT_NS
-            };
-            libsys::heartbeat();
-            let woken = libsys::wait(Some(timeout));
-            path.disarm();
-            if woken == Ok(WaitResult::Notified) {
-                // Perhaps by a queued request rather than a channel.
-                control.serve(&mut rules, &path);
-            }
+        let events = &mut self.events;
+        !self.path.arm(&mut |e| events.note(e))
+    }
+
+    /// The longest the caller may sleep (short while messages wait for room in a ring).
+    pub fn sleep_ns(&self) -> u64 {
+        if self.path.holding() > 0 {
+            HOLD_WAIT_NS
+        } else {
+            IDLE_WAIT_NS
         }
+    }
+
+    /// Disarms the inputs after a sleep; `notified`: perhaps by a queued request rather than a
+    /// channel, so look at once.
+    pub fn disarm(&mut self, notified: bool) {
+        self.path.disarm();
+        if notified {
+            self.serve();
+        }
+    }
+
+    /// The answer to a control request (`ctl`) that a dispatcher received for pf from `from`.
+    pub fn answer(&mut self, from: u32, request: &Message) -> Message {
+        self.control
+            .answer(from, request, &mut self.rules, &self.path)
     }
 }

@@ -27,6 +27,8 @@
 
 extern crate alloc;
 
+pub mod server;
+
 use alloc::collections::VecDeque;
 use alloc::string::String;
 use alloc::vec;

@@ -1,29 +1,25 @@
-//! `tcp`: the tcp server program — the loop around [`tcpd::Tcp`]. Arguments: the applications
-//! it serves, comma-separated, each with the channels `tcp-APP`, `APP-tcp` and the pools
-//! `APP-trx` (ours), `APP-ttx` (its). Every round: `heartbeat()`, a batch from ip, a batch
-//! from each application, smoltcp's poll, the outboxes; idle, it spins a little, then arms every
-//! input and sleeps until a notify or smoltcp's next timer (100 ms at most).
-#![no_std]
-#![no_main]
-
-extern crate alloc;
+//! The tcp server's loop body with its system calls, for the `tcp` program (`src/main.rs`) and
+//! for the single layout's `netstack` (servers/netstack), which runs it beside pf, ip and udp
+//! in one process. Arguments: the applications it serves, comma-separated, each with the
+//! channels `tcp-APP`, `APP-tcp` and the pools `APP-trx` (ours), `APP-ttx` (its). Every round
+//! ([`Server::round`]): a batch from ip, a batch from each application, smoltcp's poll, the
+//! outboxes; idle, the caller arms every input ([`Server::arm`]) and sleeps until a notify or
+//! smoltcp's next timer ([`Server::sleep_ns`], 100 ms at most). `netstat` requests (kernel
+//! IPC) are answered by the round itself in the split layout, or handed to [`Server::answer`]
+//! by netstack's dispatcher.
 
 use alloc::vec::Vec;
 
+use crate::Tcp;
 use libchan::{BufferPool, Message, PoolView};
 use libsys::chan::Link;
 use libsys::log;
 use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID, netstat};
-use tcpd::Tcp;
 use tcpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
-
-// Each connection holds 384 KiB of socket buffers (tcpd::RX_BUFFER + TX_BUFFER).
-libsys::entry!(main, heap = 16 << 20);
 
 const BATCH: usize = 32;
 /// Most applications served (the manifest's `args`).
-const MAX_APPS: usize = 16;
-const SPIN_POLLS: u32 = 200;
+pub const MAX_APPS: usize = 16;
 const MAX_SLEEP_NS: u64 = 100_000_000;
 const PEER_CHECK_NS: u64 = 1_000_000_000;
 const STATS_LOG_NS: u64 = 5_000_000_000;
@@ -31,22 +27,6 @@ const STATS_LOG_NS: u64 = 5_000_000_000;
 const BUSY_IPC_POLL_NS: u64 = 1_000_000;
 /// Most IPC requests answered in one round.
 const IPC_PER_ROUND: usize = 8;
-
-fn main(args: &str) -> i32 {
-    let Some(apps) = libsys::chan::app_list(args, MAX_APPS) else {
-        log!("bad arguments '{args}' (expected 1 to {MAX_APPS} applications, comma-separated)");
-        return 2;
-    };
-    match run(&apps) {
-        Ok(never) => match never {},
-        Err(why) => {
-            log!("FAILED: {why}");
-            1
-        }
-    }
-}
-
-enum Never {}
 
 fn pool(name: &str, id: u16) -> Result<PoolView<'static>, &'static str> {
     libsys::chan::map_pool(name, id, BUFFER_SIZE).map_err(|e| {
@@ -62,59 +42,109 @@ fn link(name: &'static str, from: &str, to: &str) -> Result<Link, &'static str> 
     })
 }
 
-fn run(apps: &[&str]) -> Result<Never, &'static str> {
-    let frames = pool(RX_POOL, RX_POOL_ID)?;
-    let tx = pool(TX_POOL, TX_POOL_ID)?;
-    let now = libsys::time_ns();
-    let mut tcp = Tcp::new(frames, tx, now, now ^ 0x9e37_79b9_7f4a_7c15);
-    let mut ip = link("ip", tcpmsg::IP_TO_TCP, tcpmsg::TCP_TO_IP)?;
-    let mut links = Vec::new();
-    for &app in apps {
-        let name: &'static str =
-            alloc::boxed::Box::leak(alloc::string::String::from(app).into_boxed_str());
-        let rx = BufferPool::new(pool(&tcpmsg::app_rx_pool(app), APP_RX_POOL_ID)?)
-            .map_err(|_| "an application's rx pool has too many buffers")?;
-        let atx = pool(&tcpmsg::app_tx_pool(app), APP_TX_POOL_ID)?;
-        tcp.add_app(app, rx, atx);
-        links.push(link(
-            name,
-            &tcpmsg::app_to_tcp(app),
-            &tcpmsg::tcp_to_app(app),
-        )?);
-    }
-    // The listening ports outlive us in tcp-state (when the manifest grants it): a restarted
-    // tcp listens again where its applications listened before.
-    if let Some(r) = map_state().and_then(|st| tcp.keep_listens(st)) {
-        for &(app, port) in &r.listens {
-            let name = apps.get(app).copied().unwrap_or("?");
-            log!("{name} keeps port {port} (from {})", tcpd::state::REGION);
-        }
-        if r.bad > 0 {
-            let what = if r.fresh {
-                "damaged header"
-            } else {
-                "bad entries"
-            };
-            log!("{}: {what}, {} word(s) dropped", tcpd::state::REGION, r.bad);
-        }
-    }
-    log!(
-        "serving {} application(s): {}; channels {} and {}",
-        apps.len(),
-        apps.join(","),
-        tcpmsg::IP_TO_TCP,
-        tcpmsg::TCP_TO_IP
-    );
+/// Who answers the kernel-IPC requests addressed to tcp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipc {
+    /// The server polls for them itself (its own process).
+    Own,
+    /// Someone else receives them and hands them to [`Server::answer`] (netstack).
+    Dispatched,
+}
 
-    let mut batch = [Message::default(); BATCH];
-    let mut errors = 0u64;
-    let (mut last_peer_check, mut last_stats_log, mut last_ipc) = (0u64, 0u64, 0u64);
-    let mut logged = *tcp.stats();
-    let mut spins = 0;
-    loop {
-        libsys::heartbeat();
+/// The tcp server: smoltcp's side, its channels and its timers.
+pub struct Server {
+    tcp: Tcp<'static>,
+    ip: Link,
+    links: Vec<Link>,
+    batch: [Message; BATCH],
+    errors: u64,
+    last_peer_check: u64,
+    last_stats_log: u64,
+    last_ipc: u64,
+    logged: crate::Stats,
+    ipc: Ipc,
+}
+
+impl Server {
+    /// Maps the regions, attaches the channels, listens again on the ports kept in tcp-state.
+    pub fn start(apps: &[&str], ipc: Ipc) -> Result<Self, &'static str> {
+        if apps.is_empty() || apps.len() > MAX_APPS {
+            return Err("tcp serves 1 to 16 applications");
+        }
+        let frames = pool(RX_POOL, RX_POOL_ID)?;
+        let tx = pool(TX_POOL, TX_POOL_ID)?;
+        let now = libsys::time_ns();
+        let mut tcp = Tcp::new(frames, tx, now, now ^ 0x9e37_79b9_7f4a_7c15);
+        let ip = link("ip", tcpmsg::IP_TO_TCP, tcpmsg::TCP_TO_IP)?;
+        let mut links = Vec::new();
+        for &app in apps {
+            let name: &'static str =
+                alloc::boxed::Box::leak(alloc::string::String::from(app).into_boxed_str());
+            let rx = BufferPool::new(pool(&tcpmsg::app_rx_pool(app), APP_RX_POOL_ID)?)
+                .map_err(|_| "an application's rx pool has too many buffers")?;
+            let atx = pool(&tcpmsg::app_tx_pool(app), APP_TX_POOL_ID)?;
+            tcp.add_app(app, rx, atx);
+            links.push(link(
+                name,
+                &tcpmsg::app_to_tcp(app),
+                &tcpmsg::tcp_to_app(app),
+            )?);
+        }
+        // The listening ports outlive us in tcp-state (when the manifest grants it): a
+        // restarted tcp listens again where its applications listened before.
+        if let Some(r) = map_state().and_then(|st| tcp.keep_listens(st)) {
+            for &(app, port) in &r.listens {
+                let name = apps.get(app).copied().unwrap_or("?");
+                log!("{name} keeps port {port} (from {})", crate::state::REGION);
+            }
+            if r.bad > 0 {
+                let what = if r.fresh {
+                    "damaged header"
+                } else {
+                    "bad entries"
+                };
+                log!(
+                    "{}: {what}, {} word(s) dropped",
+                    crate::state::REGION,
+                    r.bad
+                );
+            }
+        }
+        log!(
+            "tcp serving {} application(s): {}; channels {} and {}",
+            apps.len(),
+            apps.join(","),
+            tcpmsg::IP_TO_TCP,
+            tcpmsg::TCP_TO_IP
+        );
+        let logged = *tcp.stats();
+        Ok(Self {
+            tcp,
+            ip,
+            links,
+            batch: [Message::default(); BATCH],
+            errors: 0,
+            last_peer_check: 0,
+            last_stats_log: 0,
+            last_ipc: 0,
+            logged,
+            ipc,
+        })
+    }
+
+    /// One round: ip's batch, each application's, smoltcp's poll, the outboxes. True when it
+    /// did any work.
+    pub fn round(&mut self) -> bool {
+        let Self {
+            tcp,
+            ip,
+            links,
+            batch,
+            errors,
+            ..
+        } = self;
         let mut worked = false;
-        let n = ip.receive(&mut batch, &mut errors);
+        let n = ip.receive(batch, errors);
         if ip.take_restart() {
             log!("ip restarted: dropping what its last instance lent us");
             tcp.ip_restarted();
@@ -125,7 +155,7 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
         worked |= n > 0;
         let mut spoke = [false; MAX_APPS];
         for (i, l) in links.iter_mut().enumerate() {
-            let n = l.receive(&mut batch, &mut errors);
+            let n = l.receive(batch, errors);
             for m in &batch[..n] {
                 tcp.from_app(i, m);
             }
@@ -139,77 +169,85 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
         tcp.poll(now);
         worked |= *tcp.stats() != before;
         libsys::chan::refresh_peers(
-            &mut ip,
-            &mut links,
+            ip,
+            links,
             &spoke,
             now,
-            &mut last_peer_check,
+            &mut self.last_peer_check,
             PEER_CHECK_NS,
         );
         // Every millisecond at most, busy or spinning idle (an IPC request also notifies us,
         // so a sleeping server wakes for it): a poll per idle spin would be a system call each.
-        if now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
-            last_ipc = now;
-            answer_netstat(&tcp);
+        if self.ipc == Ipc::Own && now.saturating_sub(self.last_ipc) >= BUSY_IPC_POLL_NS {
+            self.last_ipc = now;
+            let tcp = &self.tcp;
+            libsys::chan::answer_requests(IPC_PER_ROUND, |m| answer_netstat(tcp, m));
         }
-        tcp.flush_ip(|m| ip.send(m, &mut errors));
+        let (tcp, ip, errors) = (&mut self.tcp, &mut self.ip, &mut self.errors);
+        tcp.flush_ip(|m| ip.send(m, errors));
         if ip.take_restart() {
             log!("ip restarted: dropping what its last instance lent us");
             tcp.ip_restarted();
         }
-        for (i, l) in links.iter_mut().enumerate() {
-            tcp.flush_app(i, |m| l.send(m, &mut errors));
+        for (i, l) in self.links.iter_mut().enumerate() {
+            tcp.flush_app(i, |m| l.send(m, errors));
         }
-        if now.saturating_sub(last_stats_log) >= STATS_LOG_NS && *tcp.stats() != logged {
-            last_stats_log = now;
-            logged = *tcp.stats();
-            let mut line = alloc::string::String::from("counters:");
-            for (name, v) in logged.fields() {
+        if now.saturating_sub(self.last_stats_log) >= STATS_LOG_NS && *tcp.stats() != self.logged {
+            self.last_stats_log = now;
+            self.logged = *tcp.stats();
+            let mut line = alloc::string::String::from("tcp counters:");
+            for (name, v) in self.logged.fields() {
                 if v != 0 {
                     line.push_str(&alloc::format!(" {name}={v}"));
                 }
             }
             log!("{line}");
         }
-        if worked {
-            spins = 0;
-            continue;
-        }
-        spins += 1;
-        if spins < SPIN_POLLS {
-            core::hint::spin_loop();
-            continue;
-        }
-        spins = 0;
-        // Idle: arm every input, sleep until a notify or smoltcp's next timer.
+        worked
+    }
+
+    /// The longest the caller may sleep: until smoltcp's next timer, 100 ms at most, 1 ms while
+    /// something waits to be sent or ip is not found yet.
+    pub fn sleep_ns(&mut self) -> u64 {
+        let now = libsys::time_ns();
         let mut sleep = MAX_SLEEP_NS;
-        if let Some(t) = tcp.poll_at(now) {
+        if let Some(t) = self.tcp.poll_at(now) {
             sleep = sleep.min(t.saturating_sub(now).max(1));
         }
-        if tcp.pending() > 0 || ip.pid == 0 {
+        if self.tcp.pending() > 0 || self.ip.pid == 0 {
             sleep = sleep.min(1_000_000);
         }
-        let mut ready = matches!(ip.from.arm(), Ok(true) | Err(_));
-        for l in &mut links {
+        sleep
+    }
+
+    /// Arms every input for a sleep; true when one has a message already (do not sleep).
+    pub fn arm(&mut self) -> bool {
+        let mut ready = matches!(self.ip.from.arm(), Ok(true) | Err(_));
+        for l in &mut self.links {
             ready |= matches!(l.from.arm(), Ok(true) | Err(_));
         }
-        if !ready {
-            let _ = libsys::wait(Some(sleep));
-            // What woke us may be an IPC request: look at once.
-            last_ipc = 0;
-        }
-        ip.from.disarm();
-        for l in &mut links {
+        ready
+    }
+
+    /// Disarms every input after a sleep; an IPC request may have woken us: look at once.
+    pub fn disarm(&mut self) {
+        self.ip.from.disarm();
+        for l in &mut self.links {
             l.from.disarm();
         }
+        self.last_ipc = 0;
+    }
+
+    /// The answer to a `netstat` request (netmsg::netstat) that a dispatcher received for tcp.
+    pub fn answer(&self, request: &libsys::Message) -> libsys::Message {
+        answer_netstat(&self.tcp, request)
     }
 }
 
-/// Answers `netstat` requests waiting in the kernel (netmsg::netstat).
-fn answer_netstat(tcp: &Tcp) {
-    let mut sockets = None;
-    libsys::chan::answer_requests(IPC_PER_ROUND, |m| {
-        let list = sockets.get_or_insert_with(|| tcp.sockets());
+/// The answer to a `netstat` request (netmsg::netstat).
+fn answer_netstat(tcp: &Tcp, m: &libsys::Message) -> libsys::Message {
+    let list = tcp.sockets();
+    {
         netstat::answer(m, list.len() as u32, |i| {
             let s = list.get(i as usize)?;
             let mut e = netstat::Entry {
@@ -223,13 +261,13 @@ fn answer_netstat(tcp: &Tcp) {
             e.set_app(&s.app);
             Some(e)
         })
-    });
+    }
 }
 
 /// tcp-state as words, when the manifest grants it (without it listening ports do not outlive
 /// a restart).
 fn map_state() -> Option<&'static [core::sync::atomic::AtomicU32]> {
-    let info = libsys::map(tcpd::state::REGION).ok()?;
+    let info = libsys::map(crate::state::REGION).ok()?;
     // Safety: the kernel mapped `info.len` bytes at `info.addr` (page-aligned, so aligned for
     // u32) for our whole life, and only tcp lists the region in the manifest; AtomicU32 has the
     // size and layout of u32, and every access to the words goes through these atomics.

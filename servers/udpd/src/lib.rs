@@ -1,8 +1,9 @@
 //! `udpd`: Axolotl's udp server (DESIGN.md §3, §6; binary `udp`). Between ip and the
 //! applications: received datagrams go to the application that bound their port, datagrams from
 //! applications go to ip. The vocabulary is `udpmsg`'s (ownership of every buffer is explained
-//! there); this library is the server's logic with no system call, tested on the host, and
-//! `src/main.rs` the loop around it.
+//! there); this library is the server's logic with no system call, tested on the host; [`server`] the
+//! loop body with the system calls, which `src/main.rs` (the `udp` program) and the single
+//! layout's netstack run.
 //!
 //! **Receive.** ip hands over the frame (`DELIVER`, an rx-pool descriptor plus the UDP header's
 //! offset). The UDP header and length are checked, the checksum verified (`netproto`; zero means
@@ -30,6 +31,8 @@ use netmsg::{Kind, TX_POOL_ID};
 use netproto::checksum;
 use netproto::ipv4::IpProtocol;
 use udpmsg::{AppDatagram, Delivery, MAX_DATA, Outgoing, Status, TX_HEADROOM, UDP_HEADER_LEN, tag};
+
+pub mod server;
 
 /// The server's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -153,6 +156,11 @@ impl<'a> Udp<'a> {
     /// The port application `app` bound.
     pub fn port(&self, app: usize) -> Option<u16> {
         self.apps.get(app).and_then(|a| a.port)
+    }
+
+    /// The number of applications served.
+    pub fn apps(&self) -> usize {
+        self.apps.len()
     }
 
     /// Application `app`'s name.

@@ -1,33 +1,29 @@
-//! `udp`: the udp server program — the loop around [`udpd::Udp`] (see the library). Arguments:
-//! the applications it serves, comma-separated (the manifest's `args` is one word), each with
-//! the channels `udp-APP`, `APP-udp` and the pools `APP-urx` (ours), `APP-utx` (its).
+//! The udp server's loop body with its system calls, for the `udp` program (`src/main.rs`)
+//! and for the single layout's `netstack` (servers/netstack), which runs it beside pf, ip and
+//! tcp in one process. Arguments: the applications it serves, comma-separated (the manifest's
+//! `args` is one word), each with the channels `udp-APP`, `APP-udp` and the pools `APP-urx`
+//! (ours), `APP-utx` (its).
 //!
 //! At start it maps rx-pool and tx-pool (views), `ip-udp` (it consumes), `udp-ip` (it produces)
-//! and each application's regions. Every round: `heartbeat()`, a batch from ip, a batch from
-//! each application, the outboxes. When a round had nothing to do it polls a little, then arms
-//! every input channel and sleeps in `wait` (100 ms at most) until a producer's notify. The
-//! peers' pids (for `notify`) are looked up until found and again every second. Its counters are
-//! logged when they changed, at most every 5 s.
-#![no_std]
-#![no_main]
-
-extern crate alloc;
+//! and each application's regions. Every round ([`Server::round`]): a batch from ip, a batch
+//! from each application, the outboxes. Idle, the caller arms every input ([`Server::arm`]) and
+//! sleeps until a producer's notify ([`Server::sleep_ns`] at most). The peers' pids (for
+//! `notify`) are looked up until found and again every second. Its counters are logged when
+//! they changed, at most every 5 s. `netstat` requests (kernel IPC) are answered by the round
+//! itself in the split layout, or handed to [`Server::answer`] by netstack's dispatcher.
 
 use alloc::vec::Vec;
 
+use crate::Udp;
 use libchan::{BufferPool, Message, PoolView};
 use libsys::chan::Link;
 use libsys::log;
 use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID};
-use udpd::Udp;
 use udpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
-
-libsys::entry!(main);
 
 const BATCH: usize = 32;
 /// Most applications served (the manifest's `args`).
-const MAX_APPS: usize = 16;
-const SPIN_POLLS: u32 = 200;
+pub const MAX_APPS: usize = 16;
 const MAX_SLEEP_NS: u64 = 100_000_000;
 const PEER_CHECK_NS: u64 = 1_000_000_000;
 const STATS_LOG_NS: u64 = 5_000_000_000;
@@ -35,22 +31,6 @@ const STATS_LOG_NS: u64 = 5_000_000_000;
 const BUSY_IPC_POLL_NS: u64 = 1_000_000;
 /// Most IPC requests answered in one round.
 const IPC_PER_ROUND: usize = 8;
-
-fn main(args: &str) -> i32 {
-    let Some(apps) = libsys::chan::app_list(args, MAX_APPS) else {
-        log!("bad arguments '{args}' (expected 1 to {MAX_APPS} applications, comma-separated)");
-        return 2;
-    };
-    match run(&apps) {
-        Ok(never) => match never {},
-        Err(why) => {
-            log!("FAILED: {why}");
-            1
-        }
-    }
-}
-
-enum Never {}
 
 fn pool(name: &str, id: u16) -> Result<PoolView<'static>, &'static str> {
     libsys::chan::map_pool(name, id, BUFFER_SIZE).map_err(|e| {
@@ -66,53 +46,102 @@ fn link(name: &'static str, from: &str, to: &str) -> Result<Link, &'static str> 
     })
 }
 
-fn run(apps: &[&str]) -> Result<Never, &'static str> {
-    let frames = pool(RX_POOL, RX_POOL_ID)?;
-    let tx = pool(TX_POOL, TX_POOL_ID)?;
-    let mut udp = Udp::new(frames, tx);
-    let mut ip = link("ip", udpmsg::IP_TO_UDP, udpmsg::UDP_TO_IP)?;
-    let mut links = Vec::new();
-    for &app in apps {
-        let name: &'static str =
-            alloc::boxed::Box::leak(alloc::string::String::from(app).into_boxed_str());
-        let rx = BufferPool::new(pool(&udpmsg::app_rx_pool(app), APP_RX_POOL_ID)?)
-            .map_err(|_| "an application's rx pool has too many buffers")?;
-        let atx = pool(&udpmsg::app_tx_pool(app), APP_TX_POOL_ID)?;
-        udp.add_app(app, rx, atx);
-        links.push(link(
-            name,
-            &udpmsg::app_to_udp(app),
-            &udpmsg::udp_to_app(app),
-        )?);
-    }
-    // The bindings outlive us in udp-state (when the manifest grants it): a restarted udp
-    // serves the sockets its applications bound before.
-    let mut state = map_state();
-    if let Some(st) = state.as_deref() {
-        for (app, port) in saved_bindings(st, apps.len()) {
-            if udp.restore_binding(app, port) {
-                log!("{} keeps port {port} (from {STATE_REGION})", apps[app]);
+/// Who answers the kernel-IPC requests addressed to udp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipc {
+    /// The server polls for them itself (its own process).
+    Own,
+    /// Someone else receives them and hands them to [`Server::answer`] (netstack).
+    Dispatched,
+}
+
+/// The udp server: its state, its channels and its timers.
+pub struct Server {
+    udp: Udp<'static>,
+    ip: Link,
+    links: Vec<Link>,
+    state: Option<&'static mut [u8]>,
+    saved: [u16; MAX_APPS],
+    batch: [Message; BATCH],
+    errors: u64,
+    last_peer_check: u64,
+    last_stats_log: u64,
+    last_ipc: u64,
+    logged: crate::Stats,
+    ipc: Ipc,
+}
+
+impl Server {
+    /// Maps the regions, attaches the channels, restores the bindings kept in udp-state.
+    pub fn start(apps: &[&str], ipc: Ipc) -> Result<Self, &'static str> {
+        if apps.is_empty() || apps.len() > MAX_APPS {
+            return Err("udp serves 1 to 16 applications");
+        }
+        let frames = pool(RX_POOL, RX_POOL_ID)?;
+        let tx = pool(TX_POOL, TX_POOL_ID)?;
+        let mut udp = Udp::new(frames, tx);
+        let ip = link("ip", udpmsg::IP_TO_UDP, udpmsg::UDP_TO_IP)?;
+        let mut links = Vec::new();
+        for &app in apps {
+            let name: &'static str =
+                alloc::boxed::Box::leak(alloc::string::String::from(app).into_boxed_str());
+            let rx = BufferPool::new(pool(&udpmsg::app_rx_pool(app), APP_RX_POOL_ID)?)
+                .map_err(|_| "an application's rx pool has too many buffers")?;
+            let atx = pool(&udpmsg::app_tx_pool(app), APP_TX_POOL_ID)?;
+            udp.add_app(app, rx, atx);
+            links.push(link(
+                name,
+                &udpmsg::app_to_udp(app),
+                &udpmsg::udp_to_app(app),
+            )?);
+        }
+        // The bindings outlive us in udp-state (when the manifest grants it): a restarted udp
+        // serves the sockets its applications bound before.
+        let state = map_state();
+        if let Some(st) = state.as_deref() {
+            for (app, port) in saved_bindings(st, apps.len()) {
+                if udp.restore_binding(app, port) {
+                    log!("{} keeps port {port} (from {STATE_REGION})", apps[app]);
+                }
             }
         }
+        let saved: [u16; MAX_APPS] = core::array::from_fn(|i| udp.port(i).unwrap_or(0));
+        log!(
+            "udp serving {} application(s): {}; channels {} and {}",
+            apps.len(),
+            apps.join(","),
+            udpmsg::IP_TO_UDP,
+            udpmsg::UDP_TO_IP
+        );
+        let logged = *udp.stats();
+        Ok(Self {
+            udp,
+            ip,
+            links,
+            state,
+            saved,
+            batch: [Message::default(); BATCH],
+            errors: 0,
+            last_peer_check: 0,
+            last_stats_log: 0,
+            last_ipc: 0,
+            logged,
+            ipc,
+        })
     }
-    let mut saved: [u16; MAX_APPS] = core::array::from_fn(|i| udp.port(i).unwrap_or(0));
-    log!(
-        "serving {} application(s): {}; channels {} and {}",
-        apps.len(),
-        apps.join(","),
-        udpmsg::IP_TO_UDP,
-        udpmsg::UDP_TO_IP
-    );
 
-    let mut batch = [Message::default(); BATCH];
-    let mut errors = 0u64;
-    let (mut last_peer_check, mut last_stats_log, mut last_ipc) = (0u64, 0u64, 0u64);
-    let mut logged = *udp.stats();
-    let mut spins = 0;
-    loop {
-        libsys::heartbeat();
+    /// One round: ip's batch, each application's, the outboxes. True when it did any work.
+    pub fn round(&mut self) -> bool {
+        let Self {
+            udp,
+            ip,
+            links,
+            batch,
+            errors,
+            ..
+        } = self;
         let mut worked = false;
-        let n = ip.receive(&mut batch, &mut errors);
+        let n = ip.receive(batch, errors);
         if ip.take_restart() {
             log!("ip restarted: dropping what its last instance lent us");
             udp.ip_restarted();
@@ -123,7 +152,7 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
         worked |= n > 0;
         let mut spoke = [false; MAX_APPS];
         for (i, l) in links.iter_mut().enumerate() {
-            let n = l.receive(&mut batch, &mut errors);
+            let n = l.receive(batch, errors);
             for m in &batch[..n] {
                 udp.from_app(i, m);
             }
@@ -134,21 +163,23 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
         }
         let now = libsys::time_ns();
         libsys::chan::refresh_peers(
-            &mut ip,
-            &mut links,
+            ip,
+            links,
             &spoke,
             now,
-            &mut last_peer_check,
+            &mut self.last_peer_check,
             PEER_CHECK_NS,
         );
         // Every millisecond at most, busy or spinning idle (an IPC request also notifies us,
         // so a sleeping server wakes for it): a poll per idle spin would be a system call each.
-        if now.saturating_sub(last_ipc) >= BUSY_IPC_POLL_NS {
-            last_ipc = now;
-            answer_netstat(&udp, links.len());
+        if self.ipc == Ipc::Own && now.saturating_sub(self.last_ipc) >= BUSY_IPC_POLL_NS {
+            self.last_ipc = now;
+            let udp = &self.udp;
+            libsys::chan::answer_requests(IPC_PER_ROUND, |m| answer_netstat(udp, m));
         }
-        if let Some(st) = state.as_deref_mut() {
-            for (i, slot) in saved.iter_mut().enumerate().take(apps.len()) {
+        let (udp, ip, errors) = (&mut self.udp, &mut self.ip, &mut self.errors);
+        if let Some(st) = self.state.as_deref_mut() {
+            for (i, slot) in self.saved.iter_mut().enumerate().take(self.links.len()) {
                 let port = udp.port(i).unwrap_or(0);
                 if *slot != port {
                     *slot = port;
@@ -156,67 +187,67 @@ fn run(apps: &[&str]) -> Result<Never, &'static str> {
                 }
             }
         }
-        udp.flush_ip(|m| ip.send(m, &mut errors));
+        udp.flush_ip(|m| ip.send(m, errors));
         if ip.take_restart() {
             log!("ip restarted: dropping what its last instance lent us");
             udp.ip_restarted();
         }
-        for (i, l) in links.iter_mut().enumerate() {
-            udp.flush_app(i, |m| l.send(m, &mut errors));
+        for (i, l) in self.links.iter_mut().enumerate() {
+            udp.flush_app(i, |m| l.send(m, errors));
         }
-        if now.saturating_sub(last_stats_log) >= STATS_LOG_NS && *udp.stats() != logged {
-            last_stats_log = now;
-            logged = *udp.stats();
-            let mut line = alloc::string::String::from("counters:");
-            for (name, v) in logged.fields() {
+        if now.saturating_sub(self.last_stats_log) >= STATS_LOG_NS && *udp.stats() != self.logged {
+            self.last_stats_log = now;
+            self.logged = *udp.stats();
+            let mut line = alloc::string::String::from("udp counters:");
+            for (name, v) in self.logged.fields() {
                 if v != 0 {
                     line.push_str(&alloc::format!(" {name}={v}"));
                 }
             }
             log!("{line}");
         }
-        if worked {
-            spins = 0;
-            continue;
-        }
-        spins += 1;
-        if spins < SPIN_POLLS {
-            core::hint::spin_loop();
-            continue;
-        }
-        spins = 0;
-        // Idle: arm every input, sleep once unless one had a message, disarm them all.
-        let sleep = if udp.pending() > 0 || ip.pid == 0 {
+        worked
+    }
+
+    /// The longest the caller may sleep when idle.
+    pub fn sleep_ns(&self) -> u64 {
+        if self.udp.pending() > 0 || self.ip.pid == 0 {
             1_000_000
         } else {
             MAX_SLEEP_NS
-        };
-        let mut ready = matches!(ip.from.arm(), Ok(true) | Err(_));
-        for l in &mut links {
+        }
+    }
+
+    /// Arms every input for a sleep; true when one has a message already (do not sleep).
+    pub fn arm(&mut self) -> bool {
+        let mut ready = matches!(self.ip.from.arm(), Ok(true) | Err(_));
+        for l in &mut self.links {
             ready |= matches!(l.from.arm(), Ok(true) | Err(_));
         }
-        if !ready {
-            let _ = libsys::wait(Some(sleep));
-            // What woke us may be an IPC request: look at once.
-            last_ipc = 0;
-        }
-        ip.from.disarm();
-        for l in &mut links {
+        ready
+    }
+
+    /// Disarms every input after a sleep; an IPC request may have woken us: look at once.
+    pub fn disarm(&mut self) {
+        self.ip.from.disarm();
+        for l in &mut self.links {
             l.from.disarm();
         }
+        self.last_ipc = 0;
+    }
+
+    /// The answer to a `netstat` request (netmsg::netstat) that a dispatcher received for udp.
+    pub fn answer(&self, request: &libsys::Message) -> libsys::Message {
+        answer_netstat(&self.udp, request)
     }
 }
 
-/// Answers `netstat` requests waiting in the kernel (netmsg::netstat): one entry per bound port.
-fn answer_netstat(udp: &Udp, apps: usize) {
-    // Listed only when a request came (this runs every millisecond).
-    let mut bound: Option<Vec<(usize, u16)>> = None;
-    libsys::chan::answer_requests(IPC_PER_ROUND, |m| {
-        let bound = bound.get_or_insert_with(|| {
-            (0..apps)
-                .filter_map(|a| udp.port(a).map(|p| (a, p)))
-                .collect()
-        });
+/// The answer to a `netstat` request (netmsg::netstat): one entry per bound port.
+fn answer_netstat(udp: &Udp, m: &libsys::Message) -> libsys::Message {
+    let bound: Vec<(usize, u16)> = (0..udp.apps())
+        .filter_map(|a| udp.port(a).map(|p| (a, p)))
+        .collect();
+    {
         netmsg::netstat::answer(m, bound.len() as u32, |i| {
             let &(app, port) = bound.get(i as usize)?;
             let mut e = netmsg::netstat::Entry {
@@ -229,7 +260,7 @@ fn answer_netstat(udp: &Udp, apps: usize) {
             e.set_app(udp.app_name(app));
             Some(e)
         })
-    });
+    }
 }
 
 /// The region where udp keeps its applications' bindings across its restarts.
