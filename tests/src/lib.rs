@@ -492,9 +492,21 @@ pub fn scenarios() -> Vec<Scenario> {
         ),
         Scenario::new("udp_echo_50mib", net::udp_echo_50mib).alone(),
         Scenario::new("tcp_echo_50mib", net::tcp_echo_50mib).alone(),
+        Scenario::new("udp_echo_50mib_single", net::udp_echo_50mib_single).alone(),
+        Scenario::new("tcp_echo_50mib_single", net::tcp_echo_50mib_single).alone(),
         Scenario::new(
             "nc_sends_50mib_to_a_host_server",
             net::nc_sends_50mib_to_a_host_server,
+        )
+        .alone(),
+        Scenario::new(
+            "nc_sends_50mib_to_a_host_server_single",
+            net::nc_sends_50mib_to_a_host_server_single,
+        )
+        .alone(),
+        Scenario::new(
+            "single_netstack_stands_in_for_the_four_servers",
+            netmore::single_netstack_stands_in_for_the_four_servers,
         )
         .alone(),
         Scenario::new(
@@ -520,6 +532,11 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new(
             "pf_drops_tcp_to_port_7_until_the_rule_goes",
             netmore::pf_drops_tcp_to_port_7_until_the_rule_goes,
+        )
+        .alone(),
+        Scenario::new(
+            "pf_drops_tcp_to_port_7_until_the_rule_goes_single",
+            netmore::pf_drops_tcp_to_port_7_until_the_rule_goes_single,
         )
         .alone(),
         Scenario::new("tcp_survives_crashes", net::tcp_survives_crashes).alone(),

@@ -147,10 +147,49 @@ fn mib_per_s(bytes: u64, secs: f64) -> f64 {
 
 /// The boot of an echo scenario: `echo-server PROTO 7` in the background, then `nc -l 9` until
 /// the host is done, then `ps` and `stat`.
-fn echo_spec(proto: &str, echo_port: u16, done_port: u16) -> BootSpec {
+/// The network stack's layout a scenario boots (DESIGN.md §8; `layout=` on the kernel command
+/// line): the same scenario passes in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// pf, ip, udp and tcp, each a process on a CPU of its own.
+    Split,
+    /// The four linked into one `netstack` process on one CPU.
+    Single,
+}
+
+impl Layout {
+    /// The kernel command-line word that chooses it.
+    pub fn cmdline(self) -> &'static str {
+        match self {
+            Self::Split => "",
+            Self::Single => "layout=single",
+        }
+    }
+
+    /// The scenario `base`'s name in this layout (`_single` added for the single layout).
+    pub fn name(self, base: &str) -> String {
+        match self {
+            Self::Split => base.to_string(),
+            Self::Single => format!("{base}_single"),
+        }
+    }
+
+    /// The processes that must be alone on their CPUs when the stack's `servers` carry the
+    /// traffic: the driver and those servers, or the driver and the netstack that is them all.
+    fn alone<'a>(self, servers: &[&'a str]) -> Vec<&'a str> {
+        let mut v = vec!["e1000"];
+        match self {
+            Self::Split => v.extend_from_slice(servers),
+            Self::Single => v.push("netstack"),
+        }
+        v
+    }
+}
+
+fn echo_spec(proto: &str, echo_port: u16, done_port: u16, layout: Layout) -> BootSpec {
     let start = format!("echo-server {proto} 7 &");
     let done = format!("nc -l {DONE_PORT}");
-    BootSpec::bios(8, "")
+    BootSpec::bios(8, layout.cmdline())
         .manifest(ManifestSource::File(NET_MANIFEST))
         .nic(NicModel::E1000)
         .forward(proto == "tcp", echo_port, 7)
@@ -204,11 +243,20 @@ fn dedicated(r: &crate::BootResult, names: &[&str]) -> Result<(), String> {
 /// A host client streams 50 MiB through `echo-server tcp 7` in the guest (behind e1000, pf, ip
 /// and tcp, each on its own CPU) and reads the echo back: same length, same SHA-256.
 pub fn tcp_echo_50mib(h: &dyn Harness) -> ScenarioResult {
+    tcp_echo_50mib_in(h, Layout::Split)
+}
+
+/// [`tcp_echo_50mib`] through the single layout's netstack.
+pub fn tcp_echo_50mib_single(h: &dyn Harness) -> ScenarioResult {
+    tcp_echo_50mib_in(h, Layout::Single)
+}
+
+fn tcp_echo_50mib_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
     let (port, done) = (host_port(0), host_port(1));
-    let spec = echo_spec("tcp", port, done);
+    let spec = echo_spec("tcp", port, done, layout);
     let (r, result) = with_client(
         h,
-        "tcp_echo_50mib",
+        &layout.name("tcp_echo_50mib"),
         &spec,
         then_done(done, move |stop| tcp_echo(port, TRANSFER_BYTES, stop)),
     );
@@ -222,7 +270,7 @@ pub fn tcp_echo_50mib(h: &dyn Harness) -> ScenarioResult {
             e.echoed == e.sent
         ));
     }
-    dedicated(&r, &["e1000", "pf", "ip", "tcp"])?;
+    dedicated(&r, &layout.alone(&["pf", "ip", "tcp"]))?;
     let netstat = r.output_of("netstat")?;
     if !netstat.lines().any(|l| {
         let w: Vec<&str> = l.split_whitespace().collect();
@@ -345,11 +393,20 @@ fn udp_echo(port: u16, bytes: u64, stop: &AtomicBool) -> Result<UdpEcho, String>
 /// datagram sent (checked against its sequence number), losses are counted and must stay under
 /// 1%.
 pub fn udp_echo_50mib(h: &dyn Harness) -> ScenarioResult {
+    udp_echo_50mib_in(h, Layout::Split)
+}
+
+/// [`udp_echo_50mib`] through the single layout's netstack.
+pub fn udp_echo_50mib_single(h: &dyn Harness) -> ScenarioResult {
+    udp_echo_50mib_in(h, Layout::Single)
+}
+
+fn udp_echo_50mib_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
     let (port, done) = (host_port(2), host_port(3));
-    let spec = echo_spec("udp", port, done);
+    let spec = echo_spec("udp", port, done, layout);
     let (r, result) = with_client(
         h,
-        "udp_echo_50mib",
+        &layout.name("udp_echo_50mib"),
         &spec,
         then_done(done, move |stop| udp_echo(port, TRANSFER_BYTES, stop)),
     );
@@ -368,7 +425,7 @@ pub fn udp_echo_50mib(h: &dyn Harness) -> ScenarioResult {
     if e.corrupt > 0 || e.lost * 100 > e.datagrams {
         return Err(summary);
     }
-    dedicated(&r, &["e1000", "pf", "ip", "udp"])?;
+    dedicated(&r, &layout.alone(&["pf", "ip", "udp"]))?;
     Ok(Some(summary))
 }
 
@@ -376,6 +433,15 @@ pub fn udp_echo_50mib(h: &dyn Harness) -> ScenarioResult {
 /// server on the host's loopback, which hashes what arrives: the guest's printed SHA-256 of
 /// what it sent must match.
 pub fn nc_sends_50mib_to_a_host_server(h: &dyn Harness) -> ScenarioResult {
+    nc_sends_50mib_in(h, Layout::Split)
+}
+
+/// [`nc_sends_50mib_to_a_host_server`] through the single layout's netstack.
+pub fn nc_sends_50mib_to_a_host_server_single(h: &dyn Harness) -> ScenarioResult {
+    nc_sends_50mib_in(h, Layout::Single)
+}
+
+fn nc_sends_50mib_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let port = listener.local_addr().map_err(|e| e.to_string())?.port();
     listener.set_nonblocking(true).map_err(|e| e.to_string())?;
@@ -410,12 +476,12 @@ pub fn nc_sends_50mib_to_a_host_server(h: &dyn Harness) -> ScenarioResult {
         Ok((got, hex, t0.elapsed().as_secs_f64()))
     });
     let command = format!("nc 10.0.2.2 {port} --send 50M");
-    let spec = BootSpec::bios(8, "")
+    let spec = BootSpec::bios(8, layout.cmdline())
         .manifest(ManifestSource::File(NET_MANIFEST))
         .nic(NicModel::E1000)
         .exec(&["sleep 3", &command, "ps"])
         .timeout(Duration::from_secs(400));
-    let r = h.boot("nc_sends_50mib_to_a_host_server", &spec);
+    let r = h.boot(&layout.name("nc_sends_50mib_to_a_host_server"), &spec);
     stop.store(true, Ordering::Relaxed);
     let result = server
         .join()
@@ -440,7 +506,7 @@ pub fn nc_sends_50mib_to_a_host_server(h: &dyn Harness) -> ScenarioResult {
              (SHA-256 {host_hash})"
         ));
     }
-    dedicated(&r, &["e1000", "pf", "ip", "tcp"])?;
+    dedicated(&r, &layout.alone(&["pf", "ip", "tcp"]))?;
     Ok(Some(format!(
         "50 MiB from the guest, SHA-256 identical, {:.1} s at the host ({:.1} MiB/s)",
         secs,

@@ -1,6 +1,7 @@
-//! More end-to-end scenarios of the split network stack (docs/netpath.md): the ip server
-//! configured by QEMU's DHCP server (tests/manifests/net-dhcp.toml), and a pf rule that cuts a
-//! guest's TCP service off from a host client until it is deleted.
+//! More end-to-end scenarios of the network stack (docs/netpath.md): the ip server configured
+//! by QEMU's DHCP server (tests/manifests/net-dhcp.toml), a pf rule that cuts a guest's TCP
+//! service off from a host client until it is deleted (in both layouts), and the single
+//! layout's netstack standing in for pf, ip, udp and tcp.
 //!
 //! Host traffic goes to 127.0.0.1 only (QEMU forwards it into the guest). As in [`crate::net`],
 //! a guest script that must wait for the host runs `nc -l DONE_PORT`, which returns when the
@@ -11,7 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::net::{say_done, with_client};
+use crate::net::{Layout, say_done, with_client};
 use crate::{
     BootResult, BootSpec, CommandOutput, Harness, ManifestSource, NET_MANIFEST, NicModel,
     ScenarioResult,
@@ -205,9 +206,18 @@ struct CutOff {
 /// hits) and deletes it; the host probes until the echo is back and tells the guest, which
 /// ends. pf's `hits=` on the deleted rule are the host's SYNs it dropped.
 pub fn pf_drops_tcp_to_port_7_until_the_rule_goes(h: &dyn Harness) -> ScenarioResult {
+    pf_drops_tcp_in(h, Layout::Split)
+}
+
+/// [`pf_drops_tcp_to_port_7_until_the_rule_goes`] with pf inside the single layout's netstack.
+pub fn pf_drops_tcp_to_port_7_until_the_rule_goes_single(h: &dyn Harness) -> ScenarioResult {
+    pf_drops_tcp_in(h, Layout::Single)
+}
+
+fn pf_drops_tcp_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
     let (echo, done) = free_ports()?;
     let wait_done = format!("nc -l {DONE_PORT}");
-    let spec = BootSpec::bios(8, "")
+    let spec = BootSpec::bios(8, layout.cmdline())
         .manifest(ManifestSource::File(NET_MANIFEST))
         .nic(NicModel::E1000)
         .forward(true, echo, 7)
@@ -225,7 +235,7 @@ pub fn pf_drops_tcp_to_port_7_until_the_rule_goes(h: &dyn Harness) -> ScenarioRe
         .timeout(Duration::from_secs(300));
     let (r, seen) = with_client(
         h,
-        "pf_drops_tcp_to_port_7_until_the_rule_goes",
+        &layout.name("pf_drops_tcp_to_port_7_until_the_rule_goes"),
         &spec,
         move |stop| {
             until_echo(echo, true, Duration::from_secs(120), stop)
@@ -262,6 +272,66 @@ pub fn pf_drops_tcp_to_port_7_until_the_rule_goes(h: &dyn Harness) -> ScenarioRe
          {hits} packets dropped by the rule",
         seen.cut_after.as_secs_f64(),
         seen.back_after.as_secs_f64()
+    )))
+}
+
+/// The single layout (`layout=single`): one `netstack` process, alone on its CPU, is pf, ip,
+/// udp and tcp — ping goes through it, `ifconfig`, `netstat` and `pf` reach it by the servers'
+/// names, and `ps` lists none of the four split servers.
+pub fn single_netstack_stands_in_for_the_four_servers(h: &dyn Harness) -> ScenarioResult {
+    let spec = BootSpec::bios(8, Layout::Single.cmdline())
+        .manifest(ManifestSource::File(NET_MANIFEST))
+        .nic(NicModel::E1000)
+        .exec(&[
+            "sleep 2",
+            "ping -c 3 10.0.2.2",
+            "ifconfig",
+            "netstat",
+            "pf add deny in udp from any to any port 9",
+            "pf list",
+            "pf del 1",
+            "ps",
+        ])
+        .timeout(Duration::from_secs(180));
+    let r = h.boot("single_netstack_stands_in_for_the_four_servers", &spec);
+    r.exec_verdict()?;
+    let ping = r.output_of("ping -c 3 10.0.2.2")?;
+    if !ping.contains("3 packets transmitted, 3 received") {
+        return Err(format!("ping did not get 3 of 3 replies:\n{ping}"));
+    }
+    let ifconfig = r.output_of("ifconfig")?;
+    if !ifconfig.contains("inet 10.0.2.15/24 gateway 10.0.2.2") {
+        return Err(format!("ifconfig shows no address from ip:\n{ifconfig}"));
+    }
+    let netstat = r.output_of("netstat")?;
+    if !netstat.lines().any(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        w.get(..3) == Some(&["tcp", "shell", "2323"]) && w.get(4) == Some(&"LISTEN")
+    }) {
+        return Err(format!(
+            "netstat does not show the shell's console listening:\n{netstat}"
+        ));
+    }
+    let list = r.output_of("pf list")?;
+    if !list.contains("rules=1") || !list.contains("port 9") {
+        return Err(format!("pf list does not show the rule added:\n{list}"));
+    }
+    let rows = crate::ps_rows(&r, "ps")?;
+    for name in ["e1000", "netstack"] {
+        if !crate::ps_row(&rows, name)?.dedicated {
+            return Err(format!("{name} is not alone on its CPU"));
+        }
+    }
+    if let Some(split) = rows
+        .iter()
+        .find(|p| ["pf", "ip", "udp", "tcp"].contains(&p.name.as_str()))
+    {
+        return Err(format!("ps lists {} in the single layout", split.name));
+    }
+    let me = crate::ps_row(&rows, "netstack")?;
+    Ok(Some(format!(
+        "ping 3/3 through netstack (pid {} alone on cpu{}); ifconfig, netstat and pf reached it",
+        me.pid, me.cpu
     )))
 }
 

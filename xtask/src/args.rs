@@ -194,29 +194,19 @@ impl Default for RunArgs {
 impl RunArgs {
     /// The full kernel command line of this run.
     pub fn cmdline(&self) -> String {
-        let line = full_cmdline(&self.cmdline_extra);
-        // The transport between servers is a boot-time choice the kernel hands to every process
-        // (`sysconf`), so it travels on the kernel command line.
+        let mut line = full_cmdline(&self.cmdline_extra);
+        // The transport between servers and the stack's layout are boot-time choices the
+        // kernel hands to every process (`sysconf`; the kernel starts the processes of the
+        // layout chosen), so they travel on the kernel command line.
         if self.ipc == Ipc::Kernel {
-            format!("{line} ipc=kernel")
-        } else {
-            line
+            line.push_str(" ipc=kernel");
         }
-    }
-
-    /// The first option that asks for a feature the system does not have yet, as a one-line
-    /// explanation.
-    pub fn unsupported(&self) -> Option<String> {
         if self.layout == Layout::Single {
-            return Some(format!("not yet supported: {LAYOUT_SINGLE_MISSING}"));
+            line.push_str(" layout=single");
         }
-        None
+        line
     }
 }
-
-/// Why `--layout single` is refused (and why `bench` prints no figures for it).
-pub const LAYOUT_SINGLE_MISSING: &str =
-    "--layout single (needs the single-process netstack, which does not exist yet)";
 
 /// Options of `test`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -946,7 +936,6 @@ mod tests {
             (2, 256, Net::None, Accel::Tcg)
         );
         assert_eq!(r.cmdline(), "log=info");
-        assert_eq!(r.unsupported(), None);
     }
 
     #[test]
@@ -962,7 +951,6 @@ mod tests {
         assert_eq!(r.net, Net::User);
         assert_eq!(r.timeout, Some(Duration::from_secs(30)));
         assert_eq!(r.cmdline(), "log=info log=debug");
-        assert_eq!(r.unsupported(), None);
     }
 
     #[test]
@@ -1045,29 +1033,22 @@ mod tests {
     fn ipc_kernel_travels_on_the_kernel_command_line() {
         assert_eq!(run("--ipc kernel").cmdline(), "log=info ipc=kernel");
         assert_eq!(run("--ipc chan").cmdline(), "log=info");
-        assert_eq!(run("--ipc kernel").unsupported(), None);
     }
 
     #[test]
-    fn features_not_built_yet_are_refused_not_ignored() {
-        let msg = run("--layout single")
-            .unsupported()
-            .unwrap_or_else(|| panic!("--layout single accepted"));
-        assert!(
-            msg.starts_with("not yet supported: --layout single (needs"),
-            "{msg}"
+    fn layout_single_travels_on_the_kernel_command_line() {
+        assert_eq!(run("--layout single").cmdline(), "log=info layout=single");
+        assert_eq!(run("--layout split").cmdline(), "log=info");
+        assert_eq!(
+            run("--layout single --ipc kernel").cmdline(),
+            "log=info ipc=kernel layout=single"
         );
-        // Syntax errors still come first.
-        assert!(run_err("--fwd tcp:8080").contains("three"));
     }
 
     #[test]
     fn net_tap_is_supported_but_not_with_forwards() {
         let r = run("--net tap --nic e1000e --smp 8");
-        assert_eq!(
-            (r.net, r.nic, r.unsupported()),
-            (Net::Tap, Nic::E1000e, None)
-        );
+        assert_eq!((r.net, r.nic), (Net::Tap, Nic::E1000e));
         for line in ["--net tap --fwd tcp:8080:80", "--fwd udp:5555:7 --net=tap"] {
             let e = run_err(line);
             assert!(
@@ -1087,7 +1068,6 @@ mod tests {
             panic!()
         };
         assert_eq!(r.exec, Some(vec!["sleep 2".to_string(), "ps".to_string()]));
-        assert_eq!(r.unsupported(), None);
         assert_eq!(parse_exec("ps; poweroff"), Ok(vec!["ps".to_string()]));
         assert_eq!(parse_exec("poweroff"), Ok(vec![]));
         assert!(

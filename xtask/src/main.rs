@@ -349,9 +349,6 @@ fn image(a: &args::ImageArgs) -> Result<u8, Error> {
 
 /// `cargo xtask run`.
 fn run(a: &RunArgs) -> Result<u8, Error> {
-    if let Some(msg) = a.unsupported() {
-        return Err(Error::Unsupported(msg));
-    }
     if !a.fwd.is_empty() && a.net != args::Net::User {
         return Err(Error::Usage(
             "--fwd needs --net user (QEMU's user networking forwards the host ports)".into(),
@@ -370,6 +367,12 @@ fn run(a: &RunArgs) -> Result<u8, Error> {
     if a.exec.is_some() && !payload.manifest.started_with_grant("console") {
         return Err(Error::Failed(format!(
             "--exec needs a shell: no process started at boot holds the 'console' grant in {}",
+            images::manifest_display(&manifest)
+        )));
+    }
+    if a.layout == args::Layout::Single && !payload.manifest.has_layout("single") {
+        return Err(Error::Unsupported(format!(
+            "--layout single: {} has no process of layout \"single\" (tests/manifests/net.toml has the netstack)",
             images::manifest_display(&manifest)
         )));
     }

@@ -191,7 +191,7 @@ pub fn test(args: &TestArgs) -> Result<u8, Error> {
 
 /// The host-testable libraries of user programs: not default members (their binaries build only
 /// for the guest), so they are tested with `--lib`.
-const USER_LIBS: [&str; 12] = [
+const USER_LIBS: [&str; 13] = [
     "libsys",
     "shell",
     "chanbench",
@@ -204,6 +204,7 @@ const USER_LIBS: [&str; 12] = [
     "tcpd",
     "iperf3",
     "nc",
+    "netstack",
 ];
 
 /// Runs `cargo test` over the default members, then over the user programs' libraries, then

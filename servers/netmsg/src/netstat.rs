@@ -33,12 +33,49 @@ pub fn state_code(name: &str) -> u8 {
         .unwrap_or(STATES.len()) as u8
 }
 
-/// The request for socket `index`.
-pub fn request(index: u32) -> [u8; MSG_LEN] {
+/// The server a request is for: in the single layout tcp and udp are one process (netstack),
+/// which tells them apart by this byte of the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Server {
+    /// The tcp server.
+    Tcp,
+    /// The udp server.
+    Udp,
+}
+
+impl Server {
+    /// The server's process name (`tcp`, `udp`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Udp => "udp",
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Self::Tcp => b'T',
+            Self::Udp => b'U',
+        }
+    }
+}
+
+/// The request to `server` for its socket number `index`.
+pub fn request(server: Server, index: u32) -> [u8; MSG_LEN] {
     let mut m = [0u8; MSG_LEN];
     m[..4].copy_from_slice(&MAGIC);
     m[4..8].copy_from_slice(&index.to_le_bytes());
+    m[8] = server.code();
     m
+}
+
+/// The server a netstat request is addressed to; `None` when it is no netstat request or names
+/// no server.
+pub fn addressee(m: &[u8; MSG_LEN]) -> Option<Server> {
+    decode_request(m)?;
+    [Server::Tcp, Server::Udp]
+        .into_iter()
+        .find(|s| s.code() == m[8])
 }
 
 /// The index a request asks for; `None` when it is not a netstat request.
@@ -192,8 +229,14 @@ mod tests {
         let got = got.unwrap();
         assert_eq!((got.state_name(), got.app_name()), ("?", "?"));
         assert_eq!(state_code("nonsense") as usize, STATES.len());
-        assert_eq!(decode_request(&request(12)), Some(12));
+        assert_eq!(decode_request(&request(Server::Tcp, 12)), Some(12));
         assert_eq!(decode_request(&[0; MSG_LEN]), None);
+        assert_eq!(addressee(&request(Server::Tcp, 1)), Some(Server::Tcp));
+        assert_eq!(addressee(&request(Server::Udp, 1)), Some(Server::Udp));
+        let mut nobody = request(Server::Udp, 1);
+        nobody[8] = 0;
+        assert_eq!(addressee(&nobody), None);
+        assert_eq!(addressee(&[b'U'; MSG_LEN]), None);
     }
 
     #[test]
@@ -202,10 +245,10 @@ mod tests {
             local_port: 9,
             ..Default::default()
         };
-        let got = Entry::decode(&answer(&request(1), 2, |_| Some(e))).unwrap();
+        let got = Entry::decode(&answer(&request(Server::Udp, 1), 2, |_| Some(e))).unwrap();
         assert_eq!(got, (2, Some(Entry { total: 2, ..e })));
         assert_eq!(
-            Entry::decode(&answer(&request(2), 2, |_| Some(e))),
+            Entry::decode(&answer(&request(Server::Tcp, 2), 2, |_| Some(e))),
             Ok((2, None))
         );
         assert_eq!(

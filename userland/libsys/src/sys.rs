@@ -219,8 +219,20 @@ pub fn poweroff(code: i32) -> Error {
     Error::TimedOut
 }
 
-/// The pid of the live process called `name`.
+/// The servers that the single layout's `netstack` process links together (DESIGN.md §8).
+pub const NETSTACK_PARTS: [&str; 4] = ["pf", "ip", "udp", "tcp"];
+/// The process that is pf, ip, udp and tcp when the boot chose `layout=single`.
+pub const NETSTACK: &str = "netstack";
+
+/// The pid of the live process called `name`. When the boot chose the single network-stack
+/// layout, `pf`, `ip`, `udp` and `tcp` are all the `netstack` process, so their names lead to
+/// it: a client or a neighbour finds its server the same way in either layout.
 pub fn lookup(name: &str) -> Result<u32> {
+    let name = if NETSTACK_PARTS.contains(&name) && single_layout() {
+        NETSTACK
+    } else {
+        name
+    };
     // Safety: the kernel only reads `name.len()` bytes of `name`, which we borrow.
     let pid = check(unsafe { syscall2(nr::LOOKUP, addr(name.as_ptr()), name.len() as u64) })?;
     u32::try_from(pid).map_err(|_| Error::Invalid)
@@ -320,6 +332,22 @@ pub fn pci_info(index: u32) -> Result<PciInfo> {
     // Safety: the kernel writes one `PciInfo` to `info`, which we borrow mutably.
     check(unsafe { syscall2(nr::PCI_INFO, index as u64, addr(&mut info as *mut PciInfo)) })?;
     Ok(info)
+}
+
+/// True when the boot chose the single network-stack layout (`layout=single`); asked of the
+/// kernel once.
+pub fn single_layout() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering};
+    // 0: not asked yet; 1: split; 2: single.
+    static LAYOUT: AtomicU8 = AtomicU8::new(0);
+    match LAYOUT.load(Ordering::Relaxed) {
+        0 => {
+            let single = sysconf() & crate::abi::sysconf::LAYOUT_SINGLE != 0;
+            LAYOUT.store(1 + u8::from(single), Ordering::Relaxed);
+            single
+        }
+        v => v == 2,
+    }
 }
 
 /// `SYSCONF`: the boot-time choices ([`crate::abi::sysconf`] flags).

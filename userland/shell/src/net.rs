@@ -268,7 +268,8 @@ pub type SocketRow = (&'static str, netmsg::netstat::Entry);
 pub fn netstat(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
     let mut rows = Vec::new();
     let mut notes = Vec::new();
-    for proto in ["tcp", "udp"] {
+    for server in [netmsg::netstat::Server::Tcp, netmsg::netstat::Server::Udp] {
+        let proto = server.name();
         let Ok(pid) = sys.lookup(proto) else {
             notes.push(format!("({proto}: no server running)"));
             continue;
@@ -276,7 +277,7 @@ pub fn netstat(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
         let mut index = 0;
         loop {
             let mut reply: Message = [0; axolotl_abi::IPC_MSG_LEN];
-            let request = netmsg::netstat::request(index);
+            let request = netmsg::netstat::request(server, index);
             sys.ipc_call_timeout(pid, &request, &mut reply, IP_TIMEOUT_NS)
                 .map_err(|e| Failure::failed(format!("asking {proto} (pid {pid}): {e}")))?;
             match netmsg::netstat::Entry::decode(&reply) {
