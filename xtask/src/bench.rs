@@ -1,28 +1,34 @@
-//! `cargo xtask bench`: the split network stack measured against a stock iperf3 (DESIGN.md §8).
+//! `cargo xtask bench`: the network stack measured against a stock iperf3 (DESIGN.md §8).
 //!
-//! One boot of `tests/manifests/net.toml` (8 CPUs, release kernel) runs, through the guest shell:
-//! `ps`, then `stat` and `ifconfig` around `iperf3 -c 10.0.2.2 -t S` (the guest sends) and
-//! `iperf3 -c 10.0.2.2 -t S -R` (the guest receives). The peer is a stock `iperf3 -s` on port
-//! 5201: inside the run's network namespace with `--net tap` (the default as root; see `netns`),
-//! on the host's 127.0.0.1 with `--net user` (the fallback without root, which the results carry
-//! as a WARNING). Each measurement gives the guest's own `iperf3: role=client dir=send|recv
-//! bytes=N seconds=S gbps=G` line, and the differences of the kernel's per-CPU counters (`stat`)
-//! and of the NIC's frame counters (`ifconfig`) give system calls and interrupts per 1,000
-//! packets on the CPUs of the stack's servers. A second boot (`system.toml`, 4 CPUs) runs
-//! `chanbench` for the channel-against-kernel-IPC figures.
+//! Three boots of `tests/manifests/net.toml` (8 CPUs, release kernel), one after the other, one
+//! per configuration of [`CONFIGS`]: the split layout over channels, the single layout
+//! (`layout=single`: one `netstack` process) over channels, and the split layout over kernel IPC
+//! (`ipc=kernel`), each with its words on the kernel command line. Each runs, through the guest
+//! shell: `ps`, then `stat` and `ifconfig` around `iperf3 -c 10.0.2.2 -t S` (the guest sends)
+//! and `iperf3 -c 10.0.2.2 -t S -R` (the guest receives). The peer is a stock `iperf3 -s` on
+//! port 5201: inside a network namespace of the boot's own with `--net tap` (the default as root;
+//! see `netns`), on the host's 127.0.0.1 with `--net user` (the fallback without root, which the
+//! results carry as a WARNING). Each measurement gives the guest's own `iperf3: role=client
+//! dir=send|recv bytes=N seconds=S gbps=G` line, and the differences of the kernel's per-CPU
+//! counters (`stat`) and of the NIC's frame counters (`ifconfig`) give system calls and
+//! interrupts per 1,000 packets on the CPUs of that layout's stack ([`Config::stack`], found in
+//! `ps`). A last boot (`system.toml`, 4 CPUs) runs `chanbench` for the channel-against-kernel-IPC
+//! figures.
 //!
-//! Rows exist for every layout of §8: `split`/`chan` measured; `--layout single` and
-//! `--ipc kernel` printed as "not supported yet" with the reason, never with a number, until the
-//! guest has them. Without the guest program `iperf3` in the manifest the bench fails before
-//! booting anything.
+//! A configuration that fails (no boot, an iperf3 error, a timeout, a stack that did not use
+//! the transport asked for) gets rows that say so with the reason, never a number, and the others
+//! are still measured; the exit status is then 1. The ratios of one run ([`ratios`]: split over
+//! single, channels over kernel IPC) are judged against the targets of §8, and each row against
+//! fewer than one system call per 1,000 packets. Without the guest program `iperf3` in the
+//! manifest the bench fails before booting anything.
 //!
 //! Output: a table on stdout, JSON (`--json PATH`, default `target/bench/results.json`) and a bar
 //! chart, `target/bench/throughput.svg`, both written here by hand. The host's core count is
 //! printed next to the guest CPUs the measurement keeps busy; with fewer host cores, emulated
 //! CPUs contend, which handicaps the split layout, and the results say so.
 //!
-//! The same boot then runs the recovery phase ([`recovery`], unless `--no-recovery`): a stream
-//! to a second stock server while the shell crashes ip every 2 s; its series, crashes and
+//! The split/chan boot then runs the recovery phase ([`recovery`], unless `--no-recovery`): a
+//! stream to a second stock server while the shell crashes ip every 2 s; its series, crashes and
 //! per-crash dips go into the table, the JSON (`"recovery"`) and `target/bench/recovery.svg`.
 
 pub mod recovery;
@@ -34,11 +40,11 @@ use std::time::{Duration, Instant};
 
 use axolotl_tests::{BootResult, ExecReport, PsRow, transcript};
 
-use crate::args::{self, Accel, BenchArgs, Firmware, Net, Nic};
+use crate::args::{self, Accel, BenchArgs, Firmware, Ipc, Layout, Net, Nic, RunArgs};
 use crate::qemu::{self, Boot, Console, Echo, Machine, RunOptions};
 use crate::{Error, exec, host, images, netns};
 
-/// The manifest of the measured boot, relative to the workspace root.
+/// The manifest of the measured boots, relative to the workspace root.
 pub const NET_MANIFEST: &str = axolotl_tests::NET_MANIFEST;
 /// The guest program that moves the traffic: a process of this name in [`NET_MANIFEST`].
 pub const GUEST_IPERF3: &str = "iperf3";
@@ -47,12 +53,14 @@ pub const IPERF3_PORT: u16 = 5201;
 /// The address the guest reaches the server at: the namespace's end of the TAP device, or QEMU's
 /// user-networking host alias of 127.0.0.1.
 pub const SERVER_ADDRESS: &str = "10.0.2.2";
-/// Virtual CPUs of the measured boot: the five stack servers on dedicated CPUs, the shared ones.
+/// Virtual CPUs of the measured boots: the stack's processes on dedicated CPUs, the shared ones.
 pub const NET_SMP: u32 = 8;
 /// Virtual CPUs of the chanbench boot (bench-a and bench-b dedicated).
 pub const CHANBENCH_SMP: u32 = 4;
 /// The processes of the split stack, whose CPUs' counters are charged to the packets.
-pub const STACK: [&str; 5] = ["e1000", "pf", "ip", "udp", "tcp"];
+pub const SPLIT_STACK: [&str; 5] = ["e1000", "pf", "ip", "udp", "tcp"];
+/// The processes of the single layout's stack: the driver and the one netstack.
+pub const SINGLE_STACK: [&str; 2] = ["e1000", "netstack"];
 /// Header of the guest's `stat` table.
 pub const STAT_HEADER: [&str; 8] = [
     "CPU",
@@ -64,11 +72,103 @@ pub const STAT_HEADER: [&str; 8] = [
     "TICKS",
     "SWITCHES",
 ];
-/// Why `--ipc kernel` has no figures.
-pub const IPC_KERNEL_MISSING: &str = "--ipc kernel (the stack servers e1000, pf, ip, udp and tcp do not read ipc=kernel yet: \
-     they always talk over channels)";
+/// The targets of DESIGN.md §8, judged on the figures of one run: the split layout's throughput
+/// at least this share of the single layout's, per direction.
+pub const SPLIT_OVER_SINGLE_TARGET: f64 = 0.9;
+/// Channels' throughput at least this many times kernel IPC's, on the split layout.
+pub const CHAN_OVER_KERNEL_TARGET: f64 = 2.0;
+/// Fewer system calls than this per 1,000 packets on the stack's CPUs, per row.
+pub const SYSCALLS_PER_1K_TARGET: f64 = 1.0;
 /// Limit of the chanbench boot's waits.
 const CHANBENCH_STEP: Duration = Duration::from_secs(300);
+
+/// One configuration the bench boots: the stack's layout and the servers' transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Every server on a CPU of its own, or one netstack.
+    pub layout: Layout,
+    /// Channels or kernel IPC between the servers.
+    pub ipc: Ipc,
+}
+
+/// The split layout over channels: the design, and the boot the recovery phase runs in.
+pub const SPLIT_CHAN: Config = Config {
+    layout: Layout::Split,
+    ipc: Ipc::Chan,
+};
+/// The single layout over channels.
+pub const SINGLE_CHAN: Config = Config {
+    layout: Layout::Single,
+    ipc: Ipc::Chan,
+};
+/// The split layout over kernel IPC.
+pub const SPLIT_KERNEL: Config = Config {
+    layout: Layout::Split,
+    ipc: Ipc::Kernel,
+};
+/// The configurations booted, in this order.
+pub const CONFIGS: [Config; 3] = [SPLIT_CHAN, SINGLE_CHAN, SPLIT_KERNEL];
+
+impl Config {
+    /// `split` or `single`, as in the table and the JSON.
+    pub fn layout_word(self) -> &'static str {
+        match self.layout {
+            Layout::Split => "split",
+            Layout::Single => "single",
+        }
+    }
+
+    /// `chan` or `kernel`, as in the table and the JSON.
+    pub fn ipc_word(self) -> &'static str {
+        match self.ipc {
+            Ipc::Chan => "chan",
+            Ipc::Kernel => "kernel",
+        }
+    }
+
+    /// `layout/ipc`, as in the progress lines.
+    pub fn label(self) -> String {
+        format!("{}/{}", self.layout_word(), self.ipc_word())
+    }
+
+    /// The kernel command line of its boot: exactly what `cargo xtask run --layout L --ipc I`
+    /// would give.
+    pub fn cmdline(self) -> String {
+        RunArgs {
+            layout: self.layout,
+            ipc: self.ipc,
+            ..RunArgs::default()
+        }
+        .cmdline()
+    }
+
+    /// The name of its boot (`target/axolotl/NAME/`, the `[NAME]` prefix of the echo).
+    pub fn boot_name(self) -> String {
+        if self == SPLIT_CHAN {
+            "bench-net".to_string()
+        } else {
+            format!("bench-net-{}-{}", self.layout_word(), self.ipc_word())
+        }
+    }
+
+    /// The processes whose CPUs carry the stack in this layout.
+    pub fn stack(self) -> &'static [&'static str] {
+        match self.layout {
+            Layout::Split => &SPLIT_STACK,
+            Layout::Single => &SINGLE_STACK,
+        }
+    }
+
+    /// Server-to-server links every TCP frame crosses whichever transport the boot chose: pf to
+    /// ip and ip to tcp in the split layout (e1000 to pf left out, in case the driver kept its
+    /// channels); none in the single layout, whose parts call each other.
+    pub fn transport_links(self) -> u64 {
+        match self.layout {
+            Layout::Split => 2,
+            Layout::Single => 0,
+        }
+    }
+}
 
 /// The direction of a measurement, from the guest's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -232,13 +332,13 @@ pub fn per_1k(count: u64, packets: u64) -> Option<f64> {
     (packets > 0).then(|| count as f64 * 1000.0 / packets as f64)
 }
 
-/// Which stack server runs on which CPU.
+/// Which stack process runs on which CPU.
 pub type Placement = Vec<(String, u32)>;
 
-/// The distinct CPUs of the stack's servers in a `ps` table, and which server is on which.
-pub fn stack_cpus(rows: &[PsRow]) -> Result<(Vec<u32>, Placement), String> {
+/// The distinct CPUs of the processes `stack` in a `ps` table, and which process is on which.
+pub fn stack_cpus(rows: &[PsRow], stack: &[&str]) -> Result<(Vec<u32>, Placement), String> {
     let mut placed = Vec::new();
-    for name in STACK {
+    for &name in stack {
         let row = rows
             .iter()
             .find(|r| r.name == name)
@@ -269,8 +369,8 @@ pub struct Measured {
 pub enum Figures {
     /// Measured in this run.
     Measured(Measured),
-    /// Not measured: the guest lacks what the row needs (the reason says what).
-    NotSupported(String),
+    /// Not measured: the boot, the session or the measurement failed (the reason says how).
+    Failed(String),
 }
 
 /// One row of the results.
@@ -287,11 +387,33 @@ pub struct Row {
 }
 
 impl Row {
+    /// A row of `config` in direction `dir`.
+    pub fn new(config: Config, dir: Dir, figures: Figures) -> Self {
+        Self {
+            layout: config.layout_word(),
+            ipc: config.ipc_word(),
+            dir,
+            figures,
+        }
+    }
+
+    /// Rows in both directions that failed for `why`.
+    pub fn failed_pair(config: Config, why: &str) -> Vec<Row> {
+        [Dir::Send, Dir::Recv]
+            .map(|dir| Row::new(config, dir, Figures::Failed(why.to_string())))
+            .to_vec()
+    }
+
+    /// Whether this is the row of `config` in direction `dir`.
+    pub fn is(&self, config: Config, dir: Dir) -> bool {
+        self.layout == config.layout_word() && self.ipc == config.ipc_word() && self.dir == dir
+    }
+
     /// Gigabits per second, when measured.
     pub fn gbps(&self) -> Option<f64> {
         match &self.figures {
             Figures::Measured(m) => Some(m.iperf3.gbps),
-            Figures::NotSupported(_) => None,
+            Figures::Failed(_) => None,
         }
     }
 
@@ -299,7 +421,7 @@ impl Row {
     pub fn syscalls_per_1k(&self) -> Option<f64> {
         match &self.figures {
             Figures::Measured(m) => per_1k(m.syscalls, m.packets),
-            Figures::NotSupported(_) => None,
+            Figures::Failed(_) => None,
         }
     }
 
@@ -307,9 +429,96 @@ impl Row {
     pub fn interrupts_per_1k(&self) -> Option<f64> {
         match &self.figures {
             Figures::Measured(m) => per_1k(m.interrupts, m.packets),
-            Figures::NotSupported(_) => None,
+            Figures::Failed(_) => None,
         }
     }
+
+    /// Whether the row meets fewer than [`SYSCALLS_PER_1K_TARGET`] system calls per 1,000
+    /// packets (`None` when it has no such figure).
+    pub fn syscall_target_met(&self) -> Option<bool> {
+        self.syscalls_per_1k().map(|s| s < SYSCALLS_PER_1K_TARGET)
+    }
+}
+
+/// "target met" or "target NOT met".
+pub fn verdict(met: bool) -> &'static str {
+    if met { "target met" } else { "target NOT met" }
+}
+
+/// A ratio of two rows' throughput in one run, against its target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ratio {
+    /// `split/single` or `chan/kernel`.
+    pub name: &'static str,
+    /// The layout both rows share, when they share one (`split` for chan/kernel).
+    pub on: Option<&'static str>,
+    /// The direction of both rows.
+    pub dir: Dir,
+    /// The numerator's throughput over the denominator's, or why there is none.
+    pub value: Result<f64, String>,
+    /// The least value that meets the target.
+    pub target: f64,
+}
+
+impl Ratio {
+    /// `Some(true)` when the value is at least the target; `None` without a value.
+    pub fn met(&self) -> Option<bool> {
+        self.value.as_ref().ok().map(|v| *v >= self.target)
+    }
+}
+
+/// The throughput of `over` in `rows` over that of `under`, in direction `dir`.
+fn ratio_of(rows: &[Row], over: Config, under: Config, dir: Dir) -> Result<f64, String> {
+    let gbps = |c: Config| {
+        let row = rows
+            .iter()
+            .find(|r| r.is(c, dir))
+            .ok_or_else(|| format!("no {} {} row", c.label(), dir.word()))?;
+        match &row.figures {
+            Figures::Measured(m) => Ok(m.iperf3.gbps),
+            Figures::Failed(_) => Err(format!("{} {} was not measured", c.label(), dir.word())),
+        }
+    };
+    let (a, b) = (gbps(over)?, gbps(under)?);
+    if b > 0.0 {
+        Ok(a / b)
+    } else {
+        Err(format!("{} {} moved nothing", under.label(), dir.word()))
+    }
+}
+
+/// The ratios of DESIGN.md §8 from the rows of one run, per direction: split over single
+/// (both over channels; target at least [`SPLIT_OVER_SINGLE_TARGET`]) and channels over kernel
+/// IPC on the split layout (target at least [`CHAN_OVER_KERNEL_TARGET`]).
+pub fn ratios(rows: &[Row]) -> Vec<Ratio> {
+    let mut out = Vec::new();
+    for (name, on, over, under, target) in [
+        (
+            "split/single",
+            None,
+            SPLIT_CHAN,
+            SINGLE_CHAN,
+            SPLIT_OVER_SINGLE_TARGET,
+        ),
+        (
+            "chan/kernel",
+            Some("split"),
+            SPLIT_CHAN,
+            SPLIT_KERNEL,
+            CHAN_OVER_KERNEL_TARGET,
+        ),
+    ] {
+        for dir in [Dir::Send, Dir::Recv] {
+            out.push(Ratio {
+                name,
+                on,
+                dir,
+                value: ratio_of(rows, over, under, dir),
+                target,
+            });
+        }
+    }
+    out
 }
 
 /// The `chanbench:` line's figures.
@@ -365,6 +574,24 @@ pub fn parse_chanbench(output: &str) -> Result<Chanbench, String> {
     })
 }
 
+/// Where one configuration's stack ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stack {
+    /// The configuration.
+    pub config: Config,
+    /// The distinct CPUs of its stack.
+    pub cpus: Vec<u32>,
+    /// Which process ran on which CPU.
+    pub placement: Placement,
+}
+
+impl Stack {
+    /// The guest CPUs it kept busy: its stack's and one for the application.
+    pub fn busy_cpus(&self) -> usize {
+        self.cpus.len() + 1
+    }
+}
+
 /// Everything one `bench` run found.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Results {
@@ -377,53 +604,43 @@ pub struct Results {
     pub seconds: u32,
     /// Cores of the host.
     pub host_cores: usize,
-    /// Virtual CPUs of the measured guest.
+    /// Virtual CPUs of the measured boots.
     pub guest_cpus: u32,
-    /// Guest CPUs the measurement keeps busy: the stack's and one for the application.
-    pub busy_guest_cpus: usize,
-    /// Which stack server ran on which CPU.
-    pub placement: Placement,
-    /// The rows, measured and not.
+    /// Where each configuration that got as far as `ps` ran its stack, in boot order.
+    pub stacks: Vec<Stack>,
+    /// The rows, two per configuration of [`CONFIGS`], in its order.
     pub rows: Vec<Row>,
     /// chanbench's figures.
     pub chanbench: Chanbench,
-    /// The recovery phase (`None`: skipped with `--no-recovery`).
+    /// The recovery phase (`None` with `--no-recovery`).
     pub recovery: Option<recovery::Recovery>,
 }
 
 impl Results {
+    /// The most guest CPUs one configuration kept busy (the split layout's).
+    pub fn busy_guest_cpus(&self) -> usize {
+        self.stacks.iter().map(Stack::busy_cpus).max().unwrap_or(0)
+    }
+
     /// The plain statement about host cores against busy guest CPUs, when they contend.
     pub fn contention(&self) -> Option<String> {
-        (self.host_cores < self.busy_guest_cpus).then(|| {
+        let busy = self.busy_guest_cpus();
+        (self.host_cores < busy).then(|| {
             format!(
-                "the host has {} cores for {} busy guest CPUs: emulated CPUs contend for host \
+                "the host has {} cores for {busy} busy guest CPUs: emulated CPUs contend for host \
                  cores, so the split layout (a CPU per server) is handicapped here",
-                self.host_cores, self.busy_guest_cpus
+                self.host_cores
             )
         })
     }
-}
 
-/// Why the single layout has no figures yet.
-pub const SINGLE_NOT_MEASURED: &str = "--layout single is not booted by the bench yet (the netstack exists: cargo xtask run --layout single)";
-
-/// The rows for the layouts the guest does not have yet: named, with the reason, no figures.
-pub fn unsupported_rows() -> Vec<Row> {
-    let mut rows = Vec::new();
-    for (layout, ipc, why) in [
-        ("single", "chan", SINGLE_NOT_MEASURED),
-        ("split", "kernel", IPC_KERNEL_MISSING),
-    ] {
-        for dir in [Dir::Send, Dir::Recv] {
-            rows.push(Row {
-                layout,
-                ipc,
-                dir,
-                figures: Figures::NotSupported(why.to_string()),
-            });
-        }
+    /// The rows that failed.
+    pub fn failed_rows(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| matches!(r.figures, Figures::Failed(_)))
+            .count()
     }
-    rows
 }
 
 /// Which network to measure over, and the warning the results carry: `--net tap` needs root;
@@ -470,122 +687,227 @@ pub fn guest_commands(seconds: u32) -> Vec<String> {
     .collect()
 }
 
-/// The outputs of [`guest_commands`] by role.
+/// The outputs of [`guest_commands`] by role; `None` for a command the session did not get to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NetOutputs {
     /// `ps`.
-    pub ps: String,
+    pub ps: Option<String>,
     /// `stat` before, after send, after receive.
-    pub stat: [String; 3],
+    pub stat: [Option<String>; 3],
     /// `ifconfig` before, after send, after receive.
-    pub ifconfig: [String; 3],
+    pub ifconfig: [Option<String>; 3],
     /// `iperf3` sending, receiving.
-    pub iperf3: [String; 2],
+    pub iperf3: [Option<String>; 2],
+    /// Why the session stopped or failed, when it did.
+    pub stopped: Option<String>,
+}
+
+/// The last line of `output` with something on it, the shell's `[exit N]` left out.
+fn last_line(output: &str) -> Option<&str> {
+    output
+        .lines()
+        .map(str::trim)
+        .rfind(|l| !l.is_empty() && !l.starts_with("[exit "))
 }
 
 impl NetOutputs {
-    /// Takes the outputs from the exec session's report; `Err` when a command did not run.
-    pub fn from_report(report: &ExecReport, commands: &[String]) -> Result<Self, String> {
-        let out = |i: usize| -> Result<String, String> {
-            match report.commands.get(i) {
-                Some(c) if c.command == commands[i] => Ok(c.output.clone()),
-                _ => Err(format!("command '{}' was not run", commands[i])),
-            }
+    /// Takes the outputs from the exec session's report (`commands` as typed); `stopped` is the
+    /// session's failure, if any.
+    pub fn from_report(report: &ExecReport, commands: &[String], stopped: Option<String>) -> Self {
+        let out = |i: usize| match report.commands.get(i) {
+            Some(c) if c.command == commands[i] => Some(c.output.clone()),
+            _ => None,
         };
-        Ok(Self {
-            ps: out(1)?,
-            stat: [out(2)?, out(5)?, out(8)?],
-            ifconfig: [out(3)?, out(6)?, out(9)?],
-            iperf3: [out(4)?, out(7)?],
-        })
+        Self {
+            ps: out(1),
+            stat: [out(2), out(5), out(8)],
+            ifconfig: [out(3), out(6), out(9)],
+            iperf3: [out(4), out(7)],
+            stopped,
+        }
     }
 
-    /// The two measured rows and where the stack ran.
-    pub fn measure(&self) -> Result<Measurement, String> {
-        let ps = axolotl_tests::shell::parse_ps(&self.ps)
-            .ok_or("no 'PID NAME CORE STATE RESTARTS' table in the output of 'ps'")?;
-        let (cpus, placed) = stack_cpus(&ps)?;
-        let stats = self
-            .stat
-            .iter()
-            .map(|s| parse_stat(s).ok_or_else(|| format!("no stat table in:\n{s}")))
-            .collect::<Result<Vec<_>, String>>()?;
-        let frames = self
-            .ifconfig
-            .iter()
-            .map(|s| {
-                parse_nic_frames(s)
-                    .ok_or_else(|| format!("no 'rx frames=' / 'tx frames=' in:\n{s}"))
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        let mut rows = Vec::new();
-        for (i, dir) in [Dir::Send, Dir::Recv].into_iter().enumerate() {
-            let line = parse_iperf3(&self.iperf3[i])
-                .map_err(|e| format!("{} measurement: {e}", dir.word()))?;
-            if line.role != "client" || line.dir != dir {
-                return Err(format!(
-                    "the {} measurement printed role={} dir={}, expected role=client dir={}",
-                    dir.word(),
-                    line.role,
-                    line.dir.word(),
-                    dir.word()
-                ));
-            }
-            let (syscalls, interrupts) = counter_delta(&stats[i], &stats[i + 1], &cpus);
-            let (rx0, tx0) = frames[i];
-            let (rx1, tx1) = frames[i + 1];
-            let packets = rx1.saturating_sub(rx0) + tx1.saturating_sub(tx0);
-            rows.push(Row {
-                layout: "split",
-                ipc: "chan",
-                dir,
-                figures: Figures::Measured(Measured {
-                    iperf3: line,
-                    packets,
-                    syscalls,
-                    interrupts,
-                }),
-            });
+    /// `why`, with the session's failure when there was one.
+    fn because(&self, why: String) -> String {
+        match &self.stopped {
+            Some(s) => format!("{why} (the session: {s})"),
+            None => why,
         }
-        Ok(Measurement {
+    }
+
+    /// The two rows of `config`, send then receive, and where its stack ran. A direction that
+    /// cannot be measured gets a failed row with the reason; the other direction still counts.
+    pub fn measure(&self, config: Config) -> Measurement {
+        let stack = self
+            .ps
+            .as_deref()
+            .ok_or("'ps' was not run".to_string())
+            .and_then(|ps| {
+                let ps = axolotl_tests::shell::parse_ps(ps)
+                    .ok_or("no 'PID NAME CORE STATE RESTARTS' table in the output of 'ps'")?;
+                stack_cpus(&ps, config.stack())
+            });
+        let (cpus, placement) = match stack {
+            Ok(s) => s,
+            Err(why) => {
+                return Measurement {
+                    rows: Row::failed_pair(config, &self.because(why)),
+                    stack: None,
+                };
+            }
+        };
+        let rows = [Dir::Send, Dir::Recv]
+            .into_iter()
+            .enumerate()
+            .map(|(i, dir)| {
+                let figures = match self.direction(config, i, dir, &cpus) {
+                    Ok(m) => Figures::Measured(m),
+                    Err(why) => Figures::Failed(self.because(why)),
+                };
+                Row::new(config, dir, figures)
+            })
+            .collect();
+        Measurement {
             rows,
-            cpus,
-            placement: placed,
-        })
+            stack: Some(Stack {
+                config,
+                cpus,
+                placement,
+            }),
+        }
+    }
+
+    /// The measurement `i` (0 send, 1 receive) on the stack's `cpus`.
+    fn direction(
+        &self,
+        config: Config,
+        i: usize,
+        dir: Dir,
+        cpus: &[u32],
+    ) -> Result<Measured, String> {
+        let w = dir.word();
+        let ran = |o: &Option<String>, what: &str| {
+            o.clone()
+                .ok_or_else(|| format!("'{what}' was not run ({w} measurement)"))
+        };
+        let stat = |j: usize| {
+            parse_stat(&ran(&self.stat[j], "stat")?)
+                .ok_or_else(|| "no stat table in the output of 'stat'".to_string())
+        };
+        let frames = |j: usize| {
+            parse_nic_frames(&ran(&self.ifconfig[j], "ifconfig")?).ok_or_else(|| {
+                "no 'rx frames=' / 'tx frames=' in the output of 'ifconfig'".to_string()
+            })
+        };
+        // iperf3 first: when it failed, what it said is the reason that matters.
+        let output = ran(&self.iperf3[i], "iperf3")?;
+        let line = parse_iperf3(&output).map_err(|e| match last_line(&output) {
+            Some(last) => format!("{w} measurement: {e}; iperf3's last line: {last}"),
+            None => format!("{w} measurement: {e}; iperf3 printed nothing"),
+        })?;
+        if line.role != "client" || line.dir != dir {
+            return Err(format!(
+                "the {w} measurement printed role={} dir={}, expected role=client dir={w}",
+                line.role,
+                line.dir.word(),
+            ));
+        }
+        let (before, after) = (stat(i)?, stat(i + 1)?);
+        let ((rx0, tx0), (rx1, tx1)) = (frames(i)?, frames(i + 1)?);
+        let (syscalls, interrupts) = counter_delta(&before, &after, cpus);
+        let packets = rx1.saturating_sub(rx0) + tx1.saturating_sub(tx0);
+        let m = Measured {
+            iperf3: line,
+            packets,
+            syscalls,
+            interrupts,
+        };
+        check_transport(config, &m)?;
+        Ok(m)
     }
 }
 
-/// What the measured boot gave: its rows and where the stack ran.
+/// `Err` when a boot that asked for kernel IPC shows fewer system calls on the stack's CPUs than
+/// kernel IPC costs: a trap per message, and every frame is a message on each of
+/// [`Config::transport_links`]. A stack that took fewer still talked over channels, and its
+/// figures are not kernel IPC's.
+pub fn check_transport(config: Config, m: &Measured) -> Result<(), String> {
+    let links = config.transport_links();
+    if config.ipc != Ipc::Kernel || links == 0 || m.syscalls >= links * m.packets {
+        return Ok(());
+    }
+    Err(format!(
+        "ipc=kernel was on the kernel command line, but the stack's CPUs took {} system calls \
+         per 1,000 packets, fewer than the {} that kernel IPC (a trap per message) costs on the \
+         {links} links pf-ip and ip-tcp every frame crosses: the servers did not switch to kernel \
+         IPC (that boot moved {:.3} Gbps, channel figures, not counted)",
+        opt(per_1k(m.syscalls, m.packets), 1),
+        links * 1000,
+        m.iperf3.gbps
+    ))
+}
+
+/// What a measured boot gave: its rows and where its stack ran.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measurement {
-    /// The `split`/`chan` rows, send then receive.
+    /// The configuration's rows, send then receive.
     pub rows: Vec<Row>,
-    /// The distinct CPUs of the stack's servers.
-    pub cpus: Vec<u32>,
-    /// Which server ran on which CPU.
-    pub placement: Placement,
+    /// Where the stack ran (`None` when `ps` did not say).
+    pub stack: Option<Stack>,
 }
 
 fn opt(v: Option<f64>, decimals: usize) -> String {
     v.map_or("-".to_string(), |x| format!("{x:.decimals$}"))
 }
 
-/// The results table printed on stdout.
+/// The busy guest CPUs per layout, as the table and the chart say it.
+fn busy_text(r: &Results) -> String {
+    let mut seen = Vec::new();
+    let mut parts = Vec::new();
+    for s in &r.stacks {
+        let layout = s.config.layout_word();
+        if seen.contains(&layout) {
+            continue;
+        }
+        seen.push(layout);
+        let placed: Vec<String> = s
+            .placement
+            .iter()
+            .map(|(n, c)| format!("{n} cpu{c}"))
+            .collect();
+        parts.push(format!(
+            "{layout} {} ({}, and one for the application)",
+            s.busy_cpus(),
+            placed.join(", ")
+        ));
+    }
+    if parts.is_empty() {
+        "unknown (no boot got as far as 'ps')".to_string()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// The table printed on stdout.
 pub fn table(r: &Results) -> String {
     let mut t = String::new();
     let net = if r.net == Net::Tap { "tap" } else { "user" };
+    let labels: Vec<String> = CONFIGS.iter().map(|c| c.label()).collect();
     let _ = writeln!(
         t,
-        "cargo xtask bench: split stack (tests/manifests/net.toml), {} guest CPUs, --net {net}, \
-         {} s per measurement, peer: stock iperf3 -s at {SERVER_ADDRESS}:{IPERF3_PORT}",
-        r.guest_cpus, r.seconds
+        "cargo xtask bench: tests/manifests/net.toml booted as {} in turn, {} guest CPUs, \
+         --net {net}, {} s per measurement, peer: stock iperf3 -s at \
+         {SERVER_ADDRESS}:{IPERF3_PORT}",
+        labels.join(", "),
+        r.guest_cpus,
+        r.seconds
     );
     if let Some(w) = &r.warning {
         let _ = writeln!(t, "WARNING: {w}");
     }
     let _ = writeln!(
         t,
-        "{:<7} {:<7} {:<5} {:>8} {:>17} {:>19} {:>10}",
+        "{:<7} {:<7} {:<5} {:>8} {:>17} {:>19} {:>10}  < {SYSCALLS_PER_1K_TARGET} syscall/1k pkts",
         "layout", "ipc", "dir", "Gbps", "syscalls/1k pkts", "interrupts/1k pkts", "packets"
     );
     for row in &r.rows {
@@ -594,18 +916,49 @@ pub fn table(r: &Results) -> String {
             Figures::Measured(m) => {
                 let _ = writeln!(
                     t,
-                    "{head} {:>8.3} {:>17} {:>19} {:>10}",
+                    "{head} {:>8.3} {:>17} {:>19} {:>10}  {}",
                     m.iperf3.gbps,
                     opt(row.syscalls_per_1k(), 1),
                     opt(row.interrupts_per_1k(), 1),
-                    m.packets
+                    m.packets,
+                    row.syscall_target_met().map_or("-", verdict)
                 );
             }
-            Figures::NotSupported(why) => {
-                let _ = writeln!(t, "{head} not supported yet: {why}");
+            Figures::Failed(why) => {
+                let _ = writeln!(t, "{head} FAILED: {}", why.replace('\n', " "));
             }
         }
     }
+    let _ = writeln!(t, "ratios of this run (DESIGN.md §8):");
+    for q in ratios(&r.rows) {
+        let name = match q.on {
+            Some(on) => format!("{} on {on}", q.name),
+            None => q.name.to_string(),
+        };
+        let value = match &q.value {
+            Ok(v) => format!("{v:.2}x"),
+            Err(_) => "-".to_string(),
+        };
+        let judged = match (&q.value, q.met()) {
+            (_, Some(met)) => verdict(met).to_string(),
+            (Err(why), None) => format!("not judged: {why}"),
+            (Ok(_), None) => unreachable!("a value is always judged"),
+        };
+        let _ = writeln!(
+            t,
+            "  {name:<20} {:<5} {value:>7}  (target >= {}x: {judged})",
+            q.dir.word(),
+            q.target
+        );
+    }
+    let measured: Vec<bool> = r.rows.iter().filter_map(Row::syscall_target_met).collect();
+    let _ = writeln!(
+        t,
+        "  fewer than {SYSCALLS_PER_1K_TARGET} system call per 1,000 packets on the stack's \
+         CPUs: met by {} of {} measured rows",
+        measured.iter().filter(|m| **m).count(),
+        measured.len()
+    );
     let c = &r.chanbench;
     let _ = writeln!(
         t,
@@ -620,17 +973,11 @@ pub fn table(r: &Results) -> String {
         c.rtt_ratio,
         c.chan_syscalls_per_1k
     );
-    let placed: Vec<String> = r
-        .placement
-        .iter()
-        .map(|(n, c)| format!("{n} cpu{c}"))
-        .collect();
     let _ = writeln!(
         t,
-        "host cores: {}; busy guest CPUs: {} ({}, and one for the application)",
+        "host cores: {}; busy guest CPUs: {}",
         r.host_cores,
-        r.busy_guest_cpus,
-        placed.join(", ")
+        busy_text(r)
     );
     if let Some(note) = r.contention() {
         let _ = writeln!(t, "NOTE: {note}");
@@ -679,8 +1026,18 @@ fn json_number(v: Option<f64>) -> String {
     }
 }
 
-/// The results as JSON: the conditions, the warning, one object per row (layout, ipc, dir,
-/// gbps, syscalls_per_1k_pkts, ...) and chanbench's figures.
+/// A JSON boolean (or `null`).
+fn json_bool(v: Option<bool>) -> &'static str {
+    match v {
+        Some(true) => "true",
+        Some(false) => "false",
+        None => "null",
+    }
+}
+
+/// The results as JSON: the conditions, the warning, where each stack ran, one object per row
+/// (layout, ipc, dir, gbps, syscalls_per_1k_pkts, ...), the ratios against their targets and
+/// chanbench's figures.
 pub fn json(r: &Results) -> String {
     let mut j = String::from("{\n");
     let net = if r.net == Net::Tap { "tap" } else { "user" };
@@ -694,11 +1051,35 @@ pub fn json(r: &Results) -> String {
     let _ = writeln!(j, "  \"seconds_per_measurement\": {},", r.seconds);
     let _ = writeln!(j, "  \"host_cores\": {},", r.host_cores);
     let _ = writeln!(j, "  \"guest_cpus\": {},", r.guest_cpus);
-    let _ = writeln!(j, "  \"busy_guest_cpus\": {},", r.busy_guest_cpus);
+    let _ = writeln!(j, "  \"busy_guest_cpus\": {},", r.busy_guest_cpus());
     let _ = writeln!(
         j,
         "  \"contention\": {},",
         r.contention().as_deref().map_or("null".into(), json_string)
+    );
+    let stacks: Vec<String> = r
+        .stacks
+        .iter()
+        .map(|s| {
+            let placed: Vec<String> = s
+                .placement
+                .iter()
+                .map(|(n, c)| format!("{}: {c}", json_string(n)))
+                .collect();
+            format!(
+                "{{\"layout\": {}, \"ipc\": {}, \"busy_guest_cpus\": {}, \"cpus\": {{{}}}}}",
+                json_string(s.config.layout_word()),
+                json_string(s.config.ipc_word()),
+                s.busy_cpus(),
+                placed.join(", ")
+            )
+        })
+        .collect();
+    let _ = writeln!(j, "  \"stacks\": [{}],", stacks.join(", "));
+    let _ = writeln!(
+        j,
+        "  \"syscalls_per_1k_pkts_target\": {},",
+        json_number(Some(SYSCALLS_PER_1K_TARGET))
     );
     j.push_str("  \"rows\": [\n");
     for (i, row) in r.rows.iter().enumerate() {
@@ -715,6 +1096,10 @@ pub fn json(r: &Results) -> String {
                 "\"interrupts_per_1k_pkts\": {}",
                 json_number(row.interrupts_per_1k())
             ),
+            format!(
+                "\"syscalls_target_met\": {}",
+                json_bool(row.syscall_target_met())
+            ),
         ];
         match &row.figures {
             Figures::Measured(m) => {
@@ -726,13 +1111,33 @@ pub fn json(r: &Results) -> String {
                     json_number(Some(m.iperf3.seconds))
                 ));
             }
-            Figures::NotSupported(why) => {
-                fields.push("\"status\": \"not supported yet\"".to_string());
+            Figures::Failed(why) => {
+                fields.push("\"status\": \"failed\"".to_string());
                 fields.push(format!("\"reason\": {}", json_string(why)));
             }
         }
         let comma = if i + 1 < r.rows.len() { "," } else { "" };
         let _ = writeln!(j, "    {{{}}}{comma}", fields.join(", "));
+    }
+    j.push_str("  ],\n  \"ratios\": [\n");
+    let qs = ratios(&r.rows);
+    for (i, q) in qs.iter().enumerate() {
+        let comma = if i + 1 < qs.len() { "," } else { "" };
+        let _ = writeln!(
+            j,
+            "    {{\"name\": {}, \"on\": {}, \"dir\": {}, \"value\": {}, \"target\": {}, \
+             \"met\": {}, \"reason\": {}}}{comma}",
+            json_string(q.name),
+            q.on.map_or("null".into(), json_string),
+            json_string(q.dir.word()),
+            json_number(q.value.as_ref().ok().copied()),
+            json_number(Some(q.target)),
+            json_bool(q.met()),
+            q.value
+                .as_ref()
+                .err()
+                .map_or("null".into(), |e| json_string(e))
+        );
     }
     j.push_str("  ],\n");
     let c = &r.chanbench;
@@ -769,14 +1174,17 @@ fn xml(s: &str) -> String {
 }
 
 /// A horizontal bar chart of the rows' throughput: one bar per measured row, scaled to the
-/// largest; rows not supported yet say so in grey instead of a bar.
+/// largest; failed rows say so in grey instead of a bar. The ratios and their targets follow.
 pub fn svg(r: &Results) -> String {
     const WIDTH: usize = 760;
     const LABEL: usize = 170;
     const BAR_MAX: usize = 400;
     const ROW_H: usize = 30;
+    const LINE_H: usize = 20;
+    let qs = ratios(&r.rows);
     let top = if r.warning.is_some() { 70 } else { 50 };
-    let height = top + ROW_H * r.rows.len() + 40;
+    let foot = top + ROW_H * r.rows.len();
+    let height = foot + LINE_H * (qs.len() + 1) + 30;
     let max = r.rows.iter().filter_map(Row::gbps).fold(0.0f64, f64::max);
     let mut s = String::new();
     let _ = writeln!(
@@ -795,7 +1203,9 @@ pub fn svg(r: &Results) -> String {
         xml(&format!(
             "Axolotl TCP throughput (Gbps), --net {net}, {} s per run, host cores {} / busy \
              guest CPUs {}",
-            r.seconds, r.host_cores, r.busy_guest_cpus
+            r.seconds,
+            r.host_cores,
+            r.busy_guest_cpus()
         ))
     );
     if let Some(w) = &r.warning {
@@ -839,21 +1249,51 @@ pub fn svg(r: &Results) -> String {
                     ))
                 );
             }
-            Figures::NotSupported(_) => {
+            Figures::Failed(_) => {
                 let _ = writeln!(
                     s,
-                    "<text x=\"{LABEL}\" y=\"{}\" fill=\"#888888\" font-style=\"italic\">not \
-                     supported yet</text>",
+                    "<text x=\"{LABEL}\" y=\"{}\" fill=\"#888888\" font-style=\"italic\">failed \
+                     (the reason is in the table and the JSON)</text>",
                     y + 17
                 );
             }
         }
     }
+    for (i, q) in qs.iter().enumerate() {
+        let text = match (&q.value, q.met()) {
+            (Ok(v), Some(met)) => format!(
+                "{}{} {}: {v:.2}x (target >= {}x: {})",
+                q.name,
+                q.on.map_or(String::new(), |on| format!(" on {on}")),
+                q.dir.word(),
+                q.target,
+                verdict(met)
+            ),
+            _ => format!(
+                "{}{} {}: not measured (target >= {}x)",
+                q.name,
+                q.on.map_or(String::new(), |on| format!(" on {on}")),
+                q.dir.word(),
+                q.target
+            ),
+        };
+        let colour = match q.met() {
+            Some(true) => "#2a7a3a",
+            Some(false) => "#b00000",
+            None => "#888888",
+        };
+        let _ = writeln!(
+            s,
+            "<text x=\"10\" y=\"{}\" fill=\"{colour}\">{}</text>",
+            foot + 18 + i * LINE_H,
+            xml(&text)
+        );
+    }
     let c = &r.chanbench;
     let _ = writeln!(
         s,
         "<text x=\"10\" y=\"{}\" fill=\"#444444\">{}</text>",
-        top + ROW_H * r.rows.len() + 22,
+        foot + 18 + qs.len() * LINE_H,
         xml(&format!(
             "chanbench: channels {:.1}x kernel IPC throughput, {:.1}x faster round trips, {:.3} \
              syscalls per 1k msgs",
@@ -988,12 +1428,16 @@ impl Drop for Server {
     }
 }
 
-/// Builds the programs of `manifest` and the BIOS image of the boot `name` (in
-/// `target/axolotl/NAME/`); returns the image.
-fn prepare(kernel: &Path, name: &str, manifest: &Path) -> Result<PathBuf, Error> {
-    let payload = images::payload(manifest)?;
+/// Makes the BIOS image of the boot `name` (in `target/axolotl/NAME/`) from `payload` (the
+/// built programs of a manifest) with the kernel command line `cmdline`; returns the image.
+fn prepare(
+    kernel: &Path,
+    name: &str,
+    payload: &images::Payload,
+    cmdline: &str,
+) -> Result<PathBuf, Error> {
     let dir = images::out_dir().join(name);
-    let modules = images::ramdisk_modules(args::DEFAULT_CMDLINE, Some(&payload));
+    let modules = images::ramdisk_modules(cmdline, Some(payload));
     Ok(images::make_images(kernel, &dir, &modules, &[Firmware::Bios])?.remove(0))
 }
 
@@ -1055,6 +1499,190 @@ fn session_failed(what: &str, r: &BootResult, why: &str, path: &Path) -> Error {
     ))
 }
 
+/// What the boots have in common: the tools, the network, the host's iperf3 and where the
+/// servers' logs go.
+struct Setup {
+    tools: host::Tools,
+    net: Net,
+    iperf3: PathBuf,
+    out_dir: PathBuf,
+    seconds: u32,
+    rec_seconds: u32,
+}
+
+/// What one configuration's boot gave.
+struct ConfigRun {
+    /// Its two rows.
+    rows: Vec<Row>,
+    /// Where its stack ran, when `ps` said.
+    stack: Option<Stack>,
+    /// The recovery phase, when this boot ran it.
+    recovery: Option<recovery::Recovery>,
+}
+
+/// Where the iperf3 server's output of `config`'s boot goes.
+fn server_log(out_dir: &Path, config: Config) -> PathBuf {
+    if config == SPLIT_CHAN {
+        out_dir.join("iperf3-server.log")
+    } else {
+        out_dir.join(format!(
+            "iperf3-server-{}-{}.log",
+            config.layout_word(),
+            config.ipc_word()
+        ))
+    }
+}
+
+/// Boots `config` from `image` in a namespace of its own (tap) with its own stock servers, and
+/// measures it; with `with_recovery`, the recovery phase follows in the same boot. Every failure
+/// ends up in the rows (with its reason) rather than in an `Err`.
+fn run_config(s: &Setup, config: Config, image: PathBuf, with_recovery: bool) -> ConfigRun {
+    let name = config.boot_name();
+    let rec_seconds = if with_recovery { s.rec_seconds } else { 0 };
+    let failed = |why: String| ConfigRun {
+        rows: Row::failed_pair(config, &why),
+        stack: None,
+        recovery: None,
+    };
+    // `ns` is declared before the servers, so they are killed first and the namespace removed
+    // after them, on every return.
+    let ns = match s.net {
+        Net::Tap => match netns::Namespace::create("bench --net tap") {
+            Ok(ns) => Some(ns),
+            Err(e) => return failed(format!("no network namespace for this boot: {e}")),
+        },
+        _ => None,
+    };
+    let server_cmd = |port: u16, extra: &[&str]| match &ns {
+        Some(ns) => ns.command(&s.iperf3, &Server::args_on(port, extra)),
+        None => {
+            let mut c = Command::new(&s.iperf3);
+            c.args(Server::args_on(port, extra));
+            c.args(["-B", "127.0.0.1"]);
+            c
+        }
+    };
+    let log = server_log(&s.out_dir, config);
+    let server = match Server::start(server_cmd(IPERF3_PORT, &[]), log.clone()) {
+        Ok(server) => server,
+        Err(e) => return failed(format!("the host's iperf3 server did not start: {e}")),
+    };
+    let rec_log = s.out_dir.join("iperf3-recovery-server.log");
+    let rec_server = if rec_seconds > 0 {
+        match Server::start(
+            server_cmd(recovery::RECOVERY_PORT, &recovery::SERVER_EXTRA),
+            rec_log.clone(),
+        ) {
+            Ok(server) => Some(server),
+            Err(e) => return failed(format!("the recovery server did not start: {e}")),
+        }
+    } else {
+        None
+    };
+    let mut commands = guest_commands(s.seconds);
+    let measured = commands.len();
+    if rec_seconds > 0 {
+        commands.extend(recovery::guest_commands(rec_seconds));
+    }
+    // Each wait is bounded by its longest command and a margin; the boot by all of them.
+    let step = Duration::from_secs(u64::from(s.seconds.max(rec_seconds)) + 60);
+    let r = boot(
+        &s.tools,
+        image,
+        &name,
+        NET_SMP,
+        s.net,
+        exec::Plan {
+            commands: commands.clone(),
+            step_timeout: step,
+        },
+        ns.as_ref(),
+    );
+    drop(server);
+    drop(rec_server);
+    drop(ns);
+    let path = transcript_path(&name);
+    let verdict = r.exec_verdict();
+    let Some(report) = r.exec.as_ref() else {
+        let why = verdict
+            .clone()
+            .err()
+            .unwrap_or_else(|| "the guest shell session left no report".to_string());
+        eprintln!(
+            "{}",
+            session_failed(
+                &format!("bench: {} failed", config.label()),
+                &r,
+                &why,
+                &path
+            )
+        );
+        return failed(format!("{why} (transcript: {})", path.display()));
+    };
+    // A failure in the recovery phase leaves the measurements before it standing: it is
+    // reported with the recovery figures.
+    let in_recovery = rec_seconds > 0 && report.commands.len() > measured;
+    let stopped = match &verdict {
+        Err(why) if !in_recovery => {
+            eprintln!(
+                "{}",
+                session_failed(
+                    &format!("bench: the {} boot failed", config.label()),
+                    &r,
+                    &format!("{why} (the iperf3 server's output is in {})", log.display()),
+                    &path
+                )
+            );
+            Some(format!("{why}; transcript: {}", path.display()))
+        }
+        _ => None,
+    };
+    let Measurement { rows, stack } =
+        NetOutputs::from_report(report, &commands, stopped).measure(config);
+    for row in &rows {
+        match &row.figures {
+            Figures::Measured(m) => eprintln!(
+                "bench: {} {}: {:.3} Gbps, {} system calls and {} interrupts per 1,000 packets \
+                 ({} packets)",
+                config.label(),
+                row.dir.word(),
+                m.iperf3.gbps,
+                opt(row.syscalls_per_1k(), 1),
+                opt(row.interrupts_per_1k(), 1),
+                m.packets
+            ),
+            Figures::Failed(why) => {
+                eprintln!("bench: {} {} FAILED: {why}", config.label(), row.dir.word())
+            }
+        }
+    }
+    let recovery = (rec_seconds > 0).then(|| {
+        let stream = recovery::stream_command(rec_seconds);
+        let guest = r
+            .transcript
+            .rfind(&stream)
+            .map_or("", |at| &r.transcript[at + stream.len()..]);
+        let server_text = std::fs::read_to_string(&rec_log).unwrap_or_default();
+        let jobs = report
+            .commands
+            .get(commands.len() - 1)
+            .filter(|c| c.command == "jobs")
+            .map(|c| c.output.as_str());
+        recovery::Recovery::assemble(
+            rec_seconds,
+            &server_text,
+            recovery::parse_guest(guest),
+            jobs,
+            verdict.err(),
+        )
+    });
+    ConfigRun {
+        rows,
+        stack,
+        recovery,
+    }
+}
+
 /// `cargo xtask bench`.
 pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
     let root = host::is_root();
@@ -1087,128 +1715,66 @@ pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
     std::fs::create_dir_all(&out_dir)
         .map_err(|e| Error::Failed(format!("cannot create {}: {e}", out_dir.display())))?;
 
-    // Both images first, so that the namespace and the server live only while QEMU does.
-    let system = images::default_manifest();
-    let net_image = prepare(&kernel, "bench-net", &manifest)?;
-    let chan_image = prepare(&kernel, "bench-chanbench", &system)?;
+    // Every image first, so that a namespace and its servers live only while their QEMU does.
+    let payload = images::payload(&manifest)?;
+    let mut images_made = Vec::new();
+    for config in CONFIGS {
+        let image = prepare(&kernel, &config.boot_name(), &payload, &config.cmdline())?;
+        images_made.push((config, image));
+    }
+    let system = images::payload(&images::default_manifest())?;
+    let chan_image = prepare(&kernel, "bench-chanbench", &system, args::DEFAULT_CMDLINE)?;
 
-    // The measured boot. `ns` is declared before the servers, so they are killed first and
-    // the namespace removed after them, on every return.
-    let seconds = a.seconds;
-    let rec_seconds = a.recovery_seconds;
-    let step = Duration::from_secs(u64::from(seconds.max(rec_seconds)) + 60);
-    eprintln!(
-        "bench: booting the split stack ({NET_SMP} CPUs, --net {}) for two {seconds} s \
-         measurements{}...",
-        if net == Net::Tap { "tap" } else { "user" },
-        if rec_seconds > 0 {
-            format!(
-                " and a {rec_seconds} s stream with 'crash {}' every {} s",
-                recovery::CRASH_TARGET,
-                recovery::CRASH_EVERY_S
-            )
-        } else {
-            String::new()
-        }
-    );
-    let ns = match net {
-        Net::Tap => Some(netns::Namespace::create("bench --net tap")?),
-        _ => None,
-    };
-    let server_cmd = |port: u16, extra: &[&str]| match &ns {
-        Some(ns) => ns.command(&iperf3, &Server::args_on(port, extra)),
-        None => {
-            let mut c = Command::new(&iperf3);
-            c.args(Server::args_on(port, extra));
-            c.args(["-B", "127.0.0.1"]);
-            c
-        }
-    };
-    let server_log = out_dir.join("iperf3-server.log");
-    let server = Server::start(server_cmd(IPERF3_PORT, &[]), server_log.clone())?;
-    let rec_log = out_dir.join("iperf3-recovery-server.log");
-    let rec_server = if rec_seconds > 0 {
-        Some(Server::start(
-            server_cmd(recovery::RECOVERY_PORT, &recovery::SERVER_EXTRA),
-            rec_log.clone(),
-        )?)
-    } else {
-        None
-    };
-    let mut commands = guest_commands(seconds);
-    let measured = commands.len();
-    if rec_seconds > 0 {
-        commands.extend(recovery::guest_commands(rec_seconds));
-    }
-    let r = boot(
-        &tools,
-        net_image,
-        "bench-net",
-        NET_SMP,
+    let setup = Setup {
+        tools,
         net,
-        exec::Plan {
-            commands: commands.clone(),
-            step_timeout: step,
-        },
-        ns.as_ref(),
-    );
-    drop(server);
-    drop(rec_server);
-    drop(ns);
-    let path = transcript_path("bench-net");
-    let verdict = r.exec_verdict();
-    let report = r.exec.as_ref().ok_or_else(|| {
-        session_failed("bench", &r, "the guest shell session left no report", &path)
-    })?;
-    // A failure in the recovery phase leaves the measurements before it standing: it is
-    // reported with the recovery figures.
-    let in_recovery = rec_seconds > 0 && report.commands.len() > measured;
-    if let Err(why) = &verdict
-        && !in_recovery
-    {
-        let why = format!(
-            "{why} (the iperf3 server's output is in {})",
-            server_log.display()
+        iperf3,
+        out_dir: out_dir.clone(),
+        seconds: a.seconds,
+        rec_seconds: a.recovery_seconds,
+    };
+    let (mut rows, mut stacks, mut recovery) = (Vec::new(), Vec::new(), None);
+    let total = images_made.len();
+    for (i, (config, image)) in images_made.into_iter().enumerate() {
+        let with_recovery = config == SPLIT_CHAN && setup.rec_seconds > 0;
+        let bound = Duration::from_secs(
+            u64::from(
+                a.seconds
+                    .max(if with_recovery { a.recovery_seconds } else { 0 }),
+            ) + 60,
         );
-        return Err(session_failed(
-            "bench: the measured boot failed",
-            &r,
-            &why,
-            &path,
-        ));
+        eprintln!(
+            "bench: booting {} ({}/{total}: {}, {NET_SMP} CPUs, --net {}, kernel command line \
+             '{}') for two {} s measurements{}; each wait at most {} s...",
+            config.label(),
+            i + 1,
+            config.boot_name(),
+            if net == Net::Tap { "tap" } else { "user" },
+            config.cmdline(),
+            a.seconds,
+            if with_recovery {
+                format!(
+                    " and a {} s stream with 'crash {}' every {} s",
+                    a.recovery_seconds,
+                    recovery::CRASH_TARGET,
+                    recovery::CRASH_EVERY_S
+                )
+            } else {
+                String::new()
+            },
+            bound.as_secs()
+        );
+        let run = run_config(&setup, config, image, with_recovery);
+        rows.extend(run.rows);
+        stacks.extend(run.stack);
+        if run.recovery.is_some() {
+            recovery = run.recovery;
+        }
     }
-    let Measurement {
-        mut rows,
-        cpus,
-        placement,
-    } = NetOutputs::from_report(report, &commands)
-        .and_then(|o| o.measure())
-        .map_err(|why| session_failed("bench: cannot read the measurement", &r, &why, &path))?;
-    rows.extend(unsupported_rows());
-    let recovery = (rec_seconds > 0).then(|| {
-        let stream = recovery::stream_command(rec_seconds);
-        let guest = r
-            .transcript
-            .rfind(&stream)
-            .map_or("", |at| &r.transcript[at + stream.len()..]);
-        let server_text = std::fs::read_to_string(&rec_log).unwrap_or_default();
-        let jobs = report
-            .commands
-            .get(commands.len() - 1)
-            .filter(|c| c.command == "jobs")
-            .map(|c| c.output.as_str());
-        recovery::Recovery::assemble(
-            rec_seconds,
-            &server_text,
-            recovery::parse_guest(guest),
-            jobs,
-            verdict.err(),
-        )
-    });
 
     eprintln!("bench: booting system.toml ({CHANBENCH_SMP} CPUs) for chanbench...");
     let r = boot(
-        &tools,
+        &setup.tools,
         chan_image,
         "bench-chanbench",
         CHANBENCH_SMP,
@@ -1228,11 +1794,10 @@ pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
     let results = Results {
         net,
         warning,
-        seconds,
+        seconds: a.seconds,
         host_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         guest_cpus: NET_SMP,
-        busy_guest_cpus: cpus.len() + 1,
-        placement,
+        stacks,
         rows,
         chanbench,
         recovery,
@@ -1256,14 +1821,26 @@ pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
             recovery::INTERVAL_ARG,
             recovery::INTERVAL_ARG,
             results.host_cores,
-            results.busy_guest_cpus
+            results
+                .stacks
+                .iter()
+                .find(|s| s.config == SPLIT_CHAN)
+                .map_or(0, Stack::busy_cpus)
         );
         images::write_atomically(&rec_svg, recovery::svg(rec, &subtitle).as_bytes())?;
         println!(
             "wrote {} (the recovery server's output is in {})",
             rec_svg.display(),
-            rec_log.display()
+            out_dir.join("iperf3-recovery-server.log").display()
         );
+    }
+    let failed = results.failed_rows();
+    if failed > 0 {
+        eprintln!(
+            "bench: {failed} of {} rows FAILED (their reasons are in the table and the JSON)",
+            results.rows.len()
+        );
+        return Ok(1);
     }
     Ok(0)
 }
@@ -1374,22 +1951,40 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             .to_string()
     }
 
-    /// A report of [`guest_commands`] in which everything went right: 100,000 frames each way.
-    fn report(commands: &[String]) -> ExecReport {
+    /// `ps` in the single layout: the driver and the netstack, none of the four split servers.
+    fn ps_single() -> String {
+        "PID  NAME      CORE  STATE    RESTARTS\n\
+         \x20 1  rs        0     blocked         0\n\
+         \x20 2  shell     0     running         0\n\
+         \x20 3  e1000     1*    running         0\n\
+         \x20 4  netstack  2*    running         0\n"
+            .to_string()
+    }
+
+    /// A report of [`guest_commands`] in which everything went right: `ps` says `ps`, cpu1's
+    /// system calls are `calls` at the three `stat`s (interrupts 1000, 1500, 3500), 100,000
+    /// frames are counted during the send and 200,000 during the receive, at `gbps`.
+    fn report_of(commands: &[String], ps: String, calls: [u64; 3], gbps: [f64; 2]) -> ExecReport {
         let stat = |calls: u64, irqs: u64| {
             STAT.replace("  10        1000", &format!("  {calls}        {irqs}"))
         };
         let ifc = |frames: u64| IFCONFIG.replace("rx frames=120", &format!("rx frames={frames}"));
         let outputs = [
             String::new(),
-            ps(),
-            stat(10, 1000),
+            ps,
+            stat(calls[0], 1000),
             ifc(0),
-            "iperf3: role=client dir=send bytes=100 seconds=10 gbps=0.250\n".to_string(),
-            stat(110, 1500),
+            format!(
+                "iperf3: role=client dir=send bytes=100 seconds=10 gbps={}\n",
+                gbps[0]
+            ),
+            stat(calls[1], 1500),
             ifc(100_000),
-            "iperf3: role=client dir=recv bytes=100 seconds=10 gbps=0.500\n".to_string(),
-            stat(130, 3500),
+            format!(
+                "iperf3: role=client dir=recv bytes=100 seconds=10 gbps={}\n",
+                gbps[1]
+            ),
+            stat(calls[2], 3500),
             ifc(300_000),
         ];
         ExecReport {
@@ -1406,49 +2001,257 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         }
     }
 
+    /// The split/chan report: 100 system calls in the send, 20 in the receive.
+    fn report(commands: &[String]) -> ExecReport {
+        report_of(commands, ps(), [10, 110, 130], [0.25, 0.5])
+    }
+
+    fn measure(report: &ExecReport, config: Config, stopped: Option<&str>) -> Measurement {
+        let commands = guest_commands(10);
+        NetOutputs::from_report(report, &commands, stopped.map(String::from)).measure(config)
+    }
+
+    fn failure(row: &Row) -> &str {
+        match &row.figures {
+            Figures::Failed(why) => why,
+            Figures::Measured(m) => panic!("measured, not failed: {m:?}"),
+        }
+    }
+
     #[test]
     fn the_session_is_measured_per_direction() {
         let commands = guest_commands(10);
         assert_eq!(commands[4], "iperf3 -c 10.0.2.2 -t 10");
         assert_eq!(commands[7], "iperf3 -c 10.0.2.2 -t 10 -R");
-        let outputs = NetOutputs::from_report(&report(&commands), &commands).unwrap();
-        let Measurement {
-            rows,
-            cpus,
-            placement: placed,
-        } = outputs.measure().unwrap();
-        assert_eq!(cpus, [1, 2, 3, 4, 5]);
-        assert_eq!(placed[0], ("e1000".to_string(), 1));
+        let Measurement { rows, stack } = measure(&report(&commands), SPLIT_CHAN, None);
+        let stack = stack.unwrap();
+        assert_eq!(stack.cpus, [1, 2, 3, 4, 5]);
+        assert_eq!(stack.placement[0], ("e1000".to_string(), 1));
+        assert_eq!(stack.busy_cpus(), 6);
         assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].layout, rows[0].ipc), ("split", "chan"));
         assert_eq!((rows[0].dir, rows[0].gbps()), (Dir::Send, Some(0.25)));
         // 100 syscalls and 500 interrupts (cpu1) for 100,000 frames.
         assert_eq!(rows[0].syscalls_per_1k(), Some(1.0));
         assert_eq!(rows[0].interrupts_per_1k(), Some(5.0));
+        assert_eq!(rows[0].syscall_target_met(), Some(false));
         assert_eq!((rows[1].dir, rows[1].gbps()), (Dir::Recv, Some(0.5)));
         assert_eq!(rows[1].syscalls_per_1k(), Some(0.1));
+        assert_eq!(rows[1].syscall_target_met(), Some(true));
 
-        // A measurement in the wrong direction is refused, not counted.
+        // A measurement in the wrong direction is refused, not counted; the other one stands.
         let mut swapped = report(&commands);
         swapped.commands[4].output =
             "iperf3: role=client dir=recv bytes=1 seconds=1 gbps=1\n".into();
-        let e = NetOutputs::from_report(&swapped, &commands)
-            .unwrap()
-            .measure()
-            .unwrap_err();
+        let m = measure(&swapped, SPLIT_CHAN, None);
+        let e = failure(&m.rows[0]);
         assert!(e.contains("expected role=client dir=send"), "{e}");
-        // A session cut short has no outputs to measure.
+        assert_eq!(m.rows[1].gbps(), Some(0.5));
+        // An iperf3 error: the row says what iperf3 said last, and why the session stopped.
+        let mut refused = report(&commands);
+        refused.commands.truncate(5);
+        refused.commands[4].output =
+            "iperf3: error - unable to connect to server: Connection refused\n[exit 1]\n".into();
+        refused.commands[4].status = Some(1);
+        let m = measure(
+            &refused,
+            SPLIT_CHAN,
+            Some("exec: command 'iperf3 -c 10.0.2.2 -t 10' failed ([exit 1])"),
+        );
+        let e = failure(&m.rows[0]);
+        assert!(
+            e.starts_with("send measurement: no 'iperf3: role=")
+                && e.contains("iperf3's last line: iperf3: error - unable to connect")
+                && e.ends_with(
+                    "(the session: exec: command 'iperf3 -c 10.0.2.2 -t 10' failed ([exit 1]))"
+                ),
+            "{e}"
+        );
+        assert!(m.stack.is_some(), "ps ran, so the stack is known");
+        let e = failure(&m.rows[1]);
+        assert!(
+            e.starts_with("'iperf3' was not run (recv measurement)"),
+            "{e}"
+        );
+        // A session cut short during the receive: the send row stands.
         let mut cut = report(&commands);
-        cut.commands.truncate(5);
-        let e = NetOutputs::from_report(&cut, &commands).unwrap_err();
-        assert!(e.contains("'stat' was not run"), "{e}");
-        // A stack server missing from ps.
+        cut.commands.truncate(8);
+        let m = measure(
+            &cut,
+            SPLIT_CHAN,
+            Some("exec: command 'iperf3 -c 10.0.2.2 -t 10 -R' gave no prompt within 70 s"),
+        );
+        assert_eq!(m.rows[0].gbps(), Some(0.25));
+        let e = failure(&m.rows[1]);
+        assert!(
+            e.contains("'stat' was not run") && e.contains("gave no prompt"),
+            "{e}"
+        );
+        // A stack server missing from ps: both rows fail, no placement.
         let mut no_tcp = report(&commands);
         no_tcp.commands[1].output = ps().replace("tcp ", "xyz ");
-        let e = NetOutputs::from_report(&no_tcp, &commands)
-            .unwrap()
-            .measure()
-            .unwrap_err();
-        assert!(e.contains("stack server 'tcp'"), "{e}");
+        let m = measure(&no_tcp, SPLIT_CHAN, None);
+        assert_eq!(m.stack, None);
+        for row in &m.rows {
+            assert!(failure(row).contains("stack server 'tcp'"), "{row:?}");
+        }
+        // Nothing typed at all.
+        let empty = ExecReport {
+            commands: Vec::new(),
+            failure: None,
+        };
+        let m = measure(
+            &empty,
+            SPLIT_KERNEL,
+            Some("exec: no shell prompt within 70 s"),
+        );
+        assert_eq!((m.rows[0].layout, m.rows[0].ipc), ("split", "kernel"));
+        assert!(
+            failure(&m.rows[1])
+                == "'ps' was not run (the session: exec: no shell prompt within 70 s)"
+        );
+    }
+
+    #[test]
+    fn the_single_layout_is_charged_to_e1000_and_netstack() {
+        let commands = guest_commands(10);
+        let single = report_of(&commands, ps_single(), [10, 110, 130], [0.3, 0.4]);
+        let Measurement { rows, stack } = measure(&single, SINGLE_CHAN, None);
+        let stack = stack.unwrap();
+        assert_eq!(stack.cpus, [1, 2]);
+        assert_eq!(
+            stack.placement,
+            [("e1000".to_string(), 1), ("netstack".to_string(), 2)]
+        );
+        assert_eq!(stack.busy_cpus(), 3);
+        assert_eq!((rows[0].layout, rows[0].ipc), ("single", "chan"));
+        assert_eq!(rows[0].gbps(), Some(0.3));
+        // A boot that ignored layout=single: the split servers run, and no netstack.
+        let m = measure(&report(&commands), SINGLE_CHAN, None);
+        assert!(failure(&m.rows[0]).contains("stack server 'netstack'"));
+        // And the split layout measured on a single boot's ps.
+        let m = measure(&single, SPLIT_CHAN, None);
+        assert!(failure(&m.rows[0]).contains("stack server 'pf'"));
+    }
+
+    #[test]
+    fn a_kernel_ipc_row_needs_the_system_calls_of_kernel_ipc() {
+        let commands = guest_commands(10);
+        // Channel figures from a boot with ipc=kernel: refused, with what was measured.
+        let m = measure(&report(&commands), SPLIT_KERNEL, None);
+        for row in &m.rows {
+            let e = failure(row);
+            assert!(
+                e.contains("did not switch to kernel IPC") && e.contains("fewer than the 2000"),
+                "{e}"
+            );
+        }
+        assert!(failure(&m.rows[0]).contains("took 1.0 system calls per 1,000 packets"));
+        assert!(failure(&m.rows[0]).contains("moved 0.250 Gbps"));
+        assert!(m.stack.is_some());
+        // Two traps per frame and more: kernel IPC's figures. 300,000 calls for 100,000 frames,
+        // then exactly 2,000 per 1,000 (400,000 for 200,000).
+        let kernel = report_of(&commands, ps(), [10, 300_010, 700_010], [0.1, 0.3]);
+        let m = measure(&kernel, SPLIT_KERNEL, None);
+        assert_eq!(m.rows[0].syscalls_per_1k(), Some(3000.0));
+        assert_eq!(m.rows[1].syscalls_per_1k(), Some(2000.0));
+        assert_eq!(m.rows[1].gbps(), Some(0.3));
+        // The same counts one short of two per frame in the receive.
+        let short = report_of(&commands, ps(), [10, 300_010, 700_009], [0.1, 0.3]);
+        let m = measure(&short, SPLIT_KERNEL, None);
+        assert!(m.rows[0].gbps().is_some());
+        assert!(failure(&m.rows[1]).contains("did not switch"));
+        // Channels are never judged by it, nor the single layout (no links between servers).
+        let mm = Measured {
+            iperf3: parse_iperf3("iperf3: role=client dir=send bytes=1 seconds=1 gbps=1").unwrap(),
+            packets: 1000,
+            syscalls: 0,
+            interrupts: 0,
+        };
+        assert_eq!(check_transport(SPLIT_CHAN, &mm), Ok(()));
+        let single_kernel = Config {
+            layout: Layout::Single,
+            ipc: Ipc::Kernel,
+        };
+        assert_eq!(check_transport(single_kernel, &mm), Ok(()));
+        assert!(check_transport(SPLIT_KERNEL, &mm).is_err());
+    }
+
+    #[test]
+    fn configurations_boot_with_their_command_line_words() {
+        assert_eq!(CONFIGS, [SPLIT_CHAN, SINGLE_CHAN, SPLIT_KERNEL]);
+        assert_eq!(SPLIT_CHAN.cmdline(), "log=info");
+        assert_eq!(SINGLE_CHAN.cmdline(), "log=info layout=single");
+        assert_eq!(SPLIT_KERNEL.cmdline(), "log=info ipc=kernel");
+        assert_eq!(SPLIT_CHAN.boot_name(), "bench-net");
+        assert_eq!(SINGLE_CHAN.boot_name(), "bench-net-single-chan");
+        assert_eq!(SPLIT_KERNEL.boot_name(), "bench-net-split-kernel");
+        assert_eq!(SINGLE_CHAN.label(), "single/chan");
+        assert_eq!(SPLIT_KERNEL.stack(), SPLIT_STACK);
+        assert_eq!(SINGLE_CHAN.stack(), SINGLE_STACK);
+        let out = Path::new("/o");
+        assert_eq!(server_log(out, SPLIT_CHAN), out.join("iperf3-server.log"));
+        assert_eq!(
+            server_log(out, SPLIT_KERNEL),
+            out.join("iperf3-server-split-kernel.log")
+        );
+    }
+
+    #[test]
+    fn ratios_are_judged_against_their_targets() {
+        let rows = all_rows(true);
+        let qs = ratios(&rows);
+        let find =
+            |name: &str, dir: Dir| qs.iter().find(|q| q.name == name && q.dir == dir).unwrap();
+        // split/single: 0.25 / 0.3 and 0.5 / 0.4.
+        let q = find("split/single", Dir::Send);
+        assert!((q.value.clone().unwrap() - 0.25 / 0.3).abs() < 1e-9);
+        assert_eq!((q.target, q.met(), q.on), (0.9, Some(false), None));
+        assert_eq!(find("split/single", Dir::Recv).met(), Some(true));
+        // chan/kernel on split: 0.25 / 0.1 and 0.5 / 0.3.
+        let q = find("chan/kernel", Dir::Send);
+        assert!((q.value.clone().unwrap() - 2.5).abs() < 1e-9);
+        assert_eq!((q.target, q.met(), q.on), (2.0, Some(true), Some("split")));
+        assert_eq!(find("chan/kernel", Dir::Recv).met(), Some(false));
+        // Exactly on the target meets it: 0.25 against 0.125.
+        let mut at = rows.clone();
+        at[4].figures = match &at[4].figures {
+            Figures::Measured(m) => {
+                let mut m = m.clone();
+                m.iperf3.gbps = 0.125;
+                Figures::Measured(m)
+            }
+            f => f.clone(),
+        };
+        assert_eq!(ratios(&at)[2].value, Ok(2.0));
+        assert_eq!(ratios(&at)[2].met(), Some(true));
+        // A failed row: no value, the reason instead.
+        let qs = ratios(&all_rows(false));
+        let q = qs
+            .iter()
+            .find(|q| q.name == "chan/kernel" && q.dir == Dir::Recv)
+            .unwrap();
+        assert_eq!(
+            q.value,
+            Err("split/kernel recv was not measured".to_string())
+        );
+        assert_eq!(q.met(), None);
+        // A denominator that moved nothing.
+        let mut zero = rows.clone();
+        zero[3].figures = match &zero[3].figures {
+            Figures::Measured(m) => {
+                let mut m = m.clone();
+                m.iperf3.gbps = 0.0;
+                Figures::Measured(m)
+            }
+            f => f.clone(),
+        };
+        assert_eq!(
+            ratios(&zero)[1].value,
+            Err("single/chan recv moved nothing".to_string())
+        );
+        assert_eq!(verdict(true), "target met");
+        assert_eq!(verdict(false), "target NOT met");
     }
 
     #[test]
@@ -1467,17 +2270,47 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         assert!(e.contains("needs root") && e.contains("--net user"), "{e}");
     }
 
-    fn results(warning: Option<&str>, host_cores: usize) -> Results {
+    /// The rows and stacks of a run: split/chan 0.25 and 0.5 Gbps, single/chan 0.3 and 0.4,
+    /// split/kernel 0.1 and 0.3 (or, without `kernel_works`, a kernel boot that did not come
+    /// up).
+    fn all_measurements(kernel_works: bool) -> (Vec<Row>, Vec<Stack>) {
         let commands = guest_commands(10);
-        let Measurement {
-            mut rows,
-            cpus,
-            placement,
-        } = NetOutputs::from_report(&report(&commands), &commands)
-            .unwrap()
-            .measure()
-            .unwrap();
-        rows.extend(unsupported_rows());
+        let mut ms = vec![
+            measure(&report(&commands), SPLIT_CHAN, None),
+            measure(
+                &report_of(&commands, ps_single(), [10, 110, 130], [0.3, 0.4]),
+                SINGLE_CHAN,
+                None,
+            ),
+        ];
+        ms.push(if kernel_works {
+            measure(
+                &report_of(&commands, ps(), [10, 300_010, 700_010], [0.1, 0.3]),
+                SPLIT_KERNEL,
+                None,
+            )
+        } else {
+            let empty = ExecReport {
+                commands: Vec::new(),
+                failure: None,
+            };
+            measure(
+                &empty,
+                SPLIT_KERNEL,
+                Some("exec: no shell prompt within 70 s"),
+            )
+        });
+        let rows = ms.iter().flat_map(|m| m.rows.clone()).collect();
+        let stacks = ms.into_iter().filter_map(|m| m.stack).collect();
+        (rows, stacks)
+    }
+
+    fn all_rows(kernel_works: bool) -> Vec<Row> {
+        all_measurements(kernel_works).0
+    }
+
+    fn results_of(warning: Option<&str>, host_cores: usize, kernel_works: bool) -> Results {
+        let (rows, stacks) = all_measurements(kernel_works);
         Results {
             net: if warning.is_some() {
                 Net::User
@@ -1488,8 +2321,7 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             seconds: 10,
             host_cores,
             guest_cpus: NET_SMP,
-            busy_guest_cpus: cpus.len() + 1,
-            placement,
+            stacks,
             rows,
             chanbench: parse_chanbench(
                 "chanbench: chan_msgs_per_s=8077880 kernel_msgs_per_s=3385 throughput_ratio=2386.4 \
@@ -1498,6 +2330,11 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             .unwrap(),
             recovery: None,
         }
+    }
+
+    /// A run whose kernel-IPC boot failed.
+    fn results(warning: Option<&str>, host_cores: usize) -> Results {
+        results_of(warning, host_cores, false)
     }
 
     #[test]
@@ -1543,6 +2380,11 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         let t = table(&results(None, 2));
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].contains("--net tap") && lines[0].contains("10 s per measurement"));
+        assert!(
+            lines[0].contains("booted as split/chan, single/chan, split/kernel in turn"),
+            "{}",
+            lines[0]
+        );
         assert!(!t.contains("WARNING"));
         let row = |layout: &str, ipc: &str, dir: &str| {
             lines
@@ -1553,23 +2395,66 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         };
         let send = row("split", "chan", "send");
         assert!(
-            send.contains("0.250") && send.contains("1.0") && send.contains("5.0"),
+            send.contains("0.250")
+                && send.contains("1.0")
+                && send.contains("5.0")
+                && send.ends_with("  target NOT met"),
             "{send}"
         );
-        for (layout, ipc) in [("single", "chan"), ("split", "kernel")] {
-            for dir in ["send", "recv"] {
-                let r = row(layout, ipc, dir);
-                assert!(r.contains("not supported yet: --"), "{r}");
-                // Nothing between the row's name and the reason: no figure.
-                let before = r.split("not supported yet").next().unwrap();
-                assert!(
-                    before.split_ascii_whitespace().eq([layout, ipc, dir]),
-                    "{r}"
-                );
-            }
+        assert!(row("split", "chan", "recv").ends_with("  target met"));
+        let single = row("single", "chan", "recv");
+        assert!(single.contains("0.400"), "{single}");
+        for dir in ["send", "recv"] {
+            let r = row("split", "kernel", dir);
+            assert!(
+                r.contains("FAILED: 'ps' was not run (the session: exec: no shell prompt"),
+                "{r}"
+            );
+            // Nothing between the row's name and the reason: no figure.
+            let before = r.split("FAILED").next().unwrap();
+            assert!(
+                before.split_ascii_whitespace().eq(["split", "kernel", dir]),
+                "{r}"
+            );
         }
+        assert!(t.contains("ratios of this run (DESIGN.md §8):"));
+        let ratio = |name: &str, dir: &str| {
+            lines
+                .iter()
+                .find(|l| l.trim_start().starts_with(name) && l.contains(&format!(" {dir} ")))
+                .unwrap_or_else(|| panic!("no ratio {name} {dir} in\n{t}"))
+                .to_string()
+        };
+        let q = ratio("split/single", "send");
+        assert!(
+            q.contains("0.83x") && q.ends_with("(target >= 0.9x: target NOT met)"),
+            "{q}"
+        );
+        assert!(ratio("split/single", "recv").contains("1.25x  (target >= 0.9x: target met)"));
+        let q = ratio("chan/kernel on split", "recv");
+        assert!(
+            q.ends_with("(target >= 2x: not judged: split/kernel recv was not measured)"),
+            "{q}"
+        );
+        assert!(t.contains(
+            "fewer than 1 system call per 1,000 packets on the stack's CPUs: met by 2 of 4 \
+             measured rows"
+        ));
+        let measured = table(&results_of(None, 2, true));
+        assert!(
+            measured.contains("2.50x  (target >= 2x: target met)"),
+            "{measured}"
+        );
+        assert!(!measured.contains("FAILED"));
         assert!(t.contains("chanbench (system.toml, 4 CPUs)") && t.contains("(2386.4x)"));
-        assert!(t.contains("host cores: 2; busy guest CPUs: 6 (e1000 cpu1, pf cpu2"));
+        assert!(
+            t.contains(
+                "host cores: 2; busy guest CPUs: split 6 (e1000 cpu1, pf cpu2, ip cpu3, udp cpu4, \
+                 tcp cpu5, and one for the application); single 3 (e1000 cpu1, netstack cpu2, \
+                 and one for the application)"
+            ),
+            "{t}"
+        );
         assert!(
             t.contains("NOTE: the host has 2 cores for 6 busy guest CPUs"),
             "{t}"
@@ -1585,6 +2470,13 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
                 .starts_with("WARNING: not root"),
             "{user}"
         );
+        // No boot got as far as ps.
+        let mut none = results(None, 2);
+        none.stacks.clear();
+        assert!(table(&none).contains("busy guest CPUs: unknown (no boot got as far as 'ps')"));
+        assert_eq!(none.contention(), None);
+        assert_eq!(results(None, 2).failed_rows(), 2);
+        assert_eq!(results_of(None, 2, true).failed_rows(), 0);
     }
 
     #[test]
@@ -1595,7 +2487,10 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             "{j}"
         );
         assert!(j.contains("\"net\": \"user\""));
-        let rows: Vec<&str> = j.lines().filter(|l| l.contains("\"layout\"")).collect();
+        let rows: Vec<&str> = j
+            .lines()
+            .filter(|l| l.starts_with("    {\"layout\""))
+            .collect();
         assert_eq!(rows.len(), 6);
         for key in ["layout", "ipc", "dir", "gbps", "syscalls_per_1k_pkts"] {
             assert!(
@@ -1606,33 +2501,66 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         assert!(
             rows[0].contains(
                 "\"layout\": \"split\", \"ipc\": \"chan\", \"dir\": \"send\", \"gbps\": 0.25, \
-             \"syscalls_per_1k_pkts\": 1, \"interrupts_per_1k_pkts\": 5, \"status\": \"measured\""
+             \"syscalls_per_1k_pkts\": 1, \"interrupts_per_1k_pkts\": 5, \"syscalls_target_met\": \
+             false, \"status\": \"measured\""
             ),
             "{}",
             rows[0]
         );
-        assert!(rows[2].contains("\"layout\": \"single\"") && rows[2].contains("\"gbps\": null"));
+        assert!(rows[1].contains("\"syscalls_target_met\": true"));
+        assert!(rows[2].contains("\"layout\": \"single\"") && rows[2].contains("\"gbps\": 0.3"));
+        assert!(rows[4].contains("\"ipc\": \"kernel\"") && rows[4].contains("\"gbps\": null"));
         assert!(
-            rows[2].contains("\"status\": \"not supported yet\", \"reason\": \"--layout single")
+            rows[4].contains(
+                "\"syscalls_target_met\": null, \"status\": \"failed\", \"reason\": \"'ps' was \
+                 not run"
+            ),
+            "{}",
+            rows[4]
         );
         assert!(rows[5].ends_with('}') && rows[4].ends_with("},"));
+        assert!(j.contains(
+            "  \"stacks\": [{\"layout\": \"split\", \"ipc\": \"chan\", \"busy_guest_cpus\": 6, \
+             \"cpus\": {\"e1000\": 1, \"pf\": 2, \"ip\": 3, \"udp\": 4, \"tcp\": 5}}, \
+             {\"layout\": \"single\", \"ipc\": \"chan\", \"busy_guest_cpus\": 3, \"cpus\": \
+             {\"e1000\": 1, \"netstack\": 2}}],"
+        ));
+        assert!(j.contains("\"busy_guest_cpus\": 6,\n"));
+        assert!(j.contains("\"syscalls_per_1k_pkts_target\": 1,"));
+        assert!(
+            j.contains(
+                "{\"name\": \"split/single\", \"on\": null, \"dir\": \"recv\", \"value\": 1.25, \
+                 \"target\": 0.9, \"met\": true, \"reason\": null},"
+            ),
+            "{j}"
+        );
+        assert!(
+            j.contains(
+                "{\"name\": \"chan/kernel\", \"on\": \"split\", \"dir\": \"recv\", \"value\": \
+                 null, \"target\": 2, \"met\": null, \"reason\": \"split/kernel recv was not \
+                 measured\"}\n  ],"
+            ),
+            "{j}"
+        );
         assert!(j.contains("\"chanbench\": {\"chan_msgs_per_s\": 8077880, "));
         assert!(j.contains("\"contention\": \"the host has 2 cores"));
         // Balanced braces and brackets outside strings: a cheap well-formedness check.
-        let (mut depth, mut in_str, mut esc) = (0i32, false, false);
-        for ch in j.chars() {
-            match (in_str, esc, ch) {
-                (true, true, _) => esc = false,
-                (true, false, '\\') => esc = true,
-                (true, false, '"') => in_str = false,
-                (false, _, '"') => in_str = true,
-                (false, _, '{' | '[') => depth += 1,
-                (false, _, '}' | ']') => depth -= 1,
-                _ => {}
+        for j in [j, json(&results_of(None, 2, true))] {
+            let (mut depth, mut in_str, mut esc) = (0i32, false, false);
+            for ch in j.chars() {
+                match (in_str, esc, ch) {
+                    (true, true, _) => esc = false,
+                    (true, false, '\\') => esc = true,
+                    (true, false, '"') => in_str = false,
+                    (false, _, '"') => in_str = true,
+                    (false, _, '{' | '[') => depth += 1,
+                    (false, _, '}' | ']') => depth -= 1,
+                    _ => {}
+                }
+                assert!(depth >= 0);
             }
-            assert!(depth >= 0);
+            assert_eq!((depth, in_str), (0, false));
         }
-        assert_eq!((depth, in_str), (0, false));
         assert_eq!(json_string("a\u{1}b"), "\"a\\u0001b\"");
         assert_eq!(json_number(Some(f64::NAN)), "null");
         assert_eq!(json_number(Some(0.0)), "0");
@@ -1689,17 +2617,26 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         assert!(s.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\""));
         assert!(s.trim_end().ends_with("</svg>"));
         assert!(s.contains("WARNING: a &lt;b&gt; &amp; c"));
-        // The faster row gets the full bar, the other half of it.
-        assert!(
-            s.contains("width=\"200\" height=\"20\" fill=\"#2f6db5\""),
-            "{s}"
-        );
-        assert!(
-            s.contains("width=\"400\" height=\"20\" fill=\"#3a9b5c\""),
-            "{s}"
-        );
-        assert_eq!(s.matches("not supported yet").count(), 4);
-        assert_eq!(s.matches("<rect ").count(), 3, "background and two bars");
+        // The fastest row (0.5) gets the full bar, the others their share of it.
+        for (w, colour) in [
+            (200, "#2f6db5"),
+            (400, "#3a9b5c"),
+            (240, "#2f6db5"),
+            (320, "#3a9b5c"),
+        ] {
+            assert!(
+                s.contains(&format!("width=\"{w}\" height=\"20\" fill=\"{colour}\"")),
+                "{w} {colour}: {s}"
+            );
+        }
+        assert_eq!(s.matches("failed (the reason is in the table").count(), 2);
+        assert_eq!(s.matches("<rect ").count(), 5, "background and four bars");
+        assert!(s.contains("split/single send: 0.83x (target &gt;= 0.9x: target NOT met)"));
+        assert!(s.contains("chan/kernel on split recv: not measured (target &gt;= 2x)"));
         assert_eq!(s.matches('<').count(), s.matches('>').count());
+        let all = svg(&results_of(None, 2, true));
+        assert_eq!(all.matches("<rect ").count(), 7, "background and six bars");
+        assert!(all.contains("chan/kernel on split send: 2.50x (target &gt;= 2x: target met)"));
+        assert!(!all.contains("failed"));
     }
 }
