@@ -2,6 +2,7 @@
 
 use crate::counters::Counters;
 use crate::error::{EpochChange, RecvError, RegionError};
+use crate::gate::Gate;
 use crate::layout::{MAGIC_VERSION, tag, untag};
 use crate::message::Message;
 use crate::region::Shared;
@@ -31,6 +32,10 @@ pub struct Consumer<'a, W: Waiter> {
     publish_every: u32,
     spin_limit: u32,
     counters: Counters,
+    /// Set: every receive goes through it (the kernel-IPC baseline, [`crate::Gate`]).
+    gate: Option<&'a (dyn Gate + Sync)>,
+    /// Where the region is mapped (the gate's name for it).
+    base: usize,
 }
 
 /// Dropping a consumer (a graceful exit, or handing the end over to a new instance) stores the
@@ -39,7 +44,7 @@ pub struct Consumer<'a, W: Waiter> {
 /// accounts for.
 impl<W: Waiter> Drop for Consumer<'_, W> {
     fn drop(&mut self) {
-        if self.published != self.head {
+        if self.gate.is_none() && self.published != self.head {
             self.publish_head();
         }
     }
@@ -83,7 +88,23 @@ impl<'a, W: Waiter> Consumer<'a, W> {
             publish_every: (capacity / 8).clamp(1, 32),
             spin_limit: DEFAULT_SPIN_LIMIT,
             counters: Counters::default(),
+            gate: None,
+            base: ptr as usize,
         })
+    }
+
+    /// From now on every receive, arm and disarm goes through `gate` ([`crate::Gate`]: the
+    /// kernel-IPC baseline).
+    pub fn set_gate(&mut self, gate: &'a (dyn Gate + Sync)) {
+        self.gate = Some(gate);
+    }
+
+    /// A receive through the gate: the counters and `next_seq` follow it.
+    fn gate_recv(&mut self, gate: &dyn Gate, out: &mut [Message]) -> Result<usize, RecvError> {
+        let n = gate.recv(self.base, out)?;
+        self.head = self.head.wrapping_add(n as u32);
+        self.counters.received += n as u64;
+        Ok(n)
     }
 
     /// Takes the next message if there is one. Never blocks.
@@ -92,6 +113,11 @@ impl<'a, W: Waiter> Consumer<'a, W> {
     /// always when this end has taken every message it knew of (so before it could sleep), which
     /// keeps the producer's cache line from bouncing on every message when the ring is full.
     pub fn try_recv(&mut self) -> Result<Option<Message>, RecvError> {
+        if let Some(gate) = self.gate {
+            let mut one = [Message::default()];
+            let n = self.gate_recv(gate, &mut one)?;
+            return Ok((n == 1).then_some(one[0]));
+        }
         if !self.poll_ready()? {
             return Ok(None);
         }
@@ -118,6 +144,12 @@ impl<'a, W: Waiter> Consumer<'a, W> {
 
     /// Takes up to `out.len()` messages with one index store; returns how many (0 if empty).
     pub fn recv_batch(&mut self, out: &mut [Message]) -> Result<usize, RecvError> {
+        if let Some(gate) = self.gate {
+            if out.is_empty() {
+                return Ok(0);
+            }
+            return self.gate_recv(gate, out);
+        }
         self.check_header()?;
         if (self.available() as usize) < out.len() {
             self.refresh_tail()?;
@@ -173,6 +205,9 @@ impl<'a, W: Waiter> Consumer<'a, W> {
     /// off the fast path, and it places our write after the producer's clearing swap in the
     /// flag's modification order explicitly, which loom needs to model the handshake exactly.
     pub fn wait_ready(&mut self, timeout_ns: Option<u64>) -> Result<bool, RecvError> {
+        if let Some(gate) = self.gate {
+            return self.gate_wait_ready(gate, timeout_ns);
+        }
         loop {
             for _ in 0..=self.spin_limit {
                 if self.poll_ready()? {
@@ -198,6 +233,29 @@ impl<'a, W: Waiter> Consumer<'a, W> {
         }
     }
 
+    /// [`Consumer::wait_ready`] through the gate. No message is taken, so readiness is the
+    /// gate's arm (which re-checks the ring): ready, or armed and then slept on once.
+    fn gate_wait_ready(
+        &mut self,
+        gate: &dyn Gate,
+        timeout_ns: Option<u64>,
+    ) -> Result<bool, RecvError> {
+        loop {
+            if gate.arm(self.base)? {
+                return Ok(true);
+            }
+            self.counters.waits += 1;
+            self.waiter.wait(timeout_ns);
+            gate.disarm(self.base);
+            if timeout_ns.is_some() {
+                // One sleep at most: ready if arming finds a message now.
+                let ready = gate.arm(self.base)?;
+                gate.disarm(self.base);
+                return Ok(ready);
+            }
+        }
+    }
+
     /// First half of sleeping on several channels at once: sets this consumer's `sleeping` flag
     /// and re-checks the ring (the same fence argument as [`Consumer::wait_ready`]). `Ok(true)`:
     /// a message is ready, do not sleep (the flag is cleared again). `Ok(false)`: the flag stays
@@ -205,6 +263,13 @@ impl<'a, W: Waiter> Consumer<'a, W> {
     /// kernel if none had a message, then [`Consumer::disarm`] them all. Every wake-up the
     /// producers send must reach the same sleeper (on Axolotl: one process, woken by `notify`).
     pub fn arm(&mut self) -> Result<bool, RecvError> {
+        if let Some(gate) = self.gate {
+            let ready = gate.arm(self.base);
+            if ready == Ok(false) {
+                self.counters.waits += 1;
+            }
+            return ready;
+        }
         let sleeping = &self.shared.header.wake.sleeping;
         sleeping.swap(1, Ordering::Relaxed);
         fence(Ordering::SeqCst);
@@ -220,6 +285,9 @@ impl<'a, W: Waiter> Consumer<'a, W> {
     /// Clears the `sleeping` flag set by [`Consumer::arm`] (after the sleep, or when another
     /// input had a message).
     pub fn disarm(&mut self) {
+        if let Some(gate) = self.gate {
+            return gate.disarm(self.base);
+        }
         self.shared.header.wake.sleeping.swap(0, Ordering::Relaxed);
     }
 
