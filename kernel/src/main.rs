@@ -13,6 +13,7 @@ mod console;
 mod devices;
 mod exit;
 mod fbcon;
+mod gate;
 mod gdt;
 mod heap;
 mod ipc;

@@ -204,6 +204,8 @@ pub struct Process {
     pub ipc_done: AtomicBool,
     pub ipc_failed: AtomicBool,
     pub ipc: Mutex<IpcState>,
+    /// The kernel's channel ends for this instance (`CHAN_GATE`, the kernel-IPC baseline).
+    pub gates: Mutex<crate::gate::Ends>,
 }
 
 // Safety: `saved_rsp` is only accessed by the CPU the process belongs to, with interrupts off.
@@ -531,6 +533,7 @@ pub fn spawn(slot: usize, restarts: u32, args: &str) -> Result<Arc<Process>, &'s
         ipc_done: AtomicBool::new(false),
         ipc_failed: AtomicBool::new(false),
         ipc: Mutex::new(IpcState::default()),
+        gates: Mutex::new(crate::gate::Ends::default()),
     });
     crate::sched::prepare_first_run(
         &p,
@@ -707,6 +710,58 @@ pub fn map_syscall(
     drop(guard);
     crate::user::write_struct(info_ptr, &info)?;
     Ok(va)
+}
+
+/// The channel region `me` mapped at `va`, for `CHAN_GATE`: its index and where the kernel
+/// reaches it. Refused unless it is a channel the manifest grants `me` and `me` mapped it.
+pub fn gate_region(me: &Process, va: u64) -> Result<(usize, *mut u8, usize), Error> {
+    let off = va.checked_sub(layout::MAP_BASE).ok_or(Error::Invalid)?;
+    if off % 0x1000_0000 != 0 {
+        return Err(Error::Invalid);
+    }
+    let idx = (off / 0x1000_0000) as usize;
+    let region = REGIONS
+        .get()
+        .and_then(|r| r.get(idx))
+        .ok_or(Error::NotFound)?;
+    let e = entry(me).ok_or(Error::NotFound)?;
+    if !region.channel || !e.has_region(region.name) {
+        return Err(Error::Denied);
+    }
+    let mapped = me
+        .space
+        .lock()
+        .as_ref()
+        .is_some_and(|s| s.translate(va).is_some());
+    if !mapped {
+        return Err(Error::NotFound);
+    }
+    let ptr = memory::phys_to_virt(region.phys).as_mut_ptr::<u8>();
+    Ok((idx, ptr, (region.pages * 4096) as usize))
+}
+
+/// Wakes the live processes that list region `idx`, other than slot `owner` (or `owner`
+/// itself when it is the region's only user): the kernel's producer end has published.
+pub fn notify_region_users(idx: usize, owner: usize) {
+    let (Some(m), Some(region)) = (MANIFEST.get(), REGIONS.get().and_then(|r| r.get(idx))) else {
+        return;
+    };
+    let users: Vec<Arc<Process>> = TABLE
+        .lock()
+        .iter()
+        .flatten()
+        .filter(|p| !p.is_dead())
+        .filter(|p| {
+            m.processes()
+                .nth(p.slot)
+                .is_some_and(|e| e.has_region(region.name))
+        })
+        .cloned()
+        .collect();
+    let others = users.iter().any(|p| p.slot != owner);
+    for p in users.iter().filter(|p| !others || p.slot != owner) {
+        crate::sched::notify(p);
+    }
 }
 
 /// Maps the first memory BAR of a granted device, uncached, into the caller.

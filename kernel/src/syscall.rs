@@ -122,6 +122,7 @@ extern "C" fn axolotl_syscall_dispatch(frame: &mut SyscallFrame) {
         nr::NOTIFY => crate::sched::notify_from(&me, a0 as u32).map(|_| 0),
         nr::TIME => Ok(crate::time::now_ns()),
         nr::CLOCK_HZ => Ok(crate::time::tsc_hz()),
+        nr::CHAN_GATE => crate::gate::syscall(&me, a0, a1, a2, frame.r10),
         nr::MAP => crate::process::map_syscall(&me, a0, a1, a2),
         nr::CONSOLE_READ => crate::console::read_syscall(&me, a0, a1),
         nr::CONSOLE_WRITE => crate::console::write_syscall(&me, a0, a1),

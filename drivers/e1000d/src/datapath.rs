@@ -139,10 +139,15 @@ pub fn open(mmio: Mmio, model: Model, to_pf: MapInfo) -> Result<(Nic<Mmio>, Path
             Consumer::attach(from_pf.addr as *mut u8, from_pf.len as usize, &WAITER),
         )
     };
-    let (Ok(producer), Ok(mut consumer)) = (producer, consumer) else {
+    let (Ok(mut producer), Ok(mut consumer)) = (producer, consumer) else {
         return Err("e1000-pf or pf-e1000 is not a channel region");
     };
     consumer.set_spin_limit(SPIN_POLLS);
+    // The kernel-IPC baseline (`ipc=kernel`): the kernel moves every message.
+    if libsys::chan::kernel_ipc() {
+        producer.set_gate(&libsys::chan::KERNEL_GATE);
+        consumer.set_gate(&libsys::chan::KERNEL_GATE);
+    }
     let path = DataPath::new(pool, tx_view, producer, consumer)
         .map_err(|_| "rx-pool or tx-pool does not have 2 KiB buffers")?;
     log!(

@@ -99,6 +99,10 @@ pub mod nr {
     /// calibration). With it a program reads the time with `rdtsc` itself, the same nanoseconds
     /// as `TIME` (`ticks * 10^9 / hz`), without a system call per reading.
     pub const CLOCK_HZ: u64 = 28;
+    /// `chan_gate(op | count << 8, region_addr, messages, fault)`: the kernel-IPC baseline
+    /// (`--ipc kernel`): the kernel sends, receives, arms or disarms on a channel region the
+    /// caller mapped, with an end of its own for the caller ([`crate::gate`]).
+    pub const CHAN_GATE: u64 = 29;
 }
 
 /// Longest argument string a process can be given, in bytes (it is copied to the top of the
@@ -111,6 +115,51 @@ pub mod sysconf {
     pub const IPC_KERNEL: u64 = 1 << 0;
     /// The network stack runs as one process (`cargo xtask run --layout single`).
     pub const LAYOUT_SINGLE: u64 = 1 << 1;
+}
+
+/// The kernel-IPC baseline's system call, `CHAN_GATE` (DESIGN.md §8): every message through a
+/// trap, over the same channel regions.
+pub mod gate {
+    /// Publish up to `count` messages read from `messages`; returns `n | first_seq << 16`.
+    pub const SEND: u64 = 0;
+    /// Take up to `count` messages into `messages`; returns how many.
+    pub const RECV: u64 = 1;
+    /// Arm the consumer end for a sleep; returns 1 when a message is ready (not armed), else 0.
+    pub const ARM: u64 = 2;
+    /// Clear the consumer end's `sleeping` flag; returns 0.
+    pub const DISARM: u64 = 3;
+    /// Most messages one call moves.
+    pub const MAX_BATCH: usize = 32;
+    /// Bit of the return value that says the channel refused: a [`ChanFault`] was written.
+    pub const FAULT: u64 = 1 << 62;
+    /// [`ChanFault::kind`]: no room (send).
+    pub const FULL: u32 = 0;
+    /// [`ChanFault::kind`]: the peer restarted; the epoch fields are set.
+    pub const EPOCH: u32 = 1;
+    /// [`ChanFault::kind`]: the header's magic was overwritten; `found` is set.
+    pub const BAD_MAGIC: u32 = 2;
+    /// [`ChanFault::kind`]: the peer's index jumped; `found` is set.
+    pub const INDEX_JUMP: u32 = 3;
+
+    /// Why a channel refused an operation the kernel made for the caller.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    #[repr(C)]
+    pub struct ChanFault {
+        /// [`FULL`], [`EPOCH`], [`BAD_MAGIC`] or [`INDEX_JUMP`].
+        pub kind: u32,
+        /// The epoch change (kind [`EPOCH`]).
+        pub old_epoch: u32,
+        /// See `old_epoch`.
+        pub new_epoch: u32,
+        /// First sequence number concerned (kind [`EPOCH`]).
+        pub first: u32,
+        /// How many (kind [`EPOCH`]).
+        pub count: u32,
+        /// Padding.
+        pub _pad: u32,
+        /// The value found (kinds [`BAD_MAGIC`], [`INDEX_JUMP`]).
+        pub found: u64,
+    }
 }
 
 /// `wait` returned because of a notification.

@@ -129,15 +129,23 @@ fn consumer(name: &'static str, peer: Peer) -> Result<Consumer<'static, W>, &'st
     let info = map(name)?;
     // Safety: the kernel mapped the channel region for the life of the process and wrote its
     // header; the manifest makes pf the only consumer of this channel.
-    unsafe { Consumer::attach(info.addr as *mut u8, info.len as usize, waiter(peer)) }
-        .map_err(|_| "a channel region is not a channel")
+    let mut c = unsafe { Consumer::attach(info.addr as *mut u8, info.len as usize, waiter(peer)) }
+        .map_err(|_| "a channel region is not a channel")?;
+    if libsys::chan::kernel_ipc() {
+        c.set_gate(&libsys::chan::KERNEL_GATE);
+    }
+    Ok(c)
 }
 
 fn producer(name: &'static str, peer: Peer) -> Result<Producer<'static, W>, &'static str> {
     let info = map(name)?;
     // Safety: as in `consumer`; pf is the only producer of this channel.
-    unsafe { Producer::attach(info.addr as *mut u8, info.len as usize, waiter(peer)) }
-        .map_err(|_| "a channel region is not a channel")
+    let mut p = unsafe { Producer::attach(info.addr as *mut u8, info.len as usize, waiter(peer)) }
+        .map_err(|_| "a channel region is not a channel")?;
+    if libsys::chan::kernel_ipc() {
+        p.set_gate(&libsys::chan::KERNEL_GATE);
+    }
+    Ok(p)
 }
 
 /// The state region, when the manifest grants one big enough.

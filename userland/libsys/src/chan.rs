@@ -39,21 +39,184 @@ impl Waiter for SysWaiter {
     }
 }
 
-/// Maps the channel region `name` and attaches as its producer.
+/// The kernel-IPC baseline's [`libchan::Gate`]: every send, receive, arm and disarm is one
+/// `CHAN_GATE` system call, and the kernel moves the messages (DESIGN.md §8).
+pub struct KernelGate;
+
+/// The one kernel gate.
+pub static KERNEL_GATE: KernelGate = KernelGate;
+
+/// True when the boot chose kernel IPC between servers (`ipc=kernel`); asked of the kernel
+/// once.
+pub fn kernel_ipc() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering};
+    // 0: not asked yet; 1: channels; 2: kernel IPC.
+    static MODE: AtomicU8 = AtomicU8::new(0);
+    match MODE.load(Ordering::Relaxed) {
+        0 => {
+            let kernel = crate::sysconf() & crate::abi::sysconf::IPC_KERNEL != 0;
+            MODE.store(1 + u8::from(kernel), Ordering::Relaxed);
+            kernel
+        }
+        v => v == 2,
+    }
+}
+
+impl KernelGate {
+    fn call(
+        op: u64,
+        region: usize,
+        msgs: u64,
+        count: usize,
+    ) -> core::result::Result<u64, crate::abi::gate::ChanFault> {
+        use crate::abi::gate;
+        let mut fault = gate::ChanFault::default();
+        let count = count.min(gate::MAX_BATCH) as u64;
+        // Safety: the kernel reads (SEND) or writes (RECV) `count` 64-byte messages at address
+        // `msgs`, which the caller lends (mutably, for RECV) for the call, and may write one
+        // `ChanFault` to `fault`, ours; it checks both ranges are the caller's memory.
+        let r = unsafe {
+            crate::syscall::syscall4(
+                crate::abi::nr::CHAN_GATE,
+                op | count << 8,
+                region as u64,
+                msgs,
+                &mut fault as *mut gate::ChanFault as u64,
+            )
+        };
+        if r < 0 {
+            // The kernel refused the call itself (a region not granted, not mapped): as a
+            // broken channel to the caller.
+            return Err(gate::ChanFault {
+                kind: gate::BAD_MAGIC,
+                found: r as u64,
+                ..gate::ChanFault::default()
+            });
+        }
+        let r = r as u64;
+        if r & gate::FAULT != 0 {
+            return Err(fault);
+        }
+        Ok(r)
+    }
+}
+
+fn send_error(f: crate::abi::gate::ChanFault) -> libchan::SendError {
+    use crate::abi::gate;
+    match f.kind {
+        gate::FULL => libchan::SendError::Full,
+        gate::EPOCH => libchan::SendError::EpochChanged(libchan::EpochChange {
+            old_epoch: f.old_epoch,
+            new_epoch: f.new_epoch,
+            first: f.first,
+            count: f.count,
+        }),
+        gate::INDEX_JUMP => libchan::SendError::IndexJump {
+            found: f.found as u32,
+        },
+        _ => libchan::SendError::BadMagic { found: f.found },
+    }
+}
+
+fn recv_error(f: crate::abi::gate::ChanFault) -> libchan::RecvError {
+    match send_error(f) {
+        libchan::SendError::EpochChanged(c) => libchan::RecvError::EpochChanged(c),
+        libchan::SendError::IndexJump { found } => libchan::RecvError::IndexJump { found },
+        libchan::SendError::BadMagic { found } => libchan::RecvError::BadMagic { found },
+        // A receive is never refused as full.
+        libchan::SendError::Full => libchan::RecvError::BadMagic { found: 0 },
+    }
+}
+
+/// One message per trap, as kernel IPC moves them (the kernel would take a batch; the
+/// baseline's point is a trap per message).
+impl libchan::Gate for KernelGate {
+    fn send(
+        &self,
+        region: usize,
+        msgs: &[ChanMessage],
+    ) -> core::result::Result<(usize, u32), libchan::SendError> {
+        let (mut sent, mut first) = (0, 0);
+        for m in msgs {
+            match Self::call(
+                crate::abi::gate::SEND,
+                region,
+                m as *const ChanMessage as u64,
+                1,
+            ) {
+                Ok(r) => {
+                    if sent == 0 {
+                        first = (r >> 16) as u32;
+                    }
+                    sent += 1;
+                }
+                // What was sent counts; the refusal comes with the next call.
+                Err(_) if sent > 0 => break,
+                Err(f) => return Err(send_error(f)),
+            }
+        }
+        Ok((sent, first))
+    }
+
+    fn recv(
+        &self,
+        region: usize,
+        out: &mut [ChanMessage],
+    ) -> core::result::Result<usize, libchan::RecvError> {
+        let mut n = 0;
+        while n < out.len() {
+            match Self::call(
+                crate::abi::gate::RECV,
+                region,
+                &mut out[n] as *mut ChanMessage as u64,
+                1,
+            ) {
+                Ok(0) => break,
+                Ok(_) => n += 1,
+                // What was taken counts; the refusal comes with the next call.
+                Err(_) if n > 0 => break,
+                Err(f) => return Err(recv_error(f)),
+            }
+        }
+        Ok(n)
+    }
+
+    fn arm(&self, region: usize) -> core::result::Result<bool, libchan::RecvError> {
+        let r = Self::call(crate::abi::gate::ARM, region, 0, 0).map_err(recv_error)?;
+        Ok(r != 0)
+    }
+
+    fn disarm(&self, region: usize) {
+        // A refusal leaves the flag as it was: the next arm reports the channel's state.
+        let _ = Self::call(crate::abi::gate::DISARM, region, 0, 0);
+    }
+}
+
+/// Maps the channel region `name` and attaches as its producer (through the kernel's gate when
+/// the boot chose kernel IPC).
 pub fn producer(name: &str, waiter: SysWaiter) -> Result<Producer<'static, SysWaiter>> {
     let info = crate::map(name)?;
     // Safety: the kernel mapped `len` bytes at `addr` for this process's lifetime and wrote the
     // channel header; only this process produces into it (the manifest names the two ends).
-    unsafe { Producer::attach(info.addr as *mut u8, info.len as usize, waiter) }
-        .map_err(|_| Error::Invalid)
+    let mut p = unsafe { Producer::attach(info.addr as *mut u8, info.len as usize, waiter) }
+        .map_err(|_| Error::Invalid)?;
+    if kernel_ipc() {
+        p.set_gate(&KERNEL_GATE);
+    }
+    Ok(p)
 }
 
-/// Maps the channel region `name` and attaches as its consumer.
+/// Maps the channel region `name` and attaches as its consumer (through the kernel's gate when
+/// the boot chose kernel IPC).
 pub fn consumer(name: &str, waiter: SysWaiter) -> Result<Consumer<'static, SysWaiter>> {
     let info = crate::map(name)?;
     // Safety: as in `producer`; only this process consumes from it.
-    unsafe { Consumer::attach(info.addr as *mut u8, info.len as usize, waiter) }
-        .map_err(|_| Error::Invalid)
+    let mut c = unsafe { Consumer::attach(info.addr as *mut u8, info.len as usize, waiter) }
+        .map_err(|_| Error::Invalid)?;
+    if kernel_ipc() {
+        c.set_gate(&KERNEL_GATE);
+    }
+    Ok(c)
 }
 
 /// Maps the pool region `name` as a [`libchan::PoolView`] of `buffer_size`-byte buffers with
