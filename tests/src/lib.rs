@@ -494,6 +494,13 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new("tcp_echo_50mib", net::tcp_echo_50mib).alone(),
         Scenario::new("udp_echo_50mib_single", net::udp_echo_50mib_single).alone(),
         Scenario::new("tcp_echo_50mib_single", net::tcp_echo_50mib_single).alone(),
+        Scenario::new("udp_echo_50mib_kernel_ipc", net::udp_echo_50mib_kernel_ipc).alone(),
+        Scenario::new("tcp_echo_50mib_kernel_ipc", net::tcp_echo_50mib_kernel_ipc).alone(),
+        Scenario::new(
+            "nc_sends_50mib_to_a_host_server_kernel_ipc",
+            net::nc_sends_50mib_to_a_host_server_kernel_ipc,
+        )
+        .alone(),
         Scenario::new(
             "nc_sends_50mib_to_a_host_server",
             net::nc_sends_50mib_to_a_host_server,
@@ -537,6 +544,11 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new(
             "pf_drops_tcp_to_port_7_until_the_rule_goes_single",
             netmore::pf_drops_tcp_to_port_7_until_the_rule_goes_single,
+        )
+        .alone(),
+        Scenario::new(
+            "pf_drops_tcp_to_port_7_until_the_rule_goes_kernel_ipc",
+            netmore::pf_drops_tcp_to_port_7_until_the_rule_goes_kernel_ipc,
         )
         .alone(),
         Scenario::new("tcp_survives_crashes", net::tcp_survives_crashes).alone(),

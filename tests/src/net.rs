@@ -155,6 +155,9 @@ pub enum Layout {
     Split,
     /// The four linked into one `netstack` process on one CPU.
     Single,
+    /// The split layout with the kernel-IPC baseline (`ipc=kernel`): the kernel moves every
+    /// message between the processes, one trap each.
+    KernelIpc,
 }
 
 impl Layout {
@@ -163,6 +166,7 @@ impl Layout {
         match self {
             Self::Split => "",
             Self::Single => "layout=single",
+            Self::KernelIpc => "ipc=kernel",
         }
     }
 
@@ -171,6 +175,7 @@ impl Layout {
         match self {
             Self::Split => base.to_string(),
             Self::Single => format!("{base}_single"),
+            Self::KernelIpc => format!("{base}_kernel_ipc"),
         }
     }
 
@@ -179,11 +184,43 @@ impl Layout {
     fn alone<'a>(self, servers: &[&'a str]) -> Vec<&'a str> {
         let mut v = vec!["e1000"];
         match self {
-            Self::Split => v.extend_from_slice(servers),
+            Self::Split | Self::KernelIpc => v.extend_from_slice(servers),
             Self::Single => v.push("netstack"),
         }
         v
     }
+
+    /// With kernel IPC, the proof that the kernel moved the messages: pf's CPU made at least
+    /// two system calls per data frame `bytes` took each way (it takes and passes on every
+    /// frame and its buffer's return: four traps each; over channels it makes a fraction of one).
+    fn check_traps(self, r: &crate::BootResult, bytes: u64) -> Result<(), String> {
+        if self != Self::KernelIpc {
+            return Ok(());
+        }
+        let rows = crate::ps_rows(r, "ps")?;
+        let cpu = crate::ps_row(&rows, "pf")?.cpu;
+        let stat = r.output_of("stat")?;
+        let syscalls = stat_syscalls(stat, cpu)
+            .ok_or_else(|| format!("stat has no row for cpu{cpu}:\n{stat}"))?;
+        let frames = 2 * bytes / 1460;
+        if syscalls < 2 * frames {
+            return Err(format!(
+                "pf's cpu{cpu} made {syscalls} system calls for at least {frames} data frames: \
+                 the kernel did not move the messages"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The system calls column of `stat`'s row for CPU `cpu`.
+fn stat_syscalls(stat: &str, cpu: u32) -> Option<u64> {
+    stat.lines().find_map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        (w.first()?.parse::<u32>().ok()? == cpu)
+            .then(|| w.get(3)?.parse().ok())
+            .flatten()
+    })
 }
 
 fn echo_spec(proto: &str, echo_port: u16, done_port: u16, layout: Layout) -> BootSpec {
@@ -246,6 +283,11 @@ pub fn tcp_echo_50mib(h: &dyn Harness) -> ScenarioResult {
     tcp_echo_50mib_in(h, Layout::Split)
 }
 
+/// [`tcp_echo_50mib`] with the kernel moving every message (`ipc=kernel`).
+pub fn tcp_echo_50mib_kernel_ipc(h: &dyn Harness) -> ScenarioResult {
+    tcp_echo_50mib_in(h, Layout::KernelIpc)
+}
+
 /// [`tcp_echo_50mib`] through the single layout's netstack.
 pub fn tcp_echo_50mib_single(h: &dyn Harness) -> ScenarioResult {
     tcp_echo_50mib_in(h, Layout::Single)
@@ -271,6 +313,7 @@ fn tcp_echo_50mib_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
         ));
     }
     dedicated(&r, &layout.alone(&["pf", "ip", "tcp"]))?;
+    layout.check_traps(&r, TRANSFER_BYTES)?;
     let netstat = r.output_of("netstat")?;
     if !netstat.lines().any(|l| {
         let w: Vec<&str> = l.split_whitespace().collect();
@@ -396,6 +439,11 @@ pub fn udp_echo_50mib(h: &dyn Harness) -> ScenarioResult {
     udp_echo_50mib_in(h, Layout::Split)
 }
 
+/// [`udp_echo_50mib`] with the kernel moving every message (`ipc=kernel`).
+pub fn udp_echo_50mib_kernel_ipc(h: &dyn Harness) -> ScenarioResult {
+    udp_echo_50mib_in(h, Layout::KernelIpc)
+}
+
 /// [`udp_echo_50mib`] through the single layout's netstack.
 pub fn udp_echo_50mib_single(h: &dyn Harness) -> ScenarioResult {
     udp_echo_50mib_in(h, Layout::Single)
@@ -426,6 +474,7 @@ fn udp_echo_50mib_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
         return Err(summary);
     }
     dedicated(&r, &layout.alone(&["pf", "ip", "udp"]))?;
+    layout.check_traps(&r, TRANSFER_BYTES)?;
     Ok(Some(summary))
 }
 
@@ -434,6 +483,11 @@ fn udp_echo_50mib_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
 /// what it sent must match.
 pub fn nc_sends_50mib_to_a_host_server(h: &dyn Harness) -> ScenarioResult {
     nc_sends_50mib_in(h, Layout::Split)
+}
+
+/// [`nc_sends_50mib_to_a_host_server`] with the kernel moving every message (`ipc=kernel`).
+pub fn nc_sends_50mib_to_a_host_server_kernel_ipc(h: &dyn Harness) -> ScenarioResult {
+    nc_sends_50mib_in(h, Layout::KernelIpc)
 }
 
 /// [`nc_sends_50mib_to_a_host_server`] through the single layout's netstack.
@@ -1314,6 +1368,17 @@ mod tests {
                 "sleep 2"
             ]
         );
+    }
+
+    #[test]
+    fn stat_rows_give_the_syscalls_of_a_cpu() {
+        let stat = "CPU  APIC  KIND       SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES\n\
+                    0    0     shared     1200      30          2     100    40\n\
+                    2    2     dedicated  987654    3           0     10     4\n";
+        assert_eq!(stat_syscalls(stat, 2), Some(987_654));
+        assert_eq!(stat_syscalls(stat, 0), Some(1200));
+        assert_eq!(stat_syscalls(stat, 5), None);
+        assert_eq!(stat_syscalls("2 x y zz", 2), None);
     }
 
     #[test]

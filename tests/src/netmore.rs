@@ -209,6 +209,11 @@ pub fn pf_drops_tcp_to_port_7_until_the_rule_goes(h: &dyn Harness) -> ScenarioRe
     pf_drops_tcp_in(h, Layout::Split)
 }
 
+/// [`pf_drops_tcp_to_port_7_until_the_rule_goes`] with the kernel moving every message.
+pub fn pf_drops_tcp_to_port_7_until_the_rule_goes_kernel_ipc(h: &dyn Harness) -> ScenarioResult {
+    pf_drops_tcp_in(h, Layout::KernelIpc)
+}
+
 /// [`pf_drops_tcp_to_port_7_until_the_rule_goes`] with pf inside the single layout's netstack.
 pub fn pf_drops_tcp_to_port_7_until_the_rule_goes_single(h: &dyn Harness) -> ScenarioResult {
     pf_drops_tcp_in(h, Layout::Single)
