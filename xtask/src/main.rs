@@ -114,8 +114,11 @@ OPTIONS:
     --accel tcg|kvm            emulate (default) or use /dev/kvm
     --nic e1000|e1000e         network card model (default e1000)
     --net user|tap|none        network backend (default none: no card); tap needs root
-    --layout split|single      server layout (default split)
-    --ipc chan|kernel          server transport (default chan)
+    --layout split|single      network stack: a process per server, or one netstack
+                               process (default split; needs a manifest with a
+                               layout = \"single\" process, as tests/manifests/net.toml)
+    --ipc chan|kernel          transport between processes: shared-memory channels, or
+                               the kernel moving every message (default chan)
     --fwd tcp|udp:HOST:GUEST   forward a host port into the guest (repeatable)
     --exec \"CMD; CMD\"          type the commands into the guest shell one at a time, each
                                after the prompt, then 'poweroff'; exit 0 only when no
@@ -129,12 +132,11 @@ OPTIONS:
                                \"log=debug\" or \"test=kernel\"
 
 --fwd needs --net user and forwards from the host's 127.0.0.1 only. --ipc kernel puts
-ipc=kernel on the kernel command line (servers then use kernel IPC instead of channels).
+ipc=kernel and --layout single layout=single on the kernel command line.
 --net tap (root only) creates a network namespace axolotl-PID-N with a TAP device at
 10.0.2.2/24 (the guest's gateway; the guest is 10.0.2.15) and runs QEMU inside it; the
 namespace is removed when the run ends, on errors, timeouts, Ctrl-C and SIGTERM too, and a
 namespace left by a killed run is removed by the next one. --fwd cannot be used with it.
-Not yet supported (it needs the single-process netstack): --layout single.
 ";
 
 const HELP_TEST: &str = "\
