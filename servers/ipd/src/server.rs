@@ -537,7 +537,7 @@ impl Server {
             alloc::string::String::from("no address yet (DHCP)")
         };
         log!(
-            "ip {address} gateway {} mac {mac} mtu {}; rx-pool {rx_count} buffers, tx-pool {tx_count} buffers, channels {} and {}",
+            "{address} gateway {} mac {mac} mtu {}; rx-pool {rx_count} buffers, tx-pool {tx_count} buffers, channels {} and {}",
             or_none(config.gateway),
             config.mtu,
             chan::PF_TO_IP,
