@@ -48,7 +48,10 @@ impl<'a> Kernel<'a> {
 
 impl Gate for Kernel<'_> {
     fn send(&self, region: usize, msgs: &[Message]) -> Result<(usize, u32), SendError> {
-        assert_eq!(region, self.ptr as usize, "the gate names the region by its address");
+        assert_eq!(
+            region, self.ptr as usize,
+            "the gate names the region by its address"
+        );
         *self.calls.borrow_mut() += 1;
         let mut p = self.producer.borrow_mut();
         // Safety: as in `with_consumer`.
@@ -113,7 +116,10 @@ fn a_gated_consumer_arms_through_the_kernel_and_sees_a_restart() {
     rx.disarm();
     tx.send(&stamped(5)).unwrap();
     assert_eq!(rx.arm(), Ok(true), "a message is ready");
-    assert_eq!(rx.try_recv().map(|m| m.and_then(|m| unstamp(&m))), Ok(Some(5)));
+    assert_eq!(
+        rx.try_recv().map(|m| m.and_then(|m| unstamp(&m))),
+        Ok(Some(5))
+    );
     assert_eq!(rx.try_recv(), Ok(None));
     assert_eq!(rx.next_seq(), 1);
     assert_eq!(rx.counters().received, 1);

@@ -27,8 +27,6 @@ pub const MAX_APPS: usize = 16;
 const MAX_SLEEP_NS: u64 = 100_000_000;
 const PEER_CHECK_NS: u64 = 1_000_000_000;
 const STATS_LOG_NS: u64 = 5_000_000_000;
-/// IPC requests (`netstat`) are polled at most this often, and right after each sleep.
-const BUSY_IPC_POLL_NS: u64 = 1_000_000;
 /// Most IPC requests answered in one round.
 const IPC_PER_ROUND: usize = 8;
 
@@ -66,7 +64,7 @@ pub struct Server {
     errors: u64,
     last_peer_check: u64,
     last_stats_log: u64,
-    last_ipc: u64,
+    mail: libsys::MailWatch,
     logged: crate::Stats,
     ipc: Ipc,
 }
@@ -124,7 +122,7 @@ impl Server {
             errors: 0,
             last_peer_check: 0,
             last_stats_log: 0,
-            last_ipc: 0,
+            mail: libsys::MailWatch::default(),
             logged,
             ipc,
         })
@@ -170,10 +168,9 @@ impl Server {
             &mut self.last_peer_check,
             PEER_CHECK_NS,
         );
-        // Every millisecond at most, busy or spinning idle (an IPC request also notifies us,
-        // so a sleeping server wakes for it): a poll per idle spin would be a system call each.
-        if self.ipc == Ipc::Own && now.saturating_sub(self.last_ipc) >= BUSY_IPC_POLL_NS {
-            self.last_ipc = now;
+        // Only when the status page says a request was queued: no system call otherwise (an
+        // IPC request also notifies us, so a sleeping server wakes for it).
+        if self.ipc == Ipc::Own && self.mail.check() {
             let udp = &self.udp;
             libsys::chan::answer_requests(IPC_PER_ROUND, |m| answer_netstat(udp, m));
         }
@@ -227,13 +224,12 @@ impl Server {
         ready
     }
 
-    /// Disarms every input after a sleep; an IPC request may have woken us: look at once.
+    /// Disarms every input after a sleep.
     pub fn disarm(&mut self) {
         self.ip.from.disarm();
         for l in &mut self.links {
             l.from.disarm();
         }
-        self.last_ipc = 0;
     }
 
     /// The answer to a `netstat` request (netmsg::netstat) that a dispatcher received for udp.

@@ -395,6 +395,90 @@ pub fn update_requested() -> bool {
     unsafe { (*page).update.load(core::sync::atomic::Ordering::Relaxed) != 0 }
 }
 
+/// How many IPC messages were ever queued for this process while it was not receiving (its
+/// status page's `mail` word): polling this costs no system call.
+pub fn mail_count() -> u64 {
+    let page = crate::abi::layout::STATUS_PAGE as *const crate::abi::StatusPage;
+    // Safety: as in `heartbeat`: our status page is mapped at STATUS_PAGE for our whole life;
+    // the word is an atomic the kernel bumps.
+    unsafe { (*page).mail.load(core::sync::atomic::Ordering::Acquire) }
+}
+
+/// Tells when IPC requests may be waiting, from the status page's `mail` word: a server asks
+/// the kernel (`ipc_recv`) only then, not on every poll.
+#[derive(Debug, Default)]
+pub struct MailWatch {
+    seen: Option<u64>,
+}
+
+impl MailWatch {
+    /// True when messages were queued since the last time this said true (and the first time):
+    /// the caller then takes every waiting request. A message queued while it does so bumps
+    /// the word again, so none is missed.
+    pub fn check(&mut self) -> bool {
+        let now = mail_count();
+        if self.seen == Some(now) {
+            return false;
+        }
+        self.seen = Some(now);
+        true
+    }
+}
+
+/// How long a server keeps polling after its last piece of work before it sleeps: on a CPU of
+/// its own, long enough to bridge the gaps between frames at load (a sleep and its wake-up are
+/// two system calls per gap); on a shared CPU, briefly, since others need the CPU.
+#[derive(Debug)]
+pub struct IdleSpin {
+    spin_ns: u64,
+    idle_since: Option<u64>,
+}
+
+/// [`IdleSpin`]'s polling time on a CPU of the server's own.
+pub const IDLE_SPIN_DEDICATED_NS: u64 = 100_000;
+/// [`IdleSpin`]'s polling time on a shared CPU.
+pub const IDLE_SPIN_SHARED_NS: u64 = 20_000;
+
+impl IdleSpin {
+    /// Polling time chosen by where this process runs ([`self_info`]).
+    pub fn by_placement() -> Self {
+        let dedicated = self_info().is_ok_and(|p| p.dedicated != 0);
+        Self::new(if dedicated {
+            IDLE_SPIN_DEDICATED_NS
+        } else {
+            IDLE_SPIN_SHARED_NS
+        })
+    }
+
+    /// Polls for `spin_ns` after the last work.
+    pub const fn new(spin_ns: u64) -> Self {
+        Self {
+            spin_ns,
+            idle_since: None,
+        }
+    }
+
+    /// The caller did some work: the idle time starts again.
+    pub fn worked(&mut self) {
+        self.idle_since = None;
+    }
+
+    /// The caller found nothing to do: true while it should poll again rather than sleep
+    /// (then it spins one pause); false once the idle time is up (and it starts over, for after
+    /// the sleep).
+    pub fn keep_polling(&mut self) -> bool {
+        let now = time_ns();
+        let since = *self.idle_since.get_or_insert(now);
+        if now.saturating_sub(since) < self.spin_ns {
+            core::hint::spin_loop();
+            true
+        } else {
+            self.idle_since = None;
+            false
+        }
+    }
+}
+
 /// Bumps this process's heartbeat in its status page, which the reincarnation server watches to
 /// tell a hung process from a live one. A process that calls it once has opted in: from then on
 /// it must call it at least every 500 ms, idle or not (wait with a timeout rather than forever),
