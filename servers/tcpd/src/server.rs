@@ -12,16 +12,14 @@ use alloc::vec::Vec;
 
 use crate::Tcp;
 use libchan::{BufferPool, Message, PoolView};
-use libsys::chan::Link;
+use libsys::chan::{Link, TransportCore, TransportLinks};
 use libsys::log;
 use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID, netstat};
 use tcpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
 
-const BATCH: usize = 32;
 /// Most applications served (the manifest's `args`).
-pub const MAX_APPS: usize = 16;
+pub const MAX_APPS: usize = libsys::chan::TRANSPORT_MAX_APPS;
 const MAX_SLEEP_NS: u64 = 100_000_000;
-const PEER_CHECK_NS: u64 = 1_000_000_000;
 const STATS_LOG_NS: u64 = 5_000_000_000;
 /// Most IPC requests answered in one round.
 const IPC_PER_ROUND: usize = 8;
@@ -52,11 +50,7 @@ pub enum Ipc {
 /// The tcp server: smoltcp's side, its channels and its timers.
 pub struct Server {
     tcp: Tcp<'static>,
-    ip: Link,
-    links: Vec<Link>,
-    batch: [Message; BATCH],
-    errors: u64,
-    last_peer_check: u64,
+    links: TransportLinks,
     last_stats_log: u64,
     mail: libsys::MailWatch,
     logged: crate::Stats,
@@ -118,11 +112,7 @@ impl Server {
         let logged = *tcp.stats();
         Ok(Self {
             tcp,
-            ip,
-            links,
-            batch: [Message::default(); BATCH],
-            errors: 0,
-            last_peer_check: 0,
+            links: TransportLinks::new(ip, links),
             last_stats_log: 0,
             mail: libsys::MailWatch::default(),
             logged,
@@ -133,72 +123,24 @@ impl Server {
     /// One round: ip's batch, each application's, smoltcp's poll, the outboxes. True when it
     /// did any work.
     pub fn round(&mut self) -> bool {
-        let Self {
-            tcp,
-            ip,
-            links,
-            batch,
-            errors,
-            ..
-        } = self;
-        let mut worked = false;
-        let n = ip.receive(batch, errors);
-        if ip.take_restart() {
-            log!("ip restarted: dropping what its last instance lent us");
-            tcp.ip_restarted();
-        }
-        for m in &batch[..n] {
-            tcp.from_ip(m);
-        }
-        worked |= n > 0;
-        let mut spoke = [false; MAX_APPS];
-        for (i, l) in links.iter_mut().enumerate() {
-            let n = l.receive(batch, errors);
-            for m in &batch[..n] {
-                tcp.from_app(i, m);
-            }
-            worked |= n > 0;
-            if let Some(s) = spoke.get_mut(i) {
-                *s = n > 0;
-            }
-        }
         let now = libsys::time_ns();
-        let before = *tcp.stats();
-        tcp.poll(now);
-        worked |= *tcp.stats() != before;
-        libsys::chan::refresh_peers(
-            ip,
-            links,
-            &spoke,
-            now,
-            &mut self.last_peer_check,
-            PEER_CHECK_NS,
-        );
+        let mut worked = self.links.take(&mut self.tcp, now);
+        let before = *self.tcp.stats();
+        self.tcp.poll(now);
+        worked |= *self.tcp.stats() != before;
         // Only when the status page says a request was queued: no system call otherwise (an
         // IPC request also notifies us, so a sleeping server wakes for it).
         if self.ipc == Ipc::Own && self.mail.check() {
             let tcp = &self.tcp;
             libsys::chan::answer_requests(IPC_PER_ROUND, |m| answer_netstat(tcp, m));
         }
-        let (tcp, ip, errors) = (&mut self.tcp, &mut self.ip, &mut self.errors);
-        tcp.flush_ip(|m| ip.send(m, errors));
-        if ip.take_restart() {
-            log!("ip restarted: dropping what its last instance lent us");
-            tcp.ip_restarted();
-        }
-        for (i, l) in self.links.iter_mut().enumerate() {
-            tcp.flush_app(i, |m| l.send(m, errors));
-        }
-        if now.saturating_sub(self.last_stats_log) >= STATS_LOG_NS && *tcp.stats() != self.logged {
+        self.links.give(&mut self.tcp);
+        if now.saturating_sub(self.last_stats_log) >= STATS_LOG_NS
+            && *self.tcp.stats() != self.logged
+        {
             self.last_stats_log = now;
-            self.logged = *tcp.stats();
-            let mut line = alloc::string::String::from("tcp counters:");
-            for (name, v) in self.logged.fields() {
-                if v != 0 {
-                    line.push_str(&alloc::format!(" {name}={v}"));
-                }
-            }
-            log!("{line}");
+            self.logged = *self.tcp.stats();
+            libsys::chan::log_counters("tcp counters:", &self.logged.fields());
         }
         worked
     }
@@ -211,27 +153,20 @@ impl Server {
         if let Some(t) = self.tcp.poll_at(now) {
             sleep = sleep.min(t.saturating_sub(now).max(1));
         }
-        if self.tcp.pending() > 0 || self.ip.pid == 0 {
+        if self.tcp.pending() > 0 {
             sleep = sleep.min(1_000_000);
         }
-        sleep
+        self.links.sleep_ns(sleep)
     }
 
     /// Arms every input for a sleep; true when one has a message already (do not sleep).
     pub fn arm(&mut self) -> bool {
-        let mut ready = matches!(self.ip.from.arm(), Ok(true) | Err(_));
-        for l in &mut self.links {
-            ready |= matches!(l.from.arm(), Ok(true) | Err(_));
-        }
-        ready
+        self.links.arm()
     }
 
     /// Disarms every input after a sleep.
     pub fn disarm(&mut self) {
-        self.ip.from.disarm();
-        for l in &mut self.links {
-            l.from.disarm();
-        }
+        self.links.disarm();
     }
 
     /// The answer to a `netstat` request (netmsg::netstat) that a dispatcher received for tcp.
@@ -273,4 +208,27 @@ fn map_state() -> Option<&'static [core::sync::atomic::AtomicU32]> {
             info.len as usize / 4,
         )
     })
+}
+
+/// The shared round of a transport server ([`TransportLinks`]) drives tcp's state.
+impl TransportCore for Tcp<'_> {
+    fn on_ip(&mut self, m: &Message) {
+        Tcp::from_ip(self, m);
+    }
+
+    fn on_app(&mut self, app: usize, m: &Message) {
+        Tcp::from_app(self, app, m);
+    }
+
+    fn ip_restarted(&mut self) {
+        Tcp::ip_restarted(self);
+    }
+
+    fn flush_ip(&mut self, send: &mut dyn FnMut(&[Message]) -> usize) {
+        Tcp::flush_ip(self, send);
+    }
+
+    fn flush_app(&mut self, app: usize, send: &mut dyn FnMut(&[Message]) -> usize) {
+        Tcp::flush_app(self, app, send);
+    }
 }

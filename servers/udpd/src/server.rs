@@ -16,16 +16,14 @@ use alloc::vec::Vec;
 
 use crate::Udp;
 use libchan::{BufferPool, Message, PoolView};
-use libsys::chan::Link;
+use libsys::chan::{Link, TransportCore, TransportLinks};
 use libsys::log;
 use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID};
 use udpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
 
-const BATCH: usize = 32;
 /// Most applications served (the manifest's `args`).
-pub const MAX_APPS: usize = 16;
+pub const MAX_APPS: usize = libsys::chan::TRANSPORT_MAX_APPS;
 const MAX_SLEEP_NS: u64 = 100_000_000;
-const PEER_CHECK_NS: u64 = 1_000_000_000;
 const STATS_LOG_NS: u64 = 5_000_000_000;
 /// Most IPC requests answered in one round.
 const IPC_PER_ROUND: usize = 8;
@@ -56,13 +54,9 @@ pub enum Ipc {
 /// The udp server: its state, its channels and its timers.
 pub struct Server {
     udp: Udp<'static>,
-    ip: Link,
-    links: Vec<Link>,
+    links: TransportLinks,
     state: Option<&'static mut [u8]>,
     saved: [u16; MAX_APPS],
-    batch: [Message; BATCH],
-    errors: u64,
-    last_peer_check: u64,
     last_stats_log: u64,
     mail: libsys::MailWatch,
     logged: crate::Stats,
@@ -114,13 +108,9 @@ impl Server {
         let logged = *udp.stats();
         Ok(Self {
             udp,
-            ip,
-            links,
+            links: TransportLinks::new(ip, links),
             state,
             saved,
-            batch: [Message::default(); BATCH],
-            errors: 0,
-            last_peer_check: 0,
             last_stats_log: 0,
             mail: libsys::MailWatch::default(),
             logged,
@@ -130,53 +120,22 @@ impl Server {
 
     /// One round: ip's batch, each application's, the outboxes. True when it did any work.
     pub fn round(&mut self) -> bool {
-        let Self {
-            udp,
-            ip,
-            links,
-            batch,
-            errors,
-            ..
-        } = self;
-        let mut worked = false;
-        let n = ip.receive(batch, errors);
-        if ip.take_restart() {
-            log!("ip restarted: dropping what its last instance lent us");
-            udp.ip_restarted();
-        }
-        for m in &batch[..n] {
-            udp.from_ip(m);
-        }
-        worked |= n > 0;
-        let mut spoke = [false; MAX_APPS];
-        for (i, l) in links.iter_mut().enumerate() {
-            let n = l.receive(batch, errors);
-            for m in &batch[..n] {
-                udp.from_app(i, m);
-            }
-            worked |= n > 0;
-            if let Some(s) = spoke.get_mut(i) {
-                *s = n > 0;
-            }
-        }
         let now = libsys::time_ns();
-        libsys::chan::refresh_peers(
-            ip,
-            links,
-            &spoke,
-            now,
-            &mut self.last_peer_check,
-            PEER_CHECK_NS,
-        );
+        let worked = self.links.take(&mut self.udp, now);
         // Only when the status page says a request was queued: no system call otherwise (an
         // IPC request also notifies us, so a sleeping server wakes for it).
         if self.ipc == Ipc::Own && self.mail.check() {
             let udp = &self.udp;
             libsys::chan::answer_requests(IPC_PER_ROUND, |m| answer_netstat(udp, m));
         }
-        let (udp, ip, errors) = (&mut self.udp, &mut self.ip, &mut self.errors);
+        let udp = &mut self.udp;
         if let Some(st) = self.state.as_deref_mut() {
-            for (i, slot) in self.saved.iter_mut().enumerate().take(self.links.len()) {
+            for (i, slot) in self
+                .saved
+                .iter_mut()
+                .enumerate()
+                .take(self.links.apps.len())
+            {
                 let port = udp.port(i).unwrap_or(0);
                 if *slot != port {
                     *slot = port;
@@ -184,52 +143,34 @@ impl Server {
                 }
             }
         }
-        udp.flush_ip(|m| ip.send(m, errors));
-        if ip.take_restart() {
-            log!("ip restarted: dropping what its last instance lent us");
-            udp.ip_restarted();
-        }
-        for (i, l) in self.links.iter_mut().enumerate() {
-            udp.flush_app(i, |m| l.send(m, errors));
-        }
-        if now.saturating_sub(self.last_stats_log) >= STATS_LOG_NS && *udp.stats() != self.logged {
+        self.links.give(&mut self.udp);
+        if now.saturating_sub(self.last_stats_log) >= STATS_LOG_NS
+            && *self.udp.stats() != self.logged
+        {
             self.last_stats_log = now;
-            self.logged = *udp.stats();
-            let mut line = alloc::string::String::from("udp counters:");
-            for (name, v) in self.logged.fields() {
-                if v != 0 {
-                    line.push_str(&alloc::format!(" {name}={v}"));
-                }
-            }
-            log!("{line}");
+            self.logged = *self.udp.stats();
+            libsys::chan::log_counters("udp counters:", &self.logged.fields());
         }
         worked
     }
 
     /// The longest the caller may sleep when idle.
     pub fn sleep_ns(&self) -> u64 {
-        if self.udp.pending() > 0 || self.ip.pid == 0 {
+        if self.udp.pending() > 0 {
             1_000_000
         } else {
-            MAX_SLEEP_NS
+            self.links.sleep_ns(MAX_SLEEP_NS)
         }
     }
 
     /// Arms every input for a sleep; true when one has a message already (do not sleep).
     pub fn arm(&mut self) -> bool {
-        let mut ready = matches!(self.ip.from.arm(), Ok(true) | Err(_));
-        for l in &mut self.links {
-            ready |= matches!(l.from.arm(), Ok(true) | Err(_));
-        }
-        ready
+        self.links.arm()
     }
 
     /// Disarms every input after a sleep.
     pub fn disarm(&mut self) {
-        self.ip.from.disarm();
-        for l in &mut self.links {
-            l.from.disarm();
-        }
+        self.links.disarm();
     }
 
     /// The answer to a `netstat` request (netmsg::netstat) that a dispatcher received for udp.
@@ -297,5 +238,28 @@ fn save_binding(state: &mut [u8], app: usize, port: u16) {
     let at = 8 + 2 * app;
     if let Some(b) = state.get_mut(at..at + 2) {
         b.copy_from_slice(&port.to_le_bytes());
+    }
+}
+
+/// The shared round of a transport server ([`TransportLinks`]) drives udp's state.
+impl TransportCore for Udp<'_> {
+    fn on_ip(&mut self, m: &Message) {
+        Udp::from_ip(self, m);
+    }
+
+    fn on_app(&mut self, app: usize, m: &Message) {
+        Udp::from_app(self, app, m);
+    }
+
+    fn ip_restarted(&mut self) {
+        Udp::ip_restarted(self);
+    }
+
+    fn flush_ip(&mut self, send: &mut dyn FnMut(&[Message]) -> usize) {
+        Udp::flush_ip(self, send);
+    }
+
+    fn flush_app(&mut self, app: usize, send: &mut dyn FnMut(&[Message]) -> usize) {
+        Udp::flush_app(self, app, send);
     }
 }

@@ -375,3 +375,137 @@ pub fn answer_requests(max: usize, mut answer: impl FnMut(&crate::Message) -> cr
         let _ = crate::ipc_reply(from, &answer(&m));
     }
 }
+
+/// What a transport server's state (udp's, tcp's) does with the messages of a round: the part
+/// of the server that [`TransportLinks`] drives.
+pub trait TransportCore {
+    /// A message from ip.
+    fn on_ip(&mut self, m: &ChanMessage);
+    /// A message from application number `app`.
+    fn on_app(&mut self, app: usize, m: &ChanMessage);
+    /// ip restarted: what its last instance lent is dropped.
+    fn ip_restarted(&mut self);
+    /// Sends what waits for ip through `send` (which returns how many it took).
+    fn flush_ip(&mut self, send: &mut dyn FnMut(&[ChanMessage]) -> usize);
+    /// Sends what waits for application `app` through `send`.
+    fn flush_app(&mut self, app: usize, send: &mut dyn FnMut(&[ChanMessage]) -> usize);
+}
+
+/// Messages read from one channel in one round.
+const TRANSPORT_BATCH: usize = 32;
+/// Most applications a transport server serves.
+pub const TRANSPORT_MAX_APPS: usize = 16;
+/// How often a transport server looks its peers up again.
+const PEER_CHECK_NS: u64 = 1_000_000_000;
+
+/// A transport server's channels: to ip and to each application, with the round's batch, the
+/// count of channel errors and the peer lookups. The round's halves are [`TransportLinks::take`]
+/// (inputs) and [`TransportLinks::give`] (outputs); the server does its own work between them.
+pub struct TransportLinks {
+    /// The channels with ip.
+    pub ip: Link,
+    /// The channels with each application, in the order of the server's arguments.
+    pub apps: alloc::vec::Vec<Link>,
+    batch: [ChanMessage; TRANSPORT_BATCH],
+    errors: u64,
+    last_peer_check: u64,
+}
+
+impl TransportLinks {
+    /// The links, `apps` in the server's order (at most [`TRANSPORT_MAX_APPS`]).
+    pub fn new(ip: Link, apps: alloc::vec::Vec<Link>) -> Self {
+        Self {
+            ip,
+            apps,
+            batch: [ChanMessage::default(); TRANSPORT_BATCH],
+            errors: 0,
+            last_peer_check: 0,
+        }
+    }
+
+    /// Reads a batch from ip (after a restart of ip, `core` drops what the dead instance lent
+    /// first) and one from each application into `core`, then looks up the peers that need it
+    /// ([`refresh_peers`]). True when a message came.
+    pub fn take(&mut self, core: &mut impl TransportCore, now: u64) -> bool {
+        let n = self.ip.receive(&mut self.batch, &mut self.errors);
+        self.ip_restart(core);
+        for m in &self.batch[..n] {
+            core.on_ip(m);
+        }
+        let mut worked = n > 0;
+        let mut spoke = [false; TRANSPORT_MAX_APPS];
+        for (i, l) in self.apps.iter_mut().enumerate() {
+            let n = l.receive(&mut self.batch, &mut self.errors);
+            for m in &self.batch[..n] {
+                core.on_app(i, m);
+            }
+            worked |= n > 0;
+            if let Some(s) = spoke.get_mut(i) {
+                *s = n > 0;
+            }
+        }
+        refresh_peers(
+            &mut self.ip,
+            &mut self.apps,
+            &spoke,
+            now,
+            &mut self.last_peer_check,
+            PEER_CHECK_NS,
+        );
+        worked
+    }
+
+    /// Sends `core`'s outboxes: to ip (a restart of ip seen on the way is handled), then to
+    /// each application.
+    pub fn give(&mut self, core: &mut impl TransportCore) {
+        let (ip, errors) = (&mut self.ip, &mut self.errors);
+        core.flush_ip(&mut |m| ip.send(m, errors));
+        self.ip_restart(core);
+        for (i, l) in self.apps.iter_mut().enumerate() {
+            let errors = &mut self.errors;
+            core.flush_app(i, &mut |m| l.send(m, errors));
+        }
+    }
+
+    fn ip_restart(&mut self, core: &mut impl TransportCore) {
+        if self.ip.take_restart() {
+            crate::log!("ip restarted: dropping what its last instance lent us");
+            core.ip_restarted();
+        }
+    }
+
+    /// The longest a server may sleep: `ns`, or 1 ms while ip is not found yet.
+    pub fn sleep_ns(&self, ns: u64) -> u64 {
+        if self.ip.pid == 0 {
+            ns.min(1_000_000)
+        } else {
+            ns
+        }
+    }
+
+    /// Arms every input for a sleep; true when one has a message already (do not sleep).
+    pub fn arm(&mut self) -> bool {
+        let mut ready = matches!(self.ip.from.arm(), Ok(true) | Err(_));
+        for l in &mut self.apps {
+            ready |= matches!(l.from.arm(), Ok(true) | Err(_));
+        }
+        ready
+    }
+
+    /// Disarms every input after a sleep.
+    pub fn disarm(&mut self) {
+        self.ip.from.disarm();
+        for l in &mut self.apps {
+            l.from.disarm();
+        }
+    }
+}
+
+/// Logs `prefix` and the counters that are not zero, as `name=value` words.
+pub fn log_counters(prefix: &str, fields: &[(&str, u64)]) {
+    let mut line = alloc::string::String::from(prefix);
+    for (name, v) in fields.iter().filter(|(_, v)| *v != 0) {
+        line.push_str(&alloc::format!(" {name}={v}"));
+    }
+    crate::log!("{line}");
+}
