@@ -324,8 +324,6 @@ impl NoticeLog {
 #[derive(Default)]
 struct Epochs {
     pf: u32,
-    udp: u32,
-    tcp: u32,
 }
 
 /// True the first time `c` reports a restart newer than `seen`.
@@ -346,47 +344,160 @@ fn epoch_change(e: &RecvError) -> Option<EpochChange> {
     }
 }
 
-/// True the first time `change` reports a restart of the transport server `service` newer
-/// than `seen` (both channels of the pair report it); logs it.
-fn transport_restarted(change: Option<EpochChange>, seen: &mut u32, service: &str) -> bool {
-    let restarted = change.is_some_and(|c| newer(seen, &c));
-    if restarted {
-        log!("{service} restarted: taking back what it held");
-    }
-    restarted
+/// A transport server ip serves (udp, tcp), and what of the stack belongs to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Udp,
+    Tcp,
 }
 
-/// Looks the transport server `service` up when it is unknown or at the periodic check.
-fn find_server(to: &mut Producer<'static, SysWaiter>, pid: &mut u32, service: &str, check: bool) {
-    if (*pid == 0 || check)
-        && let Ok(found) = libsys::lookup(service)
-        && found != *pid
-    {
-        log!("{service} is pid {found}");
-        *pid = found;
-        to.waiter().set_peer(found);
-        to.notify_peer();
-    }
-}
-
-/// Sends what fits of `msgs` to a transport server; an epoch change goes to `changed`.
-fn send_to_server(
-    to: &mut Producer<'static, SysWaiter>,
-    msgs: &[ChanMessage],
-    channel: &str,
-    log: &mut NoticeLog,
-    changed: &mut Option<EpochChange>,
-) -> usize {
-    match to.send_batch(msgs) {
-        Ok(n) => n,
-        Err(SendError::Full) => 0,
-        Err(e) => {
-            if let SendError::EpochChanged(c) = e {
-                *changed = Some(c);
-            }
-            log.channel(channel, e);
-            0
+impl Kind {
+    fn service(self) -> &'static str {
+        match self {
+            Kind::Udp => udpmsg::SERVICE,
+            Kind::Tcp => tcpmsg::SERVICE,
         }
+    }
+
+    /// The channels from the server and to it.
+    fn channels(self) -> (&'static str, &'static str) {
+        match self {
+            Kind::Udp => (udpmsg::UDP_TO_IP, udpmsg::IP_TO_UDP),
+            Kind::Tcp => (tcpmsg::TCP_TO_IP, tcpmsg::IP_TO_TCP),
+        }
+    }
+
+    fn handle(self, stack: &mut Stack<'static>, m: &ChanMessage, now: u64) {
+        match self {
+            Kind::Udp => stack.handle_udp(m, now),
+            Kind::Tcp => stack.handle_tcp(m, now),
+        }
+    }
+
+    fn restarted(self, stack: &mut Stack<'static>) {
+        match self {
+            Kind::Udp => stack.udp_restarted(),
+            Kind::Tcp => stack.tcp_restarted(),
+        }
+    }
+
+    fn flush(self, stack: &mut Stack<'static>, send: impl FnMut(&[ChanMessage]) -> usize) {
+        match self {
+            Kind::Udp => stack.flush_udp(send),
+            Kind::Tcp => stack.flush_tcp(send),
+        }
+    }
+}
+
+/// A transport server's channel pair, its pid (0 until found) and the newest epoch seen on the
+/// pair (both channels report a restart, which is handled once).
+struct TransportEnd {
+    kind: Kind,
+    from: Consumer<'static, SysWaiter>,
+    to: Producer<'static, SysWaiter>,
+    pid: u32,
+    epoch: u32,
+}
+
+impl TransportEnd {
+    /// The channels of `kind`'s server, when the manifest grants them (they are optional:
+    /// without them its protocol is dropped).
+    fn attach(kind: Kind, stack: &mut Stack<'static>) -> Option<Self> {
+        let (from, to) = kind.channels();
+        let (Ok(from_end), Ok(to_end)) = (
+            libsys::chan::consumer(from, SysWaiter::new(0)),
+            libsys::chan::producer(to, SysWaiter::new(0)),
+        ) else {
+            return None;
+        };
+        match kind {
+            Kind::Udp => stack.attach_udp(),
+            Kind::Tcp => stack.attach_tcp(),
+        }
+        log!("{} server channels {to} and {from}", kind.service());
+        Some(Self {
+            kind,
+            from: from_end,
+            to: to_end,
+            pid: 0,
+            epoch: 0,
+        })
+    }
+
+    /// True the first time `change` reports a restart newer than the last seen; logs it.
+    fn restarted(&mut self, change: Option<EpochChange>) -> bool {
+        let restarted = change.is_some_and(|c| newer(&mut self.epoch, &c));
+        if restarted {
+            log!(
+                "{} restarted: taking back what it held",
+                self.kind.service()
+            );
+        }
+        restarted
+    }
+
+    /// Reads a batch from the server into the stack; returns how many.
+    fn take(
+        &mut self,
+        stack: &mut Stack<'static>,
+        batch: &mut [ChanMessage],
+        log: &mut NoticeLog,
+        now: u64,
+    ) -> usize {
+        // Each message may add two to pf's outbox.
+        let budget = stack.udp_receive_budget(batch.len());
+        let n = match self.from.recv_batch(&mut batch[..budget]) {
+            Ok(n) => n,
+            Err(e) => {
+                stack.stats_mut().channel_errors += 1;
+                if self.restarted(epoch_change(&e)) {
+                    self.kind.restarted(stack);
+                }
+                log.channel(self.kind.channels().0, e);
+                0
+            }
+        };
+        for m in &batch[..n] {
+            self.kind.handle(stack, m, now);
+        }
+        n
+    }
+
+    /// Looks the server up when it is unknown or at the periodic `check`, then sends it what
+    /// waits for it.
+    fn give(&mut self, stack: &mut Stack<'static>, log: &mut NoticeLog, check: bool) {
+        let service = self.kind.service();
+        if (self.pid == 0 || check)
+            && let Ok(found) = libsys::lookup(service)
+            && found != self.pid
+        {
+            log!("{service} is pid {found}");
+            self.pid = found;
+            self.to.waiter().set_peer(found);
+            self.to.notify_peer();
+        }
+        let mut changed = None;
+        let (to, channel) = (&mut self.to, self.kind.channels().1);
+        self.kind.flush(stack, |msgs| match to.send_batch(msgs) {
+            Ok(n) => n,
+            Err(SendError::Full) => 0,
+            Err(e) => {
+                if let SendError::EpochChanged(c) = e {
+                    changed = Some(c);
+                }
+                log.channel(channel, e);
+                0
+            }
+        });
+        if self.restarted(changed) {
+            self.pid = 0;
+            self.kind.restarted(stack);
+        }
+    }
+
+    /// Arms the input; true when a message (or an error) is there already.
+    fn arm(&mut self) -> bool {
+        !matches!(self.from.arm(), Ok(false))
     }
 }
 
@@ -433,21 +544,14 @@ pub enum Ipc {
 /// IPC requests (sender, message) that came while ip started.
 pub type Early = Vec<(u32, Message)>;
 
-/// A transport server's channel pair and its pid (0 until found).
-type Transport = (
-    Consumer<'static, SysWaiter>,
-    Producer<'static, SysWaiter>,
-    u32,
-);
-
 /// The ip server: the stack, its channels, its state region and timers.
 pub struct Server {
     stack: Stack<'static>,
     state: &'static mut [u8],
     from_pf: Consumer<'static, SysWaiter>,
     to_pf: Producer<'static, SysWaiter>,
-    udp: Option<Transport>,
-    tcp: Option<Transport>,
+    /// The transport servers whose channels the manifest grants.
+    transports: Vec<TransportEnd>,
     log: NoticeLog,
     batch: [ChanMessage; BATCH],
     ready: usize,
@@ -496,38 +600,12 @@ impl Server {
             let seed = (now ^ now >> 32) as u32 ^ u32::from_be_bytes([m[2], m[3], m[4], m[5]]);
             stack.start_dhcp(seed, now);
         }
-        // The udp server's channels are optional: without them UDP is dropped as before.
-        let udp = match (
-            libsys::chan::consumer(udpmsg::UDP_TO_IP, SysWaiter::new(0)),
-            libsys::chan::producer(udpmsg::IP_TO_UDP, SysWaiter::new(0)),
-        ) {
-            (Ok(from), Ok(to)) => {
-                stack.attach_udp();
-                log!(
-                    "udp server channels {} and {}",
-                    udpmsg::IP_TO_UDP,
-                    udpmsg::UDP_TO_IP
-                );
-                Some((from, to, 0u32))
-            }
-            _ => None,
-        };
-        // The tcp server's channels, likewise optional: without them TCP is dropped as before.
-        let tcp = match (
-            libsys::chan::consumer(tcpmsg::TCP_TO_IP, SysWaiter::new(0)),
-            libsys::chan::producer(tcpmsg::IP_TO_TCP, SysWaiter::new(0)),
-        ) {
-            (Ok(from), Ok(to)) => {
-                stack.attach_tcp();
-                log!(
-                    "tcp server channels {} and {}",
-                    tcpmsg::IP_TO_TCP,
-                    tcpmsg::TCP_TO_IP
-                );
-                Some((from, to, 0u32))
-            }
-            _ => None,
-        };
+        // The transport servers' channels are optional: without them their protocols are
+        // dropped.
+        let transports = [Kind::Udp, Kind::Tcp]
+            .into_iter()
+            .filter_map(|k| TransportEnd::attach(k, &mut stack))
+            .collect();
         let config = *stack.config();
         let address = if stack.is_configured() {
             alloc::format!("{}", config.address)
@@ -546,8 +624,7 @@ impl Server {
             state,
             from_pf,
             to_pf,
-            udp,
-            tcp,
+            transports,
             log: NoticeLog::default(),
             batch: [ChanMessage::default(); BATCH],
             ready: 0,
@@ -591,8 +668,7 @@ impl Server {
             state,
             from_pf,
             to_pf,
-            udp,
-            tcp,
+            transports,
             log,
             batch,
             ready,
@@ -609,42 +685,8 @@ impl Server {
         }
         let mut worked = *ready > 0;
         *ready = 0;
-        if let Some((from_udp, _, _)) = udp.as_mut() {
-            let budget = stack.udp_receive_budget(BATCH);
-            let n = match from_udp.recv_batch(&mut batch[..budget]) {
-                Ok(n) => n,
-                Err(e) => {
-                    stack.stats_mut().channel_errors += 1;
-                    if transport_restarted(epoch_change(&e), &mut epochs.udp, udpmsg::SERVICE) {
-                        stack.udp_restarted();
-                    }
-                    log.channel(udpmsg::UDP_TO_IP, e);
-                    0
-                }
-            };
-            for m in &batch[..n] {
-                stack.handle_udp(m, now);
-            }
-            worked |= n > 0;
-        }
-        if let Some((from_tcp, _, _)) = tcp.as_mut() {
-            // Each message may add two to pf's outbox, as udp's.
-            let budget = stack.udp_receive_budget(BATCH);
-            let n = match from_tcp.recv_batch(&mut batch[..budget]) {
-                Ok(n) => n,
-                Err(e) => {
-                    stack.stats_mut().channel_errors += 1;
-                    if transport_restarted(epoch_change(&e), &mut epochs.tcp, tcpmsg::SERVICE) {
-                        stack.tcp_restarted();
-                    }
-                    log.channel(tcpmsg::TCP_TO_IP, e);
-                    0
-                }
-            };
-            for m in &batch[..n] {
-                stack.handle_tcp(m, now);
-            }
-            worked |= n > 0;
+        for t in transports.iter_mut() {
+            worked |= t.take(stack, batch, log, now) > 0;
         }
 
         // Only when the status page says a request was queued: no system call otherwise (an
@@ -688,27 +730,8 @@ impl Server {
                 to_pf.notify_peer();
             }
         }
-        if let Some((_, to_udp, udp_pid)) = udp.as_mut() {
-            find_server(to_udp, udp_pid, udpmsg::SERVICE, peer_check);
-            let mut changed = None;
-            stack.flush_udp(|msgs| {
-                send_to_server(to_udp, msgs, udpmsg::IP_TO_UDP, log, &mut changed)
-            });
-            if transport_restarted(changed, &mut epochs.udp, udpmsg::SERVICE) {
-                *udp_pid = 0;
-                stack.udp_restarted();
-            }
-        }
-        if let Some((_, to_tcp, tcp_pid)) = tcp.as_mut() {
-            find_server(to_tcp, tcp_pid, tcpmsg::SERVICE, peer_check);
-            let mut changed = None;
-            stack.flush_tcp(|msgs| {
-                send_to_server(to_tcp, msgs, tcpmsg::IP_TO_TCP, log, &mut changed)
-            });
-            if transport_restarted(changed, &mut epochs.tcp, tcpmsg::SERVICE) {
-                *tcp_pid = 0;
-                stack.tcp_restarted();
-            }
+        for t in transports.iter_mut() {
+            t.give(stack, log, peer_check);
         }
         let mut changed = None;
         stack.flush(|msgs| match to_pf.send_batch(msgs) {
@@ -760,21 +783,17 @@ impl Server {
     /// Arms every input for a sleep; true when one has a message already (do not sleep, but
     /// disarm). A broken pf-ip is counted and does not keep the caller awake.
     pub fn arm(&mut self) -> bool {
-        let udp_ready = match self.udp.as_mut() {
-            Some((from_udp, _, _)) => !matches!(from_udp.arm(), Ok(false)),
-            None => false,
-        };
-        let tcp_ready = match self.tcp.as_mut() {
-            Some((from_tcp, _, _)) => !matches!(from_tcp.arm(), Ok(false)),
-            None => false,
-        };
+        let mut transport_ready = false;
+        for t in &mut self.transports {
+            transport_ready |= t.arm();
+        }
         match self.from_pf.arm() {
-            Ok(false) => udp_ready || tcp_ready,
+            Ok(false) => transport_ready,
             Ok(true) => true,
             Err(e) => {
                 self.stack.stats_mut().channel_errors += 1;
                 self.log.channel(chan::PF_TO_IP, e);
-                udp_ready || tcp_ready
+                transport_ready
             }
         }
     }
@@ -782,11 +801,8 @@ impl Server {
     /// Disarms every input after a sleep.
     pub fn disarm(&mut self) {
         self.from_pf.disarm();
-        if let Some((from_udp, _, _)) = self.udp.as_mut() {
-            from_udp.disarm();
-        }
-        if let Some((from_tcp, _, _)) = self.tcp.as_mut() {
-            from_tcp.disarm();
+        for t in &mut self.transports {
+            t.from.disarm();
         }
     }
 }

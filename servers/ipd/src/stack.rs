@@ -721,19 +721,8 @@ impl<'a> Stack<'a> {
 
     /// Hands the outbox to `send` (which returns how many of the messages it took, in order)
     /// until it is empty or `send` takes less than it was given.
-    pub fn flush(&mut self, mut send: impl FnMut(&[ChanMessage]) -> usize) {
-        loop {
-            let (first, _) = self.out.as_slices();
-            if first.is_empty() {
-                return;
-            }
-            let offered = first.len();
-            let taken = send(first).min(offered);
-            self.out.drain(..taken);
-            if taken < offered {
-                return;
-            }
-        }
+    pub fn flush(&mut self, send: impl FnMut(&[ChanMessage]) -> usize) {
+        drain_into(&mut self.out, send);
     }
 
     fn push_out(&mut self, m: ChanMessage) -> bool {
@@ -1229,21 +1218,9 @@ impl<'a> Stack<'a> {
     }
 
     /// Hands the outbox to the udp server to `send` (as [`Stack::flush`]).
-    pub fn flush_udp(&mut self, mut send: impl FnMut(&[ChanMessage]) -> usize) {
-        let Some(link) = self.udp.as_mut() else {
-            return;
-        };
-        loop {
-            let (first, _) = link.out.as_slices();
-            if first.is_empty() {
-                return;
-            }
-            let offered = first.len();
-            let taken = send(first).min(offered);
-            link.out.drain(..taken);
-            if taken < offered {
-                return;
-            }
+    pub fn flush_udp(&mut self, send: impl FnMut(&[ChanMessage]) -> usize) {
+        if let Some(link) = self.udp.as_mut() {
+            drain_into(&mut link.out, send);
         }
     }
 
@@ -1386,21 +1363,9 @@ impl<'a> Stack<'a> {
     }
 
     /// Hands the outbox to the tcp server to `send` (as [`Stack::flush`]).
-    pub fn flush_tcp(&mut self, mut send: impl FnMut(&[ChanMessage]) -> usize) {
-        let Some(link) = self.tcp.as_mut() else {
-            return;
-        };
-        loop {
-            let (first, _) = link.out.as_slices();
-            if first.is_empty() {
-                return;
-            }
-            let offered = first.len();
-            let taken = send(first).min(offered);
-            link.out.drain(..taken);
-            if taken < offered {
-                return;
-            }
+    pub fn flush_tcp(&mut self, send: impl FnMut(&[ChanMessage]) -> usize) {
+        if let Some(link) = self.tcp.as_mut() {
+            drain_into(&mut link.out, send);
         }
     }
 
@@ -1708,5 +1673,22 @@ fn echo_data_matches(data: &[u8], len: u16, sent_ns: u64) -> bool {
 }
 
 mod recovery;
+/// Hands `out` to `send` from the front, as much as it takes (it returns how many of the
+/// messages offered it took), until it takes fewer than offered or nothing is left.
+fn drain_into(out: &mut VecDeque<ChanMessage>, mut send: impl FnMut(&[ChanMessage]) -> usize) {
+    loop {
+        let (first, _) = out.as_slices();
+        if first.is_empty() {
+            return;
+        }
+        let offered = first.len();
+        let taken = send(first).min(offered);
+        out.drain(..taken);
+        if taken < offered {
+            return;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;
