@@ -984,6 +984,9 @@ fn survive(h: &dyn Harness, name: &str, fault: &str, rounds: usize) -> ScenarioR
     script.push(format!("nc 10.0.2.2 {stop_port} stop"));
     script.push(format!("nc -l {DONE_PORT}"));
     script.push("ps".to_string());
+    // For the record when a run fails: what tcp still holds, and the path's counters.
+    script.push("netstat".to_string());
+    script.push("ifconfig".to_string());
     let lines: Vec<&str> = script.iter().map(String::as_str).collect();
     let spec = BootSpec::bios(8, "")
         .manifest(ManifestSource::File(NET_MANIFEST))
