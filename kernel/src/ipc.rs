@@ -53,8 +53,6 @@ fn deliver(me: &Arc<Process>, dest: &Arc<Process>, msg: [u8; IPC_MSG_LEN], call:
     } else {
         d.send_queue.push_back(me.pid);
         drop(d);
-        // A server that polls its status page rather than the kernel sees the message waiting.
-        process::bump_mail(dest.slot);
         let mut m = me.ipc.lock();
         m.outbox = msg;
         m.call_mode = call;

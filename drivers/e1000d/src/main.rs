@@ -289,8 +289,6 @@ struct Driver {
     /// A request asked for a reply by `ipc_call`, which the kernel gives us no way to answer
     /// without blocking; said once.
     warned_call_mode: bool,
-    /// When a statistics request may be waiting (the status page's mail word).
-    mail: libsys::MailWatch,
 }
 
 impl Driver {
@@ -299,18 +297,10 @@ impl Driver {
         let mut d = Self {
             nic,
             mac,
-            // On a CPU of its own the driver polls on through the gaps between frames at load
-            // (an interrupt, its acknowledgement and the sleep are system calls each); sharing
-            // a CPU, it goes back to interrupts at the first empty poll.
-            napi: Napi::with_grace(if libsys::self_info().is_ok_and(|p| p.dedicated != 0) {
-                libsys::IDLE_SPIN_DEDICATED_NS
-            } else {
-                0
-            }),
+            napi: Napi::new(),
             role,
             next_watchdog_ns: now + WATCHDOG_NS,
             warned_call_mode: false,
-            mail: libsys::MailWatch::default(),
         };
         if d.nic.link_up() {
             d.start_arp(now);
@@ -363,7 +353,7 @@ impl Driver {
             if self.napi.mode() == Mode::Polling {
                 self.nic.counters.polls += 1;
                 polls_since_housekeeping += 1;
-                if self.napi.polled(work, libsys::time_ns()) == MaskChange::Unmask {
+                if self.napi.polled(work) == MaskChange::Unmask {
                     self.back_to_interrupts();
                 }
             } else if busy {
@@ -531,12 +521,8 @@ impl Driver {
         }
     }
 
-    /// Answers the statistics requests waiting, without blocking for new ones: only when the
-    /// status page says one was queued (no system call otherwise).
+    /// Answers the statistics requests waiting, without blocking for new ones.
     fn serve_ipc(&mut self) {
-        if !self.mail.check() {
-            return;
-        }
         for _ in 0..IPC_PER_ROUND {
             let mut msg: Message = [0; axolotl_abi::IPC_MSG_LEN];
             let from = match libsys::ipc_recv(&mut msg, Some(0)) {

@@ -445,9 +445,6 @@ pub struct StatusPage {
     /// process is asked to exit with [`EXIT_UPDATE`] at its next quiet point, so that a fresh
     /// instance takes over with the state it keeps in its regions (live update).
     pub update: core::sync::atomic::AtomicU64,
-    /// Bumped by the kernel each time an IPC message is queued for the process (it was not
-    /// waiting in a receive): a server polls this word, not the kernel, for requests.
-    pub mail: core::sync::atomic::AtomicU64,
 }
 
 /// The exit code of a process that ended for a live update ([`ProcOp::RequestUpdate`]).

@@ -1,6 +1,6 @@
 //! `ip`: the ip server program — [`ipd::server`] on a CPU of its own (README.md;
 //! docs/netpath.md). Arguments: none, or `dhcp`. Every round: `heartbeat()`, a live update at a
-//! quiet point, the server's round; idle, it polls a while (libsys::IdleSpin), then arms the inputs and
+//! quiet point, the server's round; idle, it polls pf-ip a little, then arms the inputs and
 //! sleeps in `wait` until pf's notify, a client's message or the next timer.
 #![no_std]
 #![no_main]
@@ -11,6 +11,9 @@ use ipd::server::{Ipc, Server};
 use libsys::log;
 
 libsys::entry!(main);
+
+/// Polls of pf-ip, after a round with nothing to do, before sleeping.
+const SPIN_POLLS: u32 = 200;
 
 fn main(args: &str) -> i32 {
     let dhcp = match args.trim() {
@@ -34,7 +37,6 @@ fn main(args: &str) -> i32 {
             return 1;
         }
     };
-    let mut idle = libsys::IdleSpin::by_placement();
     loop {
         libsys::heartbeat();
         // Live update: at a quiet point hand over to a fresh instance.
@@ -43,12 +45,14 @@ fn main(args: &str) -> i32 {
             libsys::exit(axolotl_abi::EXIT_UPDATE);
         }
         if server.round() {
-            idle.worked();
             continue;
         }
-        // Idle: poll a while, then sleep until pf notifies, a client's message arrives, or the
+        // Idle: poll a little, then sleep until pf notifies, a client's message arrives, or the
         // next timer is due.
-        if idle.keep_polling() {
+        if (0..SPIN_POLLS).any(|_| {
+            core::hint::spin_loop();
+            server.poll_pf()
+        }) {
             continue;
         }
         let sleep = server.sleep_ns();

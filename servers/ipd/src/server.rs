@@ -41,6 +41,8 @@ const BATCH: usize = 32;
 const MAX_SLEEP_NS: u64 = 100_000_000;
 /// Sleep while the outbox waits for room in ip-pf, or while pf is not found yet.
 const SHORT_SLEEP_NS: u64 = 1_000_000;
+/// IPC requests are polled at most this often, and right after each sleep.
+const BUSY_IPC_POLL_NS: u64 = 1_000_000;
 /// Most IPC requests taken in one round.
 const IPC_PER_ROUND: usize = 8;
 /// How often pf's pid is looked up again (it may have restarted).
@@ -555,7 +557,7 @@ pub struct Server {
     log: NoticeLog,
     batch: [ChanMessage; BATCH],
     ready: usize,
-    mail: libsys::MailWatch,
+    last_ipc: u64,
     last_peer_check: u64,
     pf_pid: u32,
     driver_pid: u32,
@@ -628,7 +630,7 @@ impl Server {
             log: NoticeLog::default(),
             batch: [ChanMessage::default(); BATCH],
             ready: 0,
-            mail: libsys::MailWatch::default(),
+            last_ipc: 0,
             last_peer_check: 0,
             pf_pid: 0,
             driver_pid,
@@ -689,9 +691,10 @@ impl Server {
             worked |= t.take(stack, batch, log, now) > 0;
         }
 
-        // Only when the status page says a request was queued: no system call otherwise (an
-        // IPC request also notifies us, so a sleeping server wakes for it).
-        if self.ipc == Ipc::Own && self.mail.check() {
+        // Every millisecond at most, busy or spinning idle (an IPC request also notifies us,
+        // so a sleeping server wakes for it): a poll per idle spin would be a system call each.
+        if self.ipc == Ipc::Own && now.saturating_sub(self.last_ipc) >= BUSY_IPC_POLL_NS {
+            self.last_ipc = now;
             for _ in 0..IPC_PER_ROUND {
                 let mut m: Message = [0; axolotl_abi::IPC_MSG_LEN];
                 match libsys::ipc_recv(&mut m, Some(0)) {
@@ -762,6 +765,19 @@ impl Server {
         worked
     }
 
+    /// Idle: one more look at pf-ip; true when messages came (the next round handles them).
+    pub fn poll_pf(&mut self) -> bool {
+        let budget = self.stack.receive_budget(BATCH);
+        self.ready = receive(
+            &mut self.from_pf,
+            &mut self.batch[..budget],
+            &mut self.stack,
+            &mut self.log,
+            &mut self.epochs,
+        );
+        self.ready > 0
+    }
+
     /// The longest the caller may sleep: until the next timer, 100 ms at most, 1 ms while an
     /// outbox waits for room or pf is not found yet.
     pub fn sleep_ns(&self) -> u64 {
@@ -798,11 +814,12 @@ impl Server {
         }
     }
 
-    /// Disarms every input after a sleep.
+    /// Disarms every input after a sleep; what woke us may be an IPC request: look at once.
     pub fn disarm(&mut self) {
         self.from_pf.disarm();
         for t in &mut self.transports {
             t.from.disarm();
         }
+        self.last_ipc = 0;
     }
 }

@@ -1,8 +1,8 @@
 //! `netstack`: pf, ip, udp and tcp in one process (the single layout; see the library). At
 //! start each part maps its regions and attaches its channels as its own program would; then
 //! one loop runs them in turn: `heartbeat()`, a live update at a quiet point, a round of pf, of
-//! ip, of udp and of tcp, and the kernel-IPC requests when the status page says one came, each
-//! handed to the part it is for. Idle for a while (libsys::IdleSpin), it arms every part's
+//! ip, of udp and of tcp, and every millisecond (and after each sleep) the kernel-IPC requests,
+//! each handed to the part it is for. Idle for a few hundred rounds, it arms every part's
 //! inputs and sleeps until a notify (from e1000, an application or a client) or the earliest
 //! timer of any part.
 #![no_std]
@@ -10,13 +10,17 @@
 
 extern crate alloc;
 
-use libsys::{Message, log};
+use libsys::{Message, WaitResult, log};
 use netstack::{Args, Part};
 
 // tcp's connections hold 384 KiB of socket buffers each (as the tcp program's 16 MiB), plus
 // what pf, ip and udp allocate.
 libsys::entry!(main, heap = 20 << 20);
 
+/// Empty rounds before arming the inputs and sleeping.
+const SPIN_ROUNDS: u32 = 200;
+/// IPC requests are polled at most this often, and right after each sleep.
+const IPC_POLL_NS: u64 = 1_000_000;
 /// Most IPC requests taken in one poll.
 const IPC_PER_POLL: usize = 8;
 
@@ -26,7 +30,6 @@ struct Stack {
     ip: ipd::server::Server,
     udp: Option<udpd::server::Server>,
     tcp: Option<tcpd::server::Server>,
-    mail: libsys::MailWatch,
 }
 
 impl Stack {
@@ -52,12 +55,8 @@ impl Stack {
         let _ = libsys::ipc_reply(from, &reply);
     }
 
-    /// Takes the requests waiting when the status page says one was queued (no system call
-    /// otherwise), without waiting for one.
+    /// Takes the requests waiting, without waiting for one.
     fn serve(&mut self) {
-        if !self.mail.check() {
-            return;
-        }
         for _ in 0..IPC_PER_POLL {
             let mut m: Message = [0; axolotl_abi::IPC_MSG_LEN];
             let Ok(from) = libsys::ipc_recv(&mut m, Some(0)) else {
@@ -97,17 +96,23 @@ impl Stack {
         if let Some(tcp) = &mut self.tcp {
             ready |= tcp.arm();
         }
+        let mut notified = false;
         if !ready {
             libsys::heartbeat();
-            let _ = libsys::wait(Some(sleep));
+            notified = libsys::wait(Some(sleep)) == Ok(WaitResult::Notified);
         }
-        self.pf.disarm();
+        // pf's control requests come through `serve` here, not pf's own poll.
+        self.pf.disarm(false);
         self.ip.disarm();
         if let Some(udp) = &mut self.udp {
             udp.disarm();
         }
         if let Some(tcp) = &mut self.tcp {
             tcp.disarm();
+        }
+        if notified {
+            // Perhaps by a request rather than a channel.
+            self.serve();
         }
     }
 }
@@ -160,17 +165,12 @@ fn start(args: &Args) -> Result<Never, &'static str> {
             " (shared)"
         }
     );
-    let mut stack = Stack {
-        pf,
-        ip,
-        udp,
-        tcp,
-        mail: libsys::MailWatch::default(),
-    };
+    let mut stack = Stack { pf, ip, udp, tcp };
     for (from, m) in early {
         stack.dispatch(from, &m);
     }
-    let mut idle = libsys::IdleSpin::by_placement();
+    let mut spins = 0;
+    let mut last_ipc = 0;
     loop {
         libsys::heartbeat();
         // Live update: at a quiet point of pf and ip (the transports keep their state in their
@@ -180,14 +180,22 @@ fn start(args: &Args) -> Result<Never, &'static str> {
             libsys::exit(axolotl_abi::EXIT_UPDATE);
         }
         let worked = stack.round();
-        stack.serve();
+        let now = libsys::time_ns();
+        if now.saturating_sub(last_ipc) >= IPC_POLL_NS {
+            last_ipc = now;
+            stack.serve();
+        }
         if worked {
-            idle.worked();
+            spins = 0;
             continue;
         }
-        if idle.keep_polling() {
+        spins += 1;
+        if spins < SPIN_ROUNDS {
+            core::hint::spin_loop();
             continue;
         }
+        spins = 0;
         stack.sleep();
+        last_ipc = libsys::time_ns();
     }
 }

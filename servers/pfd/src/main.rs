@@ -1,13 +1,13 @@
 //! The packet filter server (process `pf`, binary `pf`, no arguments): [`pfd::server`] on a CPU
 //! of its own (README.md). Every turn: `heartbeat()` (the reincarnation server watches it), a
-//! live update at a quiet point, one round of the path; after polling idle for a while
-//! (`libsys::IdleSpin`: 100 us on a CPU of its own, 20 us when it shares one) the idle chores,
-//! both inputs armed, and one sleep in `wait` (100 ms at most, 1 ms while it holds messages for
-//! a full ring): a producer's notify, a queued request or the timeout wakes it.
+//! live update at a quiet point, one round of the path; after a few thousand empty turns (64
+//! when it shares its CPU) the idle chores, both inputs armed, and one sleep in `wait` (100 ms
+//! at most, 1 ms while it holds messages for a full ring): a producer's notify, a queued request
+//! or the timeout wakes it.
 #![no_std]
 #![no_main]
 
-use libsys::log;
+use libsys::{WaitResult, log};
 use pfd::server::{Ipc, Server};
 
 libsys::entry!(main);
@@ -24,7 +24,7 @@ fn main(args: &str) -> i32 {
             return 1;
         }
     };
-    let mut idle = libsys::IdleSpin::by_placement();
+    let mut empty_turns: u32 = 0;
     loop {
         libsys::heartbeat();
         // Live update: at a quiet point (nothing held for a peer) hand over to a fresh instance;
@@ -34,16 +34,19 @@ fn main(args: &str) -> i32 {
             libsys::exit(libsys::abi::EXIT_UPDATE);
         }
         if server.round() {
-            idle.worked();
+            empty_turns = 0;
             continue;
         }
-        if idle.keep_polling() {
+        empty_turns += 1;
+        if empty_turns < server.spin_turns() {
+            core::hint::spin_loop();
             continue;
         }
+        empty_turns = 0;
         if !server.arm() {
             libsys::heartbeat();
-            let _ = libsys::wait(Some(server.sleep_ns()));
-            server.disarm();
+            let woken = libsys::wait(Some(server.sleep_ns()));
+            server.disarm(woken == Ok(WaitResult::Notified));
         }
     }
 }

@@ -8,17 +8,16 @@
 //!
 //! - **forward** ([`Server::round`]): one round of the path — up to 32 messages from each
 //!   input, judged and sent on;
-//! - **control**: when its status page's mail word says a request was queued (a memory read
-//!   each round, no system call), it takes the shell's requests with a zero-timeout `ipc_recv`
-//!   and answers each with `ipc_reply`, saving the rules after every change; it never blocks in
-//!   a receive (in netstack, the dispatcher receives them and hands pf's to
-//!   [`Server::answer`]);
+//! - **control**: every 64 rounds, and after every sleep, it polls for the shell's requests
+//!   with a zero-timeout `ipc_recv` and answers each with `ipc_reply`, saving the rules after
+//!   every change; it never blocks in a receive (in netstack, the dispatcher receives them and
+//!   hands pf's to [`Server::answer`]);
 //! - **peers**: e1000 and ip are looked up by name until they exist, and again whenever a
 //!   notify to one fails (it died or was replaced);
-//! - **idle** ([`Server::arm`]): once the caller has polled idle for a while
-//!   (`libsys::IdleSpin`), the chores (refusals reported at most every millisecond, lookups
-//!   every second), then both inputs armed and, if neither had a message, one sleep of at most
-//!   [`Server::sleep_ns`]: a producer's notify, a queued request or the timeout wakes it.
+//! - **idle** ([`Server::arm`]): after [`Server::spin_turns`] empty rounds the chores (requests
+//!   at most every millisecond, lookups every second), then both inputs armed and, if neither
+//!   had a message, one sleep of at most [`Server::sleep_ns`]: a producer's notify, a queued
+//!   request or the timeout wakes it.
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use libchan::{Consumer, PoolView, Producer, Waiter};
@@ -32,7 +31,11 @@ use crate::path::{Channel, Event, Path, Peer};
 
 /// The state region the kernel keeps across restarts.
 const STATE_REGION: &str = "pf-state";
-/// Idle, refusals are reported at most this often.
+/// Empty turns before pf arms its inputs and sleeps, on a CPU of its own.
+const SPIN_TURNS: u32 = 4000;
+/// The same on a CPU shared with others, who need it more than a spinning pf does.
+const SPIN_TURNS_SHARED: u32 = 64;
+/// Idle, the shell's requests are looked at most this often (and at once when one wakes us).
 const IDLE_CHORES_NS: u64 = 1_000_000;
 /// Idle, the peers are looked up this often (at once while one is missing).
 const IDLE_LOOKUP_NS: u64 = 1_000_000_000;
@@ -40,7 +43,7 @@ const IDLE_LOOKUP_NS: u64 = 1_000_000_000;
 const IDLE_WAIT_NS: u64 = 100_000_000;
 /// Sleep while messages wait for room in an output ring.
 const HOLD_WAIT_NS: u64 = 1_000_000;
-/// Turns between reports of refusals while busy.
+/// Turns between polls for control requests while busy.
 const CONTROL_EVERY: u64 = 64;
 /// Turns between lookups of a missing peer while busy.
 const LOOKUP_EVERY: u64 = 4096;
@@ -420,8 +423,8 @@ pub struct Server {
     missing: [bool; 2],
     turn: u64,
     last_chores: u64,
-    mail: libsys::MailWatch,
     last_lookup: u64,
+    spin_turns: u32,
     ipc: Ipc,
 }
 
@@ -456,6 +459,11 @@ impl Server {
         }
         let me = libsys::self_info().ok();
         let dedicated = me.is_some_and(|p| p.dedicated != 0);
+        let spin_turns = if dedicated {
+            SPIN_TURNS
+        } else {
+            SPIN_TURNS_SHARED
+        };
         log!(
             "pf filtering between e1000 and ip: rx-pool {rx} buffers, tx-pool {tx} buffers, {} rules; cpu {} {}",
             rules.len(),
@@ -472,10 +480,15 @@ impl Server {
             missing,
             turn: 0,
             last_chores: 0,
-            mail: libsys::MailWatch::default(),
             last_lookup: 0,
+            spin_turns,
             ipc,
         })
+    }
+
+    /// Empty rounds before the caller arms the inputs and sleeps (fewer on a shared CPU).
+    pub fn spin_turns(&self) -> u32 {
+        self.spin_turns
     }
 
     /// True when pf holds nothing for a peer: a quiet point for a live update (the rules are
@@ -489,8 +502,8 @@ impl Server {
         self.turn = self.turn.wrapping_add(1);
         let events = &mut self.events;
         let round = self.path.round(&mut self.rules, &mut |e| events.note(e));
-        self.serve();
         if self.turn.is_multiple_of(CONTROL_EVERY) {
+            self.serve();
             self.events.report(self.path.counters().refused_total());
         }
         if self.turn.is_multiple_of(LOOKUP_EVERY) {
@@ -499,21 +512,20 @@ impl Server {
         !round.is_idle()
     }
 
-    /// Takes the shell's requests when the status page says one was queued (no system call
-    /// otherwise).
     fn serve(&mut self) {
-        if self.ipc == Ipc::Own && self.mail.check() {
+        if self.ipc == Ipc::Own {
             self.control.serve(&mut self.rules, &self.path);
         }
     }
 
-    /// Idle: the chores first (refusals reported at most every millisecond, lookups every
-    /// second — a lookup is a system call, and under load pf goes idle between most frames),
-    /// then both inputs armed. True when one has a message already (do not sleep).
+    /// Idle: the chores first (the shell's requests at most every millisecond, lookups every
+    /// second — each is a system call, and under load pf goes idle between most frames), then
+    /// both inputs armed. True when one has a message already (do not sleep).
     pub fn arm(&mut self) -> bool {
         let now = libsys::time_ns();
         if now.saturating_sub(self.last_chores) >= IDLE_CHORES_NS {
             self.last_chores = now;
+            self.serve();
             self.events.report(self.path.counters().refused_total());
         }
         if now.saturating_sub(self.last_lookup) >= IDLE_LOOKUP_NS || self.missing.iter().any(|&m| m)
@@ -534,9 +546,13 @@ impl Server {
         }
     }
 
-    /// Disarms the inputs after a sleep (a request that woke us is taken by the next round).
-    pub fn disarm(&mut self) {
+    /// Disarms the inputs after a sleep; `notified`: perhaps by a queued request rather than a
+    /// channel, so look at once.
+    pub fn disarm(&mut self, notified: bool) {
         self.path.disarm();
+        if notified {
+            self.serve();
+        }
     }
 
     /// The answer to a control request (`ctl`) that a dispatcher received for pf from `from`.

@@ -1,6 +1,6 @@
 //! `tcp`: the tcp server program — [`tcpd::server`] on a CPU of its own. Arguments: the
 //! applications it serves, comma-separated. Every round: `heartbeat()` and the server's round;
-//! idle, it polls a while (libsys::IdleSpin), then arms every input and sleeps until a notify or smoltcp's next
+//! idle, it spins a little, then arms every input and sleeps until a notify or smoltcp's next
 //! timer (100 ms at most).
 #![no_std]
 #![no_main]
@@ -12,6 +12,8 @@ use tcpd::server::{Ipc, MAX_APPS, Server};
 
 // Each connection holds 384 KiB of socket buffers (tcpd::RX_BUFFER + TX_BUFFER).
 libsys::entry!(main, heap = 16 << 20);
+
+const SPIN_POLLS: u32 = 200;
 
 fn main(args: &str) -> i32 {
     let Some(apps) = libsys::chan::app_list(args, MAX_APPS) else {
@@ -25,16 +27,19 @@ fn main(args: &str) -> i32 {
             return 1;
         }
     };
-    let mut idle = libsys::IdleSpin::by_placement();
+    let mut spins = 0;
     loop {
         libsys::heartbeat();
         if server.round() {
-            idle.worked();
+            spins = 0;
             continue;
         }
-        if idle.keep_polling() {
+        spins += 1;
+        if spins < SPIN_POLLS {
+            core::hint::spin_loop();
             continue;
         }
+        spins = 0;
         // Idle: arm every input, sleep until a notify or smoltcp's next timer.
         let sleep = server.sleep_ns();
         if !server.arm() {

@@ -1,6 +1,6 @@
 //! `udp`: the udp server program — [`udpd::server`] on a CPU of its own. Arguments: the
 //! applications it serves, comma-separated. Every round: `heartbeat()` and the server's round;
-//! when a round had nothing to do it polls a while (libsys::IdleSpin), then arms every input and sleeps in `wait`
+//! when a round had nothing to do it polls a little, then arms every input and sleeps in `wait`
 //! (100 ms at most) until a producer's notify or an IPC request.
 #![no_std]
 #![no_main]
@@ -11,6 +11,8 @@ use libsys::log;
 use udpd::server::{Ipc, MAX_APPS, Server};
 
 libsys::entry!(main);
+
+const SPIN_POLLS: u32 = 200;
 
 fn main(args: &str) -> i32 {
     let Some(apps) = libsys::chan::app_list(args, MAX_APPS) else {
@@ -24,16 +26,19 @@ fn main(args: &str) -> i32 {
             return 1;
         }
     };
-    let mut idle = libsys::IdleSpin::by_placement();
+    let mut spins = 0;
     loop {
         libsys::heartbeat();
         if server.round() {
-            idle.worked();
+            spins = 0;
             continue;
         }
-        if idle.keep_polling() {
+        spins += 1;
+        if spins < SPIN_POLLS {
+            core::hint::spin_loop();
             continue;
         }
+        spins = 0;
         // Idle: arm every input, sleep once unless one had a message, disarm them all.
         if !server.arm() {
             let _ = libsys::wait(Some(server.sleep_ns()));
