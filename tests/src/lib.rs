@@ -479,6 +479,11 @@ pub fn scenarios() -> Vec<Scenario> {
         )
         .alone(),
         Scenario::new(
+            "ping_through_e1000_pf_ip_smp8_kernel_ipc",
+            ping_through_e1000_pf_ip_smp8_kernel_ipc,
+        )
+        .alone(),
+        Scenario::new(
             "pf_rule_drops_and_survives_a_crash",
             pf_rule_drops_and_survives_a_crash,
         ),
@@ -1077,12 +1082,21 @@ pub const NET_MANIFEST: &str = "tests/manifests/net.toml";
 /// The split stack's first light: `ping -c 3 10.0.2.2` from the guest shell through ip, pf and
 /// the e1000 driver, each alone on its CPU, to QEMU's gateway and back.
 fn ping_through_e1000_pf_ip_smp8(h: &dyn Harness) -> ScenarioResult {
-    let spec = BootSpec::bios(8, "")
+    ping_through_the_stack(h, net::Layout::Split)
+}
+
+/// The same ping with the kernel moving every message between the processes (`ipc=kernel`).
+fn ping_through_e1000_pf_ip_smp8_kernel_ipc(h: &dyn Harness) -> ScenarioResult {
+    ping_through_the_stack(h, net::Layout::KernelIpc)
+}
+
+fn ping_through_the_stack(h: &dyn Harness, layout: net::Layout) -> ScenarioResult {
+    let spec = BootSpec::bios(8, layout.cmdline())
         .manifest(ManifestSource::File(NET_MANIFEST))
         .nic(NicModel::E1000)
         .exec(&["sleep 2", "ping -c 3 10.0.2.2", "ps"])
         .timeout(Duration::from_secs(120));
-    let r = h.boot("ping_through_e1000_pf_ip_smp8", &spec);
+    let r = h.boot(&layout.name("ping_through_e1000_pf_ip_smp8"), &spec);
     r.exec_verdict()?;
     let out = r.output_of("ping -c 3 10.0.2.2")?;
     if !out.contains("3 packets transmitted, 3 received") {
