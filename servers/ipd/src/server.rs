@@ -534,14 +534,7 @@ fn receive(
     }
 }
 
-/// Who answers the kernel-IPC requests addressed to ip.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ipc {
-    /// The server polls for them itself (its own process).
-    Own,
-    /// Someone else receives them and hands them to [`Server::request`] (netstack).
-    Dispatched,
-}
+pub use libsys::chan::Ipc;
 
 /// IPC requests (sender, message) that came while ip started.
 pub type Early = Vec<(u32, Message)>;

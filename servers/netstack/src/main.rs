@@ -137,21 +137,18 @@ fn main(args: &str) -> i32 {
 enum Never {}
 
 fn start(args: &Args) -> Result<Never, &'static str> {
-    use ipd::server::Ipc as IpIpc;
-    use pfd::server::Ipc as PfIpc;
-    use tcpd::server::Ipc as TcpIpc;
-    use udpd::server::Ipc as UdpIpc;
-    let pf = pfd::server::Server::start(PfIpc::Dispatched)?;
-    let (ip, early) = ipd::server::Server::start(args.dhcp, IpIpc::Dispatched)?;
+    use libsys::chan::Ipc;
+    let pf = pfd::server::Server::start(Ipc::Dispatched)?;
+    let (ip, early) = ipd::server::Server::start(args.dhcp, Ipc::Dispatched)?;
     let udp = if args.udp.is_empty() {
         None
     } else {
-        Some(udpd::server::Server::start(&args.udp, UdpIpc::Dispatched)?)
+        Some(udpd::server::Server::start(&args.udp, Ipc::Dispatched)?)
     };
     let tcp = if args.tcp.is_empty() {
         None
     } else {
-        Some(tcpd::server::Server::start(&args.tcp, TcpIpc::Dispatched)?)
+        Some(tcpd::server::Server::start(&args.tcp, Ipc::Dispatched)?)
     };
     let me = libsys::self_info().ok();
     log!(

@@ -405,14 +405,7 @@ impl EventLog {
     }
 }
 
-/// Who answers the kernel-IPC requests addressed to pf.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ipc {
-    /// The server polls for them itself (its own process).
-    Own,
-    /// Someone else receives them and hands them to [`Server::answer`] (netstack).
-    Dispatched,
-}
+pub use libsys::chan::Ipc;
 
 /// The packet filter server: the path, the rules, the control side, the timers.
 pub struct Server {

@@ -12,7 +12,7 @@ use alloc::vec::Vec;
 
 use crate::Tcp;
 use libchan::{BufferPool, Message, PoolView};
-use libsys::chan::{Link, TransportCore, TransportLinks};
+use libsys::chan::{TransportCore, TransportLinks};
 use libsys::log;
 use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID, netstat};
 use tcpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
@@ -27,27 +27,10 @@ const BUSY_IPC_POLL_NS: u64 = 1_000_000;
 const IPC_PER_ROUND: usize = 8;
 
 fn pool(name: &str, id: u16) -> Result<PoolView<'static>, &'static str> {
-    libsys::chan::map_pool(name, id, BUFFER_SIZE).map_err(|e| {
-        log!("map({name}): {e}");
-        "a region the tcp server needs is not granted, or holds no buffer"
-    })
+    libsys::chan::server_pool(name, id, BUFFER_SIZE)
 }
 
-fn link(name: &'static str, from: &str, to: &str) -> Result<Link, &'static str> {
-    Link::attach(name, from, to).map_err(|e| {
-        log!("channels {from}/{to}: {e}");
-        "a channel the tcp server needs is not granted"
-    })
-}
-
-/// Who answers the kernel-IPC requests addressed to tcp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ipc {
-    /// The server polls for them itself (its own process).
-    Own,
-    /// Someone else receives them and hands them to [`Server::answer`] (netstack).
-    Dispatched,
-}
+pub use libsys::chan::Ipc;
 
 /// The tcp server: smoltcp's side, its channels and its timers.
 pub struct Server {
@@ -69,7 +52,7 @@ impl Server {
         let tx = pool(TX_POOL, TX_POOL_ID)?;
         let now = libsys::time_ns();
         let mut tcp = Tcp::new(frames, tx, now, now ^ 0x9e37_79b9_7f4a_7c15);
-        let ip = link("ip", tcpmsg::IP_TO_TCP, tcpmsg::TCP_TO_IP)?;
+        let ip = libsys::chan::server_link("ip", tcpmsg::IP_TO_TCP, tcpmsg::TCP_TO_IP)?;
         let mut links = Vec::new();
         for &app in apps {
             let name: &'static str =
@@ -78,7 +61,7 @@ impl Server {
                 .map_err(|_| "an application's rx pool has too many buffers")?;
             let atx = pool(&tcpmsg::app_tx_pool(app), APP_TX_POOL_ID)?;
             tcp.add_app(app, rx, atx);
-            links.push(link(
+            links.push(libsys::chan::server_link(
                 name,
                 &tcpmsg::app_to_tcp(app),
                 &tcpmsg::tcp_to_app(app),

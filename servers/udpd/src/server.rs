@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 
 use crate::Udp;
 use libchan::{BufferPool, Message, PoolView};
-use libsys::chan::{Link, TransportCore, TransportLinks};
+use libsys::chan::{TransportCore, TransportLinks};
 use libsys::log;
 use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID};
 use udpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
@@ -31,27 +31,10 @@ const BUSY_IPC_POLL_NS: u64 = 1_000_000;
 const IPC_PER_ROUND: usize = 8;
 
 fn pool(name: &str, id: u16) -> Result<PoolView<'static>, &'static str> {
-    libsys::chan::map_pool(name, id, BUFFER_SIZE).map_err(|e| {
-        log!("map({name}): {e}");
-        "a region the udp server needs is not granted, or holds no buffer"
-    })
+    libsys::chan::server_pool(name, id, BUFFER_SIZE)
 }
 
-fn link(name: &'static str, from: &str, to: &str) -> Result<Link, &'static str> {
-    Link::attach(name, from, to).map_err(|e| {
-        log!("channels {from}/{to}: {e}");
-        "a channel the udp server needs is not granted"
-    })
-}
-
-/// Who answers the kernel-IPC requests addressed to udp.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ipc {
-    /// The server polls for them itself (its own process).
-    Own,
-    /// Someone else receives them and hands them to [`Server::answer`] (netstack).
-    Dispatched,
-}
+pub use libsys::chan::Ipc;
 
 /// The udp server: its state, its channels and its timers.
 pub struct Server {
@@ -74,7 +57,7 @@ impl Server {
         let frames = pool(RX_POOL, RX_POOL_ID)?;
         let tx = pool(TX_POOL, TX_POOL_ID)?;
         let mut udp = Udp::new(frames, tx);
-        let ip = link("ip", udpmsg::IP_TO_UDP, udpmsg::UDP_TO_IP)?;
+        let ip = libsys::chan::server_link("ip", udpmsg::IP_TO_UDP, udpmsg::UDP_TO_IP)?;
         let mut links = Vec::new();
         for &app in apps {
             let name: &'static str =
@@ -83,7 +66,7 @@ impl Server {
                 .map_err(|_| "an application's rx pool has too many buffers")?;
             let atx = pool(&udpmsg::app_tx_pool(app), APP_TX_POOL_ID)?;
             udp.add_app(app, rx, atx);
-            links.push(link(
+            links.push(libsys::chan::server_link(
                 name,
                 &udpmsg::app_to_udp(app),
                 &udpmsg::udp_to_app(app),

@@ -509,3 +509,36 @@ pub fn log_counters(prefix: &str, fields: &[(&str, u64)]) {
     }
     crate::log!("{line}");
 }
+
+/// Who answers the kernel-IPC requests addressed to a server (pf, ip, udp, tcp).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipc {
+    /// The server polls for them itself (its own process).
+    Own,
+    /// Someone else receives them and hands them to the server (the single layout's netstack).
+    Dispatched,
+}
+
+/// [`map_pool`] for a transport server's start: a refusal is logged and becomes its reason.
+pub fn server_pool(
+    name: &str,
+    id: u16,
+    buffer_size: u32,
+) -> core::result::Result<libchan::PoolView<'static>, &'static str> {
+    map_pool(name, id, buffer_size).map_err(|e| {
+        crate::log!("map({name}): {e}");
+        "a region the server needs is not granted, or holds no buffer"
+    })
+}
+
+/// [`Link::attach`] for a transport server's start: a refusal is logged and becomes its reason.
+pub fn server_link(
+    name: &'static str,
+    from: &str,
+    to: &str,
+) -> core::result::Result<Link, &'static str> {
+    Link::attach(name, from, to).map_err(|e| {
+        crate::log!("channels {from}/{to}: {e}");
+        "a channel the server needs is not granted"
+    })
+}
