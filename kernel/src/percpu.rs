@@ -22,6 +22,8 @@ pub struct Counters {
     pub syscalls: AtomicU64,
     /// Context switches.
     pub switches: AtomicU64,
+    /// System calls made on this CPU by number (`axolotl_abi::nr::name`).
+    pub by_call: [AtomicU64; axolotl_abi::nr::CALLS],
 }
 
 #[repr(C)]

@@ -103,6 +103,8 @@ fn ret(r: Result<u64, Error>) -> u64 {
 extern "C" fn axolotl_syscall_dispatch(frame: &mut SyscallFrame) {
     let cpu = percpu::current();
     cpu.counters.syscalls.fetch_add(1, Ordering::Relaxed);
+    let call = (frame.rax as usize).min(nr::CALLS - 1);
+    cpu.counters.by_call[call].fetch_add(1, Ordering::Relaxed);
     let me = crate::sched::current().unwrap_or_else(|| panic!("syscall with no current process"));
     me.syscalls.fetch_add(1, Ordering::Relaxed);
     let (a0, a1, a2) = (frame.rdi, frame.rsi, frame.rdx);
@@ -128,6 +130,7 @@ extern "C" fn axolotl_syscall_dispatch(frame: &mut SyscallFrame) {
         nr::CONSOLE_WRITE => crate::console::write_syscall(&me, a0, a1),
         nr::PROC_INFO => crate::process::proc_info_syscall(a0, a1),
         nr::CPU_INFO => cpu_info(a0, a1),
+        nr::CPU_CALLS => cpu_calls(a0, a1),
         nr::POWEROFF => poweroff(&me, a0),
         nr::LOOKUP => crate::user::read_str(a0, a1)
             .and_then(|n| crate::process::lookup(&n).map(|p| p.pid as u64)),
@@ -166,6 +169,16 @@ fn cpu_info(index: u64, out: u64) -> Result<u64, Error> {
         switches: c.switches.load(Ordering::Relaxed),
     };
     crate::user::write_struct(out, &info)?;
+    Ok(0)
+}
+
+fn cpu_calls(index: u64, out: u64) -> Result<u64, Error> {
+    let cpu = percpu::get(index as usize).ok_or(Error::NotFound)?;
+    let mut calls = axolotl_abi::CpuCalls::default();
+    for (count, c) in calls.counts.iter_mut().zip(&cpu.counters.by_call) {
+        *count = c.load(Ordering::Relaxed);
+    }
+    crate::user::write_struct(out, &calls)?;
     Ok(0)
 }
 

@@ -298,6 +298,65 @@ pub fn parse_stat(output: &str) -> Option<Vec<CpuCounters>> {
     Some(lines[header + 1..].iter().filter_map(row).collect())
 }
 
+/// One CPU's row of `stat calls`: its index and its calls by name.
+pub type CpuCallsRow = (u32, Vec<(String, u64)>);
+
+/// The rows of the last `stat calls` table in `output` (CPU, then `name=count` words); lines
+/// that are not rows (kernel log lines) are skipped.
+pub fn parse_calls(output: &str) -> Option<Vec<CpuCallsRow>> {
+    let lines: Vec<&str> = output.lines().collect();
+    let header = lines
+        .iter()
+        .rposition(|l| l.split_ascii_whitespace().eq(["CPU", "CALLS"]))?;
+    let row = |l: &&str| -> Option<CpuCallsRow> {
+        let mut words = l.split_ascii_whitespace();
+        let cpu = words.next()?.parse().ok()?;
+        let rest: Vec<&str> = words.collect();
+        if rest == ["-"] {
+            return Some((cpu, Vec::new()));
+        }
+        let calls = rest
+            .iter()
+            .map(|w| {
+                let (name, n) = w.split_once('=')?;
+                Some((name.to_string(), n.parse().ok()?))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        (!calls.is_empty()).then_some((cpu, calls))
+    };
+    Some(lines[header + 1..].iter().filter_map(row).collect())
+}
+
+/// The calls made on `cpus` between two `stat calls` tables, summed by name, most first (then
+/// by name).
+pub fn calls_delta(
+    before: &[CpuCallsRow],
+    after: &[CpuCallsRow],
+    cpus: &[u32],
+) -> Vec<(String, u64)> {
+    let count = |t: &[CpuCallsRow], cpu: u32, name: &str| {
+        t.iter()
+            .filter(|(c, _)| *c == cpu)
+            .flat_map(|(_, calls)| calls)
+            .find(|(n, _)| n == name)
+            .map_or(0, |(_, v)| *v)
+    };
+    let mut sums: std::collections::BTreeMap<String, u64> = Default::default();
+    for &cpu in cpus {
+        for (_, calls) in after.iter().filter(|(c, _)| *c == cpu) {
+            for (name, v) in calls {
+                let d = v.saturating_sub(count(before, cpu, name));
+                if d > 0 {
+                    *sums.entry(name.clone()).or_default() += d;
+                }
+            }
+        }
+    }
+    let mut v: Vec<(String, u64)> = sums.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v
+}
+
 /// The NIC's received and sent frame counts from `ifconfig` (`rx frames=N ...`, `tx frames=N`).
 pub fn parse_nic_frames(output: &str) -> Option<(u64, u64)> {
     let frames = |dir: &str| {
@@ -362,6 +421,9 @@ pub struct Measured {
     pub syscalls: u64,
     /// Interrupts on the stack's CPUs during it.
     pub interrupts: u64,
+    /// The system calls on the stack's CPUs during it by name, most first (or why they could
+    /// not be read).
+    pub by_call: Result<Vec<(String, u64)>, String>,
 }
 
 /// The figures of a row: measured, or why there are none.
@@ -674,17 +736,29 @@ pub fn choose_net(asked: Option<Net>, root: bool) -> Result<(Net, Option<String>
     }
 }
 
-/// The commands typed into the guest shell for `seconds`-second measurements. The indices of
-/// [`ps`, `stat` before send, ...] are fixed: see [`NetOutputs::from_report`].
+/// Where [`guest_commands`] puts each command: `ps`, then per point (before send, after send,
+/// after receive) `stat`, `stat calls` and `ifconfig`, with the two iperf3 runs between.
+mod at {
+    pub const PS: usize = 1;
+    pub const STAT: [usize; 3] = [2, 6, 10];
+    pub const CALLS: [usize; 3] = [3, 7, 11];
+    pub const IFCONFIG: [usize; 3] = [4, 8, 12];
+    pub const IPERF3: [usize; 2] = [5, 9];
+}
+
+/// The commands typed into the guest shell for `seconds`-second measurements, at the places
+/// [`at`] names (see [`NetOutputs::from_report`]).
 pub fn guest_commands(seconds: u32) -> Vec<String> {
     let send = format!("iperf3 -c {SERVER_ADDRESS} -t {seconds}");
     let recv = format!("{send} -R");
-    [
-        "sleep 2", "ps", "stat", "ifconfig", &send, "stat", "ifconfig", &recv, "stat", "ifconfig",
-    ]
-    .iter()
-    .map(|c| c.to_string())
-    .collect()
+    let point = ["stat", "stat calls", "ifconfig"];
+    let mut c = vec!["sleep 2", "ps"];
+    c.extend(point);
+    c.push(&send);
+    c.extend(point);
+    c.push(&recv);
+    c.extend(point);
+    c.iter().map(|c| c.to_string()).collect()
 }
 
 /// The outputs of [`guest_commands`] by role; `None` for a command the session did not get to.
@@ -694,6 +768,8 @@ pub struct NetOutputs {
     pub ps: Option<String>,
     /// `stat` before, after send, after receive.
     pub stat: [Option<String>; 3],
+    /// `stat calls` before, after send, after receive.
+    pub calls: [Option<String>; 3],
     /// `ifconfig` before, after send, after receive.
     pub ifconfig: [Option<String>; 3],
     /// `iperf3` sending, receiving.
@@ -719,10 +795,11 @@ impl NetOutputs {
             _ => None,
         };
         Self {
-            ps: out(1),
-            stat: [out(2), out(5), out(8)],
-            ifconfig: [out(3), out(6), out(9)],
-            iperf3: [out(4), out(7)],
+            ps: out(at::PS),
+            stat: at::STAT.map(out),
+            calls: at::CALLS.map(out),
+            ifconfig: at::IFCONFIG.map(out),
+            iperf3: at::IPERF3.map(out),
             stopped,
         }
     }
@@ -816,11 +893,17 @@ impl NetOutputs {
         let ((rx0, tx0), (rx1, tx1)) = (frames(i)?, frames(i + 1)?);
         let (syscalls, interrupts) = counter_delta(&before, &after, cpus);
         let packets = rx1.saturating_sub(rx0) + tx1.saturating_sub(tx0);
+        let calls = |j: usize| {
+            parse_calls(&ran(&self.calls[j], "stat calls")?)
+                .ok_or_else(|| "no 'CPU CALLS' table in the output of 'stat calls'".to_string())
+        };
+        let by_call = calls(i).and_then(|b| Ok(calls_delta(&b, &calls(i + 1)?, cpus)));
         let m = Measured {
             iperf3: line,
             packets,
             syscalls,
             interrupts,
+            by_call,
         };
         check_transport(config, &m)?;
         Ok(m)
@@ -854,6 +937,31 @@ pub struct Measurement {
     pub rows: Vec<Row>,
     /// Where the stack ran (`None` when `ps` did not say).
     pub stack: Option<Stack>,
+}
+
+/// Most system calls by name shown under a row.
+const CALLS_SHOWN: usize = 6;
+
+/// The line under a measured row: its system calls per 1,000 packets by name, most first.
+pub fn calls_line(m: &Measured) -> String {
+    match &m.by_call {
+        Ok(calls) if calls.is_empty() => "    by call: none".to_string(),
+        Ok(calls) => {
+            let shown: Vec<String> = calls
+                .iter()
+                .take(CALLS_SHOWN)
+                .map(|(name, n)| format!("{name} {}", opt(per_1k(*n, m.packets), 1)))
+                .collect();
+            let more = calls.len().saturating_sub(CALLS_SHOWN);
+            let more = if more > 0 {
+                format!(", {more} more")
+            } else {
+                String::new()
+            };
+            format!("    by call, per 1k pkts: {}{more}", shown.join(", "))
+        }
+        Err(why) => format!("    by call: not read ({why})"),
+    }
 }
 
 fn opt(v: Option<f64>, decimals: usize) -> String {
@@ -923,6 +1031,7 @@ pub fn table(r: &Results) -> String {
                     m.packets,
                     row.syscall_target_met().map_or("-", verdict)
                 );
+                let _ = writeln!(t, "{}", calls_line(m));
             }
             Figures::Failed(why) => {
                 let _ = writeln!(t, "{head} FAILED: {}", why.replace('\n', " "));
@@ -1110,6 +1219,22 @@ pub fn json(r: &Results) -> String {
                     "\"seconds\": {}",
                     json_number(Some(m.iperf3.seconds))
                 ));
+                if let Ok(calls) = &m.by_call {
+                    let by: Vec<String> = calls
+                        .iter()
+                        .map(|(name, n)| {
+                            format!(
+                                "{}: {}",
+                                json_string(name),
+                                json_number(per_1k(*n, m.packets))
+                            )
+                        })
+                        .collect();
+                    fields.push(format!(
+                        "\"syscalls_per_1k_pkts_by_call\": {{{}}}",
+                        by.join(", ")
+                    ));
+                }
             }
             Figures::Failed(why) => {
                 fields.push("\"status\": \"failed\"".to_string());
@@ -1892,6 +2017,37 @@ CPU  APIC  OWNER      SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES
 ";
 
     #[test]
+    fn calls_tables_parse_and_subtract() {
+        let before = "CPU  CALLS\n  0  log=5\n[cpu1] ip: noise\n  1  wait=10 notify=2\n  2  -\n";
+        let after =
+            "stat calls\nCPU  CALLS\n  0  log=9\n  1  wait=30 notify=2 lookup=1\n  2  wait=4\n";
+        let b = parse_calls(before).unwrap();
+        assert_eq!(b.len(), 3);
+        assert_eq!(b[1], (1, vec![("wait".into(), 10), ("notify".into(), 2)]));
+        assert_eq!(b[2], (2, vec![]));
+        let a = parse_calls(after).unwrap();
+        assert_eq!(
+            calls_delta(&b, &a, &[1, 2]),
+            [("wait".to_string(), 24), ("lookup".to_string(), 1)]
+        );
+        assert_eq!(calls_delta(&b, &a, &[0]), [("log".to_string(), 4)]);
+        assert_eq!(parse_calls("CPU  APIC\n"), None);
+        // A word that is not name=count makes the line no row.
+        assert_eq!(parse_calls("CPU  CALLS\n  1  wait=x\n").unwrap(), []);
+        let m = Measured {
+            iperf3: parse_iperf3("iperf3: role=client dir=send bytes=1 seconds=1 gbps=1").unwrap(),
+            packets: 2000,
+            syscalls: 0,
+            interrupts: 0,
+            by_call: Ok((0..8).map(|i| (format!("c{i}"), 10 - i)).collect()),
+        };
+        assert_eq!(
+            calls_line(&m),
+            "    by call, per 1k pkts: c0 5.0, c1 4.5, c2 4.0, c3 3.5, c4 3.0, c5 2.5, 2 more"
+        );
+    }
+
+    #[test]
     fn stat_tables_parse() {
         let rows = parse_stat(STAT).unwrap();
         assert_eq!(rows.len(), 3);
@@ -1969,22 +2125,32 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             STAT.replace("  10        1000", &format!("  {calls}        {irqs}"))
         };
         let ifc = |frames: u64| IFCONFIG.replace("rx frames=120", &format!("rx frames={frames}"));
+        // cpu1's calls are all waits but one notify; cpu0 (not the stack's) logs.
+        let by_call = |calls: u64| {
+            format!(
+                "CPU  CALLS\n  0  log={calls}\n  1  wait={} notify=1\n  2  -\n",
+                calls - 1
+            )
+        };
         let outputs = [
             String::new(),
             ps,
             stat(calls[0], 1000),
+            by_call(calls[0]),
             ifc(0),
             format!(
                 "iperf3: role=client dir=send bytes=100 seconds=10 gbps={}\n",
                 gbps[0]
             ),
             stat(calls[1], 1500),
+            by_call(calls[1]),
             ifc(100_000),
             format!(
                 "iperf3: role=client dir=recv bytes=100 seconds=10 gbps={}\n",
                 gbps[1]
             ),
             stat(calls[2], 3500),
+            by_call(calls[2]),
             ifc(300_000),
         ];
         ExecReport {
@@ -2021,8 +2187,12 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
     #[test]
     fn the_session_is_measured_per_direction() {
         let commands = guest_commands(10);
-        assert_eq!(commands[4], "iperf3 -c 10.0.2.2 -t 10");
-        assert_eq!(commands[7], "iperf3 -c 10.0.2.2 -t 10 -R");
+        assert_eq!(commands[at::IPERF3[0]], "iperf3 -c 10.0.2.2 -t 10");
+        assert_eq!(commands[at::IPERF3[1]], "iperf3 -c 10.0.2.2 -t 10 -R");
+        assert_eq!(at::STAT.map(|i| commands[i].as_str()), ["stat"; 3]);
+        assert_eq!(at::CALLS.map(|i| commands[i].as_str()), ["stat calls"; 3]);
+        assert_eq!(at::IFCONFIG.map(|i| commands[i].as_str()), ["ifconfig"; 3]);
+        assert_eq!(commands[at::PS], "ps");
         let Measurement { rows, stack } = measure(&report(&commands), SPLIT_CHAN, None);
         let stack = stack.unwrap();
         assert_eq!(stack.cpus, [1, 2, 3, 4, 5]);
@@ -2035,13 +2205,19 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         assert_eq!(rows[0].syscalls_per_1k(), Some(1.0));
         assert_eq!(rows[0].interrupts_per_1k(), Some(5.0));
         assert_eq!(rows[0].syscall_target_met(), Some(false));
+        // By call: cpu1's 100 more waits (cpu0 is not the stack's; notify did not move).
+        let Figures::Measured(m) = &rows[0].figures else {
+            panic!("{:?}", rows[0])
+        };
+        assert_eq!(m.by_call, Ok(vec![("wait".to_string(), 100)]));
+        assert_eq!(calls_line(m), "    by call, per 1k pkts: wait 1.0");
         assert_eq!((rows[1].dir, rows[1].gbps()), (Dir::Recv, Some(0.5)));
         assert_eq!(rows[1].syscalls_per_1k(), Some(0.1));
         assert_eq!(rows[1].syscall_target_met(), Some(true));
 
         // A measurement in the wrong direction is refused, not counted; the other one stands.
         let mut swapped = report(&commands);
-        swapped.commands[4].output =
+        swapped.commands[at::IPERF3[0]].output =
             "iperf3: role=client dir=recv bytes=1 seconds=1 gbps=1\n".into();
         let m = measure(&swapped, SPLIT_CHAN, None);
         let e = failure(&m.rows[0]);
@@ -2049,10 +2225,10 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         assert_eq!(m.rows[1].gbps(), Some(0.5));
         // An iperf3 error: the row says what iperf3 said last, and why the session stopped.
         let mut refused = report(&commands);
-        refused.commands.truncate(5);
-        refused.commands[4].output =
+        refused.commands.truncate(at::IPERF3[0] + 1);
+        refused.commands[at::IPERF3[0]].output =
             "iperf3: error - unable to connect to server: Connection refused\n[exit 1]\n".into();
-        refused.commands[4].status = Some(1);
+        refused.commands[at::IPERF3[0]].status = Some(1);
         let m = measure(
             &refused,
             SPLIT_CHAN,
@@ -2075,7 +2251,7 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         );
         // A session cut short during the receive: the send row stands.
         let mut cut = report(&commands);
-        cut.commands.truncate(8);
+        cut.commands.truncate(at::IPERF3[1] + 1);
         let m = measure(
             &cut,
             SPLIT_CHAN,
@@ -2167,6 +2343,7 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             packets: 1000,
             syscalls: 0,
             interrupts: 0,
+            by_call: Ok(Vec::new()),
         };
         assert_eq!(check_transport(SPLIT_CHAN, &mm), Ok(()));
         let single_kernel = Config {

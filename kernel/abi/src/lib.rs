@@ -103,6 +103,52 @@ pub mod nr {
     /// (`--ipc kernel`): the kernel sends, receives, arms or disarms on a channel region the
     /// caller mapped, with an end of its own for the caller ([`crate::gate`]).
     pub const CHAN_GATE: u64 = 29;
+    /// `cpu_calls(index, out)`: CPU `index`'s system calls counted by number, a [`crate::CpuCalls`]
+    /// written to `out`; [`super::Error::NotFound`] past the last CPU.
+    pub const CPU_CALLS: u64 = 30;
+
+    /// How many system call numbers [`crate::CpuCalls`] counts one by one; a call with a
+    /// higher number (which the kernel refuses) counts at `CALLS - 1`.
+    pub const CALLS: usize = 32;
+
+    /// The short name of system call `nr` (`"nr31"` style names for numbers without one).
+    pub const fn name(nr: usize) -> &'static str {
+        const NAMES: [&str; CALLS] = [
+            "log",
+            "exit",
+            "yield",
+            "wait",
+            "notify",
+            "time",
+            "map",
+            "console_read",
+            "console_write",
+            "proc_info",
+            "cpu_info",
+            "poweroff",
+            "lookup",
+            "ipc_send",
+            "ipc_recv",
+            "ipc_call",
+            "ipc_reply_recv",
+            "proc_ctl",
+            "fault_record",
+            "self_info",
+            "irq_ack",
+            "pci_info",
+            "sysconf",
+            "ipc_reply",
+            "ipc_call_timeout",
+            "status_map",
+            "proc_policy",
+            "proc_start",
+            "clock_hz",
+            "chan_gate",
+            "cpu_calls",
+            "other",
+        ];
+        if nr < CALLS { NAMES[nr] } else { "other" }
+    }
 }
 
 /// Longest argument string a process can be given, in bytes (it is copied to the top of the
@@ -387,6 +433,22 @@ pub struct CpuInfo {
 }
 const _: () = assert!(core::mem::size_of::<CpuInfo>() == 48);
 
+/// One CPU's system calls by number (`CPU_CALLS`): `counts[n]` calls of number `n` were made
+/// on it since boot ([`nr::name`] names them).
+#[derive(Debug, Clone, Copy)]
+#[repr(C)]
+pub struct CpuCalls {
+    pub counts: [u64; nr::CALLS],
+}
+
+impl Default for CpuCalls {
+    fn default() -> Self {
+        Self {
+            counts: [0; nr::CALLS],
+        }
+    }
+}
+
 /// One PCI function, for `lspci`.
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C)]
@@ -546,5 +608,25 @@ mod tests {
         assert_eq!(ProcState::from_u8(9), None);
         assert_eq!(ProcState::NotStarted.name(), "unstarted");
         assert!(!ProcState::Stopped.is_down(), "a hung process is alive");
+    }
+
+    #[test]
+    fn call_names_follow_the_numbers() {
+        let named = [
+            (nr::LOG, "log"),
+            (nr::WAIT, "wait"),
+            (nr::NOTIFY, "notify"),
+            (nr::LOOKUP, "lookup"),
+            (nr::IPC_RECV, "ipc_recv"),
+            (nr::IRQ_ACK, "irq_ack"),
+            (nr::IPC_CALL_TIMEOUT, "ipc_call_timeout"),
+            (nr::CHAN_GATE, "chan_gate"),
+            (nr::CPU_CALLS, "cpu_calls"),
+        ];
+        for (n, name) in named {
+            assert_eq!(nr::name(n as usize), name);
+        }
+        assert_eq!(nr::name(nr::CALLS - 1), "other");
+        assert_eq!(nr::name(1000), "other");
     }
 }

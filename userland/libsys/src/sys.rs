@@ -199,6 +199,20 @@ pub fn cpu_info(cpu: u32) -> Result<CpuInfo> {
     Ok(info)
 }
 
+/// CPU `cpu`'s system calls by number since boot (`CPU_CALLS`).
+pub fn cpu_calls(cpu: u32) -> Result<crate::abi::CpuCalls> {
+    let mut calls = crate::abi::CpuCalls::default();
+    // Safety: the kernel writes one `CpuCalls` to `calls`, which we borrow mutably.
+    check(unsafe {
+        syscall2(
+            nr::CPU_CALLS,
+            cpu as u64,
+            addr(&mut calls as *mut crate::abi::CpuCalls),
+        )
+    })?;
+    Ok(calls)
+}
+
 /// Our own process record.
 pub fn self_info() -> Result<ProcInfo> {
     let mut info = ProcInfo::empty();

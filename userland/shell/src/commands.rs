@@ -9,7 +9,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
-use axolotl_abi::{CpuInfo, Error, PciInfo, ProcInfo, ProcOp, ProcState, RestartPolicy};
+use axolotl_abi::{CpuCalls, CpuInfo, Error, PciInfo, ProcInfo, ProcOp, ProcState, RestartPolicy};
 use ipcbench::{DEFAULT_ROUND_TRIPS, PING, Report, Request};
 use libsys::Message;
 
@@ -23,6 +23,8 @@ pub trait Sys {
     fn proc_info(&mut self, slot: u32) -> Result<ProcInfo, Error>;
     /// `CPU_INFO` of CPU `cpu`.
     fn cpu_info(&mut self, cpu: u32) -> Result<CpuInfo, Error>;
+    /// `CPU_CALLS`: CPU `cpu`'s system calls by number.
+    fn cpu_calls(&mut self, cpu: u32) -> Result<CpuCalls, Error>;
     /// `LOOKUP` of a process name.
     fn lookup(&mut self, name: &str) -> Result<u32, Error>;
     /// `IPC_CALL`: sends `msg` to `pid`, stores its answer in `reply`.
@@ -117,8 +119,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "list processes: PID NAME CORE (* = has the CPU to itself) STATE RESTARTS",
     ),
     (
-        "stat",
-        "per-CPU counters: owner, system calls, interrupts, IPIs, ticks, switches",
+        "stat [calls]",
+        "per-CPU counters: owner, system calls, interrupts, IPIs, ticks, switches; with \
+         'calls', each CPU's system calls by name",
     ),
     (
         "ipcbench [N]",
@@ -282,7 +285,13 @@ fn builtin_or_program(
     Ran::Done(match name {
         "help" => no_args(args).and_then(|()| help(out)),
         "ps" => no_args(args).and_then(|()| ps(sys, out)),
-        "stat" => no_args(args).and_then(|()| stat(sys, out)),
+        "stat" => match args {
+            [] => stat(sys, out),
+            ["calls"] => stat_calls(sys, out),
+            [a, ..] => Err(Failure::usage(format!(
+                "unexpected argument '{a}' (expected none or 'calls')"
+            ))),
+        },
         "ipcbench" => ipcbench(sys, out, args),
         "ifconfig" => no_args(args).and_then(|()| net::ifconfig(sys, out)),
         "netstat" => no_args(args).and_then(|()| net::netstat(sys, out)),
@@ -367,6 +376,19 @@ fn stat(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
         }
     }
     table::write_stat(out, &cpus)?;
+    Ok(())
+}
+
+fn stat_calls(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
+    let mut cpus = Vec::new();
+    for cpu in 0..MAX_CPUS {
+        match sys.cpu_calls(cpu) {
+            Ok(c) => cpus.push(c),
+            Err(Error::NotFound) => break,
+            Err(e) => return Err(Failure::failed(format!("cpu {cpu}: {e}"))),
+        }
+    }
+    table::write_calls(out, &cpus)?;
     Ok(())
 }
 
@@ -666,6 +688,13 @@ pub(crate) mod tests {
         fn cpu_info(&mut self, cpu: u32) -> Result<CpuInfo, Error> {
             self.cpus.get(cpu as usize).copied().ok_or(Error::NotFound)
         }
+        fn cpu_calls(&mut self, cpu: u32) -> Result<CpuCalls, Error> {
+            let info = self.cpus.get(cpu as usize).ok_or(Error::NotFound)?;
+            // Every call the fake CPU took was a wait.
+            let mut calls = CpuCalls::default();
+            calls.counts[axolotl_abi::nr::WAIT as usize] = info.syscalls;
+            Ok(calls)
+        }
         fn lookup(&mut self, name: &str) -> Result<u32, Error> {
             if let (crate::pfctl::SERVICE, Some(pf)) = (name, &self.pf) {
                 return Ok(pf.pid);
@@ -914,7 +943,7 @@ pub(crate) mod tests {
         for cmd in [
             "help",
             "ps",
-            "stat",
+            "stat [calls]",
             "ipcbench [N]",
             "ifconfig",
             "netstat",
@@ -992,6 +1021,18 @@ pub(crate) mod tests {
             table::STAT_HEADER
         );
         assert!(lines[1].contains("shared") && lines[2].contains("dedicated"));
+    }
+
+    #[test]
+    fn stat_calls_lists_each_cpus_calls() {
+        let mut k = Fake::new();
+        k.cpus[1].syscalls = 12;
+        let (status, out) = run(&mut k, "stat calls");
+        assert_eq!(status, 0);
+        assert_eq!(out, "CPU  CALLS\n  0  -\n  1  wait=12\n");
+        let (status, out) = run(&mut k, "stat frob");
+        assert_eq!(status, 2, "{out}");
+        assert!(out.contains("unexpected argument 'frob'"), "{out}");
     }
 
     #[test]

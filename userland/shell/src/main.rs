@@ -80,6 +80,9 @@ impl Sys for Kernel {
     fn cpu_info(&mut self, cpu: u32) -> Result<CpuInfo, Error> {
         libsys::cpu_info(cpu)
     }
+    fn cpu_calls(&mut self, cpu: u32) -> Result<libsys::abi::CpuCalls, Error> {
+        libsys::cpu_calls(cpu)
+    }
     fn lookup(&mut self, name: &str) -> Result<u32, Error> {
         libsys::lookup(name)
     }

@@ -9,7 +9,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt::{self, Write};
 
-use axolotl_abi::{CpuInfo, ProcInfo, ProcState};
+use axolotl_abi::{CpuCalls, CpuInfo, ProcInfo, ProcState};
 
 /// How a column lines up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +141,34 @@ pub fn write_stat(out: &mut impl Write, cpus: &[CpuInfo]) -> fmt::Result {
     )
 }
 
+/// The header of `stat calls`.
+pub const CALLS_HEADER: [&str; 2] = ["CPU", "CALLS"];
+
+/// `stat calls`: a row per CPU, its system calls since boot as `name=count` words (the calls
+/// it never took left out; `-` for none at all).
+pub fn write_calls(out: &mut impl Write, cpus: &[CpuCalls]) -> fmt::Result {
+    let rows: Vec<[String; 2]> = cpus
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let words: Vec<String> = c
+                .counts
+                .iter()
+                .enumerate()
+                .filter(|&(_, &n)| n > 0)
+                .map(|(nr, n)| format!("{}={n}", axolotl_abi::nr::name(nr)))
+                .collect();
+            let words = if words.is_empty() {
+                "-".to_string()
+            } else {
+                words.join(" ")
+            };
+            [i.to_string(), words]
+        })
+        .collect();
+    write_table(out, CALLS_HEADER, [Align::Right, Align::Left], &rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +252,22 @@ mod tests {
             "CPU  APIC  OWNER      SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES\n\
              \x20 0     0  shared         1234           5     0     99        10\n\
              \x20 1     1  dedicated         7      123456     2    100         1\n"
+        );
+    }
+
+    #[test]
+    fn calls_table_names_the_calls_taken() {
+        let mut a = CpuCalls::default();
+        a.counts[axolotl_abi::nr::WAIT as usize] = 340;
+        a.counts[axolotl_abi::nr::NOTIFY as usize] = 2;
+        a.counts[axolotl_abi::nr::CALLS - 1] = 1;
+        let mut s = String::new();
+        write_calls(&mut s, &[a, CpuCalls::default()]).unwrap();
+        assert_eq!(
+            s,
+            "CPU  CALLS\n\
+             \x20 0  wait=340 notify=2 other=1\n\
+             \x20 1  -\n"
         );
     }
 
