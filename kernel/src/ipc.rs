@@ -57,7 +57,10 @@ fn deliver(me: &Arc<Process>, dest: &Arc<Process>, msg: [u8; IPC_MSG_LEN], call:
         m.outbox = msg;
         m.call_mode = call;
         drop(m);
-        // A receiver idling in `wait` (not `ipc_recv`) learns that a message waits for it.
+        // A server polling its status page rather than the kernel sees that a message waits
+        // (the count moves before the notify, so a server that the notify wakes sees it too)...
+        process::bump_mail(dest.slot);
+        // ...and a receiver idling in `wait` (not `ipc_recv`) learns it.
         sched::notify(dest);
         false
     }

@@ -712,6 +712,18 @@ pub fn map_syscall(
     Ok(va)
 }
 
+/// Bumps the `mail` word of slot `slot`'s status page: an IPC message was queued for it.
+pub fn bump_mail(slot: usize) {
+    let Some(frame) = STATUS_FRAMES.get().and_then(|f| f.get(slot)) else {
+        return;
+    };
+    let page = memory::phys_to_virt(frame.start_address().as_u64()).as_ptr::<AtomicU64>();
+    // Safety: the status page is a kernel-owned frame that lives as long as the kernel, 8-byte
+    // aligned; STATUS_MAIL_WORD is the mail counter, an atomic on both sides (the process only
+    // reads it).
+    unsafe { (*page.add(axolotl_abi::STATUS_MAIL_WORD)).fetch_add(1, Ordering::Release) };
+}
+
 /// The channel region `me` mapped at `va`, for `CHAN_GATE`: its index and where the kernel
 /// reaches it. Refused unless it is a channel the manifest grants `me` and `me` mapped it.
 pub fn gate_region(me: &Process, va: u64) -> Result<(usize, *mut u8, usize), Error> {

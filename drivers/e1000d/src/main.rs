@@ -21,7 +21,7 @@
 //!   pf), reclaims sent ones and writes each ring's tail once; on the data path the sleep is
 //!   the channel's (`pf-e1000`), so a message from pf wakes it as the interrupt does;
 //! - between polls (every 64 polls under load) it answers statistics requests over kernel IPC
-//!   (`e1000::proto`), runs the ARP probe of the gateway and a watchdog that checks the device's
+//!   (`e1000::proto`) when the status page's mail word says one was queued, runs the ARP probe of the gateway and a watchdog that checks the device's
 //!   head registers and reads its statistics registers.
 //!
 //! Self-contained, the driver itself answers ARP requests for 10.0.2.15 and, once the link is
@@ -289,6 +289,8 @@ struct Driver {
     /// A request asked for a reply by `ipc_call`, which the kernel gives us no way to answer
     /// without blocking; said once.
     warned_call_mode: bool,
+    /// When a statistics request may be waiting (the status page's mail word).
+    mail: libsys::MailWatch,
 }
 
 impl Driver {
@@ -301,6 +303,7 @@ impl Driver {
             role,
             next_watchdog_ns: now + WATCHDOG_NS,
             warned_call_mode: false,
+            mail: libsys::MailWatch::default(),
         };
         if d.nic.link_up() {
             d.start_arp(now);
@@ -521,16 +524,25 @@ impl Driver {
         }
     }
 
-    /// Answers the statistics requests waiting, without blocking for new ones.
+    /// Answers the statistics requests waiting, without blocking for new ones: only when the
+    /// status page says one was queued (no system call otherwise).
     fn serve_ipc(&mut self) {
+        let mut mail = core::mem::take(&mut self.mail);
+        mail.poll(|| self.take_requests());
+        self.mail = mail;
+    }
+
+    /// Answers up to [`IPC_PER_ROUND`] requests; true when none is left (or the receive
+    /// failed), false when it stopped at the limit.
+    fn take_requests(&mut self) -> bool {
         for _ in 0..IPC_PER_ROUND {
             let mut msg: Message = [0; axolotl_abi::IPC_MSG_LEN];
             let from = match libsys::ipc_recv(&mut msg, Some(0)) {
                 Ok(pid) => pid,
-                Err(Error::TimedOut) => return,
+                Err(Error::TimedOut) => return true,
                 Err(e) => {
                     log!("ipc_recv failed: {e}");
-                    return;
+                    return true;
                 }
             };
             if !proto::replies_by_send(&msg) {
@@ -554,6 +566,7 @@ impl Driver {
                 log!("reply to pid {from} failed: {e}");
             }
         }
+        false
     }
 
     /// Reads the statistics registers, notices a missed link change, and resets the device if

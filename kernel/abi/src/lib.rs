@@ -507,7 +507,14 @@ pub struct StatusPage {
     /// process is asked to exit with [`EXIT_UPDATE`] at its next quiet point, so that a fresh
     /// instance takes over with the state it keeps in its regions (live update).
     pub update: core::sync::atomic::AtomicU64,
+    /// Bumped by the kernel each time it queues an IPC message for the process (one that was
+    /// not waiting in a receive): a server reads this word each round and asks the kernel
+    /// (`ipc_recv`) only when it moved, so requests cost it no system call while none come.
+    pub mail: core::sync::atomic::AtomicU64,
 }
+
+/// The word of [`StatusPage::mail`] (in 64-bit words from the page's start).
+pub const STATUS_MAIL_WORD: usize = core::mem::offset_of!(StatusPage, mail) / 8;
 
 /// The exit code of a process that ended for a live update ([`ProcOp::RequestUpdate`]).
 pub const EXIT_UPDATE: i32 = 75;

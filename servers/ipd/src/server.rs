@@ -41,8 +41,6 @@ const BATCH: usize = 32;
 const MAX_SLEEP_NS: u64 = 100_000_000;
 /// Sleep while the outbox waits for room in ip-pf, or while pf is not found yet.
 const SHORT_SLEEP_NS: u64 = 1_000_000;
-/// IPC requests are polled at most this often, and right after each sleep.
-const BUSY_IPC_POLL_NS: u64 = 1_000_000;
 /// Most IPC requests taken in one round.
 const IPC_PER_ROUND: usize = 8;
 /// How often pf's pid is looked up again (it may have restarted).
@@ -550,7 +548,7 @@ pub struct Server {
     log: NoticeLog,
     batch: [ChanMessage; BATCH],
     ready: usize,
-    last_ipc: u64,
+    mail: libsys::MailWatch,
     last_peer_check: u64,
     pf_pid: u32,
     driver_pid: u32,
@@ -623,7 +621,7 @@ impl Server {
             log: NoticeLog::default(),
             batch: [ChanMessage::default(); BATCH],
             ready: 0,
-            last_ipc: 0,
+            mail: libsys::MailWatch::default(),
             last_peer_check: 0,
             pf_pid: 0,
             driver_pid,
@@ -668,6 +666,7 @@ impl Server {
             batch,
             ready,
             epochs,
+            mail,
             ..
         } = self;
         if *ready == 0 {
@@ -684,19 +683,22 @@ impl Server {
             worked |= t.take(stack, batch, log, now) > 0;
         }
 
-        // Every millisecond at most, busy or spinning idle (an IPC request also notifies us,
-        // so a sleeping server wakes for it): a poll per idle spin would be a system call each.
-        if self.ipc == Ipc::Own && now.saturating_sub(self.last_ipc) >= BUSY_IPC_POLL_NS {
-            self.last_ipc = now;
-            for _ in 0..IPC_PER_ROUND {
-                let mut m: Message = [0; axolotl_abi::IPC_MSG_LEN];
-                match libsys::ipc_recv(&mut m, Some(0)) {
-                    // A late answer of the driver's to the status request.
-                    Ok(from) if from == self.driver_pid => {}
-                    Ok(from) => stack.request(from, &m, now),
-                    Err(_) => break,
+        // Only when the status page says a request was queued: no system call otherwise (a
+        // request also notifies us, so a sleeping server wakes for it).
+        if self.ipc == Ipc::Own {
+            let driver_pid = self.driver_pid;
+            mail.poll(|| {
+                for _ in 0..IPC_PER_ROUND {
+                    let mut m: Message = [0; axolotl_abi::IPC_MSG_LEN];
+                    match libsys::ipc_recv(&mut m, Some(0)) {
+                        // A late answer of the driver's to the status request.
+                        Ok(from) if from == driver_pid => {}
+                        Ok(from) => stack.request(from, &m, now),
+                        Err(_) => return true,
+                    }
                 }
-            }
+                false
+            });
         }
         if stack.next_deadline().is_some_and(|t| t <= now) {
             stack.tick(now);
@@ -807,12 +809,11 @@ impl Server {
         }
     }
 
-    /// Disarms every input after a sleep; what woke us may be an IPC request: look at once.
+    /// Disarms every input after a sleep (a request that woke us is taken by the next round).
     pub fn disarm(&mut self) {
         self.from_pf.disarm();
         for t in &mut self.transports {
             t.from.disarm();
         }
-        self.last_ipc = 0;
     }
 }

@@ -1,8 +1,8 @@
 //! `netstack`: pf, ip, udp and tcp in one process (the single layout; see the library). At
 //! start each part maps its regions and attaches its channels as its own program would; then
 //! one loop runs them in turn: `heartbeat()`, a live update at a quiet point, a round of pf, of
-//! ip, of udp and of tcp, and every millisecond (and after each sleep) the kernel-IPC requests,
-//! each handed to the part it is for. Idle for a few hundred rounds, it arms every part's
+//! ip, of udp and of tcp, and the kernel-IPC requests when the status page's mail word says one
+//! was queued (`libsys::MailWatch`; no system call otherwise), each handed to the part it is for. Idle for a few hundred rounds, it arms every part's
 //! inputs and sleeps until a notify (from e1000, an application or a client) or the earliest
 //! timer of any part.
 #![no_std]
@@ -10,7 +10,7 @@
 
 extern crate alloc;
 
-use libsys::{Message, WaitResult, log};
+use libsys::{Message, log};
 use netstack::{Args, Part};
 
 // tcp's connections hold 384 KiB of socket buffers each (as the tcp program's 16 MiB), plus
@@ -19,8 +19,6 @@ libsys::entry!(main, heap = 20 << 20);
 
 /// Empty rounds before arming the inputs and sleeping.
 const SPIN_ROUNDS: u32 = 200;
-/// IPC requests are polled at most this often, and right after each sleep.
-const IPC_POLL_NS: u64 = 1_000_000;
 /// Most IPC requests taken in one poll.
 const IPC_PER_POLL: usize = 8;
 
@@ -30,6 +28,7 @@ struct Stack {
     ip: ipd::server::Server,
     udp: Option<udpd::server::Server>,
     tcp: Option<tcpd::server::Server>,
+    mail: libsys::MailWatch,
 }
 
 impl Stack {
@@ -55,15 +54,21 @@ impl Stack {
         let _ = libsys::ipc_reply(from, &reply);
     }
 
-    /// Takes the requests waiting, without waiting for one.
+    /// Takes the requests waiting when the status page says one was queued, without waiting
+    /// for one.
     fn serve(&mut self) {
-        for _ in 0..IPC_PER_POLL {
-            let mut m: Message = [0; axolotl_abi::IPC_MSG_LEN];
-            let Ok(from) = libsys::ipc_recv(&mut m, Some(0)) else {
-                return;
-            };
-            self.dispatch(from, &m);
-        }
+        let mut mail = core::mem::take(&mut self.mail);
+        mail.poll(|| {
+            for _ in 0..IPC_PER_POLL {
+                let mut m: Message = [0; axolotl_abi::IPC_MSG_LEN];
+                let Ok(from) = libsys::ipc_recv(&mut m, Some(0)) else {
+                    return true;
+                };
+                self.dispatch(from, &m);
+            }
+            false
+        });
+        self.mail = mail;
     }
 
     fn round(&mut self) -> bool {
@@ -96,10 +101,9 @@ impl Stack {
         if let Some(tcp) = &mut self.tcp {
             ready |= tcp.arm();
         }
-        let mut notified = false;
         if !ready {
             libsys::heartbeat();
-            notified = libsys::wait(Some(sleep)) == Ok(WaitResult::Notified);
+            let _ = libsys::wait(Some(sleep));
         }
         // pf's control requests come through `serve` here, not pf's own poll.
         self.pf.disarm(false);
@@ -109,10 +113,6 @@ impl Stack {
         }
         if let Some(tcp) = &mut self.tcp {
             tcp.disarm();
-        }
-        if notified {
-            // Perhaps by a request rather than a channel.
-            self.serve();
         }
     }
 }
@@ -162,12 +162,17 @@ fn start(args: &Args) -> Result<Never, &'static str> {
             " (shared)"
         }
     );
-    let mut stack = Stack { pf, ip, udp, tcp };
+    let mut stack = Stack {
+        pf,
+        ip,
+        udp,
+        tcp,
+        mail: libsys::MailWatch::default(),
+    };
     for (from, m) in early {
         stack.dispatch(from, &m);
     }
     let mut spins = 0;
-    let mut last_ipc = 0;
     loop {
         libsys::heartbeat();
         // Live update: at a quiet point of pf and ip (the transports keep their state in their
@@ -177,11 +182,7 @@ fn start(args: &Args) -> Result<Never, &'static str> {
             libsys::exit(axolotl_abi::EXIT_UPDATE);
         }
         let worked = stack.round();
-        let now = libsys::time_ns();
-        if now.saturating_sub(last_ipc) >= IPC_POLL_NS {
-            last_ipc = now;
-            stack.serve();
-        }
+        stack.serve();
         if worked {
             spins = 0;
             continue;
@@ -193,6 +194,5 @@ fn start(args: &Args) -> Result<Never, &'static str> {
         }
         spins = 0;
         stack.sleep();
-        last_ipc = libsys::time_ns();
     }
 }

@@ -8,14 +8,15 @@
 //!
 //! - **forward** ([`Server::round`]): one round of the path — up to 32 messages from each
 //!   input, judged and sent on;
-//! - **control**: every 64 rounds, and after every sleep, it polls for the shell's requests
-//!   with a zero-timeout `ipc_recv` and answers each with `ipc_reply`, saving the rules after
-//!   every change; it never blocks in a receive (in netstack, the dispatcher receives them and
-//!   hands pf's to [`Server::answer`]);
+//! - **control**: when its status page's mail word says a request was queued (a memory read
+//!   each round, no system call; `libsys::MailWatch`), it takes the shell's requests with a
+//!   zero-timeout `ipc_recv` and answers each with `ipc_reply`, saving the rules after every
+//!   change; it never blocks in a receive (in netstack, the dispatcher receives them and hands
+//!   pf's to [`Server::answer`]);
 //! - **peers**: e1000 and ip are looked up by name until they exist, and again whenever a
 //!   notify to one fails (it died or was replaced);
-//! - **idle** ([`Server::arm`]): after [`Server::spin_turns`] empty rounds the chores (requests
-//!   at most every millisecond, lookups every second), then both inputs armed and, if neither
+//! - **idle** ([`Server::arm`]): after [`Server::spin_turns`] empty rounds the chores (refusals
+//!   reported at most every millisecond, lookups every second), then both inputs armed and, if neither
 //!   had a message, one sleep of at most [`Server::sleep_ns`]: a producer's notify, a queued
 //!   request or the timeout wakes it.
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
@@ -35,7 +36,7 @@ const STATE_REGION: &str = "pf-state";
 const SPIN_TURNS: u32 = 4000;
 /// The same on a CPU shared with others, who need it more than a spinning pf does.
 const SPIN_TURNS_SHARED: u32 = 64;
-/// Idle, the shell's requests are looked at most this often (and at once when one wakes us).
+/// Idle, refusals are reported at most this often.
 const IDLE_CHORES_NS: u64 = 1_000_000;
 /// Idle, the peers are looked up this often (at once while one is missing).
 const IDLE_LOOKUP_NS: u64 = 1_000_000_000;
@@ -43,7 +44,7 @@ const IDLE_LOOKUP_NS: u64 = 1_000_000_000;
 const IDLE_WAIT_NS: u64 = 100_000_000;
 /// Sleep while messages wait for room in an output ring.
 const HOLD_WAIT_NS: u64 = 1_000_000;
-/// Turns between polls for control requests while busy.
+/// Turns between reports of refusals while busy.
 const CONTROL_EVERY: u64 = 64;
 /// Turns between lookups of a missing peer while busy.
 const LOOKUP_EVERY: u64 = 4096;
@@ -220,19 +221,20 @@ struct Control {
 }
 
 impl Control {
-    /// Answers the requests waiting, up to [`REQUESTS_PER_POLL`], without blocking.
-    fn serve(&mut self, rules: &mut RuleSet, path: &Path<'static, W>) {
+    /// Answers the requests waiting, up to [`REQUESTS_PER_POLL`], without blocking. True when
+    /// none is left (or the receive failed), false when it stopped at the limit.
+    fn serve(&mut self, rules: &mut RuleSet, path: &Path<'static, W>) -> bool {
         for _ in 0..REQUESTS_PER_POLL {
             let mut request: Message = [0; ctl::MSG_LEN];
             let from = match libsys::ipc_recv(&mut request, Some(0)) {
                 Ok(pid) => pid,
-                Err(Error::TimedOut) => return,
+                Err(Error::TimedOut) => return true,
                 Err(e) => {
                     if !self.recv_failed {
                         self.recv_failed = true;
                         log!("polling for control requests failed: {e}");
                     }
-                    return;
+                    return true;
                 }
             };
             let reply = self.answer(from, &request, rules, path);
@@ -246,6 +248,7 @@ impl Control {
                 }
             }
         }
+        false
     }
 }
 
@@ -419,6 +422,7 @@ pub struct Server {
     last_lookup: u64,
     spin_turns: u32,
     ipc: Ipc,
+    mail: libsys::MailWatch,
 }
 
 impl Server {
@@ -476,6 +480,7 @@ impl Server {
             last_lookup: 0,
             spin_turns,
             ipc,
+            mail: libsys::MailWatch::default(),
         })
     }
 
@@ -495,8 +500,8 @@ impl Server {
         self.turn = self.turn.wrapping_add(1);
         let events = &mut self.events;
         let round = self.path.round(&mut self.rules, &mut |e| events.note(e));
+        self.serve();
         if self.turn.is_multiple_of(CONTROL_EVERY) {
-            self.serve();
             self.events.report(self.path.counters().refused_total());
         }
         if self.turn.is_multiple_of(LOOKUP_EVERY) {
@@ -505,15 +510,23 @@ impl Server {
         !round.is_idle()
     }
 
+    /// Takes the shell's requests when the status page says one was queued.
     fn serve(&mut self) {
         if self.ipc == Ipc::Own {
-            self.control.serve(&mut self.rules, &self.path);
+            let Self {
+                control,
+                rules,
+                path,
+                mail,
+                ..
+            } = self;
+            mail.poll(|| control.serve(rules, path));
         }
     }
 
-    /// Idle: the chores first (the shell's requests at most every millisecond, lookups every
-    /// second — each is a system call, and under load pf goes idle between most frames), then
-    /// both inputs armed. True when one has a message already (do not sleep).
+    /// Idle: the chores first (refusals reported at most every millisecond, lookups every
+    /// second — a lookup is a system call, and under load pf goes idle between most frames),
+    /// then both inputs armed. True when one has a message already (do not sleep).
     pub fn arm(&mut self) -> bool {
         let now = libsys::time_ns();
         if now.saturating_sub(self.last_chores) >= IDLE_CHORES_NS {

@@ -25,8 +25,6 @@ use udpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
 pub const MAX_APPS: usize = libsys::chan::TRANSPORT_MAX_APPS;
 const MAX_SLEEP_NS: u64 = 100_000_000;
 const STATS_LOG_NS: u64 = 5_000_000_000;
-/// IPC requests (`netstat`) are polled at most this often, and right after each sleep.
-const BUSY_IPC_POLL_NS: u64 = 1_000_000;
 /// Most IPC requests answered in one round.
 const IPC_PER_ROUND: usize = 8;
 
@@ -43,7 +41,7 @@ pub struct Server {
     state: Option<&'static mut [u8]>,
     saved: [u16; MAX_APPS],
     last_stats_log: u64,
-    last_ipc: u64,
+    mail: libsys::MailWatch,
     logged: crate::Stats,
     ipc: Ipc,
 }
@@ -97,7 +95,7 @@ impl Server {
             state,
             saved,
             last_stats_log: 0,
-            last_ipc: 0,
+            mail: libsys::MailWatch::default(),
             logged,
             ipc,
         })
@@ -107,12 +105,12 @@ impl Server {
     pub fn round(&mut self) -> bool {
         let now = libsys::time_ns();
         let worked = self.links.take(&mut self.udp, now);
-        // Every millisecond at most, busy or spinning idle (an IPC request also notifies us,
-        // so a sleeping server wakes for it): a poll per idle spin would be a system call each.
-        if self.ipc == Ipc::Own && now.saturating_sub(self.last_ipc) >= BUSY_IPC_POLL_NS {
-            self.last_ipc = now;
+        // Only when the status page says a request was queued: no system call otherwise (a
+        // request also notifies us, so a sleeping server wakes for it).
+        if self.ipc == Ipc::Own {
             let udp = &self.udp;
-            libsys::chan::answer_requests(IPC_PER_ROUND, |m| answer_netstat(udp, m));
+            self.mail
+                .poll(|| libsys::chan::answer_requests(IPC_PER_ROUND, |m| answer_netstat(udp, m)));
         }
         let udp = &mut self.udp;
         if let Some(st) = self.state.as_deref_mut() {
@@ -154,10 +152,9 @@ impl Server {
         self.links.arm()
     }
 
-    /// Disarms every input after a sleep; an IPC request may have woken us: look at once.
+    /// Disarms every input after a sleep (a request that woke us is taken by the next round).
     pub fn disarm(&mut self) {
         self.links.disarm();
-        self.last_ipc = 0;
     }
 
     /// The answer to a `netstat` request (netmsg::netstat) that a dispatcher received for udp.

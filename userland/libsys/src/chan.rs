@@ -364,16 +364,21 @@ pub fn refresh_peers(
 }
 
 /// Answers up to `max` kernel-IPC requests waiting for us (without waiting for one), each with
-/// `answer(request)`, by `ipc_reply`.
-pub fn answer_requests(max: usize, mut answer: impl FnMut(&crate::Message) -> crate::Message) {
+/// `answer(request)`, by `ipc_reply`. True when none is left (or the receive failed), false
+/// when it stopped at `max` (for [`crate::MailWatch::poll`]).
+pub fn answer_requests(
+    max: usize,
+    mut answer: impl FnMut(&crate::Message) -> crate::Message,
+) -> bool {
     for _ in 0..max {
         let mut m: crate::Message = [0; crate::abi::IPC_MSG_LEN];
         let Ok(from) = crate::ipc_recv(&mut m, Some(0)) else {
-            return;
+            return true;
         };
         // Fails only when the caller gave up waiting: nothing to do.
         let _ = crate::ipc_reply(from, &answer(&m));
     }
+    false
 }
 
 /// What a transport server's state (udp's, tcp's) does with the messages of a round: the part

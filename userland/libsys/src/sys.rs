@@ -409,6 +409,42 @@ pub fn update_requested() -> bool {
     unsafe { (*page).update.load(core::sync::atomic::Ordering::Relaxed) != 0 }
 }
 
+/// How many IPC messages the kernel ever queued for this process while it was not receiving
+/// (its status page's `mail` word): reading it costs no system call.
+pub fn mail_count() -> u64 {
+    let page = crate::abi::layout::STATUS_PAGE as *const crate::abi::StatusPage;
+    // Safety: as in `heartbeat`: our status page is mapped at STATUS_PAGE for our whole life;
+    // the word is an atomic the kernel bumps.
+    unsafe { (*page).mail.load(core::sync::atomic::Ordering::Acquire) }
+}
+
+/// Asks the kernel for IPC requests only when the status page's `mail` word says some were
+/// queued since the last time all were taken: a server calls [`MailWatch::poll`] every round
+/// at the cost of a memory read.
+#[derive(Debug, Default)]
+pub struct MailWatch {
+    /// The mail count when the requests were last all taken (`None`: never, so look once).
+    seen: Option<u64>,
+}
+
+impl MailWatch {
+    /// Calls `take` when requests may be waiting. `take` receives them (without waiting for
+    /// one) and returns true when it found none left, or gave up on an error; false when it
+    /// stopped at its limit, so the next poll calls it again.
+    pub fn poll(&mut self, take: impl FnOnce() -> bool) {
+        self.poll_at(mail_count(), take);
+    }
+
+    /// [`MailWatch::poll`] with the mail count read.
+    pub fn poll_at(&mut self, mail: u64, take: impl FnOnce() -> bool) {
+        // The count is read before `take` receives: a message queued meanwhile bumps it past
+        // `mail`, so the next poll looks again even when `take` got that message already.
+        if self.seen != Some(mail) && take() {
+            self.seen = Some(mail);
+        }
+    }
+}
+
 /// Bumps this process's heartbeat in its status page, which the reincarnation server watches to
 /// tell a hung process from a live one. A process that calls it once has opted in: from then on
 /// it must call it at least every 500 ms, idle or not (wait with a timeout rather than forever),
@@ -528,5 +564,39 @@ pub fn proc_wait(pid: u32, timeout_ns: Option<u64>) -> Result<ProcInfo> {
             None => WAIT_POLL_NS,
         };
         sleep_ns(pause);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::MailWatch;
+
+    #[test]
+    fn mail_is_taken_once_per_count_and_again_after_a_limit() {
+        let mut w = MailWatch::default();
+        let mut calls = 0;
+        // Never looked: once, even at count 0 (requests queued before we started).
+        w.poll_at(0, || {
+            calls += 1;
+            true
+        });
+        w.poll_at(0, || unreachable!("nothing new"));
+        // A request came; `take` stopped at its limit: looked again at the same count.
+        w.poll_at(1, || {
+            calls += 1;
+            false
+        });
+        w.poll_at(1, || {
+            calls += 1;
+            true
+        });
+        w.poll_at(1, || unreachable!("all taken"));
+        assert_eq!(calls, 3);
+        // Two more came: one look takes both.
+        w.poll_at(3, || {
+            calls += 1;
+            true
+        });
+        assert_eq!(calls, 4);
     }
 }
