@@ -66,9 +66,18 @@ fn kmain(boot_info: &'static mut BootInfo) -> ! {
     if cmdline.layout == klib::cmdline::Layout::Single {
         flags |= axolotl_abi::sysconf::LAYOUT_SINGLE;
     }
+    if cmdline.idle == klib::cmdline::Idle::Poll {
+        flags |= axolotl_abi::sysconf::IDLE_POLL;
+    }
     SYSCONF.store(flags, core::sync::atomic::Ordering::Relaxed);
     if cmdline.transport == klib::cmdline::Transport::Kernel {
         log::info!("servers talk over kernel IPC (ipc=kernel), not shared-memory channels");
+    }
+    if cmdline.idle == klib::cmdline::Idle::Poll {
+        log::info!(
+            "idle servers on CPUs of their own poll for {} ms before they sleep (idle=poll)",
+            axolotl_abi::IDLE_POLL_NS / 1_000_000
+        );
     }
 
     let phys_offset = boot_info

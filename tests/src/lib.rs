@@ -501,6 +501,7 @@ pub fn scenarios() -> Vec<Scenario> {
         Scenario::new("tcp_echo_50mib_single", net::tcp_echo_50mib_single).alone(),
         Scenario::new("udp_echo_50mib_kernel_ipc", net::udp_echo_50mib_kernel_ipc).alone(),
         Scenario::new("tcp_echo_50mib_kernel_ipc", net::tcp_echo_50mib_kernel_ipc).alone(),
+        Scenario::new("tcp_echo_50mib_idle_poll", net::tcp_echo_50mib_idle_poll).alone(),
         Scenario::new(
             "nc_sends_50mib_to_a_host_server_kernel_ipc",
             net::nc_sends_50mib_to_a_host_server_kernel_ipc,

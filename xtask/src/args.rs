@@ -116,6 +116,15 @@ pub enum Ipc {
     Kernel,
 }
 
+/// What idle servers do (DESIGN.md §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// Poll a few hundred empty rounds, then sleep.
+    Sleep,
+    /// Poll for 20 ms of idleness on a CPU of their own before sleeping.
+    Poll,
+}
+
 /// Transport of a forwarded port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -155,6 +164,8 @@ pub struct RunArgs {
     pub layout: Layout,
     /// Server transport.
     pub ipc: Ipc,
+    /// Idle servers.
+    pub idle: Idle,
     /// Port forwards (repeatable).
     pub fwd: Vec<Forward>,
     /// Commands to type into the guest shell (`--exec "a; b"` split at `;`), without a final
@@ -181,6 +192,7 @@ impl Default for RunArgs {
             net: Net::None,
             layout: Layout::Split,
             ipc: Ipc::Chan,
+            idle: Idle::Sleep,
             fwd: Vec::new(),
             exec: None,
             timeout: None,
@@ -203,6 +215,9 @@ impl RunArgs {
         }
         if self.layout == Layout::Single {
             line.push_str(" layout=single");
+        }
+        if self.idle == Idle::Poll {
+            line.push_str(" idle=poll");
         }
         line
     }
@@ -639,6 +654,13 @@ fn parse_run(w: &mut Words) -> Result<RunArgs, ArgError> {
                     &[("chan", Ipc::Chan), ("kernel", Ipc::Kernel)],
                 )?
             }
+            "--idle" => {
+                a.idle = choice(
+                    &o,
+                    &w.value(&o)?,
+                    &[("sleep", Idle::Sleep), ("poll", Idle::Poll)],
+                )?
+            }
             "--fwd" => a.fwd.push(parse_forward(&w.value(&o)?)?),
             "--exec" => a.exec = Some(parse_exec(&w.value(&o)?)?),
             "--manifest" => a.manifest = Some(manifest_path(w, &o)?),
@@ -1033,6 +1055,8 @@ mod tests {
     fn ipc_kernel_travels_on_the_kernel_command_line() {
         assert_eq!(run("--ipc kernel").cmdline(), "log=info ipc=kernel");
         assert_eq!(run("--ipc chan").cmdline(), "log=info");
+        assert_eq!(run("--idle poll").cmdline(), "log=info idle=poll");
+        assert_eq!(run("--idle sleep").cmdline(), "log=info");
     }
 
     #[test]

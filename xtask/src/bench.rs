@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use axolotl_tests::{BootResult, ExecReport, PsRow, transcript};
 
-use crate::args::{self, Accel, BenchArgs, Firmware, Ipc, Layout, Net, Nic, RunArgs};
+use crate::args::{self, Accel, BenchArgs, Firmware, Idle, Ipc, Layout, Net, Nic, RunArgs};
 use crate::qemu::{self, Boot, Console, Echo, Machine, RunOptions};
 use crate::{Error, exec, host, images, netns};
 
@@ -89,25 +89,37 @@ pub struct Config {
     pub layout: Layout,
     /// Channels or kernel IPC between the servers.
     pub ipc: Ipc,
+    /// Whether idle servers sleep soon or poll through the gaps (`idle=poll`).
+    pub idle: Idle,
 }
 
 /// The split layout over channels: the design, and the boot the recovery phase runs in.
 pub const SPLIT_CHAN: Config = Config {
     layout: Layout::Split,
     ipc: Ipc::Chan,
+    idle: Idle::Sleep,
 };
 /// The single layout over channels.
 pub const SINGLE_CHAN: Config = Config {
     layout: Layout::Single,
     ipc: Ipc::Chan,
+    idle: Idle::Sleep,
 };
 /// The split layout over kernel IPC.
 pub const SPLIT_KERNEL: Config = Config {
     layout: Layout::Split,
     ipc: Ipc::Kernel,
+    idle: Idle::Sleep,
+};
+/// The split layout over channels with servers polling through idle gaps (`idle=poll`): the
+/// row for the system-call target, which asks for no sleep at load.
+pub const SPLIT_POLL: Config = Config {
+    layout: Layout::Split,
+    ipc: Ipc::Chan,
+    idle: Idle::Poll,
 };
 /// The configurations booted, in this order.
-pub const CONFIGS: [Config; 3] = [SPLIT_CHAN, SINGLE_CHAN, SPLIT_KERNEL];
+pub const CONFIGS: [Config; 4] = [SPLIT_CHAN, SINGLE_CHAN, SPLIT_KERNEL, SPLIT_POLL];
 
 impl Config {
     /// `split` or `single`, as in the table and the JSON.
@@ -126,9 +138,18 @@ impl Config {
         }
     }
 
-    /// `layout/ipc`, as in the progress lines.
+    /// `sleep` or `poll`, as in the table and the JSON.
+    pub fn idle_word(self) -> &'static str {
+        match self.idle {
+            Idle::Sleep => "sleep",
+            Idle::Poll => "poll",
+        }
+    }
+
+    /// `layout/ipc` (`/poll` added under `idle=poll`), as in the progress lines.
     pub fn label(self) -> String {
-        format!("{}/{}", self.layout_word(), self.ipc_word())
+        let poll = if self.idle == Idle::Poll { "/poll" } else { "" };
+        format!("{}/{}{poll}", self.layout_word(), self.ipc_word())
     }
 
     /// The kernel command line of its boot: exactly what `cargo xtask run --layout L --ipc I`
@@ -137,6 +158,7 @@ impl Config {
         RunArgs {
             layout: self.layout,
             ipc: self.ipc,
+            idle: self.idle,
             ..RunArgs::default()
         }
         .cmdline()
@@ -147,7 +169,7 @@ impl Config {
         if self == SPLIT_CHAN {
             "bench-net".to_string()
         } else {
-            format!("bench-net-{}-{}", self.layout_word(), self.ipc_word())
+            format!("bench-net-{}", self.label().replace('/', "-"))
         }
     }
 
@@ -442,6 +464,8 @@ pub struct Row {
     pub layout: &'static str,
     /// `chan` or `kernel`.
     pub ipc: &'static str,
+    /// `sleep` or `poll`.
+    pub idle: &'static str,
     /// Direction, from the guest's side.
     pub dir: Dir,
     /// What was found.
@@ -454,6 +478,7 @@ impl Row {
         Self {
             layout: config.layout_word(),
             ipc: config.ipc_word(),
+            idle: config.idle_word(),
             dir,
             figures,
         }
@@ -468,7 +493,10 @@ impl Row {
 
     /// Whether this is the row of `config` in direction `dir`.
     pub fn is(&self, config: Config, dir: Dir) -> bool {
-        self.layout == config.layout_word() && self.ipc == config.ipc_word() && self.dir == dir
+        self.layout == config.layout_word()
+            && self.ipc == config.ipc_word()
+            && self.idle == config.idle_word()
+            && self.dir == dir
     }
 
     /// Gigabits per second, when measured.
@@ -1015,11 +1043,17 @@ pub fn table(r: &Results) -> String {
     }
     let _ = writeln!(
         t,
-        "{:<7} {:<7} {:<5} {:>8} {:>17} {:>19} {:>10}  < {SYSCALLS_PER_1K_TARGET} syscall/1k pkts",
-        "layout", "ipc", "dir", "Gbps", "syscalls/1k pkts", "interrupts/1k pkts", "packets"
+        "{:<7} {:<7} {:<6} {:<5} {:>8} {:>17} {:>19} {:>10}  < {SYSCALLS_PER_1K_TARGET} syscall/1k pkts",
+        "layout", "ipc", "idle", "dir", "Gbps", "syscalls/1k pkts", "interrupts/1k pkts", "packets"
     );
     for row in &r.rows {
-        let head = format!("{:<7} {:<7} {:<5}", row.layout, row.ipc, row.dir.word());
+        let head = format!(
+            "{:<7} {:<7} {:<6} {:<5}",
+            row.layout,
+            row.ipc,
+            row.idle,
+            row.dir.word()
+        );
         match &row.figures {
             Figures::Measured(m) => {
                 let _ = writeln!(
@@ -1176,9 +1210,10 @@ pub fn json(r: &Results) -> String {
                 .map(|(n, c)| format!("{}: {c}", json_string(n)))
                 .collect();
             format!(
-                "{{\"layout\": {}, \"ipc\": {}, \"busy_guest_cpus\": {}, \"cpus\": {{{}}}}}",
+                "{{\"layout\": {}, \"ipc\": {}, \"idle\": {}, \"busy_guest_cpus\": {}, \"cpus\": {{{}}}}}",
                 json_string(s.config.layout_word()),
                 json_string(s.config.ipc_word()),
+                json_string(s.config.idle_word()),
                 s.busy_cpus(),
                 placed.join(", ")
             )
@@ -1195,6 +1230,7 @@ pub fn json(r: &Results) -> String {
         let mut fields = vec![
             format!("\"layout\": {}", json_string(row.layout)),
             format!("\"ipc\": {}", json_string(row.ipc)),
+            format!("\"idle\": {}", json_string(row.idle)),
             format!("\"dir\": {}", json_string(row.dir.word())),
             format!("\"gbps\": {}", json_number(row.gbps())),
             format!(
@@ -1342,7 +1378,8 @@ pub fn svg(r: &Results) -> String {
     }
     for (i, row) in r.rows.iter().enumerate() {
         let y = top + i * ROW_H;
-        let label = format!("{} / {} / {}", row.layout, row.ipc, row.dir.word());
+        let poll = if row.idle == "poll" { " / poll" } else { "" };
+        let label = format!("{} / {}{poll} / {}", row.layout, row.ipc, row.dir.word());
         let _ = writeln!(s, "<text x=\"10\" y=\"{}\">{}</text>", y + 17, xml(&label));
         match &row.figures {
             Figures::Measured(m) => {
@@ -1651,9 +1688,8 @@ fn server_log(out_dir: &Path, config: Config) -> PathBuf {
         out_dir.join("iperf3-server.log")
     } else {
         out_dir.join(format!(
-            "iperf3-server-{}-{}.log",
-            config.layout_word(),
-            config.ipc_word()
+            "iperf3-server-{}.log",
+            config.label().replace('/', "-")
         ))
     }
 }
@@ -2349,6 +2385,7 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         let single_kernel = Config {
             layout: Layout::Single,
             ipc: Ipc::Kernel,
+            idle: Idle::Sleep,
         };
         assert_eq!(check_transport(single_kernel, &mm), Ok(()));
         assert!(check_transport(SPLIT_KERNEL, &mm).is_err());
@@ -2356,7 +2393,10 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
 
     #[test]
     fn configurations_boot_with_their_command_line_words() {
-        assert_eq!(CONFIGS, [SPLIT_CHAN, SINGLE_CHAN, SPLIT_KERNEL]);
+        assert_eq!(CONFIGS, [SPLIT_CHAN, SINGLE_CHAN, SPLIT_KERNEL, SPLIT_POLL]);
+        assert_eq!(SPLIT_POLL.cmdline(), "log=info idle=poll");
+        assert_eq!(SPLIT_POLL.boot_name(), "bench-net-split-chan-poll");
+        assert_eq!(SPLIT_POLL.label(), "split/chan/poll");
         assert_eq!(SPLIT_CHAN.cmdline(), "log=info");
         assert_eq!(SINGLE_CHAN.cmdline(), "log=info layout=single");
         assert_eq!(SPLIT_KERNEL.cmdline(), "log=info ipc=kernel");
@@ -2558,7 +2598,9 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         let lines: Vec<&str> = t.lines().collect();
         assert!(lines[0].contains("--net tap") && lines[0].contains("10 s per measurement"));
         assert!(
-            lines[0].contains("booted as split/chan, single/chan, split/kernel in turn"),
+            lines[0].contains(
+                "booted as split/chan, single/chan, split/kernel, split/chan/poll in turn"
+            ),
             "{}",
             lines[0]
         );
@@ -2566,7 +2608,11 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         let row = |layout: &str, ipc: &str, dir: &str| {
             lines
                 .iter()
-                .find(|l| l.split_ascii_whitespace().take(3).eq([layout, ipc, dir]))
+                .find(|l| {
+                    l.split_ascii_whitespace()
+                        .take(4)
+                        .eq([layout, ipc, "sleep", dir])
+                })
                 .unwrap_or_else(|| panic!("no row {layout} {ipc} {dir} in\n{t}"))
                 .to_string()
         };
@@ -2590,7 +2636,9 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             // Nothing between the row's name and the reason: no figure.
             let before = r.split("FAILED").next().unwrap();
             assert!(
-                before.split_ascii_whitespace().eq(["split", "kernel", dir]),
+                before
+                    .split_ascii_whitespace()
+                    .eq(["split", "kernel", "sleep", dir]),
                 "{r}"
             );
         }
@@ -2669,7 +2717,14 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             .filter(|l| l.starts_with("    {\"layout\""))
             .collect();
         assert_eq!(rows.len(), 6);
-        for key in ["layout", "ipc", "dir", "gbps", "syscalls_per_1k_pkts"] {
+        for key in [
+            "layout",
+            "ipc",
+            "idle",
+            "dir",
+            "gbps",
+            "syscalls_per_1k_pkts",
+        ] {
             assert!(
                 rows.iter().all(|r| r.contains(&format!("\"{key}\": "))),
                 "{key}"
@@ -2677,7 +2732,7 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         }
         assert!(
             rows[0].contains(
-                "\"layout\": \"split\", \"ipc\": \"chan\", \"dir\": \"send\", \"gbps\": 0.25, \
+                "\"layout\": \"split\", \"ipc\": \"chan\", \"idle\": \"sleep\", \"dir\": \"send\", \"gbps\": 0.25, \
              \"syscalls_per_1k_pkts\": 1, \"interrupts_per_1k_pkts\": 5, \"syscalls_target_met\": \
              false, \"status\": \"measured\""
             ),
@@ -2697,9 +2752,9 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         );
         assert!(rows[5].ends_with('}') && rows[4].ends_with("},"));
         assert!(j.contains(
-            "  \"stacks\": [{\"layout\": \"split\", \"ipc\": \"chan\", \"busy_guest_cpus\": 6, \
+            "  \"stacks\": [{\"layout\": \"split\", \"ipc\": \"chan\", \"idle\": \"sleep\", \"busy_guest_cpus\": 6, \
              \"cpus\": {\"e1000\": 1, \"pf\": 2, \"ip\": 3, \"udp\": 4, \"tcp\": 5}}, \
-             {\"layout\": \"single\", \"ipc\": \"chan\", \"busy_guest_cpus\": 3, \"cpus\": \
+             {\"layout\": \"single\", \"ipc\": \"chan\", \"idle\": \"sleep\", \"busy_guest_cpus\": 3, \"cpus\": \
              {\"e1000\": 1, \"netstack\": 2}}],"
         ));
         assert!(j.contains("\"busy_guest_cpus\": 6,\n"));

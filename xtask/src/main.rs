@@ -120,6 +120,9 @@ OPTIONS:
                                layout = \"single\" process, as tests/manifests/net.toml)
     --ipc chan|kernel          transport between processes: shared-memory channels, or
                                the kernel moving every message (default chan)
+    --idle sleep|poll          idle servers: sleep after a few hundred empty rounds, or,
+                               on a CPU of their own, poll for 20 ms first (no system
+                               call at load, a busy CPU; default sleep)
     --fwd tcp|udp:HOST:GUEST   forward a host port into the guest (repeatable)
     --exec \"CMD; CMD\"          type the commands into the guest shell one at a time, each
                                after the prompt, then 'poweroff'; exit 0 only when no

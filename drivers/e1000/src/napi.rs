@@ -2,8 +2,10 @@
 //!
 //! Idle, the driver sleeps with the device's interrupts enabled. The first interrupt switches it
 //! to polling with interrupts masked: it keeps polling the rings, without system calls, as long
-//! as each poll finds work, and only when a poll finds nothing does it unmask interrupts and
-//! sleep again. Under load it so takes one interrupt per burst rather than one per frame.
+//! as the polls find work, and only when they have found nothing for a grace period (none by
+//! default; a driver on a CPU of its own bridges the gaps between frames at load with one) does
+//! it unmask interrupts and sleep again. Under load it so takes one interrupt per burst rather
+//! than one per frame, and with a grace period hardly any.
 //!
 //! Unmasking after an empty poll cannot lose a frame: the device sets the receive cause in
 //! `ICR` whether or not it is masked, and enabling a cause that is already set raises the
@@ -35,6 +37,10 @@ pub enum MaskChange {
 #[derive(Debug, Clone, Copy)]
 pub struct Napi {
     mode: Mode,
+    /// How long polls may find nothing before interrupts come back.
+    grace_ns: u64,
+    /// When the polls started finding nothing (polling mode).
+    empty_since: Option<u64>,
 }
 
 impl Default for Napi {
@@ -46,8 +52,16 @@ impl Default for Napi {
 impl Napi {
     /// Starts with interrupts enabled.
     pub fn new() -> Self {
+        Self::with_grace(0)
+    }
+
+    /// Starts with interrupts enabled; polling lasts until the polls have found nothing for
+    /// `grace_ns`.
+    pub fn with_grace(grace_ns: u64) -> Self {
         Self {
             mode: Mode::Interrupts,
+            grace_ns,
+            empty_since: None,
         }
     }
 
@@ -61,19 +75,29 @@ impl Napi {
         match self.mode {
             Mode::Interrupts => {
                 self.mode = Mode::Polling;
+                self.empty_since = None;
                 MaskChange::Mask
             }
             Mode::Polling => MaskChange::None,
         }
     }
 
-    /// A poll found `work` descriptors to handle. An empty poll in polling mode goes back to
-    /// interrupts.
-    pub fn polled(&mut self, work: usize) -> MaskChange {
+    /// A poll at `now_ns` found `work` descriptors to handle. In polling mode, the first empty
+    /// poll after the grace period of empty ones goes back to interrupts.
+    pub fn polled(&mut self, work: usize, now_ns: u64) -> MaskChange {
         match (self.mode, work) {
             (Mode::Polling, 0) => {
+                let since = *self.empty_since.get_or_insert(now_ns);
+                if now_ns.saturating_sub(since) < self.grace_ns {
+                    return MaskChange::None;
+                }
                 self.mode = Mode::Interrupts;
+                self.empty_since = None;
                 MaskChange::Unmask
+            }
+            (Mode::Polling, _) => {
+                self.empty_since = None;
+                MaskChange::None
             }
             _ => MaskChange::None,
         }
@@ -94,22 +118,42 @@ mod tests {
         let mut n = Napi::new();
         assert_eq!(n.mode(), Mode::Interrupts);
         // Woken with nothing to do (a timeout poll) changes nothing.
-        assert_eq!(n.polled(0), MaskChange::None);
+        assert_eq!(n.polled(0, 0), MaskChange::None);
         // A burst: one interrupt, then polls while there is work.
         assert_eq!(n.interrupted(), MaskChange::Mask);
         assert_eq!(n.mode(), Mode::Polling);
         for work in [64, 64, 3, 1] {
-            assert_eq!(n.polled(work), MaskChange::None);
+            assert_eq!(n.polled(work, 0), MaskChange::None);
         }
         assert_eq!(
             n.interrupted(),
             MaskChange::None,
             "a stray notification while polling"
         );
-        assert_eq!(n.polled(0), MaskChange::Unmask);
+        assert_eq!(n.polled(0, 0), MaskChange::Unmask);
         assert_eq!(n.mode(), Mode::Interrupts);
         assert_eq!(n.interrupted(), MaskChange::Mask);
         n.restart();
         assert_eq!(n.mode(), Mode::Interrupts);
+    }
+
+    #[test]
+    fn a_grace_period_bridges_the_gaps() {
+        let mut n = Napi::with_grace(1_000);
+        assert_eq!(n.interrupted(), MaskChange::Mask);
+        // Empty polls within the grace period keep polling; work starts it over.
+        assert_eq!(n.polled(0, 10_000), MaskChange::None);
+        assert_eq!(n.polled(0, 10_999), MaskChange::None);
+        assert_eq!(n.polled(5, 11_000), MaskChange::None);
+        assert_eq!(n.polled(0, 11_500), MaskChange::None);
+        assert_eq!(n.polled(0, 12_499), MaskChange::None);
+        assert_eq!(n.mode(), Mode::Polling);
+        // A full grace period of empty polls: back to interrupts.
+        assert_eq!(n.polled(0, 12_500), MaskChange::Unmask);
+        assert_eq!(n.mode(), Mode::Interrupts);
+        // The next burst starts its own period.
+        assert_eq!(n.interrupted(), MaskChange::Mask);
+        assert_eq!(n.polled(0, 50_000), MaskChange::None);
+        assert_eq!(n.polled(0, 51_000), MaskChange::Unmask);
     }
 }

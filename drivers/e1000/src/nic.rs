@@ -878,7 +878,7 @@ mod tests {
                 receive(nic.regs(), &mut dma, &frame_from_gw(0x0800, 60));
                 arriving -= 1;
             }
-            if napi.polled(work) == MaskChange::Unmask {
+            if napi.polled(work, 0) == MaskChange::Unmask {
                 nic.unmask_interrupts();
             }
         }

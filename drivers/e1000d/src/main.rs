@@ -16,7 +16,8 @@
 //! - idle, it sleeps in `wait` with the device's interrupts enabled; the kernel turns the NIC's
 //!   interrupt into a notification. On waking it reads `ICR` (which clears it), re-arms the line
 //!   with `irq_ack("nic0")`, and if frames arrived switches to polling with the device's
-//!   interrupts masked, until a poll finds nothing (see `e1000::napi`);
+//!   interrupts masked, until a poll finds nothing (under `idle=poll`, on a CPU of its own: until
+//!   the polls have found nothing for 20 ms; see `e1000::napi`);
 //! - every poll handles up to 64 received frames (and, on the data path, up to 64 messages from
 //!   pf), reclaims sent ones and writes each ring's tail once; on the data path the sleep is
 //!   the channel's (`pf-e1000`), so a message from pf wakes it as the interrupt does;
@@ -299,7 +300,10 @@ impl Driver {
         let mut d = Self {
             nic,
             mac,
-            napi: Napi::new(),
+            // Under idle=poll, on a CPU of its own, the driver polls on through the gaps between
+            // frames (an interrupt, its acknowledgement and the sleep are system calls each);
+            // otherwise it goes back to interrupts at the first empty poll.
+            napi: Napi::with_grace(libsys::IdlePolicy::new(0).poll_ns().unwrap_or(0)),
             role,
             next_watchdog_ns: now + WATCHDOG_NS,
             warned_call_mode: false,
@@ -356,7 +360,7 @@ impl Driver {
             if self.napi.mode() == Mode::Polling {
                 self.nic.counters.polls += 1;
                 polls_since_housekeeping += 1;
-                if self.napi.polled(work) == MaskChange::Unmask {
+                if self.napi.polled(work, libsys::time_ns()) == MaskChange::Unmask {
                     self.back_to_interrupts();
                 }
             } else if busy {

@@ -111,7 +111,7 @@ pub mod nr {
     /// higher number (which the kernel refuses) counts at `CALLS - 1`.
     pub const CALLS: usize = 32;
 
-    /// The short name of system call `nr` (`"nr31"` style names for numbers without one).
+    /// The short name of system call `nr` (`"other"` for numbers without one).
     pub const fn name(nr: usize) -> &'static str {
         const NAMES: [&str; CALLS] = [
             "log",
@@ -161,6 +161,9 @@ pub mod sysconf {
     pub const IPC_KERNEL: u64 = 1 << 0;
     /// The network stack runs as one process (`cargo xtask run --layout single`).
     pub const LAYOUT_SINGLE: u64 = 1 << 1;
+    /// `idle=poll`: servers on CPUs of their own poll through idle gaps of up to
+    /// [`crate::IDLE_POLL_NS`] before they sleep, instead of a few hundred empty rounds.
+    pub const IDLE_POLL: u64 = 1 << 2;
 }
 
 /// The kernel-IPC baseline's system call, `CHAN_GATE` (DESIGN.md §8): every message through a
@@ -512,6 +515,11 @@ pub struct StatusPage {
     /// (`ipc_recv`) only when it moved, so requests cost it no system call while none come.
     pub mail: core::sync::atomic::AtomicU64,
 }
+
+/// How long a server on a CPU of its own keeps polling after its last piece of work before it
+/// sleeps, under `idle=poll` (`sysconf::IDLE_POLL`): longer than the gaps a busy stack sees
+/// between frames, so at load it makes no system call to sleep or to be woken.
+pub const IDLE_POLL_NS: u64 = 20_000_000;
 
 /// The word of [`StatusPage::mail`] (in 64-bit words from the page's start).
 pub const STATUS_MAIL_WORD: usize = core::mem::offset_of!(StatusPage, mail) / 8;

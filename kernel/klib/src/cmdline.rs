@@ -86,6 +86,17 @@ impl Layout {
     }
 }
 
+/// What idle servers do (`idle=`), DESIGN.md §8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Idle {
+    /// Poll a few hundred empty rounds, then sleep (the default: cheap for a host whose cores
+    /// the emulated CPUs share).
+    Sleep,
+    /// On a CPU of its own, poll for up to 20 ms of idleness before sleeping: no system call
+    /// at load, at the price of a busy CPU.
+    Poll,
+}
+
 /// The reference the TSC and the local APIC timer are calibrated against at boot (`clock=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClockSource {
@@ -133,6 +144,8 @@ pub struct Cmdline {
     pub transport: Transport,
     /// Stack layout (`layout=split|single`).
     pub layout: Layout,
+    /// Idle servers (`idle=sleep|poll`).
+    pub idle: Idle,
     /// Calibration reference (`clock=auto|pmtimer|hpet|pit`); a bad value is reported and
     /// leaves `auto`.
     pub clock: ClockSource,
@@ -145,6 +158,7 @@ impl Default for Cmdline {
             mode: BootMode::Normal,
             transport: Transport::Chan,
             layout: Layout::Split,
+            idle: Idle::Sleep,
             clock: ClockSource::Auto,
         }
     }
@@ -208,6 +222,11 @@ impl Cmdline {
                     "single" => line.layout = Layout::Single,
                     _ => report(CmdlineError::BadValue(key, value)),
                 },
+                "idle" => match value {
+                    "sleep" => line.idle = Idle::Sleep,
+                    "poll" => line.idle = Idle::Poll,
+                    _ => report(CmdlineError::BadValue(key, value)),
+                },
                 "clock" => match ClockSource::parse(value) {
                     Some(c) => line.clock = c,
                     None => {
@@ -236,9 +255,10 @@ mod tests {
             Cmdline::default()
         );
         let c = Cmdline::parse(
-            "  log=debug   test=kernel ipc=kernel layout=single\n",
+            "  log=debug   test=kernel ipc=kernel layout=single idle=poll\n",
             &mut |e| errs.push(e),
         );
+        assert_eq!(c.idle, Idle::Poll);
         assert_eq!(c.transport, Transport::Kernel);
         assert_eq!(c.layout, Layout::Single);
         assert_eq!(c.log_level, LogLevel::Debug);

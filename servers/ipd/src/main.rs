@@ -1,7 +1,7 @@
 //! `ip`: the ip server program — [`ipd::server`] on a CPU of its own (README.md;
 //! docs/netpath.md). Arguments: none, or `dhcp`. Every round: `heartbeat()`, a live update at a
-//! quiet point, the server's round; idle, it polls pf-ip a little, then arms the inputs and
-//! sleeps in `wait` until pf's notify, a client's message or the next timer.
+//! quiet point, the server's round; idle, it polls pf-ip a little (20 ms on a CPU of its own
+//! under `idle=poll`), then arms the inputs and sleeps in `wait` until pf's notify, a client's message or the next timer.
 #![no_std]
 #![no_main]
 
@@ -37,6 +37,8 @@ fn main(args: &str) -> i32 {
             return 1;
         }
     };
+    // By time under idle=poll; otherwise the SPIN_POLLS polls of pf-ip below are all.
+    let mut idle = libsys::IdlePolicy::new(0);
     loop {
         libsys::heartbeat();
         // Live update: at a quiet point hand over to a fresh instance.
@@ -45,6 +47,7 @@ fn main(args: &str) -> i32 {
             libsys::exit(axolotl_abi::EXIT_UPDATE);
         }
         if server.round() {
+            idle.worked();
             continue;
         }
         // Idle: poll a little, then sleep until pf notifies, a client's message arrives, or the
@@ -53,6 +56,10 @@ fn main(args: &str) -> i32 {
             core::hint::spin_loop();
             server.poll_pf()
         }) {
+            continue;
+        }
+        // Under idle=poll, on and on until the polling time is up.
+        if idle.keep_polling() {
             continue;
         }
         let sleep = server.sleep_ns();

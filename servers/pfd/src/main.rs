@@ -1,7 +1,7 @@
 //! The packet filter server (process `pf`, binary `pf`, no arguments): [`pfd::server`] on a CPU
 //! of its own (README.md). Every turn: `heartbeat()` (the reincarnation server watches it), a
 //! live update at a quiet point, one round of the path; after a few thousand empty turns (64
-//! when it shares its CPU) the idle chores, both inputs armed, and one sleep in `wait` (100 ms
+//! when it shares its CPU; 20 ms on a CPU of its own under `idle=poll`) the idle chores, both inputs armed, and one sleep in `wait` (100 ms
 //! at most, 1 ms while it holds messages for a full ring): a producer's notify, a queued request
 //! or the timeout wakes it.
 #![no_std]
@@ -24,7 +24,7 @@ fn main(args: &str) -> i32 {
             return 1;
         }
     };
-    let mut empty_turns: u32 = 0;
+    let mut idle = libsys::IdlePolicy::new(server.spin_turns());
     loop {
         libsys::heartbeat();
         // Live update: at a quiet point (nothing held for a peer) hand over to a fresh instance;
@@ -34,15 +34,12 @@ fn main(args: &str) -> i32 {
             libsys::exit(libsys::abi::EXIT_UPDATE);
         }
         if server.round() {
-            empty_turns = 0;
+            idle.worked();
             continue;
         }
-        empty_turns += 1;
-        if empty_turns < server.spin_turns() {
-            core::hint::spin_loop();
+        if idle.keep_polling() {
             continue;
         }
-        empty_turns = 0;
         if !server.arm() {
             libsys::heartbeat();
             let woken = libsys::wait(Some(server.sleep_ns()));

@@ -1,6 +1,7 @@
 //! `tcp`: the tcp server program — [`tcpd::server`] on a CPU of its own. Arguments: the
 //! applications it serves, comma-separated. Every round: `heartbeat()` and the server's round;
-//! idle, it spins a little, then arms every input and sleeps until a notify or smoltcp's next
+//! idle, it polls a while (`libsys::IdlePolicy`: 200 empty rounds, or 20 ms on a CPU of its
+//! own under `idle=poll`), then arms every input and sleeps until a notify or smoltcp's next
 //! timer (100 ms at most).
 #![no_std]
 #![no_main]
@@ -27,19 +28,16 @@ fn main(args: &str) -> i32 {
             return 1;
         }
     };
-    let mut spins = 0;
+    let mut idle = libsys::IdlePolicy::new(SPIN_POLLS);
     loop {
         libsys::heartbeat();
         if server.round() {
-            spins = 0;
+            idle.worked();
             continue;
         }
-        spins += 1;
-        if spins < SPIN_POLLS {
-            core::hint::spin_loop();
+        if idle.keep_polling() {
             continue;
         }
-        spins = 0;
         // Idle: arm every input, sleep until a notify or smoltcp's next timer.
         let sleep = server.sleep_ns();
         if !server.arm() {

@@ -1,6 +1,7 @@
 //! `udp`: the udp server program — [`udpd::server`] on a CPU of its own. Arguments: the
 //! applications it serves, comma-separated. Every round: `heartbeat()` and the server's round;
-//! when a round had nothing to do it polls a little, then arms every input and sleeps in `wait`
+//! when a round had nothing to do it polls a little (`libsys::IdlePolicy`: 200 empty rounds,
+//! or 20 ms on a CPU of its own under `idle=poll`), then arms every input and sleeps in `wait`
 //! (100 ms at most) until a producer's notify or an IPC request.
 #![no_std]
 #![no_main]
@@ -26,19 +27,16 @@ fn main(args: &str) -> i32 {
             return 1;
         }
     };
-    let mut spins = 0;
+    let mut idle = libsys::IdlePolicy::new(SPIN_POLLS);
     loop {
         libsys::heartbeat();
         if server.round() {
-            spins = 0;
+            idle.worked();
             continue;
         }
-        spins += 1;
-        if spins < SPIN_POLLS {
-            core::hint::spin_loop();
+        if idle.keep_polling() {
             continue;
         }
-        spins = 0;
         // Idle: arm every input, sleep once unless one had a message, disarm them all.
         if !server.arm() {
             let _ = libsys::wait(Some(server.sleep_ns()));

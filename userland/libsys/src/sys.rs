@@ -445,6 +445,94 @@ impl MailWatch {
     }
 }
 
+/// True when the boot chose `idle=poll` (`sysconf::IDLE_POLL`); asked of the kernel once.
+pub fn idle_poll() -> bool {
+    use core::sync::atomic::{AtomicU8, Ordering};
+    // 0: not asked yet; 1: sleep; 2: poll.
+    static MODE: AtomicU8 = AtomicU8::new(0);
+    match MODE.load(Ordering::Relaxed) {
+        0 => {
+            let poll = sysconf() & crate::abi::sysconf::IDLE_POLL != 0;
+            MODE.store(1 + u8::from(poll), Ordering::Relaxed);
+            poll
+        }
+        v => v == 2,
+    }
+}
+
+/// How long a server polls for work before it sleeps: a number of empty rounds, or, under
+/// `idle=poll` on a CPU of its own, [`crate::abi::IDLE_POLL_NS`] without work. A sleep and the
+/// wake-up that ends it are a system call each; polling costs none but keeps the CPU busy.
+#[derive(Debug, Clone, Copy)]
+pub struct IdlePolicy {
+    /// Empty rounds before a sleep (by rounds).
+    rounds: u32,
+    /// Idle time before a sleep (by time, when not 0).
+    poll_ns: u64,
+    empty: u32,
+    idle_since: Option<u64>,
+}
+
+impl IdlePolicy {
+    /// `rounds` empty rounds, or the boot's polling time on a CPU of our own under `idle=poll`.
+    pub fn new(rounds: u32) -> Self {
+        let dedicated = || self_info().is_ok_and(|p| p.dedicated != 0);
+        let poll_ns = if idle_poll() && dedicated() {
+            crate::abi::IDLE_POLL_NS
+        } else {
+            0
+        };
+        Self::with(rounds, poll_ns)
+    }
+
+    /// By time when `poll_ns` is not 0, else by `rounds`.
+    pub const fn with(rounds: u32, poll_ns: u64) -> Self {
+        Self {
+            rounds,
+            poll_ns,
+            empty: 0,
+            idle_since: None,
+        }
+    }
+
+    /// The polling time when it goes by time.
+    pub fn poll_ns(&self) -> Option<u64> {
+        (self.poll_ns > 0).then_some(self.poll_ns)
+    }
+
+    /// The caller did some work: idleness starts over.
+    pub fn worked(&mut self) {
+        self.empty = 0;
+        self.idle_since = None;
+    }
+
+    /// The caller found nothing to do: true (after one spin-loop hint) while it should poll
+    /// again, false when it should sleep now (and idleness starts over for after the sleep).
+    pub fn keep_polling(&mut self) -> bool {
+        let now = if self.poll_ns > 0 { time_ns() } else { 0 };
+        let poll = self.keep_polling_at(now);
+        if poll {
+            core::hint::spin_loop();
+        }
+        poll
+    }
+
+    /// [`IdlePolicy::keep_polling`] at time `now` (read only when it goes by time).
+    pub fn keep_polling_at(&mut self, now: u64) -> bool {
+        let poll = if self.poll_ns > 0 {
+            let since = *self.idle_since.get_or_insert(now);
+            now.saturating_sub(since) < self.poll_ns
+        } else {
+            self.empty += 1;
+            self.empty < self.rounds
+        };
+        if !poll {
+            self.worked();
+        }
+        poll
+    }
+}
+
 /// Bumps this process's heartbeat in its status page, which the reincarnation server watches to
 /// tell a hung process from a live one. A process that calls it once has opted in: from then on
 /// it must call it at least every 500 ms, idle or not (wait with a timeout rather than forever),
@@ -569,7 +657,33 @@ pub fn proc_wait(pid: u32, timeout_ns: Option<u64>) -> Result<ProcInfo> {
 
 #[cfg(test)]
 mod tests {
-    use super::MailWatch;
+    use super::{IdlePolicy, MailWatch};
+
+    #[test]
+    fn idle_polling_goes_by_rounds_or_by_time() {
+        // By rounds: 3 empty rounds poll, the 4th sleeps; work starts the count over.
+        let mut p = IdlePolicy::with(4, 0);
+        assert_eq!(p.poll_ns(), None);
+        assert!((0..3).all(|_| p.keep_polling_at(0)));
+        assert!(!p.keep_polling_at(0));
+        assert!(p.keep_polling_at(0), "after the sleep it counts again");
+        p.worked();
+        assert!((0..3).all(|_| p.keep_polling_at(0)));
+        // None: sleep at the first empty round.
+        assert!(!IdlePolicy::with(0, 0).keep_polling_at(0));
+        // By time: polls until 20 ms after the first empty round, whatever the count.
+        let mut p = IdlePolicy::with(4, 20);
+        assert_eq!(p.poll_ns(), Some(20));
+        assert!((0..100).all(|_| p.keep_polling_at(100)));
+        assert!(p.keep_polling_at(119));
+        assert!(!p.keep_polling_at(120));
+        assert!(
+            p.keep_polling_at(500),
+            "after the sleep the time starts again"
+        );
+        p.worked();
+        assert!(p.keep_polling_at(600) && p.keep_polling_at(619) && !p.keep_polling_at(620));
+    }
 
     #[test]
     fn mail_is_taken_once_per_count_and_again_after_a_limit() {
