@@ -285,8 +285,8 @@ impl<'a, W: Waiter> Socket<'a, W> {
                 }
             };
             let back = udpmsg::control(tag::DATAGRAM_RETURN, dg.data, 0, 0);
+            // The send wakes udp when it sleeps: no system call while it polls.
             self.send(&back, timeout_ns)?;
-            self.to_udp.notify_peer();
             return Ok((n, SocketAddrV4::new(dg.peer, dg.peer_port)));
         }
     }
@@ -322,11 +322,11 @@ impl<'a, W: Waiter> Socket<'a, W> {
             peer_port: to.port(),
             local_port: self.port,
         };
+        // The send wakes udp when it sleeps: no system call while it polls.
         if let Err(e) = self.send(&dg.message(tag::SEND), None) {
             let _ = self.tx.free(d);
             return Err(e);
         }
-        self.to_udp.notify_peer();
         Ok(buf.len())
     }
 }

@@ -261,10 +261,9 @@ impl<'a, W: Waiter> Endpoint<'a, W> {
                 self.peer_stale = !(self.find_peer)(self.to_tcp.waiter());
             }
             match self.to_tcp.send(m) {
-                Ok(_) => {
-                    self.to_tcp.notify_peer();
-                    return Ok(());
-                }
+                // The send itself wakes tcp when it sleeps (its `sleeping` flag): no system
+                // call while it polls.
+                Ok(_) => return Ok(()),
                 Err(SendError::EpochChanged(c)) => self.saw(&c),
                 Err(SendError::Full) => {
                     self.to_tcp.notify_peer();
