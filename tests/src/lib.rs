@@ -543,6 +543,11 @@ pub fn scenarios() -> Vec<Scenario> {
         )
         .alone(),
         Scenario::new(
+            "dhcp_configures_ip_and_survives_its_crash_single",
+            netmore::dhcp_configures_ip_and_survives_its_crash_single,
+        )
+        .alone(),
+        Scenario::new(
             "pf_drops_tcp_to_port_7_until_the_rule_goes",
             netmore::pf_drops_tcp_to_port_7_until_the_rule_goes,
         )

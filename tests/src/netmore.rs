@@ -117,24 +117,45 @@ const LEASED: &str = "10.0.2.15/24";
 /// it, the restarted ip keeps the lease the `ip-state` region remembers (and asks the server to
 /// confirm it), and `ifconfig` and the ping are as before.
 pub fn dhcp_configures_ip_and_survives_its_crash(h: &dyn Harness) -> ScenarioResult {
+    dhcp_in(h, Layout::Split)
+}
+
+/// [`dhcp_configures_ip_and_survives_its_crash`] in the single layout: netstack's ip part asks
+/// DHCP (`ip:dhcp`), logs as `netstack:`, and the crash is netstack's.
+pub fn dhcp_configures_ip_and_survives_its_crash_single(h: &dyn Harness) -> ScenarioResult {
+    dhcp_in(h, Layout::Single)
+}
+
+fn dhcp_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
+    // The process that is ip: its name in `crash`, in its log lines and in rs's.
+    let ip = match layout {
+        Layout::Single => "netstack",
+        _ => "ip",
+    };
+    let crash = format!("crash {ip}");
     let ping = "ping -c 3 10.0.2.2";
-    let spec = BootSpec::bios(8, "")
+    let spec = BootSpec::bios(8, layout.cmdline())
         .manifest(ManifestSource::File(DHCP_MANIFEST))
         .nic(NicModel::E1000)
         .exec(&[
-            "sleep 10", "ifconfig", ping, "crash ip", "sleep 5", "ifconfig", ping,
+            "sleep 10", "ifconfig", ping, &crash, "sleep 5", "ifconfig", ping,
         ])
         .timeout(Duration::from_secs(240));
-    let r = h.boot("dhcp_configures_ip_and_survives_its_crash", &spec);
+    let r = h.boot(
+        &layout.name("dhcp_configures_ip_and_survives_its_crash"),
+        &spec,
+    );
     r.exec_verdict()?;
     let t = &r.transcript;
     let start = t
-        .find("ip: no address yet (DHCP)")
-        .ok_or("ip did not start without an address (is its manifest args = \"dhcp\"?)")?;
+        .find(&format!("{ip}: no address yet (DHCP)"))
+        .ok_or_else(|| {
+            format!("{ip} did not start without an address (does its manifest args ask for dhcp?)")
+        })?;
     let leased = t[start..]
         .lines()
-        .find(|l| l.contains("ip: dhcp: leased "))
-        .ok_or("ip never logged a DHCP lease")?;
+        .find(|l| l.contains(&format!("{ip}: dhcp: leased ")))
+        .ok_or_else(|| format!("{ip} never logged a DHCP lease"))?;
     if !leased.contains(&format!("leased {LEASED} gateway 10.0.2.2")) {
         return Err(format!("not the lease QEMU hands out: {}", leased.trim()));
     }
@@ -168,16 +189,16 @@ pub fn dhcp_configures_ip_and_survives_its_crash(h: &dyn Harness) -> ScenarioRes
             ifconfigs[0].output
         ));
     }
-    if !t.contains("rs: restarted ip") {
-        return Err("rs did not restart ip after the crash".into());
+    if !t.contains(&format!("rs: restarted {ip}")) {
+        return Err(format!("rs did not restart {ip} after the crash"));
     }
     let kept = t
-        .find(&format!("ip: dhcp: keeping {LEASED} from ip-state"))
-        .ok_or("the restarted ip did not keep the lease of ip-state")?;
+        .find(&format!("{ip}: dhcp: keeping {LEASED} from ip-state"))
+        .ok_or_else(|| format!("the restarted {ip} did not keep the lease of ip-state"))?;
     // The server's confirmation (INIT-REBOOT), if it came before the end.
     let confirmed_ms = t[kept..]
         .lines()
-        .find(|l| l.contains("ip: dhcp: leased "))
+        .find(|l| l.contains(&format!("{ip}: dhcp: leased ")))
         .and_then(|l| number_before(l, " ms after the first message"))
         .map_or("not seen".to_string(), |ms| format!("{ms} ms"));
     let rtt = pings[0]
@@ -186,7 +207,7 @@ pub fn dhcp_configures_ip_and_survives_its_crash(h: &dyn Harness) -> ScenarioRes
         .find_map(|l| l.strip_prefix("rtt min/avg/max/mdev = "))
         .unwrap_or("?");
     Ok(Some(format!(
-        "{LEASED} leased {after_ms} ms after the first DISCOVER; kept across a crash of ip, \
+        "{LEASED} leased {after_ms} ms after the first DISCOVER; kept across a crash of {ip}, \
          confirmed by the server after {confirmed_ms}; rtt {rtt}"
     )))
 }
