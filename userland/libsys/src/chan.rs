@@ -46,20 +46,9 @@ pub struct KernelGate;
 /// The one kernel gate.
 pub static KERNEL_GATE: KernelGate = KernelGate;
 
-/// True when the boot chose kernel IPC between servers (`ipc=kernel`); asked of the kernel
-/// once.
+/// True when the boot chose kernel IPC between servers (`ipc=kernel`).
 pub fn kernel_ipc() -> bool {
-    use core::sync::atomic::{AtomicU8, Ordering};
-    // 0: not asked yet; 1: channels; 2: kernel IPC.
-    static MODE: AtomicU8 = AtomicU8::new(0);
-    match MODE.load(Ordering::Relaxed) {
-        0 => {
-            let kernel = crate::sysconf() & crate::abi::sysconf::IPC_KERNEL != 0;
-            MODE.store(1 + u8::from(kernel), Ordering::Relaxed);
-            kernel
-        }
-        v => v == 2,
-    }
+    crate::boot_config() & crate::abi::sysconf::IPC_KERNEL != 0
 }
 
 impl KernelGate {

@@ -348,20 +348,24 @@ pub fn pci_info(index: u32) -> Result<PciInfo> {
     Ok(info)
 }
 
-/// True when the boot chose the single network-stack layout (`layout=single`); asked of the
-/// kernel once.
-pub fn single_layout() -> bool {
-    use core::sync::atomic::{AtomicU8, Ordering};
-    // 0: not asked yet; 1: split; 2: single.
-    static LAYOUT: AtomicU8 = AtomicU8::new(0);
-    match LAYOUT.load(Ordering::Relaxed) {
-        0 => {
-            let single = sysconf() & crate::abi::sysconf::LAYOUT_SINGLE != 0;
-            LAYOUT.store(1 + u8::from(single), Ordering::Relaxed);
-            single
+/// The boot's `sysconf` word, asked of the kernel once (the boot choices never change).
+pub fn boot_config() -> u64 {
+    use core::sync::atomic::{AtomicU64, Ordering};
+    // u64::MAX: not asked yet (no such word: the kernel sets a few low bits).
+    static WORD: AtomicU64 = AtomicU64::new(u64::MAX);
+    match WORD.load(Ordering::Relaxed) {
+        u64::MAX => {
+            let w = sysconf();
+            WORD.store(w, Ordering::Relaxed);
+            w
         }
-        v => v == 2,
+        w => w,
     }
+}
+
+/// True when the boot chose the single network-stack layout (`layout=single`).
+pub fn single_layout() -> bool {
+    boot_config() & crate::abi::sysconf::LAYOUT_SINGLE != 0
 }
 
 /// `SYSCONF`: the boot-time choices ([`crate::abi::sysconf`] flags).
@@ -445,19 +449,9 @@ impl MailWatch {
     }
 }
 
-/// True when the boot chose `idle=poll` (`sysconf::IDLE_POLL`); asked of the kernel once.
+/// True when the boot chose `idle=poll` (`sysconf::IDLE_POLL`).
 pub fn idle_poll() -> bool {
-    use core::sync::atomic::{AtomicU8, Ordering};
-    // 0: not asked yet; 1: sleep; 2: poll.
-    static MODE: AtomicU8 = AtomicU8::new(0);
-    match MODE.load(Ordering::Relaxed) {
-        0 => {
-            let poll = sysconf() & crate::abi::sysconf::IDLE_POLL != 0;
-            MODE.store(1 + u8::from(poll), Ordering::Relaxed);
-            poll
-        }
-        v => v == 2,
-    }
+    boot_config() & crate::abi::sysconf::IDLE_POLL != 0
 }
 
 /// How long a server polls for work before it sleeps: a number of empty rounds, or, under

@@ -366,29 +366,29 @@ fn ps(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
     Ok(())
 }
 
-fn stat(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
+/// `get(cpu)` for every CPU, up to the first the kernel does not know.
+fn per_cpu<S: Sys, T>(
+    sys: &mut S,
+    get: impl Fn(&mut S, u32) -> Result<T, Error>,
+) -> Result<Vec<T>, Failure> {
     let mut cpus = Vec::new();
     for cpu in 0..MAX_CPUS {
-        match sys.cpu_info(cpu) {
+        match get(sys, cpu) {
             Ok(c) => cpus.push(c),
             Err(Error::NotFound) => break,
             Err(e) => return Err(Failure::failed(format!("cpu {cpu}: {e}"))),
         }
     }
-    table::write_stat(out, &cpus)?;
+    Ok(cpus)
+}
+
+fn stat(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
+    table::write_stat(out, &per_cpu(sys, |s, c| s.cpu_info(c))?)?;
     Ok(())
 }
 
 fn stat_calls(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
-    let mut cpus = Vec::new();
-    for cpu in 0..MAX_CPUS {
-        match sys.cpu_calls(cpu) {
-            Ok(c) => cpus.push(c),
-            Err(Error::NotFound) => break,
-            Err(e) => return Err(Failure::failed(format!("cpu {cpu}: {e}"))),
-        }
-    }
-    table::write_calls(out, &cpus)?;
+    table::write_calls(out, &per_cpu(sys, |s, c| s.cpu_calls(c))?)?;
     Ok(())
 }
 
