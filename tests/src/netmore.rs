@@ -192,6 +192,12 @@ fn dhcp_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
     if !t.contains(&format!("rs: restarted {ip}")) {
         return Err(format!("rs did not restart {ip} after the crash"));
     }
+    // The gateway's hardware address, learned by the first ping, came back from ip-state.
+    if !t.contains(&format!("{ip}: 1 neighbour(s) from ip-state")) {
+        return Err(format!(
+            "the restarted {ip} did not take the gateway's hardware address from ip-state"
+        ));
+    }
     let kept = t
         .find(&format!("{ip}: dhcp: keeping {LEASED} from ip-state"))
         .ok_or_else(|| format!("the restarted {ip} did not keep the lease of ip-state"))?;

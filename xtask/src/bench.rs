@@ -1824,10 +1824,12 @@ fn run_config(s: &Setup, config: Config, image: PathBuf, with_recovery: bool) ->
             .rfind(&stream)
             .map_or("", |at| &r.transcript[at + stream.len()..]);
         let server_text = std::fs::read_to_string(&rec_log).unwrap_or_default();
+        // The recovery phase's `jobs` (netstat and ifconfig come after it).
         let jobs = report
             .commands
-            .get(commands.len() - 1)
-            .filter(|c| c.command == "jobs")
+            .iter()
+            .skip(measured)
+            .find(|c| c.command == "jobs")
             .map(|c| c.output.as_str());
         recovery::Recovery::assemble(
             rec_seconds,

@@ -27,9 +27,9 @@ use libchan::{
 use libsys::chan::SysWaiter;
 use libsys::{Error, Message, log};
 use netmsg::{BUFFER_SIZE, RX_POOL, RX_POOL_ID, TX_POOL, TX_POOL_ID, chan};
-use netproto::Mac;
 use netproto::config::{self, ConfigError, IpConfig};
 use netproto::dhcp::MessageType;
+use netproto::{Mac, arp};
 
 /// The process the channels lead to.
 const PF: &str = "pf";
@@ -137,6 +137,49 @@ fn save_mac(region: &mut [u8], mac: Mac) {
     if let Some(r) = region.get_mut(MAC_AT..MAC_AT + 14) {
         r[..8].copy_from_slice(&MAC_MAGIC);
         r[8..14].copy_from_slice(&mac.0);
+    }
+}
+
+/// Where in ip-state the neighbours (the ARP cache) are kept, after the MAC address.
+const NEIGHBOURS_AT: usize = 2048;
+const _: () = assert!(
+    MAC_AT + 14 <= NEIGHBOURS_AT,
+    "the MAC would overlap the neighbours"
+);
+
+/// Learns the neighbours an earlier instance saved in ip-state, so that a restarted ip sends at
+/// once instead of asking ARP again (meanwhile it could only hold or drop what TCP sends).
+fn restore_neighbours(region: &[u8], stack: &mut Stack<'_>) {
+    let now_ms = libsys::time_ns() / 1_000_000;
+    match region
+        .get(NEIGHBOURS_AT..)
+        .map(|b| arp::load_neighbours(b, now_ms))
+    {
+        Some(Ok((list, skipped))) => {
+            if !list.is_empty() || skipped > 0 {
+                log!(
+                    "{} neighbour(s) from {STATE_REGION}{}",
+                    list.len(),
+                    if skipped > 0 {
+                        alloc::format!(" ({skipped} unusable left out)")
+                    } else {
+                        alloc::string::String::new()
+                    }
+                );
+            }
+            stack.restore_neighbours(&list);
+        }
+        Some(Err(arp::SavedError::NoMagic)) | None => {}
+        Some(Err(e)) => log!("neighbours in {STATE_REGION} unusable ({e}): asking ARP again"),
+    }
+}
+
+/// Saves the neighbours worth keeping in ip-state.
+fn save_neighbours(region: &mut [u8], stack: &Stack<'_>) {
+    if let Some(r) = region.get_mut(NEIGHBOURS_AT..NEIGHBOURS_AT + arp::SAVED_LEN) {
+        let mut table = [0u8; arp::SAVED_LEN];
+        arp::save_neighbours(&stack.neighbours_to_save(libsys::time_ns()), &mut table);
+        r.copy_from_slice(&table);
     }
 }
 
@@ -554,6 +597,8 @@ pub struct Server {
     driver_pid: u32,
     epochs: Epochs,
     ipc: Ipc,
+    /// The ARP cache's version last saved in ip-state.
+    neighbours_saved: u64,
 }
 
 impl Server {
@@ -586,6 +631,7 @@ impl Server {
         let driver_pid = libsys::lookup(driver::SERVICE).unwrap_or(0);
         let (rx_count, tx_count) = (rx.count(), tx.view().count());
         let mut stack = Stack::new(rx, tx, mac, config);
+        restore_neighbours(state, &mut stack);
         if dhcp {
             // Before the transport servers attach: their loans wait for an address.
             let now = libsys::time_ns();
@@ -612,6 +658,7 @@ impl Server {
             chan::PF_TO_IP,
             chan::IP_TO_PF
         );
+        let neighbours_saved = stack.neighbours_version();
         let server = Self {
             stack,
             state,
@@ -626,6 +673,7 @@ impl Server {
             pf_pid: 0,
             driver_pid,
             epochs: Epochs::default(),
+            neighbours_saved,
             ipc,
         };
         Ok((server, early))
@@ -667,6 +715,7 @@ impl Server {
             ready,
             epochs,
             mail,
+            neighbours_saved,
             ..
         } = self;
         if *ready == 0 {
@@ -713,6 +762,10 @@ impl Server {
         }
         if let Some(c) = stack.take_config_change() {
             store_config(state, &c);
+        }
+        if stack.neighbours_version() != *neighbours_saved {
+            *neighbours_saved = stack.neighbours_version();
+            save_neighbours(state, stack);
         }
 
         let peer_check = now.saturating_sub(self.last_peer_check) >= PEER_CHECK_NS;

@@ -879,6 +879,26 @@ impl<'a> Stack<'a> {
         }
     }
 
+    /// Moves whenever the ARP cache learns or confirms a neighbour (time to save them).
+    pub fn neighbours_version(&self) -> u64 {
+        self.arp.version()
+    }
+
+    /// The neighbours worth keeping across a restart, at `now_ns`.
+    pub fn neighbours_to_save(&self, now_ns: u64) -> Vec<netproto::arp::Neighbour> {
+        self.arp.to_save(now_ns / NS_PER_MS)
+    }
+
+    /// Learns the neighbours an earlier instance kept, each with its own age (call it before
+    /// anything is sent: nothing waits for them yet).
+    pub fn restore_neighbours(&mut self, list: &[netproto::arp::Neighbour]) {
+        for &(ip, mac, confirmed_ms) in list {
+            for d in self.arp.insert(ip, mac, confirmed_ms) {
+                let _ = self.tx.free(d);
+            }
+        }
+    }
+
     /// The ping whose echo request is buffer `index` no longer waits in the ARP cache.
     fn unqueue(&mut self, index: u32) {
         for p in &mut self.pings {
@@ -1027,15 +1047,7 @@ impl<'a> Stack<'a> {
                 self.release(packet, mac);
                 Sent::Now
             }
-            Resolution::Queued {
-                send_request,
-                dropped,
-            } => {
-                if let Some(old) = dropped {
-                    self.unqueue(old.index);
-                    self.stats.arp_queue_dropped += 1;
-                    let _ = self.tx.free(old);
-                }
+            Resolution::Queued { send_request } => {
                 if send_request {
                     self.send_arp_request(next_hop);
                 }

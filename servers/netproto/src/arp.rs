@@ -11,7 +11,14 @@
 //! address. It does no I/O: [`ArpCache::resolve`] and [`ArpCache::poll`] return what to send
 //! (the queued packet, or an ARP request) and what to give up on, and the packets are opaque
 //! handles `P` (in the ip server, buffer descriptors that must go back to their pool), always
-//! returned to the caller when the cache lets go of them.
+//! returned to the caller when the cache lets go of them. A destination's full queue refuses
+//! the newest packet and keeps the oldest: after a retransmission timeout TCP sends from the
+//! first lost segment on, and that first segment is the one the receiver waits for.
+//!
+//! [`ArpCache::version`] moves whenever an entry is learned or confirmed, so that the ip server
+//! can keep the cache ([`ArpCache::entries`], [`ArpCache::insert`]) in its state region across a
+//! restart: a restarted ip that had to ask again for its gateway would hold, or drop, everything
+//! TCP sends meanwhile.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
@@ -185,7 +192,7 @@ pub struct ArpPolicy {
     pub entry_ttl_ms: u64,
     /// How many destinations may wait for resolution at once.
     pub max_pending_destinations: usize,
-    /// How many packets may wait for one destination; the oldest is dropped when full.
+    /// How many packets may wait for one destination; when full, the newest is refused.
     pub max_pending_per_destination: usize,
     /// Time between ARP requests for a destination that has not answered, in milliseconds.
     pub retry_interval_ms: u64,
@@ -194,14 +201,14 @@ pub struct ArpPolicy {
 }
 
 impl Default for ArpPolicy {
-    /// 64 entries for 60 s; 8 destinations waiting, 4 packets each; a request every second,
+    /// 64 entries for 60 s; 8 destinations waiting, 16 packets each; a request every second,
     /// 3 in all (as Linux's `mcast_solicit`).
     fn default() -> Self {
         Self {
             capacity: 64,
             entry_ttl_ms: 60_000,
             max_pending_destinations: 8,
-            max_pending_per_destination: 4,
+            max_pending_per_destination: 16,
             retry_interval_ms: 1_000,
             max_requests: 3,
         }
@@ -230,6 +237,9 @@ pub enum QueueError {
     TooManyDestinations,
     /// [`ArpPolicy::max_pending_per_destination`] is zero: nothing may wait.
     QueueDisabled,
+    /// [`ArpPolicy::max_pending_per_destination`] packets wait for this destination already
+    /// (the oldest are kept).
+    QueueFull,
 }
 
 /// What to do with a packet handed to [`ArpCache::resolve`].
@@ -246,8 +256,6 @@ pub enum Resolution<P> {
     Queued {
         /// Broadcast an ARP request for the next hop now (the first packet for it).
         send_request: bool,
-        /// The oldest waiting packet, pushed out because the queue was full: free it.
-        dropped: Option<P>,
     },
     /// The packet could not wait: free it.
     Refused {
@@ -290,6 +298,7 @@ pub struct ArpCache<P> {
     policy: ArpPolicy,
     entries: Vec<Entry>,
     pending: Vec<Pending<P>>,
+    version: u64,
 }
 
 impl<P> ArpCache<P> {
@@ -299,7 +308,13 @@ impl<P> ArpCache<P> {
             policy,
             entries: Vec::with_capacity(policy.capacity),
             pending: Vec::with_capacity(policy.max_pending_destinations),
+            version: 0,
         }
+    }
+
+    /// Moves whenever an entry is learned or confirmed ([`ArpCache::insert`]).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// The policy in force.
@@ -323,6 +338,7 @@ impl<P> ArpCache<P> {
     /// the least recently confirmed, when full) and returns the packets that waited for `ip`,
     /// oldest first, to be sent to `mac` now.
     pub fn insert(&mut self, ip: Ipv4Addr, mac: Mac, now_ms: u64) -> Vec<P> {
+        self.version = self.version.wrapping_add(1);
         if let Some(e) = self.entries.iter_mut().find(|e| e.ip == ip) {
             e.mac = mac;
             e.confirmed_ms = now_ms;
@@ -378,15 +394,15 @@ impl<P> ArpCache<P> {
             };
         }
         if let Some(p) = self.pending.iter_mut().find(|p| p.ip == ip) {
-            let dropped = if p.packets.len() >= per_dest {
-                p.packets.pop_front()
-            } else {
-                None
-            };
+            if p.packets.len() >= per_dest {
+                return Resolution::Refused {
+                    packet,
+                    reason: QueueError::QueueFull,
+                };
+            }
             p.packets.push_back(packet);
             return Resolution::Queued {
                 send_request: false,
-                dropped,
             };
         }
         if self.pending.len() >= self.policy.max_pending_destinations {
@@ -403,10 +419,7 @@ impl<P> ArpCache<P> {
             requests_sent: 1,
             next_request_ms: now_ms.saturating_add(self.policy.retry_interval_ms),
         });
-        Resolution::Queued {
-            send_request: true,
-            dropped: None,
-        }
+        Resolution::Queued { send_request: true }
     }
 
     /// Runs the timers: drops expired entries, repeats requests that are due, gives up on
@@ -495,6 +508,133 @@ impl<P> ArpCache<P> {
             self.pending.iter().map(|p| p.packets.len()).sum(),
         )
     }
+}
+
+/// A neighbour kept across a restart: its address, its hardware address, and when it was last
+/// confirmed (milliseconds of the boot's clock, which a restart does not reset).
+pub type Neighbour = (Ipv4Addr, Mac, u64);
+
+/// Most neighbours [`save_neighbours`] keeps (the most recently confirmed).
+pub const SAVED_MAX: usize = 16;
+const SAVED_MAGIC: [u8; 8] = *b"AXARP\x00\x00\x01";
+const SAVED_ENTRY: usize = 4 + 6 + 8;
+/// Bytes [`save_neighbours`] writes: magic, count, the entries, a CRC-32 of all that.
+pub const SAVED_LEN: usize = SAVED_MAGIC.len() + 1 + SAVED_MAX * SAVED_ENTRY + 4;
+
+/// Why [`load_neighbours`] refused a saved table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SavedError {
+    /// Fewer than [`SAVED_LEN`] bytes.
+    Short,
+    /// No table was ever saved there (or it is not one).
+    NoMagic,
+    /// More entries than [`SAVED_MAX`].
+    BadCount(u8),
+    /// The CRC-32 does not match: a write was cut short, or the bytes were damaged.
+    BadCrc,
+}
+
+impl fmt::Display for SavedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Short => write!(f, "shorter than {SAVED_LEN} bytes"),
+            Self::NoMagic => write!(f, "no saved table"),
+            Self::BadCount(n) => write!(f, "{n} entries, more than {SAVED_MAX}"),
+            Self::BadCrc => write!(f, "checksum mismatch"),
+        }
+    }
+}
+
+impl<P> ArpCache<P> {
+    /// The valid entries worth keeping across a restart at `now_ms`, the most recently
+    /// confirmed first, at most [`SAVED_MAX`].
+    pub fn to_save(&self, now_ms: u64) -> Vec<Neighbour> {
+        let mut v: Vec<Neighbour> = self
+            .entries
+            .iter()
+            .filter(|e| self.fresh(e, now_ms))
+            .map(|e| (e.ip, e.mac, e.confirmed_ms))
+            .collect();
+        v.sort_by_key(|n| core::cmp::Reverse(n.2));
+        v.truncate(SAVED_MAX);
+        v
+    }
+}
+
+/// Writes `list` (at most [`SAVED_MAX`] of it) as a table [`load_neighbours`] reads back.
+pub fn save_neighbours(list: &[Neighbour], out: &mut [u8; SAVED_LEN]) {
+    out.fill(0);
+    let (head, rest) = out.split_at_mut(SAVED_MAGIC.len());
+    head.copy_from_slice(&SAVED_MAGIC);
+    let (count, rest) = rest.split_at_mut(1);
+    let n = list.len().min(SAVED_MAX);
+    count.fill(n as u8);
+    let (slots, _) = rest.as_chunks_mut::<SAVED_ENTRY>();
+    for (e, (ip, mac, at)) in slots.iter_mut().zip(list.iter().take(n)) {
+        let (a, b) = e.split_at_mut(4);
+        let (m, t) = b.split_at_mut(6);
+        a.copy_from_slice(&ip.octets());
+        m.copy_from_slice(&mac.0);
+        t.copy_from_slice(&at.to_le_bytes());
+    }
+    let (body, crc) = out.split_at_mut(SAVED_LEN - 4);
+    crc.copy_from_slice(&crate::config::crc32(body).to_le_bytes());
+}
+
+/// Reads a table [`save_neighbours`] wrote, at `now_ms`: its entries, less those that cannot be
+/// a neighbour (an address that is not a unicast host, a group or zero hardware address, a
+/// confirmation in the future), and how many were left out. The bytes are the ip server's own
+/// state region, but a crash may have cut a write short: nothing is trusted unchecked.
+pub fn load_neighbours(buf: &[u8], now_ms: u64) -> Result<(Vec<Neighbour>, usize), SavedError> {
+    let buf = buf.get(..SAVED_LEN).ok_or(SavedError::Short)?;
+    let (body, crc) = buf.split_at(SAVED_LEN - 4);
+    let (magic, rest) = body.split_at(SAVED_MAGIC.len());
+    if magic != SAVED_MAGIC {
+        return Err(SavedError::NoMagic);
+    }
+    let (count, entries) = rest.split_first().ok_or(SavedError::Short)?;
+    if usize::from(*count) > SAVED_MAX {
+        return Err(SavedError::BadCount(*count));
+    }
+    let mut want = [0u8; 4];
+    want.copy_from_slice(crc);
+    if crate::config::crc32(body) != u32::from_le_bytes(want) {
+        return Err(SavedError::BadCrc);
+    }
+    let (mut list, mut skipped) = (Vec::new(), 0);
+    let (slots, _) = entries.as_chunks::<SAVED_ENTRY>();
+    for &[
+        a0,
+        a1,
+        a2,
+        a3,
+        m0,
+        m1,
+        m2,
+        m3,
+        m4,
+        m5,
+        t0,
+        t1,
+        t2,
+        t3,
+        t4,
+        t5,
+        t6,
+        t7,
+    ] in slots.iter().take(usize::from(*count))
+    {
+        let ip = Ipv4Addr::new(a0, a1, a2, a3);
+        let mac = Mac([m0, m1, m2, m3, m4, m5]);
+        let at = u64::from_le_bytes([t0, t1, t2, t3, t4, t5, t6, t7]);
+        let host = !ip.is_unspecified() && !ip.is_broadcast() && !ip.is_multicast();
+        if host && mac.is_unicast() && at <= now_ms {
+            list.push((ip, mac, at));
+        } else {
+            skipped += 1;
+        }
+    }
+    Ok((list, skipped))
 }
 
 #[cfg(test)]
@@ -638,42 +778,35 @@ mod tests {
 
     #[test]
     fn pending_queue_bounds_and_release() {
-        let mut c = cache();
+        let mut c: ArpCache<u32> = ArpCache::new(ArpPolicy {
+            max_pending_per_destination: 4,
+            ..Default::default()
+        });
         assert_eq!(
             c.resolve(GW, 1, 0),
-            Resolution::Queued {
-                send_request: true,
-                dropped: None
-            }
+            Resolution::Queued { send_request: true }
         );
         for p in 2..=4 {
             assert_eq!(
                 c.resolve(GW, p, 1),
                 Resolution::Queued {
-                    send_request: false,
-                    dropped: None
+                    send_request: false
                 }
             );
         }
-        // The fifth pushes out the oldest.
+        // The fifth is refused: the oldest (a timed-out TCP's first segment) stay.
         assert_eq!(
             c.resolve(GW, 5, 2),
-            Resolution::Queued {
-                send_request: false,
-                dropped: Some(1)
+            Resolution::Refused {
+                packet: 5,
+                reason: QueueError::QueueFull
             }
         );
         assert_eq!(c.pending(), (1, 4));
         // Eight destinations at most.
         for i in 1..8u8 {
             let r = c.resolve(Ipv4Addr::new(10, 0, 3, i), 100 + u32::from(i), 3);
-            assert_eq!(
-                r,
-                Resolution::Queued {
-                    send_request: true,
-                    dropped: None
-                }
-            );
+            assert_eq!(r, Resolution::Queued { send_request: true });
         }
         assert_eq!(
             c.resolve(Ipv4Addr::new(10, 0, 4, 1), 200, 3),
@@ -684,6 +817,7 @@ mod tests {
         );
         assert_eq!(c.pending(), (8, 11));
         // The reply releases the gateway's packets in order and later ones go straight out.
+        let version = c.version();
         let f = qemu_gateway_reply();
         let arp = ArpPacket::parse(&f[14..]).unwrap();
         let out = c.handle(&arp, US, OUR_MAC, 10);
@@ -691,10 +825,11 @@ mod tests {
             out,
             ArpOutcome {
                 reply: None,
-                released: vec![2, 3, 4, 5],
+                released: vec![1, 2, 3, 4],
                 conflict: false
             }
         );
+        assert_ne!(c.version(), version, "a learned entry moves the version");
         assert_eq!(
             c.resolve(GW, 6, 11),
             Resolution::Ready {
@@ -703,6 +838,83 @@ mod tests {
             }
         );
         assert_eq!(c.pending(), (7, 7));
+    }
+
+    #[test]
+    fn neighbours_survive_a_save_and_damage_is_refused() {
+        let mut c: ArpCache<u32> = ArpCache::new(ArpPolicy::default());
+        c.insert(GW, GW_MAC, 1_000);
+        let other = Ipv4Addr::new(10, 0, 2, 3);
+        c.insert(other, Mac([2, 0, 0, 0, 0, 3]), 5_000);
+        // Expired at 62 s: only the second is kept, newest first.
+        assert_eq!(c.to_save(2_000).len(), 2);
+        let list = c.to_save(62_000);
+        assert_eq!(list, [(other, Mac([2, 0, 0, 0, 0, 3]), 5_000)]);
+        let mut buf = [0u8; SAVED_LEN];
+        save_neighbours(&c.to_save(2_000), &mut buf);
+        let (back, skipped) = load_neighbours(&buf, 6_000).unwrap();
+        assert_eq!(skipped, 0);
+        assert_eq!(
+            back,
+            [(other, Mac([2, 0, 0, 0, 0, 3]), 5_000), (GW, GW_MAC, 1_000)]
+        );
+        // A restarted cache learns them with their age: the gateway expires on time.
+        let mut fresh: ArpCache<u32> = ArpCache::new(ArpPolicy::default());
+        for (ip, mac, at) in back {
+            fresh.insert(ip, mac, at);
+        }
+        assert_eq!(fresh.lookup(GW, 60_999), Some(GW_MAC));
+        assert_eq!(fresh.lookup(GW, 61_000), None);
+        // A confirmation from the future is left out (the clock runs on across restarts).
+        assert_eq!(
+            load_neighbours(&buf, 4_000).unwrap(),
+            (vec![(GW, GW_MAC, 1_000)], 1)
+        );
+        // Damage of any byte is caught; so are a missing table and a short one.
+        for i in 0..SAVED_LEN {
+            let mut bad = buf;
+            bad[i] ^= 0x40;
+            assert!(load_neighbours(&bad, 6_000).is_err(), "byte {i}");
+        }
+        assert_eq!(
+            load_neighbours(&[0u8; SAVED_LEN], 0),
+            Err(SavedError::NoMagic)
+        );
+        assert_eq!(load_neighbours(&buf[..10], 0), Err(SavedError::Short));
+        let mut many = buf;
+        many[8] = 17;
+        assert_eq!(load_neighbours(&many, 0), Err(SavedError::BadCount(17)));
+        // Entries that are no neighbour's are left out even under a good checksum.
+        let mut odd = [0u8; SAVED_LEN];
+        save_neighbours(
+            &[
+                (Ipv4Addr::BROADCAST, GW_MAC, 0),
+                (GW, Mac::BROADCAST, 0),
+                (GW, Mac::ZERO, 0),
+                (Ipv4Addr::new(224, 0, 0, 1), GW_MAC, 0),
+                (GW, GW_MAC, 0),
+            ],
+            &mut odd,
+        );
+        assert_eq!(
+            load_neighbours(&odd, 0).unwrap(),
+            (vec![(GW, GW_MAC, 0)], 4)
+        );
+    }
+
+    #[test]
+    fn the_default_queue_holds_a_burst_of_sixteen() {
+        let mut c: ArpCache<u32> = ArpCache::new(ArpPolicy::default());
+        for p in 0..16 {
+            assert!(matches!(c.resolve(GW, p, 0), Resolution::Queued { .. }));
+        }
+        assert!(matches!(
+            c.resolve(GW, 16, 0),
+            Resolution::Refused {
+                reason: QueueError::QueueFull,
+                ..
+            }
+        ));
     }
 
     #[test]

@@ -85,7 +85,7 @@ pub fn arp_cache_ops(data: &[u8]) {
                         assert_eq!(m, mac);
                         returned.push(packet);
                     }
-                    Resolution::Queued { dropped, .. } => returned.extend(dropped),
+                    Resolution::Queued { .. } => {}
                     Resolution::Refused { packet, .. } => returned.push(packet),
                 }
             }

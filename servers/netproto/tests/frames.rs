@@ -127,10 +127,7 @@ fn first_packet_to_the_internet_waits_for_the_gateway() {
     let mut cache: ArpCache<&str> = ArpCache::new(ArpPolicy::default());
     assert_eq!(
         cache.resolve(hop.next_hop, "syn", 0),
-        Resolution::Queued {
-            send_request: true,
-            dropped: None
-        }
+        Resolution::Queued { send_request: true }
     );
     let mut req = [0u8; 60];
     ArpPacket::request(OUR_MAC, US, GW)

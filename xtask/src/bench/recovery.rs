@@ -3,7 +3,7 @@
 //!
 //! In the measured boot, after the send and receive measurements, the shell starts the guest's
 //! `iperf3 -c 10.0.2.2 -p 5202 -t R -i 0.25` in the background, then types `sleep 2` and
-//! `crash ip` in turn, then waits for the stream's end and types `jobs`. The peer is a second
+//! `crash ip` in turn, then waits for the stream's end and types `jobs`, `netstat` and `ifconfig`. The peer is a second
 //! stock server, `iperf3 -s -p 5202 -1 -i 0.25 -f k`, next to the first one.
 //!
 //! - The series is the host's: the stock server's 0.25 s interval lines (what it received, its
@@ -60,7 +60,8 @@ pub fn stream_command(seconds: u32) -> String {
 }
 
 /// The shell commands of the recovery phase: the stream, `sleep 2` and `crash ip` for each
-/// crash, a wait for the stream's end, and `jobs` (which says how iperf3 ended).
+/// crash, a wait for the stream's end, `jobs` (which says how iperf3 ended), and `netstat` and
+/// `ifconfig` (the connection's state and queues, ip's counters: for when it did not end).
 pub fn guest_commands(seconds: u32) -> Vec<String> {
     let n = crash_count(seconds);
     let mut c = vec![stream_command(seconds)];
@@ -73,6 +74,8 @@ pub fn guest_commands(seconds: u32) -> Vec<String> {
         seconds - n * CRASH_EVERY_S + END_MARGIN_S
     ));
     c.push("jobs".to_string());
+    c.push("netstat".to_string());
+    c.push("ifconfig".to_string());
     c
 }
 
@@ -721,8 +724,10 @@ mod tests {
         assert_eq!(c.iter().filter(|c| *c == "crash ip").count(), 7);
         assert_eq!(c[1..3], ["sleep 2", "crash ip"]);
         // 16 s stream, 14 s of crashes typed: 2 s more and the margin.
-        assert_eq!(c[c.len() - 2], "sleep 6");
-        assert_eq!(c[c.len() - 1], "jobs");
+        assert_eq!(c[c.len() - 4], "sleep 6");
+        assert_eq!(c[c.len() - 3], "jobs");
+        assert_eq!(c[c.len() - 2], "netstat");
+        assert_eq!(c[c.len() - 1], "ifconfig");
         assert_eq!(crash_count(4), 1);
         assert_eq!(crash_count(5), 1);
         assert_eq!(crash_count(3), 0);
