@@ -18,11 +18,10 @@ pub struct Counters {
     pub interrupts: AtomicU64,
     /// Inter-processor interrupts received.
     pub ipis: AtomicU64,
-    /// System calls made on this CPU.
-    pub syscalls: AtomicU64,
     /// Context switches.
     pub switches: AtomicU64,
-    /// System calls made on this CPU by number (`axolotl_abi::nr::name`).
+    /// System calls made on this CPU by number (`axolotl_abi::nr::name`); their sum is the
+    /// CPU's total.
     pub by_call: [AtomicU64; axolotl_abi::nr::CALLS],
 }
 

@@ -102,7 +102,6 @@ fn ret(r: Result<u64, Error>) -> u64 {
 #[unsafe(no_mangle)]
 extern "C" fn axolotl_syscall_dispatch(frame: &mut SyscallFrame) {
     let cpu = percpu::current();
-    cpu.counters.syscalls.fetch_add(1, Ordering::Relaxed);
     let call = (frame.rax as usize).min(nr::CALLS - 1);
     cpu.counters.by_call[call].fetch_add(1, Ordering::Relaxed);
     let me = crate::sched::current().unwrap_or_else(|| panic!("syscall with no current process"));
@@ -162,7 +161,7 @@ fn cpu_info(index: u64, out: u64) -> Result<u64, Error> {
     let info = axolotl_abi::CpuInfo {
         apic_id: cpu.apic_id,
         dedicated: crate::sched::is_dedicated(index as usize) as u32,
-        syscalls: c.syscalls.load(Ordering::Relaxed),
+        syscalls: c.by_call.iter().map(|n| n.load(Ordering::Relaxed)).sum(),
         interrupts: c.interrupts.load(Ordering::Relaxed),
         ipis: c.ipis.load(Ordering::Relaxed),
         ticks: c.ticks.load(Ordering::Relaxed),
