@@ -2,9 +2,10 @@
 //! start each part maps its regions and attaches its channels as its own program would; then
 //! one loop runs them in turn: `heartbeat()`, a live update at a quiet point, a round of pf, of
 //! ip, of udp and of tcp, and the kernel-IPC requests when the status page's mail word says one
-//! was queued (`libsys::MailWatch`; no system call otherwise), each handed to the part it is for. Idle for a few hundred rounds (20 ms on a CPU of its own under `idle=poll`), it arms every part's
-//! inputs and sleeps until a notify (from e1000, an application or a client) or the earliest
-//! timer of any part.
+//! was queued (`libsys::MailWatch`; no system call otherwise), each handed to the part it is
+//! for. Idle for a few hundred rounds (20 ms on a CPU of its own under `idle=poll`), it arms
+//! every part's inputs and sleeps until a notify (from e1000, an application or a client) or
+//! the earliest timer of any part.
 #![no_std]
 #![no_main]
 
@@ -105,8 +106,7 @@ impl Stack {
             libsys::heartbeat();
             let _ = libsys::wait(Some(sleep));
         }
-        // pf's control requests come through `serve` here, not pf's own poll.
-        self.pf.disarm(false);
+        self.pf.disarm();
         self.ip.disarm();
         if let Some(udp) = &mut self.udp {
             udp.disarm();

@@ -1,13 +1,13 @@
 //! The packet filter server (process `pf`, binary `pf`, no arguments): [`pfd::server`] on a CPU
 //! of its own (README.md). Every turn: `heartbeat()` (the reincarnation server watches it), a
 //! live update at a quiet point, one round of the path; after a few thousand empty turns (64
-//! when it shares its CPU; 20 ms on a CPU of its own under `idle=poll`) the idle chores, both inputs armed, and one sleep in `wait` (100 ms
-//! at most, 1 ms while it holds messages for a full ring): a producer's notify, a queued request
-//! or the timeout wakes it.
+//! when it shares its CPU; 20 ms on a CPU of its own under `idle=poll`) the idle chores, both
+//! inputs armed, and one sleep in `wait` (100 ms at most, 1 ms while it holds messages for a
+//! full ring): a producer's notify, a queued request or the timeout wakes it.
 #![no_std]
 #![no_main]
 
-use libsys::{WaitResult, log};
+use libsys::log;
 use pfd::server::{Ipc, Server};
 
 libsys::entry!(main);
@@ -42,8 +42,8 @@ fn main(args: &str) -> i32 {
         }
         if !server.arm() {
             libsys::heartbeat();
-            let woken = libsys::wait(Some(server.sleep_ns()));
-            server.disarm(woken == Ok(WaitResult::Notified));
+            let _ = libsys::wait(Some(server.sleep_ns()));
+            server.disarm();
         }
     }
 }

@@ -15,10 +15,10 @@
 //!   pf's to [`Server::answer`]);
 //! - **peers**: e1000 and ip are looked up by name until they exist, and again whenever a
 //!   notify to one fails (it died or was replaced);
-//! - **idle** ([`Server::arm`]): after [`Server::spin_turns`] empty rounds the chores (refusals
-//!   reported at most every millisecond, lookups every second), then both inputs armed and, if neither
-//!   had a message, one sleep of at most [`Server::sleep_ns`]: a producer's notify, a queued
-//!   request or the timeout wakes it.
+//! - **idle** ([`Server::arm`]): after [`Server::spin_turns`] empty rounds the chores
+//!   (refusals reported at most every millisecond, lookups every second), then both inputs
+//!   armed and, if neither had a message, one sleep of at most [`Server::sleep_ns`]: a
+//!   producer's notify, a queued request or the timeout wakes it.
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use libchan::{Consumer, PoolView, Producer, Waiter};
@@ -531,7 +531,6 @@ impl Server {
         let now = libsys::time_ns();
         if now.saturating_sub(self.last_chores) >= IDLE_CHORES_NS {
             self.last_chores = now;
-            self.serve();
             self.events.report(self.path.counters().refused_total());
         }
         if now.saturating_sub(self.last_lookup) >= IDLE_LOOKUP_NS || self.missing.iter().any(|&m| m)
@@ -552,13 +551,9 @@ impl Server {
         }
     }
 
-    /// Disarms the inputs after a sleep; `notified`: perhaps by a queued request rather than a
-    /// channel, so look at once.
-    pub fn disarm(&mut self, notified: bool) {
+    /// Disarms the inputs after a sleep (a request that woke us is taken by the next round).
+    pub fn disarm(&mut self) {
         self.path.disarm();
-        if notified {
-            self.serve();
-        }
     }
 
     /// The answer to a control request (`ctl`) that a dispatcher received for pf from `from`.
