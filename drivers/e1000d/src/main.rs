@@ -22,8 +22,9 @@
 //!   pf), reclaims sent ones and writes each ring's tail once; on the data path the sleep is
 //!   the channel's (`pf-e1000`), so a message from pf wakes it as the interrupt does;
 //! - between polls (every 64 polls under load) it answers statistics requests over kernel IPC
-//!   (`e1000::proto`) when the status page's mail word says one was queued, runs the ARP probe of the gateway and a watchdog that checks the device's
-//!   head registers and reads its statistics registers.
+//!   (`e1000::proto`) when the status page's mail word says one was queued, runs the ARP probe
+//!   of the gateway and a watchdog that checks the device's head registers and reads its
+//!   statistics registers.
 //!
 //! Self-contained, the driver itself answers ARP requests for 10.0.2.15 and, once the link is
 //! up, asks for 10.0.2.2 (QEMU's user-networking gateway) a few times a second, logging `arp

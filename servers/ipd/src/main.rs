@@ -1,7 +1,8 @@
 //! `ip`: the ip server program — [`ipd::server`] on a CPU of its own (README.md;
 //! docs/netpath.md). Arguments: none, or `dhcp`. Every round: `heartbeat()`, a live update at a
 //! quiet point, the server's round; idle, it polls pf-ip a little (20 ms on a CPU of its own
-//! under `idle=poll`), then arms the inputs and sleeps in `wait` until pf's notify, a client's message or the next timer.
+//! under `idle=poll`), then arms the inputs and sleeps in `wait` until pf's notify, a client's
+//! message or the next timer.
 #![no_std]
 #![no_main]
 

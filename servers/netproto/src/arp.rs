@@ -16,9 +16,10 @@
 //! first lost segment on, and that first segment is the one the receiver waits for.
 //!
 //! [`ArpCache::version`] moves whenever an entry is learned or confirmed, so that the ip server
-//! can keep the cache ([`ArpCache::entries`], [`ArpCache::insert`]) in its state region across a
-//! restart: a restarted ip that had to ask again for its gateway would hold, or drop, everything
-//! TCP sends meanwhile.
+//! can keep the cache in its state region across a restart ([`ArpCache::to_save`],
+//! [`save_neighbours`]; [`load_neighbours`] and [`ArpCache::insert`] bring it back): a
+//! restarted ip that had to ask again for its gateway would hold, or drop, everything TCP sends
+//! meanwhile.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;

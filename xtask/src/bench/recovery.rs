@@ -3,8 +3,9 @@
 //!
 //! In the measured boot, after the send and receive measurements, the shell starts the guest's
 //! `iperf3 -c 10.0.2.2 -p 5202 -t R -i 0.25` in the background, then types `sleep 2` and
-//! `crash ip` in turn, then waits for the stream's end and types `jobs`, `netstat` and `ifconfig`. The peer is a second
-//! stock server, `iperf3 -s -p 5202 -1 -i 0.25 -f k`, next to the first one.
+//! `crash ip` in turn, then waits for the stream's end and types `jobs`, `netstat` and
+//! `ifconfig`. The peer is a second stock server, `iperf3 -s -p 5202 -1 -i 0.25 -f k`, next to
+//! the first one.
 //!
 //! - The series is the host's: the stock server's 0.25 s interval lines (what it received, its
 //!   bit rate in Kbit/s), timed by its own clock from the test's start.
