@@ -7,12 +7,12 @@ use alloc::format;
 use alloc::vec::Vec;
 
 use crate::proto::{
-    CONTROL_TIMEOUT_NS, Cookie, State, StreamResult, TestParams, TestResults, frame_json,
-    read_byte, read_json, stream_id, write_state,
+    Cookie, State, StreamResult, TestParams, TestResults, frame_json, read_byte, read_json,
+    stream_id, write_state,
 };
 use crate::report;
 use crate::transfer::{
-    DataStream, IDLE_WAIT_NS, Meter, SEC_NS, StreamTotal, alloc_buffer, poll_control,
+    DataStream, Draining, IDLE_WAIT_NS, Meter, SEC_NS, StreamTotal, alloc_buffer, poll_control,
     print_summary, recv_round, secs, send_block, unexpected_state,
 };
 use crate::{ClientOptions, Conn, Direction, Error, Net, Output, Role, Summary};
@@ -52,6 +52,30 @@ fn expect<C: Conn>(ctrl: &mut C, wanted: State) -> Result<(), Error> {
     } else {
         Err(unexpected_state(ctrl, b, &format!("{wanted:?}")))
     }
+}
+
+/// The control connection of a receiving client, read while its data streams are drained.
+fn draining<'a, C: Conn>(
+    ctrl: &'a mut C,
+    streams: &'a mut [DataStream<C>],
+    buf: &'a mut [u8],
+    now: &'a dyn Fn() -> u64,
+) -> Draining<'a, C> {
+    Draining {
+        ctrl,
+        streams,
+        buf,
+        now,
+    }
+}
+
+/// Sends the client's results (`own`, framed), reads the server's and its DISPLAY_RESULTS.
+fn exchange_results<C: Conn>(ctrl: &mut C, own: &[u8]) -> Result<TestResults, Error> {
+    ctrl.write_all(own)
+        .map_err(Error::net("sending the results"))?;
+    let peer = TestResults::from_json(&read_json(ctrl, "server results")?)?;
+    expect(ctrl, State::DisplayResults)?;
+    Ok(peer)
 }
 
 fn client<N: Net>(
@@ -157,21 +181,18 @@ fn client<N: Net>(
     let seconds = secs(now - start);
     write_state(&mut ctrl, State::TestEnd, "ending the test")?;
 
-    // Until the server answers, keep draining what it still sends, or it may block on a full
-    // window and never read TEST_END (iperf3 does the same).
+    // Until the exchange is over, a receiving client keeps draining what the server still
+    // sends: the server may block on a full window and never read TEST_END, and the bytes in
+    // flight share the rx pool with the control connection (iperf3 does the same).
+    let clock = || net.now_ns();
     let during = "waiting for the results exchange";
-    let b = loop {
-        if sending || streams.iter().all(|s| !s.open) {
-            break read_byte(&mut ctrl, during)?;
-        }
-        let got = recv_round(&mut streams, &mut buf, 0, &mut turn)?;
-        let wait = if got == 0 { IDLE_WAIT_NS } else { 0 };
-        if let Some(b) = poll_control(&mut ctrl, wait, during)? {
-            break b;
-        }
-        if net.now_ns().saturating_sub(now) > CONTROL_TIMEOUT_NS {
-            return Err(Error::Timeout { during });
-        }
+    let b = if sending {
+        read_byte(&mut ctrl, during)?
+    } else {
+        read_byte(
+            &mut draining(&mut ctrl, &mut streams, &mut buf, &clock),
+            during,
+        )?
     };
     if b != State::ExchangeResults.byte() {
         return Err(unexpected_state(&mut ctrl, b, "ExchangeResults"));
@@ -196,10 +217,15 @@ fn client<N: Net>(
             })
             .collect(),
     };
-    ctrl.write_all(&frame_json(&own.to_json(), &[]))
-        .map_err(Error::net("sending the results"))?;
-    let peer = TestResults::from_json(&read_json(&mut ctrl, "server results")?)?;
-    expect(&mut ctrl, State::DisplayResults)?;
+    let own = frame_json(&own.to_json(), &[]);
+    let peer = if sending {
+        exchange_results(&mut ctrl, &own)?
+    } else {
+        exchange_results(
+            &mut draining(&mut ctrl, &mut streams, &mut buf, &clock),
+            &own,
+        )?
+    };
 
     let totals: Vec<StreamTotal> = streams
         .iter()

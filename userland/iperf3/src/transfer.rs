@@ -78,26 +78,7 @@ pub fn recv_round<C: Conn>(
     turn: &mut usize,
 ) -> Result<u64, Error> {
     let during = "reading a data stream";
-    let mut got = 0u64;
-    for s in streams.iter_mut().filter(|s| s.open) {
-        let mut budget = buf.len();
-        while budget > 0 {
-            match s.conn.read_timeout(&mut buf[..budget], 0) {
-                Ok(Some(0)) => {
-                    s.open = false;
-                    break;
-                }
-                Ok(Some(n)) => {
-                    s.bytes += n as u64;
-                    s.interval_bytes += n as u64;
-                    got += n as u64;
-                    budget = budget.saturating_sub(n);
-                }
-                Ok(None) | Err(NetError::TimedOut) => break,
-                Err(error) => return Err(Error::Net { during, error }),
-            }
-        }
-    }
+    let mut got = drain_now(streams, buf).map_err(|error| Error::Net { during, error })?;
     if got > 0 || idle_wait_ns == 0 || streams.is_empty() {
         return Ok(got);
     }
@@ -120,6 +101,88 @@ pub fn recv_round<C: Conn>(
         break;
     }
     Ok(got)
+}
+
+/// Reads from every open stream what is there without waiting, up to a buffer's worth each;
+/// returns the bytes read and marks a stream at its end closed.
+fn drain_now<C: Conn>(streams: &mut [DataStream<C>], buf: &mut [u8]) -> Result<u64, NetError> {
+    let mut got = 0u64;
+    for s in streams.iter_mut().filter(|s| s.open) {
+        let mut budget = buf.len();
+        while budget > 0 {
+            match s.conn.read_timeout(&mut buf[..budget], 0) {
+                Ok(Some(0)) => {
+                    s.open = false;
+                    break;
+                }
+                Ok(Some(n)) => {
+                    s.bytes += n as u64;
+                    s.interval_bytes += n as u64;
+                    got += n as u64;
+                    budget = budget.saturating_sub(n);
+                }
+                Ok(None) | Err(NetError::TimedOut) => break,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Ok(got)
+}
+
+/// The control connection of a receiving side once the test is over, read while the data
+/// streams are still drained: what the sender had in flight at the end keeps arriving, and
+/// left unread it would fill the rx pool the streams share with the control connection (the
+/// application holds at most half the pool plus libnet's copy limit unread), so the server's
+/// results could not be delivered. iperf3's client keeps reading its streams the same way.
+/// The bytes drained are counted in the streams.
+pub struct Draining<'a, C> {
+    /// The control connection.
+    pub ctrl: &'a mut C,
+    /// The data streams (closed ones are skipped).
+    pub streams: &'a mut [DataStream<C>],
+    /// Where drained bytes are read into.
+    pub buf: &'a mut [u8],
+    /// The clock, in nanoseconds.
+    pub now: &'a dyn Fn() -> u64,
+}
+
+impl<C: Conn> Conn for Draining<'_, C> {
+    fn read(&mut self, buf: &mut [u8]) -> Result<usize, NetError> {
+        loop {
+            if let Some(n) = self.read_timeout(buf, u64::MAX)? {
+                return Ok(n);
+            }
+        }
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> Result<(), NetError> {
+        self.ctrl.write_all(buf)
+    }
+
+    fn read_timeout(&mut self, buf: &mut [u8], timeout_ns: u64) -> Result<Option<usize>, NetError> {
+        let start = (self.now)();
+        loop {
+            let drained = drain_now(self.streams, self.buf)?;
+            let left = timeout_ns.saturating_sub((self.now)().saturating_sub(start));
+            // Wait on the control connection only while the streams are quiet, and briefly,
+            // so that what arrives on them meanwhile is read soon.
+            let wait = match (drained, self.streams.iter().any(|s| s.open)) {
+                (0, true) => left.min(IDLE_WAIT_NS),
+                (0, false) => left,
+                _ => 0,
+            };
+            match self.ctrl.read_timeout(buf, wait) {
+                Ok(Some(n)) => return Ok(Some(n)),
+                Ok(None) | Err(NetError::TimedOut) if left == 0 => return Ok(None),
+                Ok(None) | Err(NetError::TimedOut) => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    fn shutdown(&mut self) -> Result<(), NetError> {
+        self.ctrl.shutdown()
+    }
 }
 
 /// A byte on the control connection if one arrives within `wait_ns`; the end of the stream is

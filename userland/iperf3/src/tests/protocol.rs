@@ -21,10 +21,19 @@ struct Sent {
     shut: bool,
 }
 
+/// Pieces of input, each released after that many writes.
+type Pieces = VecDeque<(usize, Vec<u8>)>;
+
 struct Script {
-    /// Pieces of input, each released after that many writes.
-    input: VecDeque<(usize, Vec<u8>)>,
+    /// Pieces of input, each released after that many writes (on `clock`).
+    input: Rc<RefCell<Pieces>>,
     sent: Rc<RefCell<Sent>>,
+    /// Whose writes release the pieces: this connection's own, unless [`Script::released_by`].
+    clock: Rc<RefCell<Sent>>,
+    /// Another connection whose released and unread input holds this one's back once this one
+    /// made that many writes, the way bytes left unread on one connection can fill an rx pool
+    /// that several share.
+    behind: Option<(Box<Script>, usize)>,
 }
 
 impl Script {
@@ -32,18 +41,53 @@ impl Script {
         let sent = Rc::new(RefCell::new(Sent::default()));
         (
             Self {
-                input: pieces.into(),
+                input: Rc::new(RefCell::new(pieces.into())),
                 sent: sent.clone(),
+                clock: sent.clone(),
+                behind: None,
             },
             sent,
         )
     }
 
+    /// Releases the pieces by the writes on another connection instead.
+    fn released_by(mut self, other: &Rc<RefCell<Sent>>) -> Self {
+        self.clock = other.clone();
+        self
+    }
+
+    /// A view of this connection's input, for [`Script::behind`].
+    fn watch(&self) -> Box<Script> {
+        Box::new(Script {
+            input: self.input.clone(),
+            sent: self.sent.clone(),
+            clock: self.clock.clone(),
+            behind: None,
+        })
+    }
+
+    /// True when a piece is released and not yet read.
+    fn pending(&self) -> bool {
+        let writes = self.clock.borrow().writes;
+        self.input
+            .borrow()
+            .front()
+            .is_some_and(|(after, _)| *after <= writes)
+    }
+
     /// `Some(n)` bytes read, `Some(0)` at the end of the script, `None` while the next piece
-    /// waits for more writes.
+    /// waits for more writes (or for the connection it is behind to be read).
     fn take(&mut self, buf: &mut [u8]) -> Option<usize> {
         let writes = self.sent.borrow().writes;
-        let Some((after, piece)) = self.input.front_mut() else {
+        if let Some((other, from)) = &self.behind
+            && writes >= *from
+            && other.pending()
+        {
+            return None;
+        }
+        let writes = self.clock.borrow().writes;
+        let mut input = self.input.borrow_mut();
+        let Some((after, piece)) = input.front_mut() else {
             return Some(0);
         };
         if *after > writes {
@@ -53,7 +97,7 @@ impl Script {
         buf[..n].copy_from_slice(&piece[..n]);
         piece.drain(..n);
         if piece.is_empty() {
-            self.input.pop_front();
+            input.pop_front();
         }
         Some(n)
     }
@@ -518,6 +562,72 @@ fn client_byte_count_test_end_to_end() {
         lines
             .last()
             .is_some_and(|l| l.starts_with("iperf3: role=client dir=send bytes=262144 ")),
+        "{text}"
+    );
+}
+
+/// A receiving client keeps reading its data stream until the results exchange is over: the
+/// bytes the server had in flight at the end arrive after the client sent its results, and
+/// until they are read the server's results cannot come (they share a full rx pool).
+#[test]
+fn receiving_client_drains_its_streams_through_the_results_exchange() {
+    let server_results = TestResults {
+        cpu_util_total: 1.0,
+        cpu_util_user: 0.5,
+        cpu_util_system: 0.5,
+        sender_has_retransmits: 0,
+        streams: vec![crate::proto::StreamResult {
+            id: 1,
+            bytes: 300 * 1024,
+            retransmits: 0,
+            jitter: 0.0,
+            errors: 0,
+            packets: 0,
+            start_time: 0.0,
+            end_time: 0.5,
+        }],
+    };
+    let mut results = frame_json(&server_results.to_json(), &[]);
+    results.push(State::DisplayResults.byte());
+    // Writes on the control connection: cookie, params, TEST_END, results, IPERF_DONE.
+    let (mut ctrl, ctrl_sent) = Script::new(vec![
+        (1, vec![State::ParamExchange.byte()]),
+        (
+            2,
+            vec![
+                State::CreateStreams.byte(),
+                State::TestStart.byte(),
+                State::TestRunning.byte(),
+            ],
+        ),
+        (3, vec![State::ExchangeResults.byte()]),
+        (4, results),
+    ]);
+    let tail = 44 * 1024;
+    let (data, _) = Script::new(vec![(2, vec![7; 256 * 1024]), (4, vec![7; tail])]);
+    let data = data.released_by(&ctrl_sent);
+    // Once the client sent its results, the bytes still in flight fill the pool.
+    ctrl.behind = Some((data.watch(), 4));
+    let mut o = options();
+    o.reverse = true;
+    o.time_s = 0;
+    o.bytes = 256 * 1024;
+    let (r, lines) = client_run(&o, vec![ctrl, data]);
+    assert_eq!(r, Ok(()), "{lines:?}");
+    let ctrl_sent = ctrl_sent.borrow();
+    let (_, rest) = sent_params(&ctrl_sent.bytes);
+    assert_eq!(rest[0], State::TestEnd.byte());
+    let n = u32::from_be_bytes(rest[1..5].try_into().expect("4 bytes")) as usize;
+    let ours = TestResults::from_json(&json::parse(&rest[5..5 + n]).expect("JSON")).expect("ok");
+    // Our results are what had arrived when the server asked for them.
+    assert_eq!((ours.streams[0].id, ours.streams[0].bytes), (1, 256 * 1024));
+    assert_eq!(ours.sender_has_retransmits, -1);
+    assert_eq!(&rest[5 + n..], &[State::IperfDone.byte()]);
+    let text = lines.join("\n");
+    assert!(
+        lines
+            .last()
+            .is_some_and(|l| l.starts_with("iperf3: role=client dir=recv bytes=262144 ")),
         "{text}"
     );
 }
