@@ -14,9 +14,9 @@ extern crate alloc;
 use libsys::{Message, log};
 use netstack::{Args, Part};
 
-// tcp's connections hold 384 KiB of socket buffers each (as the tcp program's 16 MiB), plus
+// tcp's connections hold 1.5 MiB of socket buffers each (as the tcp program's 48 MiB), plus
 // what pf, ip and udp allocate.
-libsys::entry!(main, heap = 20 << 20);
+libsys::entry!(main, heap = 52 << 20);
 
 /// Empty rounds before arming the inputs and sleeping.
 const SPIN_ROUNDS: u32 = 200;

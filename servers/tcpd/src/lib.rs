@@ -14,9 +14,11 @@
 //! buffer into the application's rx pool (owned by tcp), and from its tx pool into the socket's
 //! send buffer.
 //!
-//! Choices (DESIGN.md §6/§8): receive buffer 256 KiB (so smoltcp offers window scaling, shift
-//! 2), send buffer 128 KiB (the program's heap is 16 MiB), Nagle off, delayed ACK off, smoltcp's default
-//! RTO bounds (1 s minimum), no keep-alive. A connection that reaches TIME-WAIT or CLOSED is
+//! Choices (DESIGN.md §6/§8): receive buffer 1 MiB (so smoltcp offers window scaling, shift 5),
+//! send buffer 512 KiB (the program's heap is 48 MiB), Nagle off, delayed ACK off, smoltcp's
+//! default RTO bounds (1 s minimum), no keep-alive. The buffers bound what is in flight: with
+//! four CPUs between the application and the NIC, each taking its turn on a busy host, a
+//! smaller window leaves the link idle (docs/netpath.md "Buffer sizes"). A connection that reaches TIME-WAIT or CLOSED is
 //! dropped at once and a fresh listening socket takes its place (no TIME-WAIT kept).
 //!
 //! What outlives a restart of tcp ([`state`]): each application's listening ports, in the
@@ -44,10 +46,10 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint};
 use tcpmsg::{Status, tag};
 
-/// Receive buffer of a connection (window scaling needs more than 64 KiB).
-pub const RX_BUFFER: usize = 256 * 1024;
-/// Send buffer of a connection.
-pub const TX_BUFFER: usize = 128 * 1024;
+/// Receive buffer of a connection: the window offered (window scaling needs more than 64 KiB).
+pub const RX_BUFFER: usize = 1024 * 1024;
+/// Send buffer of a connection: the most bytes in flight (smoltcp runs no congestion control).
+pub const TX_BUFFER: usize = 512 * 1024;
 /// Connections and listening sockets together (each holds RX_BUFFER + TX_BUFFER of the heap).
 pub const MAX_CONNECTIONS: usize = 24;
 /// How long a CONNECT waits for the peer's SYN-ACK.

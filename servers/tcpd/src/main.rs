@@ -11,8 +11,9 @@ extern crate alloc;
 use libsys::log;
 use tcpd::server::{Ipc, MAX_APPS, Server};
 
-// Each connection holds 384 KiB of socket buffers (tcpd::RX_BUFFER + TX_BUFFER).
-libsys::entry!(main, heap = 16 << 20);
+// Each connection holds 1.5 MiB of socket buffers (tcpd::RX_BUFFER + TX_BUFFER), 36 MiB for
+// tcpd::MAX_CONNECTIONS.
+libsys::entry!(main, heap = 48 << 20);
 
 const SPIN_POLLS: u32 = 200;
 

@@ -30,8 +30,8 @@ pub const SERVICE: &str = "tcp";
 pub const IP_TO_TCP: &str = "ip-tcp";
 /// Channel tcp → ip: rx buffers going home, packets to send, lent buffers given back.
 pub const TCP_TO_IP: &str = "tcp-ip";
-/// tx-pool buffers ip keeps lent to tcp.
-pub const TX_CREDIT: usize = 32;
+/// tx-pool buffers ip keeps lent to tcp (a burst smoltcp can write before ip tops it up).
+pub const TX_CREDIT: usize = 64;
 /// Where tcp writes the IPv4 packet in a lent tx-pool buffer: room for Ethernet.
 pub const TX_HEADROOM: u32 = 14;
 /// Smallest IPv4 + TCP packet.

@@ -945,13 +945,15 @@ fn to_tcp(b: &mut Bench) -> Vec<ChanMessage> {
 
 #[test]
 fn a_tcp_server_that_spent_its_loan_gets_buffers_again_as_frames_complete() {
-    let mut b = Bench::with_tx(64);
+    let mut b = Bench::with_tx(96);
     b.receive(&arp_reply_from_gateway(), 0);
     let _ = b.sent();
     b.stack.attach_tcp();
-    // 64 buffers, 48 kept in reserve for ip and udp: tcp gets 16.
+    // 96 buffers, udp's and tcp's credits (16 + 64) kept in reserve: tcp gets 16.
+    let reserve = udpmsg::TX_CREDIT + tcpmsg::TX_CREDIT;
+    assert_eq!(reserve, 80);
     let lends = to_tcp(&mut b);
-    assert_eq!(lends.len(), 16);
+    assert_eq!(lends.len(), 96 - reserve);
     let mut packet = vec![0u8; 20 + 20];
     Ipv4Repr::new(US, GW, IpProtocol::TCP, 64, 0)
         .emit_packet(&mut packet, &[0u8; 20])
@@ -1567,7 +1569,7 @@ fn a_restarted_ip_gives_a_refused_or_ended_lease_up() {
 
 #[test]
 fn frames_a_restarted_pf_never_passed_on_are_freed_after_the_grace_period() {
-    let mut b = Bench::with_tx(64);
+    let mut b = Bench::with_tx(96);
     b.receive(&arp_reply_from_gateway(), 0);
     let _ = b.sent();
     b.stack.attach_tcp();
