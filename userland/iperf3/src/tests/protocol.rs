@@ -496,28 +496,32 @@ fn client_refuses_unknown_states_and_takes_terminations() {
     );
 }
 
-#[test]
-fn client_byte_count_test_end_to_end() {
-    let server_results = TestResults {
+/// A server's results for one stream of `bytes` (`-1`: "no retransmit count" for a receiver).
+fn one_stream_results(bytes: u64, retransmits: i64) -> TestResults {
+    TestResults {
         cpu_util_total: 1.0,
         cpu_util_user: 0.5,
         cpu_util_system: 0.5,
-        sender_has_retransmits: -1,
+        sender_has_retransmits: if retransmits < 0 { -1 } else { 0 },
         streams: vec![crate::proto::StreamResult {
             id: 1,
-            bytes: 262_144,
-            retransmits: -1,
+            bytes,
+            retransmits,
             jitter: 0.0,
             errors: 0,
             packets: 0,
             start_time: 0.0,
             end_time: 0.5,
         }],
-    };
-    let mut results = frame_json(&server_results.to_json(), &[]);
-    results.push(State::DisplayResults.byte());
-    // Writes on the control connection: cookie, params, TEST_END, results, IPERF_DONE.
-    let (ctrl, ctrl_sent) = Script::new(vec![
+    }
+}
+
+/// A server's control connection for a test that runs to the end: it answers the client's
+/// writes (cookie, params, TEST_END, results, IPERF_DONE) in turn, the last with `results`.
+fn control_to_the_end(results: &TestResults) -> (Script, Rc<RefCell<Sent>>) {
+    let mut last = frame_json(&results.to_json(), &[]);
+    last.push(State::DisplayResults.byte());
+    Script::new(vec![
         (1, vec![State::ParamExchange.byte()]),
         (
             2,
@@ -528,8 +532,23 @@ fn client_byte_count_test_end_to_end() {
             ],
         ),
         (3, vec![State::ExchangeResults.byte()]),
-        (4, results),
-    ]);
+        (4, last),
+    ])
+}
+
+/// The client's results and what it wrote after them, from its control connection's bytes
+/// (after TEST_END).
+fn client_results(ctrl: &[u8]) -> (TestResults, &[u8]) {
+    let (_, rest) = sent_params(ctrl);
+    assert_eq!(rest[0], State::TestEnd.byte());
+    let n = u32::from_be_bytes(rest[1..5].try_into().expect("4 bytes")) as usize;
+    let ours = TestResults::from_json(&json::parse(&rest[5..5 + n]).expect("JSON")).expect("ok");
+    (ours, &rest[5 + n..])
+}
+
+#[test]
+fn client_byte_count_test_end_to_end() {
+    let (ctrl, ctrl_sent) = control_to_the_end(&one_stream_results(262_144, -1));
     let (data, data_sent) = Script::new(vec![]);
     let mut o = options();
     o.time_s = 0;
@@ -544,13 +563,10 @@ fn client_byte_count_test_end_to_end() {
             .starts_with(cookie_of(&ctrl_sent.borrow().bytes))
     );
     let ctrl_sent = ctrl_sent.borrow();
-    let (_, rest) = sent_params(&ctrl_sent.bytes);
-    assert_eq!(rest[0], State::TestEnd.byte());
-    let n = u32::from_be_bytes(rest[1..5].try_into().expect("4 bytes")) as usize;
-    let ours = TestResults::from_json(&json::parse(&rest[5..5 + n]).expect("JSON")).expect("ok");
+    let (ours, after) = client_results(&ctrl_sent.bytes);
     assert_eq!((ours.streams[0].id, ours.streams[0].bytes), (1, 262_144));
     assert_eq!(ours.sender_has_retransmits, 0);
-    assert_eq!(&rest[5 + n..], &[State::IperfDone.byte()]);
+    assert_eq!(after, &[State::IperfDone.byte()]);
     assert!(ctrl_sent.shut);
     let text = lines.join("\n");
     assert!(
@@ -571,38 +587,7 @@ fn client_byte_count_test_end_to_end() {
 /// until they are read the server's results cannot come (they share a full rx pool).
 #[test]
 fn receiving_client_drains_its_streams_through_the_results_exchange() {
-    let server_results = TestResults {
-        cpu_util_total: 1.0,
-        cpu_util_user: 0.5,
-        cpu_util_system: 0.5,
-        sender_has_retransmits: 0,
-        streams: vec![crate::proto::StreamResult {
-            id: 1,
-            bytes: 300 * 1024,
-            retransmits: 0,
-            jitter: 0.0,
-            errors: 0,
-            packets: 0,
-            start_time: 0.0,
-            end_time: 0.5,
-        }],
-    };
-    let mut results = frame_json(&server_results.to_json(), &[]);
-    results.push(State::DisplayResults.byte());
-    // Writes on the control connection: cookie, params, TEST_END, results, IPERF_DONE.
-    let (mut ctrl, ctrl_sent) = Script::new(vec![
-        (1, vec![State::ParamExchange.byte()]),
-        (
-            2,
-            vec![
-                State::CreateStreams.byte(),
-                State::TestStart.byte(),
-                State::TestRunning.byte(),
-            ],
-        ),
-        (3, vec![State::ExchangeResults.byte()]),
-        (4, results),
-    ]);
+    let (mut ctrl, ctrl_sent) = control_to_the_end(&one_stream_results(300 * 1024, 0));
     let tail = 44 * 1024;
     let (data, _) = Script::new(vec![(2, vec![7; 256 * 1024]), (4, vec![7; tail])]);
     let data = data.released_by(&ctrl_sent);
@@ -615,14 +600,11 @@ fn receiving_client_drains_its_streams_through_the_results_exchange() {
     let (r, lines) = client_run(&o, vec![ctrl, data]);
     assert_eq!(r, Ok(()), "{lines:?}");
     let ctrl_sent = ctrl_sent.borrow();
-    let (_, rest) = sent_params(&ctrl_sent.bytes);
-    assert_eq!(rest[0], State::TestEnd.byte());
-    let n = u32::from_be_bytes(rest[1..5].try_into().expect("4 bytes")) as usize;
-    let ours = TestResults::from_json(&json::parse(&rest[5..5 + n]).expect("JSON")).expect("ok");
+    let (ours, after) = client_results(&ctrl_sent.bytes);
     // Our results are what had arrived when the server asked for them.
     assert_eq!((ours.streams[0].id, ours.streams[0].bytes), (1, 256 * 1024));
     assert_eq!(ours.sender_has_retransmits, -1);
-    assert_eq!(&rest[5 + n..], &[State::IperfDone.byte()]);
+    assert_eq!(after, &[State::IperfDone.byte()]);
     let text = lines.join("\n");
     assert!(
         lines
