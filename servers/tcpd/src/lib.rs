@@ -18,8 +18,9 @@
 //! send buffer 512 KiB (the program's heap is 48 MiB), Nagle off, delayed ACK off, smoltcp's
 //! default RTO bounds (1 s minimum), no keep-alive. The buffers bound what is in flight: with
 //! four CPUs between the application and the NIC, each taking its turn on a busy host, a
-//! smaller window leaves the link idle (docs/netpath.md "Buffer sizes"). A connection that reaches TIME-WAIT or CLOSED is
-//! dropped at once and a fresh listening socket takes its place (no TIME-WAIT kept).
+//! smaller window leaves the link idle (docs/netpath.md "Buffer sizes"). A connection that
+//! reaches TIME-WAIT or CLOSED is dropped at once and a fresh listening socket takes its place
+//! (no TIME-WAIT kept).
 //!
 //! What outlives a restart of tcp ([`state`]): each application's listening ports, in the
 //! region `tcp-state` when the manifest grants it. A restarted tcp listens on them again before

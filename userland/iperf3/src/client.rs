@@ -54,21 +54,6 @@ fn expect<C: Conn>(ctrl: &mut C, wanted: State) -> Result<(), Error> {
     }
 }
 
-/// The control connection of a receiving client, read while its data streams are drained.
-fn draining<'a, C: Conn>(
-    ctrl: &'a mut C,
-    streams: &'a mut [DataStream<C>],
-    buf: &'a mut [u8],
-    now: &'a dyn Fn() -> u64,
-) -> Draining<'a, C> {
-    Draining {
-        ctrl,
-        streams,
-        buf,
-        now,
-    }
-}
-
 /// Sends the client's results (`own`, framed), reads the server's and its DISPLAY_RESULTS.
 fn exchange_results<C: Conn>(ctrl: &mut C, own: &[u8]) -> Result<TestResults, Error> {
     ctrl.write_all(own)
@@ -190,7 +175,7 @@ fn client<N: Net>(
         read_byte(&mut ctrl, during)?
     } else {
         read_byte(
-            &mut draining(&mut ctrl, &mut streams, &mut buf, &clock),
+            &mut Draining::new(&mut ctrl, &mut streams, &mut buf, &clock),
             during,
         )?
     };
@@ -222,7 +207,7 @@ fn client<N: Net>(
         exchange_results(&mut ctrl, &own)?
     } else {
         exchange_results(
-            &mut draining(&mut ctrl, &mut streams, &mut buf, &clock),
+            &mut Draining::new(&mut ctrl, &mut streams, &mut buf, &clock),
             &own,
         )?
     };

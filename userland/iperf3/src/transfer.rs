@@ -137,13 +137,30 @@ fn drain_now<C: Conn>(streams: &mut [DataStream<C>], buf: &mut [u8]) -> Result<u
 /// The bytes drained are counted in the streams.
 pub struct Draining<'a, C> {
     /// The control connection.
-    pub ctrl: &'a mut C,
+    ctrl: &'a mut C,
     /// The data streams (closed ones are skipped).
-    pub streams: &'a mut [DataStream<C>],
+    streams: &'a mut [DataStream<C>],
     /// Where drained bytes are read into.
-    pub buf: &'a mut [u8],
+    buf: &'a mut [u8],
     /// The clock, in nanoseconds.
-    pub now: &'a dyn Fn() -> u64,
+    now: &'a dyn Fn() -> u64,
+}
+
+impl<'a, C> Draining<'a, C> {
+    /// Control connection `ctrl`, read while `streams` are drained into `buf`.
+    pub fn new(
+        ctrl: &'a mut C,
+        streams: &'a mut [DataStream<C>],
+        buf: &'a mut [u8],
+        now: &'a dyn Fn() -> u64,
+    ) -> Self {
+        Self {
+            ctrl,
+            streams,
+            buf,
+            now,
+        }
+    }
 }
 
 impl<C: Conn> Conn for Draining<'_, C> {
