@@ -40,7 +40,9 @@ use core::net::Ipv4Addr;
 use core::sync::atomic::AtomicU32;
 
 use libchan::{BufferPool, Message, PoolDescriptor, PoolView};
-use smoltcp::iface::{Config, Interface, PollIngressSingleResult, SocketHandle, SocketSet};
+use smoltcp::iface::{
+    Config, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet,
+};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp::{self, State};
 use smoltcp::time::{Duration, Instant};
@@ -57,6 +59,8 @@ pub const MAX_CONNECTIONS: usize = 24;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// First ephemeral port for CONNECT.
 pub const EPHEMERAL_FIRST: u16 = 49152;
+/// Most egress passes over the sockets in one poll (each pass sends one packet per socket).
+const EGRESS_PASSES: usize = 2 * tcpmsg::TX_CREDIT;
 /// Ephemeral ports run from [`EPHEMERAL_FIRST`] to 65535.
 pub const EPHEMERAL_SPAN: u16 = u16::MAX - EPHEMERAL_FIRST + 1;
 
@@ -720,8 +724,16 @@ impl<'a> Tcp<'a> {
                     }
                 }
             }
-            self.iface
-                .poll_egress(now, &mut self.link, &mut self.sockets);
+            // smoltcp sends at most one packet per socket in a pass: pass again while one
+            // went out (each takes a lent buffer, so the lent buffers bound the passes too).
+            for _ in 0..EGRESS_PASSES {
+                let sent = self
+                    .iface
+                    .poll_egress(now, &mut self.link, &mut self.sockets);
+                if sent == PollResult::None || self.link.lent.is_empty() {
+                    break;
+                }
+            }
             for h in self.aborted.drain(..) {
                 self.sockets.remove(h);
             }

@@ -189,6 +189,11 @@ const BUFFERS: usize = 64;
 
 impl Side {
     fn new(addr: Ipv4Addr, seed: u64) -> Self {
+        Self::lending(addr, seed, BUFFERS)
+    }
+
+    /// A side whose ip has lent its tcp the first `lent` of its tx-pool buffers.
+    fn lending(addr: Ipv4Addr, seed: u64, lent: usize) -> Self {
         let (rx, tx, arx, atx) = (memory(BUFFERS), memory(BUFFERS), memory(32), memory(32));
         let (rxp, txp, arxp) = (rx.as_mut_ptr(), tx.as_mut_ptr(), arx.as_mut_ptr());
         let atxp = atx.as_mut_ptr();
@@ -204,7 +209,7 @@ impl Side {
             BufferPool::new(view(APP_RX_POOL_ID, arx)).unwrap(),
             atx_view,
         );
-        for i in 0..BUFFERS as u32 {
+        for i in 0..lent as u32 {
             t.from_ip(&tcpmsg::control(
                 tag::TX_LEND,
                 whole(TX_POOL_ID, i),
@@ -227,6 +232,12 @@ impl Side {
 
     fn app(&mut self, m: Message) {
         self.t.from_app(0, &m);
+    }
+
+    /// ip lends tx-pool buffer `d`.
+    fn lend(&mut self, d: PoolDescriptor) {
+        let our = u64::from(u32::from(self.addr));
+        self.t.from_ip(&tcpmsg::control(tag::TX_LEND, d, our, 0));
     }
 
     /// The application writes `bytes` on connection `id`.
@@ -590,4 +601,42 @@ fn a_restarted_server_listens_again_and_resets_the_old_connections() {
     b.app(tcpmsg::control(tag::HELLO, Default::default(), 9, 0));
     let (_, r) = state::Listens::open(kept, 1).unwrap();
     assert!(r.listens.is_empty());
+}
+
+#[test]
+fn one_poll_sends_as_many_segments_as_the_lent_buffers_allow() {
+    let (mut a, mut b) = (Side::lending(US, 1, 40), Side::new(HOST, 2));
+    let mut now = 0;
+    b.app(tcpmsg::control(tag::LISTEN, Default::default(), 7, 0));
+    let to7 = tcpmsg::endpoint(HOST, 7);
+    a.app(tcpmsg::control(tag::CONNECT, Default::default(), to7, 1));
+    wire(&mut a, &mut b, &mut now, 10);
+    let id = a.find(tag::CONNECTED)[0].payload[2];
+    let sent = |a: &mut Side, now: u64| {
+        a.t.poll(now);
+        let mut n = Vec::new();
+        a.t.flush_ip(|m| {
+            n.extend(
+                m.iter()
+                    .filter(|m| m.tag == tag::IP_SEND)
+                    .map(|m| m.descriptor()),
+            );
+            m.len()
+        });
+        n
+    };
+    // wire() lent back each buffer a used, so 40 are lent. The writes reach the send buffer in
+    // one poll and go out in the next: one poll sends a segment per lent buffer (smoltcp sends
+    // one per socket in a pass over them), and nothing more without a buffer.
+    a.write(id, &pattern(44 * 1460, 6));
+    let first = [sent(&mut a, now + 1), sent(&mut a, now + 2)].concat();
+    assert_eq!(first.len(), 40);
+    assert_eq!(a.t.stats().tx_no_buffer, 0);
+    assert!(sent(&mut a, now + 3).is_empty());
+    // ip lends them again: the other 4 go out in one poll.
+    first
+        .iter()
+        .for_each(|&d| a.lend(whole(TX_POOL_ID, d.index)));
+    assert_eq!(sent(&mut a, now + 4).len(), 4);
+    assert_eq!(a.t.stats().tx_no_buffer, 0);
 }
