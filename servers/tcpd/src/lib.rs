@@ -59,6 +59,10 @@ pub const MAX_CONNECTIONS: usize = 24;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// First ephemeral port for CONNECT.
 pub const EPHEMERAL_FIRST: u16 = 49152;
+/// How far smoltcp's clock jumps when ip or pf restarts: its minimum retransmission timeout
+/// (1 s), so that every connection's retransmission timer expires at once
+/// ([`Tcp::send_again_now`]).
+pub const LOST_WITH_IP: Duration = Duration::from_secs(1);
 /// Most egress passes over the sockets in one poll (each pass sends one packet per socket).
 const EGRESS_PASSES: usize = 2 * tcpmsg::TX_CREDIT;
 /// Ephemeral ports run from [`EPHEMERAL_FIRST`] to 65535.
@@ -87,11 +91,14 @@ pub struct Stats {
     pub ip_restarts: u64,
     /// Listening ports not recorded in tcp-state (it was full): they do not outlive a restart.
     pub not_kept: u64,
+    /// Losses on the way out (a restart of ip, PATH_LOST from ip) after which every
+    /// connection sent again what was not acknowledged, at once.
+    pub sent_again: u64,
 }
 
 impl Stats {
     /// Every counter with its name.
-    pub fn fields(&self) -> [(&'static str, u64); 10] {
+    pub fn fields(&self) -> [(&'static str, u64); 11] {
         [
             ("rx_packets", self.rx_packets),
             ("tx_packets", self.tx_packets),
@@ -103,6 +110,7 @@ impl Stats {
             ("refused", self.refused),
             ("ip_restarts", self.ip_restarts),
             ("not_kept", self.not_kept),
+            ("sent_again", self.sent_again),
         ]
     }
 }
@@ -257,6 +265,9 @@ pub struct Tcp<'a> {
     next_port: u16,
     /// Where the listening ports are recorded for the next instance (tcp-state), if granted.
     kept: Option<state::Listens<'a>>,
+    /// How far smoltcp's clock runs ahead of ours: [`LOST_WITH_IP`] more at each restart of
+    /// ip or pf ([`Tcp::send_again_now`]).
+    ahead_ns: u64,
 }
 
 fn instant(now_ns: u64) -> Instant {
@@ -323,7 +334,13 @@ impl<'a> Tcp<'a> {
             next_conn: 1,
             next_port: EPHEMERAL_FIRST + (seed % u64::from(EPHEMERAL_SPAN)) as u16,
             kept: None,
+            ahead_ns: 0,
         }
+    }
+
+    /// Our time `now_ns` on smoltcp's clock.
+    fn clock(&self, now_ns: u64) -> Instant {
+        instant(now_ns.saturating_add(self.ahead_ns))
     }
 
     /// Keeps the applications' listening ports in `region` (tcp-state, as words; call after
@@ -417,11 +434,29 @@ impl<'a> Tcp<'a> {
     /// starts its tx pool afresh and lends anew), the received packets we hold were already
     /// sent home by pf on its behalf, and what we queued for it would be refused. Drop all of
     /// it; TCP retransmits what was lost, so connections carry on.
+    ///
+    /// And at once ([`Tcp::send_again_now`]).
     pub fn ip_restarted(&mut self) {
         self.link.stats.ip_restarts += 1;
         self.link.lent.clear();
         self.link.rx_queue.clear();
         self.link.out.clear();
+        self.send_again_now();
+    }
+
+    /// Segments were lost on the way out with a server that restarted (ip, or pf: PATH_LOST):
+    /// a run of consecutive ones, often with more after them that got through. smoltcp resends
+    /// one segment per fast retransmit and has no SACK or partial-ACK recovery, so the rest of
+    /// the run would wait for the retransmission timeout, a second at least (docs/netpath.md
+    /// "Restarts"). smoltcp's clock jumps ahead by that minimum ([`LOST_WITH_IP`]): every
+    /// retransmission timer armed expires at the next poll, and each connection sends again
+    /// from the first byte not acknowledged. Only smoltcp's timers see the jump (a connect
+    /// timeout in progress shrinks by as much); the time we keep and report is ours.
+    fn send_again_now(&mut self) {
+        self.link.stats.sent_again += 1;
+        self.ahead_ns = self
+            .ahead_ns
+            .saturating_add(LOST_WITH_IP.total_micros() * 1000);
     }
 
     /// Handles one message from ip.
@@ -462,6 +497,7 @@ impl<'a> Tcp<'a> {
                     let _ = self.iface.routes_mut().add_default_ipv4_route(our);
                 }
             }
+            tag::PATH_LOST => self.send_again_now(),
             _ => self.link.stats.refused += 1,
         }
     }
@@ -707,7 +743,7 @@ impl<'a> Tcp<'a> {
 
     /// Runs smoltcp at `now_ns` and moves bytes between the sockets and the applications.
     pub fn poll(&mut self, now_ns: u64) {
-        let now = instant(now_ns);
+        let now = self.clock(now_ns);
         for _ in 0..4 {
             // Packet by packet, so that a listener that took a SYN is replaced before the next
             // SYN for its port is read (the backlog is as deep as the connection limit).
@@ -928,7 +964,7 @@ impl<'a> Tcp<'a> {
     /// When smoltcp wants to be polled next (ns, absolute), if it has a timer.
     pub fn poll_at(&mut self, now_ns: u64) -> Option<u64> {
         self.iface
-            .poll_delay(instant(now_ns), &self.sockets)
+            .poll_delay(self.clock(now_ns), &self.sockets)
             .map(|d: Duration| now_ns + d.total_micros() * 1000)
     }
 

@@ -603,6 +603,73 @@ fn a_restarted_server_listens_again_and_resets_the_old_connections() {
     assert!(r.listens.is_empty());
 }
 
+/// a sends 30 KB that is lost on the way out; `lose` plays what ip does then, given the lost
+/// segments' buffers. Then a goes on with 30 KB more, which gets through: b acknowledges up to
+/// the hole, over and over, and smoltcp's fast retransmit resends one segment at most. Returns
+/// a and b 10 ms (100 rounds of 100 µs) later.
+fn lose_a_run(lose: impl FnOnce(&mut Side, Vec<PoolDescriptor>)) -> (Side, Side) {
+    let (mut a, mut b) = (Side::new(US, 1), Side::new(HOST, 2));
+    let mut now = 0;
+    b.app(tcpmsg::control(tag::LISTEN, Default::default(), 7, 0));
+    let to7 = tcpmsg::endpoint(HOST, 7);
+    a.app(tcpmsg::control(tag::CONNECT, Default::default(), to7, 1));
+    wire(&mut a, &mut b, &mut now, 10);
+    let id = a.find(tag::CONNECTED)[0].payload[2];
+    let (x, y) = (pattern(30_000, 4), pattern(30_000, 5));
+    a.write(id, &x);
+    let mut lost = Vec::new();
+    for _ in 0..2 {
+        now += 100_000;
+        a.t.poll(now);
+        a.t.flush_ip(|m| {
+            let sent = m.iter().filter(|m| m.tag == tag::IP_SEND);
+            lost.extend(sent.map(|m| whole(TX_POOL_ID, m.descriptor().index)));
+            m.len()
+        });
+    }
+    assert!(lost.len() >= 20, "only {} segments went to ip", lost.len());
+    lose(&mut a, lost);
+    a.write(id, &y);
+    wire(&mut a, &mut b, &mut now, 100);
+    // All of it is there: a did not wait for its retransmission timeout (1 s at least).
+    let got = b.got.values().next().cloned().unwrap_or_default();
+    assert_eq!(
+        got.len(),
+        x.len() + y.len(),
+        "b has only {} bytes",
+        got.len()
+    );
+    assert!(
+        got[..x.len()] == x[..] && got[x.len()..] == y[..],
+        "the stream differs"
+    );
+    assert_eq!(a.t.stats().sent_again, 1);
+    (a, b)
+}
+
+#[test]
+fn segments_lost_with_ip_are_sent_again_at_once_not_after_the_retransmission_timeout() {
+    // ip dies with them (in its queues, or unread in the channel); the new one lends afresh.
+    let (a, _) = lose_a_run(|a, _| {
+        a.t.ip_restarted();
+        for i in 0..BUFFERS as u32 {
+            a.lend(whole(TX_POOL_ID, i));
+        }
+    });
+    assert_eq!(a.t.stats().ip_restarts, 1);
+}
+
+#[test]
+fn segments_lost_with_pf_are_sent_again_at_once_when_ip_says_so() {
+    // pf dies with them; ip tells tcp (PATH_LOST), frees their buffers after a while and lends
+    // them again.
+    let (a, _) = lose_a_run(|a, lost| {
+        a.t.from_ip(&tcpmsg::control(tag::PATH_LOST, Default::default(), 0, 0));
+        lost.into_iter().for_each(|d| a.lend(d));
+    });
+    assert_eq!((a.t.stats().ip_restarts, a.t.stats().refused), (0, 0));
+}
+
 #[test]
 fn one_poll_sends_as_many_segments_as_the_lent_buffers_allow() {
     let (mut a, mut b) = (Side::lending(US, 1, 40), Side::new(HOST, 2));

@@ -43,6 +43,12 @@ impl Stack<'_> {
             link.out
                 .retain(|m| !matches!(Kind::decode(m, rx_count, tx_count), Ok(Kind::RxReturn(_))));
         }
+        // tcp's frames the old pf had are a run of consecutive segments lost: tcp sends again
+        // from the first one not acknowledged, without waiting for its retransmission timeout.
+        if let Some(link) = self.tcp.as_mut() {
+            let lost = tcpmsg::control(tcpmsg::tag::PATH_LOST, Default::default(), 0, 0);
+            link.out.push_back(lost);
+        }
     }
 
     /// After a restart of pf, once the grace period is over: frees the tx buffers given to the

@@ -1592,6 +1592,9 @@ fn frames_a_restarted_pf_never_passed_on_are_freed_after_the_grace_period() {
     }
     // pf dies holding the three frames; the new pf passes one TX_DONE on (the NIC had it).
     b.stack.pf_restarted(1_000);
+    // tcp hears that its frames were lost, once, so that it sends again at once.
+    let told: Vec<_> = to_tcp(&mut b).iter().map(|m| m.tag).collect();
+    assert_eq!(told, [tcpmsg::tag::PATH_LOST]);
     b.tx_done(frames[0]);
     b.stack
         .sweep_lost_tx(1_000 + recovery::LOST_TX_GRACE_NS - 1);
