@@ -140,6 +140,8 @@ pub struct Stats {
     /// tx-pool buffers given to a pf that restarted and never returned: freed after a grace
     /// period (stack/recovery.rs).
     pub tx_recovered: u64,
+    /// Frames the driver never sent because it restarted (TX_DONE marked not sent by pf).
+    pub tx_not_sent: u64,
     /// UDP datagrams handed to the udp server (their rx buffers go home through it).
     pub udp_delivered: u64,
     /// UDP datagrams from the udp server transmitted (or queued for ARP).
@@ -335,6 +337,8 @@ pub struct Stack<'a> {
     /// After a restart of pf: when to free the frames still in flight that were given to the
     /// old pf (stack/recovery.rs), and which they are.
     lost_tx: Option<(u64, Vec<u32>)>,
+    /// When tcp was last told PATH_LOST (stack/recovery.rs).
+    path_lost_at: Option<u64>,
     udp: Option<UdpLink>,
     /// The link to the tcp server (`tcpmsg`): the same bookkeeping as udp's.
     tcp: Option<UdpLink>,
@@ -386,6 +390,7 @@ impl<'a> Stack<'a> {
         Self {
             tx_in_flight: alloc::vec![false; tx.view().count() as usize],
             lost_tx: None,
+            path_lost_at: None,
             udp: None,
             tcp: None,
             rx,
@@ -785,6 +790,10 @@ impl<'a> Stack<'a> {
                     self.stats.tx_done += 1;
                     if let Some(f) = self.tx_in_flight.get_mut(d.index as usize) {
                         *f = false;
+                    }
+                    if netmsg::is_not_sent(m) {
+                        self.stats.tx_not_sent += 1;
+                        self.path_lost(now_ns);
                     }
                     // The servers' loans were cut short while the pool was busy: top them up
                     // now that a buffer is back (or a server that spent its credit starves).

@@ -49,6 +49,22 @@ pub mod tag {
     pub const TX_DONE: u32 = 0x5458_0002;
 }
 
+/// Word 2 of a TX_DONE whose frame was never sent: its driver restarted before it went out
+/// ([`not_sent`]). 0 otherwise.
+pub const NOT_SENT: u64 = 1;
+
+/// The TX_DONE that gives ip back a frame's buffer `d` the driver never sent (it restarted).
+pub fn not_sent(d: PoolDescriptor) -> Message {
+    let mut m = Kind::TxDone(d).message();
+    m.payload[2] = NOT_SENT;
+    m
+}
+
+/// True for a TX_DONE made by [`not_sent`].
+pub fn is_not_sent(m: &Message) -> bool {
+    m.tag == tag::TX_DONE && m.payload[2] == NOT_SENT
+}
+
 /// What a message asks of the hop that reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -175,6 +191,19 @@ mod tests {
             assert_eq!(Kind::decode(&k.message(), 256, 256), Ok(k));
             assert_eq!(k.descriptor(), k.message().descriptor());
         }
+    }
+
+    #[test]
+    fn a_tx_done_may_say_its_frame_was_never_sent() {
+        let t = d(TX_POOL_ID, 7, 0, 0);
+        let m = not_sent(t);
+        assert_eq!(Kind::decode(&m, 256, 256), Ok(Kind::TxDone(t)));
+        assert!(is_not_sent(&m));
+        assert!(!is_not_sent(&Kind::TxDone(t).message()));
+        // Only a TX_DONE carries the mark.
+        let mut frame = Kind::TxFrame(d(TX_POOL_ID, 7, 0, 60)).message();
+        frame.payload[2] = NOT_SENT;
+        assert!(!is_not_sent(&frame));
     }
 
     #[test]

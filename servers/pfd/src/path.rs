@@ -568,7 +568,8 @@ impl<'a, W: Waiter> Path<'a, W> {
     /// The driver restarted (its rx pool starts afresh, its transmit ring is reset). Its frames
     /// that waited here for ip are dropped; those ip holds are orphans, whose RX_RETURN is
     /// dropped when it comes; RX_RETURNs that waited for the old driver are dropped. Every
-    /// tx-pool buffer the old driver had goes home to ip as TX_DONE (it will never send it);
+    /// tx-pool buffer the old driver had goes home to ip as TX_DONE marked not sent
+    /// ([`netmsg::not_sent`]: ip tells tcp, which sends again at once);
     /// frames still waiting here go to the new driver.
     fn driver_restarted(&mut self) {
         let (rx_count, tx_count) = (self.rx_pool.count(), self.tx_pool.count());
@@ -599,7 +600,7 @@ impl<'a, W: Waiter> Path<'a, W> {
             if queued.remove(index) {
                 w.tx_with_driver.insert(index);
             } else if let Some(d) = self.tx_pool.whole(index)
-                && self.to_ip.held.push(Kind::TxDone(d).message())
+                && self.to_ip.held.push(netmsg::not_sent(d))
             {
                 self.counters.tx_recovered += 1;
             }

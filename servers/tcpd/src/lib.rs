@@ -444,14 +444,15 @@ impl<'a> Tcp<'a> {
         self.send_again_now();
     }
 
-    /// Segments were lost on the way out with a server that restarted (ip, or pf: PATH_LOST):
-    /// a run of consecutive ones, often with more after them that got through. smoltcp resends
-    /// one segment per fast retransmit and has no SACK or partial-ACK recovery, so the rest of
-    /// the run would wait for the retransmission timeout, a second at least (docs/netpath.md
-    /// "Restarts"). smoltcp's clock jumps ahead by that minimum ([`LOST_WITH_IP`]): every
-    /// retransmission timer armed expires at the next poll, and each connection sends again
-    /// from the first byte not acknowledged. Only smoltcp's timers see the jump (a connect
-    /// timeout in progress shrinks by as much); the time we keep and report is ours.
+    /// Segments were lost on the way out with a server that restarted (ip; or pf or the driver,
+    /// and ip said PATH_LOST): a run of consecutive ones, often with more after them that got
+    /// through. smoltcp resends one segment per fast retransmit and has no SACK or partial-ACK
+    /// recovery, so the rest of the run would wait for the retransmission timeout, a second at
+    /// least (docs/netpath.md "Restarts"). smoltcp's clock jumps ahead by that minimum
+    /// ([`LOST_WITH_IP`]): every retransmission timer armed expires at the next poll, and each
+    /// connection sends again from the first byte not acknowledged. Only smoltcp's timers see
+    /// the jump (a connect timeout in progress shrinks by as much); the time we keep and report
+    /// is ours.
     fn send_again_now(&mut self) {
         self.link.stats.sent_again += 1;
         self.ahead_ns = self

@@ -72,8 +72,8 @@ pub mod tag {
     pub const IP_SEND: u32 = 0x5443_0002;
     /// tcp → ip: a lent tx-pool buffer given back unused.
     pub const TX_GIVE_BACK: u32 = netmsg::tag::TX_DONE;
-    /// ip → tcp: frames tcp sent were lost past ip (pf restarted): send again at once what is
-    /// not acknowledged, rather than after the retransmission timeout. No words.
+    /// ip → tcp: frames tcp sent were lost past ip (pf or the driver restarted): send again at
+    /// once what is not acknowledged, rather than after the retransmission timeout. No words.
     pub const PATH_LOST: u32 = 0x5443_0003;
     /// app → tcp: listen on word 2 = port.
     pub const LISTEN: u32 = 0x5441_0001;

@@ -5,6 +5,9 @@ use super::*;
 
 /// How long after a restart of pf a frame given to the old one counts as lost.
 pub const LOST_TX_GRACE_NS: u64 = 200_000_000;
+/// tcp hears PATH_LOST at most this often (a restart of the driver gives back up to a ring of
+/// frames not sent, one message each).
+pub const PATH_LOST_EVERY_NS: u64 = 100_000_000;
 
 impl Stack<'_> {
     /// pf restarted. The driver took back every rx-pool buffer it had lent to pf, including
@@ -43,11 +46,24 @@ impl Stack<'_> {
             link.out
                 .retain(|m| !matches!(Kind::decode(m, rx_count, tx_count), Ok(Kind::RxReturn(_))));
         }
-        // tcp's frames the old pf had are a run of consecutive segments lost: tcp sends again
-        // from the first one not acknowledged, without waiting for its retransmission timeout.
+        self.path_lost(now);
+    }
+
+    /// Frames went missing past us (pf restarted, or the driver gave frames back unsent): tcp's
+    /// among them are a run of consecutive segments lost, so tcp is told PATH_LOST and sends
+    /// again from the first byte not acknowledged, without waiting for its retransmission
+    /// timeout. At most once per [`PATH_LOST_EVERY_NS`].
+    pub(crate) fn path_lost(&mut self, now: u64) {
+        if self
+            .path_lost_at
+            .is_some_and(|at| now.saturating_sub(at) < PATH_LOST_EVERY_NS)
+        {
+            return;
+        }
         if let Some(link) = self.tcp.as_mut() {
             let lost = tcpmsg::control(tcpmsg::tag::PATH_LOST, Default::default(), 0, 0);
             link.out.push_back(lost);
+            self.path_lost_at = Some(now);
         }
     }
 

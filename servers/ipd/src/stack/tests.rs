@@ -1615,3 +1615,69 @@ fn frames_a_restarted_pf_never_passed_on_are_freed_after_the_grace_period() {
     b.tx_done(frames[1]);
     assert_eq!(b.stack.stats().tx_double_free, 1);
 }
+
+#[test]
+fn frames_a_restarted_driver_never_sent_make_tcp_send_again_once() {
+    let mut b = Bench::with_tx(96);
+    b.receive(&arp_reply_from_gateway(), 0);
+    let _ = b.sent();
+    b.stack.attach_tcp();
+    let lends = to_tcp(&mut b);
+    let mut packet = vec![0u8; 40];
+    Ipv4Repr::new(US, GW, IpProtocol::TCP, 64, 0)
+        .emit_packet(&mut packet, &[0u8; 20])
+        .unwrap();
+    let mut frames = Vec::new();
+    for lend in &lends[..4] {
+        let seg = PoolDescriptor {
+            offset: tcpmsg::TX_HEADROOM,
+            len: packet.len() as u32,
+            ..lend.descriptor()
+        };
+        b.tx.check(seg).unwrap().copy_from(&packet);
+        b.stack
+            .handle_tcp(&tcpmsg::control(tcpmsg::tag::IP_SEND, seg, 0, 0), 0);
+        frames.push(b.one_tx_frame().0);
+    }
+    let path_lost = |b: &mut Bench| {
+        to_tcp(b)
+            .iter()
+            .filter(|m| m.tag == tcpmsg::tag::PATH_LOST)
+            .count()
+    };
+    // The first went out; tcp hears nothing.
+    b.tx_done(frames[0]);
+    assert_eq!(path_lost(&mut b), 0);
+    // The driver restarted with the other three in its ring: pf gives them back marked not
+    // sent. Their buffers are free again, and tcp hears it once.
+    for &f in &frames[1..] {
+        b.stack.handle(&netmsg::not_sent(f), 1_000);
+    }
+    assert_eq!(b.stack.stats().tx_not_sent, 3);
+    assert_eq!(b.stack.stats().tx_done, 4);
+    assert_eq!(path_lost(&mut b), 1);
+    // Another restart soon after: the same loss, not told again until the period is over.
+    let again = |b: &mut Bench, lend: &ChanMessage, at: u64| {
+        let seg = PoolDescriptor {
+            offset: tcpmsg::TX_HEADROOM,
+            len: packet.len() as u32,
+            ..lend.descriptor()
+        };
+        b.tx.check(seg).unwrap().copy_from(&packet);
+        b.stack
+            .handle_tcp(&tcpmsg::control(tcpmsg::tag::IP_SEND, seg, 0, 0), at);
+        let f = b.one_tx_frame().0;
+        b.stack.handle(&netmsg::not_sent(f), at);
+        path_lost(b)
+    };
+    assert_eq!(
+        again(&mut b, &lends[4], 1_000 + recovery::PATH_LOST_EVERY_NS - 1),
+        0
+    );
+    assert_eq!(
+        again(&mut b, &lends[5], 1_000 + recovery::PATH_LOST_EVERY_NS),
+        1
+    );
+    assert_eq!(b.stack.stats().tx_not_sent, 5);
+    assert_eq!(b.stack.stats().tx_double_free, 0);
+}

@@ -60,6 +60,8 @@ struct Rig {
     ip_to_pf: (*mut u8, usize),
     /// Buffers in each pool.
     buffers: u32,
+    /// Indices of the TX_DONEs ip got marked not sent (netmsg::not_sent), oldest first.
+    not_sent: Vec<u32>,
 }
 
 impl Rig {
@@ -101,6 +103,7 @@ impl Rig {
             driver_to_pf: d2p,
             ip_to_pf: i2p,
             buffers,
+            not_sent: Vec::new(),
         }
     }
 
@@ -150,21 +153,30 @@ impl Rig {
 
     /// What e1000 received, decoded (pf only ever sends valid messages).
     fn driver_got(&mut self) -> Vec<Kind> {
-        drain(&mut self.driver_rx, self.buffers)
+        let mut not_sent = Vec::new();
+        let got = drain(&mut self.driver_rx, self.buffers, &mut not_sent);
+        assert!(not_sent.is_empty(), "a not-sent mark goes to ip only");
+        got
     }
 
     /// What ip received.
     fn ip_got(&mut self) -> Vec<Kind> {
-        drain(&mut self.ip_rx, self.buffers)
+        drain(&mut self.ip_rx, self.buffers, &mut self.not_sent)
     }
 }
 
-fn drain(c: &mut Consumer<'static, Polling>, buffers: u32) -> Vec<Kind> {
+fn drain(c: &mut Consumer<'static, Polling>, buffers: u32, not_sent: &mut Vec<u32>) -> Vec<Kind> {
     let mut out = Vec::new();
     while let Some(m) = c.try_recv().unwrap() {
         let k = Kind::decode(&m, buffers, buffers).unwrap();
-        // pf builds every message itself: the payload holds the descriptor and nothing else.
-        assert_eq!(m, k.message());
+        // pf builds every message itself: the payload holds the descriptor and nothing else,
+        // but for the mark of a TX_DONE whose frame was never sent.
+        if netmsg::is_not_sent(&m) {
+            assert_eq!(m, netmsg::not_sent(k.descriptor()));
+            not_sent.push(k.descriptor().index);
+        } else {
+            assert_eq!(m, k.message());
+        }
         out.push(k);
     }
     out
@@ -634,6 +646,7 @@ fn a_driver_restart_gives_ip_its_frames_back_and_drops_stale_returns() {
     rig.round();
     rig.round();
     assert_eq!(indices(&rig.ip_got()), [("tx_done", 7)]);
+    assert_eq!(rig.not_sent, [7], "ip hears it was never sent");
     let c = rig.path.counters();
     assert_eq!((c.driver_restarts, c.tx_recovered), (1, 1));
     // ip's return of the old driver's buffer must not reach the new driver.
