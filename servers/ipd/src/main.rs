@@ -13,8 +13,9 @@ use libsys::log;
 
 libsys::entry!(main);
 
-/// Polls of pf-ip, after a round with nothing to do, before sleeping.
-const SPIN_POLLS: u32 = 200;
+/// Polls of pf-ip, after a round with nothing to do, before sleeping (few: see pfd's
+/// `SPIN_TURNS`).
+const SPIN_POLLS: u32 = 20;
 
 fn main(args: &str) -> i32 {
     let dhcp = match args.trim() {

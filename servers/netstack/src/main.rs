@@ -18,8 +18,8 @@ use netstack::{Args, Part};
 // what pf, ip and udp allocate.
 libsys::entry!(main, heap = 52 << 20);
 
-/// Empty rounds before arming the inputs and sleeping.
-const SPIN_ROUNDS: u32 = 200;
+/// Empty rounds before arming the inputs and sleeping (few: see pfd's `SPIN_TURNS`).
+const SPIN_ROUNDS: u32 = 20;
 /// Most IPC requests taken in one poll.
 const IPC_PER_POLL: usize = 8;
 

@@ -32,10 +32,11 @@ use crate::path::{Channel, Event, Path, Peer};
 
 /// The state region the kernel keeps across restarts.
 const STATE_REGION: &str = "pf-state";
-/// Empty turns before pf arms its inputs and sleeps, on a CPU of its own.
-const SPIN_TURNS: u32 = 4000;
-/// The same on a CPU shared with others, who need it more than a spinning pf does.
-const SPIN_TURNS_SHARED: u32 = 64;
+/// Empty turns before pf arms its inputs and sleeps, on a CPU of its own or not. Short: where
+/// emulated CPUs share host cores, a pf spinning for its peer keeps that peer off a core (4,000
+/// turns on a CPU of its own cost the split layout about a fifth of its throughput; README
+/// "cargo xtask bench").
+const SPIN_TURNS: u32 = 64;
 /// Idle, refusals are reported at most this often.
 const IDLE_CHORES_NS: u64 = 1_000_000;
 /// Idle, the peers are looked up this often (at once while one is missing).
@@ -456,11 +457,7 @@ impl Server {
         }
         let me = libsys::self_info().ok();
         let dedicated = me.is_some_and(|p| p.dedicated != 0);
-        let spin_turns = if dedicated {
-            SPIN_TURNS
-        } else {
-            SPIN_TURNS_SHARED
-        };
+        let spin_turns = SPIN_TURNS;
         log!(
             "pf filtering between e1000 and ip: rx-pool {rx} buffers, tx-pool {tx} buffers, {} rules; cpu {} {}",
             rules.len(),

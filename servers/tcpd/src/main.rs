@@ -15,7 +15,8 @@ use tcpd::server::{Ipc, MAX_APPS, Server};
 // tcpd::MAX_CONNECTIONS.
 libsys::entry!(main, heap = 48 << 20);
 
-const SPIN_POLLS: u32 = 200;
+/// Empty rounds before arming the inputs and sleeping (few: see pfd's `SPIN_TURNS`).
+const SPIN_POLLS: u32 = 20;
 
 fn main(args: &str) -> i32 {
     let Some(apps) = libsys::chan::app_list(args, MAX_APPS) else {

@@ -13,7 +13,8 @@ use udpd::server::{Ipc, MAX_APPS, Server};
 
 libsys::entry!(main);
 
-const SPIN_POLLS: u32 = 200;
+/// Empty rounds before arming the inputs and sleeping (few: see pfd's `SPIN_TURNS`).
+const SPIN_POLLS: u32 = 20;
 
 fn main(args: &str) -> i32 {
     let Some(apps) = libsys::chan::app_list(args, MAX_APPS) else {
