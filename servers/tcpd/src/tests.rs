@@ -603,6 +603,15 @@ fn a_restarted_server_listens_again_and_resets_the_old_connections() {
     assert!(r.listens.is_empty());
 }
 
+/// b listens on port 7 and a connects to it: a's connection id.
+fn connect(a: &mut Side, b: &mut Side, now: &mut u64) -> u64 {
+    b.app(tcpmsg::control(tag::LISTEN, Default::default(), 7, 0));
+    let to7 = tcpmsg::endpoint(HOST, 7);
+    a.app(tcpmsg::control(tag::CONNECT, Default::default(), to7, 1));
+    wire(a, b, now, 10);
+    a.find(tag::CONNECTED)[0].payload[2]
+}
+
 /// a sends 30 KB that is lost on the way out; `lose` plays what ip does then, given the lost
 /// segments' buffers. Then a goes on with 30 KB more, which gets through: b acknowledges up to
 /// the hole, over and over, and smoltcp's fast retransmit resends one segment at most. Returns
@@ -610,11 +619,7 @@ fn a_restarted_server_listens_again_and_resets_the_old_connections() {
 fn lose_a_run(lose: impl FnOnce(&mut Side, Vec<PoolDescriptor>)) -> (Side, Side) {
     let (mut a, mut b) = (Side::new(US, 1), Side::new(HOST, 2));
     let mut now = 0;
-    b.app(tcpmsg::control(tag::LISTEN, Default::default(), 7, 0));
-    let to7 = tcpmsg::endpoint(HOST, 7);
-    a.app(tcpmsg::control(tag::CONNECT, Default::default(), to7, 1));
-    wire(&mut a, &mut b, &mut now, 10);
-    let id = a.find(tag::CONNECTED)[0].payload[2];
+    let id = connect(&mut a, &mut b, &mut now);
     let (x, y) = (pattern(30_000, 4), pattern(30_000, 5));
     a.write(id, &x);
     let mut lost = Vec::new();
@@ -674,11 +679,7 @@ fn segments_lost_with_pf_are_sent_again_at_once_when_ip_says_so() {
 fn one_poll_sends_as_many_segments_as_the_lent_buffers_allow() {
     let (mut a, mut b) = (Side::lending(US, 1, 40), Side::new(HOST, 2));
     let mut now = 0;
-    b.app(tcpmsg::control(tag::LISTEN, Default::default(), 7, 0));
-    let to7 = tcpmsg::endpoint(HOST, 7);
-    a.app(tcpmsg::control(tag::CONNECT, Default::default(), to7, 1));
-    wire(&mut a, &mut b, &mut now, 10);
-    let id = a.find(tag::CONNECTED)[0].payload[2];
+    let id = connect(&mut a, &mut b, &mut now);
     let sent = |a: &mut Side, now: u64| {
         a.t.poll(now);
         let mut n = Vec::new();

@@ -954,22 +954,7 @@ fn a_tcp_server_that_spent_its_loan_gets_buffers_again_as_frames_complete() {
     assert_eq!(reserve, 80);
     let lends = to_tcp(&mut b);
     assert_eq!(lends.len(), 96 - reserve);
-    let mut packet = vec![0u8; 20 + 20];
-    Ipv4Repr::new(US, GW, IpProtocol::TCP, 64, 0)
-        .emit_packet(&mut packet, &[0u8; 20])
-        .unwrap();
-    let mut in_flight = Vec::new();
-    for lend in &lends {
-        let seg = PoolDescriptor {
-            offset: tcpmsg::TX_HEADROOM,
-            len: packet.len() as u32,
-            ..lend.descriptor()
-        };
-        b.tx.check(seg).unwrap().copy_from(&packet);
-        b.stack
-            .handle_tcp(&tcpmsg::control(tcpmsg::tag::IP_SEND, seg, 0, 0), 0);
-        in_flight.push(b.one_tx_frame().0);
-    }
+    let in_flight: Vec<_> = lends.iter().map(|l| tcp_segment(&mut b, l, 0)).collect();
     // Every buffer tcp had is on the wire: no loan while the pool is that busy.
     assert!(to_tcp(&mut b).is_empty());
     assert_eq!(b.stack.stats().tcp_sent, 16);
@@ -1569,27 +1554,11 @@ fn a_restarted_ip_gives_a_refused_or_ended_lease_up() {
 
 #[test]
 fn frames_a_restarted_pf_never_passed_on_are_freed_after_the_grace_period() {
-    let mut b = Bench::with_tx(96);
-    b.receive(&arp_reply_from_gateway(), 0);
-    let _ = b.sent();
-    b.stack.attach_tcp();
-    let lends = to_tcp(&mut b);
-    let mut packet = vec![0u8; 40];
-    Ipv4Repr::new(US, GW, IpProtocol::TCP, 64, 0)
-        .emit_packet(&mut packet, &[0u8; 20])
-        .unwrap();
-    let mut frames = Vec::new();
-    for lend in &lends[..3] {
-        let seg = PoolDescriptor {
-            offset: tcpmsg::TX_HEADROOM,
-            len: packet.len() as u32,
-            ..lend.descriptor()
-        };
-        b.tx.check(seg).unwrap().copy_from(&packet);
-        b.stack
-            .handle_tcp(&tcpmsg::control(tcpmsg::tag::IP_SEND, seg, 0, 0), 0);
-        frames.push(b.one_tx_frame().0);
-    }
+    let (mut b, lends) = with_tcp();
+    let frames: Vec<_> = lends[..3]
+        .iter()
+        .map(|l| tcp_segment(&mut b, l, 0))
+        .collect();
     // pf dies holding the three frames; the new pf passes one TX_DONE on (the NIC had it).
     b.stack.pf_restarted(1_000);
     // tcp hears that its frames were lost, once, so that it sends again at once.
@@ -1616,29 +1585,41 @@ fn frames_a_restarted_pf_never_passed_on_are_freed_after_the_grace_period() {
     assert_eq!(b.stack.stats().tx_double_free, 1);
 }
 
-#[test]
-fn frames_a_restarted_driver_never_sent_make_tcp_send_again_once() {
+/// A bench with a tcp server attached and the gateway's address known; tcp's loans.
+fn with_tcp() -> (Bench, Vec<ChanMessage>) {
     let mut b = Bench::with_tx(96);
     b.receive(&arp_reply_from_gateway(), 0);
     let _ = b.sent();
     b.stack.attach_tcp();
     let lends = to_tcp(&mut b);
+    (b, lends)
+}
+
+/// tcp sends a segment to the gateway in the buffer `lend` lent it, at `at`; the frame ip
+/// gives pf.
+fn tcp_segment(b: &mut Bench, lend: &ChanMessage, at: u64) -> PoolDescriptor {
     let mut packet = vec![0u8; 40];
     Ipv4Repr::new(US, GW, IpProtocol::TCP, 64, 0)
         .emit_packet(&mut packet, &[0u8; 20])
         .unwrap();
-    let mut frames = Vec::new();
-    for lend in &lends[..4] {
-        let seg = PoolDescriptor {
-            offset: tcpmsg::TX_HEADROOM,
-            len: packet.len() as u32,
-            ..lend.descriptor()
-        };
-        b.tx.check(seg).unwrap().copy_from(&packet);
-        b.stack
-            .handle_tcp(&tcpmsg::control(tcpmsg::tag::IP_SEND, seg, 0, 0), 0);
-        frames.push(b.one_tx_frame().0);
-    }
+    let seg = PoolDescriptor {
+        offset: tcpmsg::TX_HEADROOM,
+        len: packet.len() as u32,
+        ..lend.descriptor()
+    };
+    b.tx.check(seg).unwrap().copy_from(&packet);
+    b.stack
+        .handle_tcp(&tcpmsg::control(tcpmsg::tag::IP_SEND, seg, 0, 0), at);
+    b.one_tx_frame().0
+}
+
+#[test]
+fn frames_a_restarted_driver_never_sent_make_tcp_send_again_once() {
+    let (mut b, lends) = with_tcp();
+    let frames: Vec<_> = lends[..4]
+        .iter()
+        .map(|l| tcp_segment(&mut b, l, 0))
+        .collect();
     let path_lost = |b: &mut Bench| {
         to_tcp(b)
             .iter()
@@ -1658,26 +1639,13 @@ fn frames_a_restarted_driver_never_sent_make_tcp_send_again_once() {
     assert_eq!(path_lost(&mut b), 1);
     // Another restart soon after: the same loss, not told again until the period is over.
     let again = |b: &mut Bench, lend: &ChanMessage, at: u64| {
-        let seg = PoolDescriptor {
-            offset: tcpmsg::TX_HEADROOM,
-            len: packet.len() as u32,
-            ..lend.descriptor()
-        };
-        b.tx.check(seg).unwrap().copy_from(&packet);
-        b.stack
-            .handle_tcp(&tcpmsg::control(tcpmsg::tag::IP_SEND, seg, 0, 0), at);
-        let f = b.one_tx_frame().0;
+        let f = tcp_segment(b, lend, at);
         b.stack.handle(&netmsg::not_sent(f), at);
         path_lost(b)
     };
-    assert_eq!(
-        again(&mut b, &lends[4], 1_000 + recovery::PATH_LOST_EVERY_NS - 1),
-        0
-    );
-    assert_eq!(
-        again(&mut b, &lends[5], 1_000 + recovery::PATH_LOST_EVERY_NS),
-        1
-    );
+    let period = recovery::PATH_LOST_EVERY_NS;
+    assert_eq!(again(&mut b, &lends[4], 1_000 + period - 1), 0);
+    assert_eq!(again(&mut b, &lends[5], 1_000 + period), 1);
     assert_eq!(b.stack.stats().tx_not_sent, 5);
     assert_eq!(b.stack.stats().tx_double_free, 0);
 }
