@@ -63,6 +63,9 @@ pub const EPHEMERAL_FIRST: u16 = 49152;
 /// (1 s), so that every connection's retransmission timer expires at once
 /// ([`Tcp::send_again_now`]).
 pub const LOST_WITH_IP: Duration = Duration::from_secs(1);
+/// The clock jumps at most this often: PATH_LOST comes from ip, through shared memory, and a
+/// flood of it must not make every connection resend all it has, over and over.
+pub const SEND_AGAIN_EVERY_NS: u64 = 100_000_000;
 /// Most egress passes over the sockets in one poll (each pass sends one packet per socket).
 const EGRESS_PASSES: usize = 2 * tcpmsg::TX_CREDIT;
 /// Ephemeral ports run from [`EPHEMERAL_FIRST`] to 65535.
@@ -94,11 +97,14 @@ pub struct Stats {
     /// Losses on the way out (a restart of ip, PATH_LOST from ip) after which every
     /// connection sent again what was not acknowledged, at once.
     pub sent_again: u64,
+    /// Restarts of ip and PATH_LOSTs ignored: one was pending already, or came less than
+    /// [`SEND_AGAIN_EVERY_NS`] after the last time connections sent again.
+    pub sent_again_skipped: u64,
 }
 
 impl Stats {
     /// Every counter with its name.
-    pub fn fields(&self) -> [(&'static str, u64); 11] {
+    pub fn fields(&self) -> [(&'static str, u64); 12] {
         [
             ("rx_packets", self.rx_packets),
             ("tx_packets", self.tx_packets),
@@ -111,6 +117,7 @@ impl Stats {
             ("ip_restarts", self.ip_restarts),
             ("not_kept", self.not_kept),
             ("sent_again", self.sent_again),
+            ("sent_again_skipped", self.sent_again_skipped),
         ]
     }
 }
@@ -268,6 +275,10 @@ pub struct Tcp<'a> {
     /// How far smoltcp's clock runs ahead of ours: [`LOST_WITH_IP`] more at each restart of
     /// ip or pf ([`Tcp::send_again_now`]).
     ahead_ns: u64,
+    /// A loss on the way out was reported: the next poll sends again ([`Tcp::send_again_now`]).
+    send_again: bool,
+    /// When (our clock) connections last sent again.
+    sent_again_at: Option<u64>,
 }
 
 fn instant(now_ns: u64) -> Instant {
@@ -335,6 +346,8 @@ impl<'a> Tcp<'a> {
             next_port: EPHEMERAL_FIRST + (seed % u64::from(EPHEMERAL_SPAN)) as u16,
             kept: None,
             ahead_ns: 0,
+            send_again: false,
+            sent_again_at: None,
         }
     }
 
@@ -452,8 +465,28 @@ impl<'a> Tcp<'a> {
     /// ([`LOST_WITH_IP`]): every retransmission timer armed expires at the next poll, and each
     /// connection sends again from the first byte not acknowledged. Only smoltcp's timers see
     /// the jump (a connect timeout in progress shrinks by as much); the time we keep and report
-    /// is ours.
+    /// is ours. The jump is made by the next poll, at most once per [`SEND_AGAIN_EVERY_NS`];
+    /// reports beyond that are counted in `sent_again_skipped` and dropped.
     fn send_again_now(&mut self) {
+        if self.send_again {
+            self.link.stats.sent_again_skipped += 1;
+        }
+        self.send_again = true;
+    }
+
+    /// Makes the jump [`Tcp::send_again_now`] asked for, if one is pending, at `now_ns`.
+    fn jump_if_asked(&mut self, now_ns: u64) {
+        if !core::mem::take(&mut self.send_again) {
+            return;
+        }
+        if self
+            .sent_again_at
+            .is_some_and(|at| now_ns.saturating_sub(at) < SEND_AGAIN_EVERY_NS)
+        {
+            self.link.stats.sent_again_skipped += 1;
+            return;
+        }
+        self.sent_again_at = Some(now_ns);
         self.link.stats.sent_again += 1;
         self.ahead_ns = self
             .ahead_ns
@@ -744,6 +777,7 @@ impl<'a> Tcp<'a> {
 
     /// Runs smoltcp at `now_ns` and moves bytes between the sockets and the applications.
     pub fn poll(&mut self, now_ns: u64) {
+        self.jump_if_asked(now_ns);
         let now = self.clock(now_ns);
         for _ in 0..4 {
             // Packet by packet, so that a listener that took a SYN is replaced before the next
@@ -962,8 +996,12 @@ impl<'a> Tcp<'a> {
         (moved, false)
     }
 
-    /// When smoltcp wants to be polled next (ns, absolute), if it has a timer.
+    /// When smoltcp wants to be polled next (ns, absolute), if it has a timer (now, when a loss
+    /// waits to be acted on).
     pub fn poll_at(&mut self, now_ns: u64) -> Option<u64> {
+        if self.send_again {
+            return Some(now_ns);
+        }
         self.iface
             .poll_delay(self.clock(now_ns), &self.sockets)
             .map(|d: Duration| now_ns + d.total_micros() * 1000)

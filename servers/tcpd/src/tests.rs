@@ -708,3 +708,31 @@ fn one_poll_sends_as_many_segments_as_the_lent_buffers_allow() {
     assert_eq!(sent(&mut a, now + 4).len(), 4);
     assert_eq!(a.t.stats().tx_no_buffer, 0);
 }
+
+#[test]
+fn a_flood_of_path_lost_makes_connections_send_again_once_per_period() {
+    let (mut a, mut b) = (Side::new(US, 1), Side::new(HOST, 2));
+    let mut now = 0;
+    connect(&mut a, &mut b, &mut now);
+    let lost = tcpmsg::control(tag::PATH_LOST, Default::default(), 0, 0);
+    let stats = |a: &Side| (a.t.stats().sent_again, a.t.stats().sent_again_skipped);
+    // Three before a poll are one loss: one jump of the clock, two reports dropped.
+    (0..3).for_each(|_| a.t.from_ip(&lost));
+    assert_eq!(a.t.poll_at(now), Some(now), "acted on at once");
+    a.t.poll(now);
+    assert_eq!(stats(&a), (1, 2));
+    assert_eq!(a.t.ahead_ns, 1_000_000_000);
+    // Another within the period is dropped; one after it is acted on.
+    a.t.from_ip(&lost);
+    a.t.poll(now + SEND_AGAIN_EVERY_NS - 1);
+    assert_eq!(stats(&a), (1, 3));
+    a.t.from_ip(&lost);
+    a.t.poll(now + SEND_AGAIN_EVERY_NS);
+    assert_eq!(stats(&a), (2, 3));
+    assert_eq!(a.t.ahead_ns, 2_000_000_000);
+    // A restart of ip is a loss like the others.
+    a.t.ip_restarted();
+    a.t.poll(now + SEND_AGAIN_EVERY_NS + 1);
+    assert_eq!(stats(&a), (2, 4));
+    assert_eq!(a.t.stats().refused, 0);
+}
