@@ -15,7 +15,8 @@
 //!   (within ±[`INTERVAL_S`]/2 of the truth, as long as the two iperf3s' clocks start together,
 //!   which they do to within a round trip). rs's `rs: restarted ip: ..., down N ms` gives the
 //!   time ip itself was down.
-//! - Per crash: the lowest interval between it and the next crash, against the median of all
+//! - Per crash: the lowest interval between it and the next crash (an interval the next crash
+//!   falls into counts for that one), against the median of all
 //!   full intervals, and how long after the crash the first interval at or above
 //!   [`RECOVERED_FRACTION`] of the median began (after the lowest one); and the mean of the
 //!   intervals within [`NEAR_S`] before and after it. Emulated throughput is noisy, so the
@@ -303,9 +304,11 @@ pub fn effects(samples: &[Sample], crashes: &[Crash], median: Option<f64>) -> Ve
         .enumerate()
         .map(|(i, c)| {
             let next = crashes.get(i + 1).map_or(f64::INFINITY, |n| n.at_s);
+            // From the crash to the next one: an interval the next crash falls into shows that
+            // crash's dip, not this one's.
             let window: Vec<&Sample> = samples
                 .iter()
-                .filter(|s| full(s) && s.end_s > c.at_s && s.start_s < next)
+                .filter(|s| full(s) && s.end_s > c.at_s && s.end_s <= next + EPS_S)
                 .collect();
             let lowest = window
                 .iter()
@@ -924,6 +927,18 @@ iperf3: role=client dir=send bytes=104857600 seconds=6.00 gbps=0.1398
         let low = [sample(0.0, 100.0), sample(0.25, 10.0), sample(0.5, 70.0)];
         let e = effects(&low, &[at(0.3)], Some(100.0));
         assert_eq!((e[0].dip_mbps, e[0].recover_s), (Some(10.0), None));
+        // The interval the next crash falls into is that crash's dip, not the first one's.
+        let two = [
+            sample(0.0, 100.0),
+            sample(0.25, 10.0),
+            sample(0.5, 100.0),
+            sample(0.75, 90.0),
+            sample(1.0, 5.0),
+            sample(1.25, 100.0),
+        ];
+        let e = effects(&two, &[at(0.3), at(1.125)], Some(100.0));
+        assert_eq!((e[0].dip_mbps, e[0].recover_s), (Some(10.0), Some(0.2)));
+        assert_eq!((e[1].dip_mbps, e[1].recover_s), (Some(5.0), Some(0.125)));
         let e = effects(&[], &[at(0.3)], None);
         assert_eq!((e[0].dip_mbps, e[0].recover_s), (None, None));
         assert_eq!((e[0].before_mbps, e[0].after_mbps), (None, None));
