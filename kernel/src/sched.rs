@@ -38,7 +38,8 @@ static WORK: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPU
 /// How long a dedicated CPU polls for work before it halts: a peer's reply often comes sooner,
 /// and a halted CPU costs an IPI and a wake-up (under emulation, a host thread wake-up). Short:
 /// where emulated CPUs share host cores, polling keeps the peer it waits for off a core (50 µs
-/// here, with the servers' longer spins, cost the split layout about a fifth of its throughput).
+/// here, with the servers' longer spins, cost the split layout about a fifth of its throughput:
+/// `cargo xtask bench`, docs/measurements.md).
 const IDLE_POLL_NS: u64 = 10_000;
 
 core::arch::global_asm!(

@@ -421,7 +421,6 @@ pub struct Server {
     turn: u64,
     last_chores: u64,
     last_lookup: u64,
-    spin_turns: u32,
     ipc: Ipc,
     mail: libsys::MailWatch,
 }
@@ -457,7 +456,6 @@ impl Server {
         }
         let me = libsys::self_info().ok();
         let dedicated = me.is_some_and(|p| p.dedicated != 0);
-        let spin_turns = SPIN_TURNS;
         log!(
             "pf filtering between e1000 and ip: rx-pool {rx} buffers, tx-pool {tx} buffers, {} rules; cpu {} {}",
             rules.len(),
@@ -475,15 +473,14 @@ impl Server {
             turn: 0,
             last_chores: 0,
             last_lookup: 0,
-            spin_turns,
             ipc,
             mail: libsys::MailWatch::default(),
         })
     }
 
-    /// Empty rounds before the caller arms the inputs and sleeps (fewer on a shared CPU).
+    /// Empty rounds before the caller arms the inputs and sleeps ([`SPIN_TURNS`]).
     pub fn spin_turns(&self) -> u32 {
-        self.spin_turns
+        SPIN_TURNS
     }
 
     /// True when pf holds nothing for a peer: a quiet point for a live update (the rules are

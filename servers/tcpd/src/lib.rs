@@ -59,10 +59,10 @@ pub const MAX_CONNECTIONS: usize = 24;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 /// First ephemeral port for CONNECT.
 pub const EPHEMERAL_FIRST: u16 = 49152;
-/// How far smoltcp's clock jumps when ip or pf restarts: its minimum retransmission timeout
-/// (1 s), so that every connection's retransmission timer expires at once
-/// ([`Tcp::send_again_now`]).
-pub const LOST_WITH_IP: Duration = Duration::from_secs(1);
+/// How far smoltcp's clock jumps after a loss on the way out (ip, pf or the driver restarted):
+/// its minimum retransmission timeout (1 s), so that every connection's retransmission timer
+/// expires at once ([`Tcp::send_again_now`]).
+pub const SEND_AGAIN_JUMP: Duration = Duration::from_secs(1);
 /// The clock jumps at most this often: PATH_LOST comes from ip, through shared memory, and a
 /// flood of it must not make every connection resend all it has, over and over.
 pub const SEND_AGAIN_EVERY_NS: u64 = 100_000_000;
@@ -272,8 +272,8 @@ pub struct Tcp<'a> {
     next_port: u16,
     /// Where the listening ports are recorded for the next instance (tcp-state), if granted.
     kept: Option<state::Listens<'a>>,
-    /// How far smoltcp's clock runs ahead of ours: [`LOST_WITH_IP`] more at each restart of
-    /// ip or pf ([`Tcp::send_again_now`]).
+    /// How far smoltcp's clock runs ahead of ours: [`SEND_AGAIN_JUMP`] more at each loss on
+    /// the way out ([`Tcp::send_again_now`]).
     ahead_ns: u64,
     /// A loss on the way out was reported: the next poll sends again ([`Tcp::send_again_now`]).
     send_again: bool,
@@ -462,7 +462,7 @@ impl<'a> Tcp<'a> {
     /// through. smoltcp resends one segment per fast retransmit and has no SACK or partial-ACK
     /// recovery, so the rest of the run would wait for the retransmission timeout, a second at
     /// least (docs/netpath.md "Restarts"). smoltcp's clock jumps ahead by that minimum
-    /// ([`LOST_WITH_IP`]): every retransmission timer armed expires at the next poll, and each
+    /// ([`SEND_AGAIN_JUMP`]): every retransmission timer armed expires at the next poll, and each
     /// connection sends again from the first byte not acknowledged. Only smoltcp's timers see
     /// the jump (a connect timeout in progress shrinks by as much); the time we keep and report
     /// is ours. The jump is made by the next poll, at most once per [`SEND_AGAIN_EVERY_NS`];
@@ -490,7 +490,7 @@ impl<'a> Tcp<'a> {
         self.link.stats.sent_again += 1;
         self.ahead_ns = self
             .ahead_ns
-            .saturating_add(LOST_WITH_IP.total_micros() * 1000);
+            .saturating_add(SEND_AGAIN_JUMP.total_micros() * 1000);
     }
 
     /// Handles one message from ip.
