@@ -20,6 +20,9 @@ pub struct Counters {
     pub ipis: AtomicU64,
     /// Context switches.
     pub switches: AtomicU64,
+    /// TSC ticks spent in the idle loop (polling for work or halted), interrupts taken there
+    /// included: the rest of the time the CPU ran a process or the kernel on its behalf.
+    pub idle_tsc: AtomicU64,
     /// System calls made on this CPU by number (`axolotl_abi::nr::name`); their sum is the
     /// CPU's total.
     pub by_call: [AtomicU64; axolotl_abi::nr::CALLS],

@@ -250,9 +250,9 @@ pub fn idle_loop() -> ! {
             schedule();
             continue;
         }
+        let start = crate::time::rdtsc();
         if is_dedicated(cpu) {
             x86_64::instructions::interrupts::enable();
-            let start = crate::time::rdtsc();
             let limit = crate::time::ns_to_tsc(IDLE_POLL_NS);
             while !WORK[cpu].load(Ordering::Acquire)
                 && crate::time::rdtsc().wrapping_sub(start) < limit
@@ -261,11 +261,22 @@ pub fn idle_loop() -> ! {
             }
             x86_64::instructions::interrupts::disable();
             if WORK[cpu].load(Ordering::Acquire) {
+                count_idle(start);
                 continue;
             }
         }
         x86_64::instructions::interrupts::enable_and_hlt();
+        count_idle(start);
     }
+}
+
+/// Adds the time since `start` (a TSC reading) to this CPU's idle time (`stat`'s IDLE_MS).
+fn count_idle(start: u64) {
+    let spent = crate::time::rdtsc().wrapping_sub(start);
+    percpu::current()
+        .counters
+        .idle_tsc
+        .fetch_add(spent, Ordering::Relaxed);
 }
 
 /// Timer tick (interrupts off): console input, expired sleepers, preemption on shared CPUs.

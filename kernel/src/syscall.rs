@@ -166,6 +166,7 @@ fn cpu_info(index: u64, out: u64) -> Result<u64, Error> {
         ipis: c.ipis.load(Ordering::Relaxed),
         ticks: c.ticks.load(Ordering::Relaxed),
         switches: c.switches.load(Ordering::Relaxed),
+        idle_ns: crate::time::tsc_to_ns(c.idle_tsc.load(Ordering::Relaxed)),
     };
     crate::user::write_struct(out, &info)?;
     Ok(0)

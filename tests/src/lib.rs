@@ -843,10 +843,43 @@ fn ps_lists_the_manifest_smp8(h: &dyn Harness) -> ScenarioResult {
     Ok(None)
 }
 
+/// Each CPU's busy share (%) between the first and the last `stat` of a boot's session.
+pub fn busy_between_stats(r: &BootResult) -> Result<Vec<(u32, f64)>, String> {
+    let outputs: Vec<&str> = r
+        .exec
+        .as_ref()
+        .map(|e| {
+            e.commands
+                .iter()
+                .filter(|c| c.command == "stat")
+                .map(|c| c.output.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (Some(first), Some(last)) = (outputs.first(), outputs.last()) else {
+        return Err("'stat' was not run".to_string());
+    };
+    if outputs.len() < 2 {
+        return Err("'stat' ran once; a busy share needs two readings".to_string());
+    }
+    let table = |out: &str| {
+        shell::parse_stat(out)
+            .ok_or_else(|| format!("no stat table in the output of 'stat':\n{out}"))
+    };
+    let uptime = |out: &str| {
+        shell::parse_uptime(out)
+            .ok_or_else(|| format!("no 'uptime N ms' line under 'stat':\n{out}"))
+    };
+    shell::busy_percent(&table(first)?, &table(last)?, uptime(first)?, uptime(last)?)
+        .ok_or_else(|| "the uptime did not grow between the two 'stat's".to_string())
+}
+
+/// Two CPUs for system.toml: the dedicated processes share, and `stat` shows both CPUs mostly
+/// idle over a second and a half (nothing runs but rs's heartbeats and the shell).
 fn dedicated_fallback_smp2(h: &dyn Harness) -> ScenarioResult {
     let spec = BootSpec::bios(2, "")
         .manifest(ManifestSource::System)
-        .exec(&["ps"])
+        .exec(&["ps", "stat", "sleep 2", "stat"])
         .timeout(Duration::from_secs(120));
     let r = h.boot("dedicated_fallback_smp2", &spec);
     r.exec_verdict()?;
@@ -860,7 +893,17 @@ fn dedicated_fallback_smp2(h: &dyn Harness) -> ScenarioResult {
     let manifest =
         Manifest::parse(table).map_err(|e| format!("the packed manifest is refused: {e}"))?;
     every_process_listed(&manifest, &ps_rows(&r, "ps")?, false)?;
-    Ok(None)
+    let busy = busy_between_stats(&r)?;
+    if busy.len() != 2 || busy.iter().any(|&(_, b)| b > 50.0) {
+        return Err(format!(
+            "stat's IDLE_MS says the idle CPUs were busy (cpu, %): {busy:?}"
+        ));
+    }
+    let shown: Vec<String> = busy
+        .iter()
+        .map(|(c, b)| format!("cpu{c} {b:.0}%"))
+        .collect();
+    Ok(Some(format!("busy {}", shown.join(", "))))
 }
 
 /// Round trips of the kernel-IPC scenario.
@@ -935,11 +978,11 @@ fn chanbench_both_transports_smp4(h: &dyn Harness) -> ScenarioResult {
 pub const PREEMPTION_MANIFEST: &str = "tests/manifests/preemption.toml";
 
 /// One CPU, two processes that never yield and the shell: the timer preempts them, so both
-/// report progress and the shell still answers.
+/// report progress and the shell still answers; `stat` shows the CPU busy all along.
 fn preemption_shares_one_cpu(h: &dyn Harness) -> ScenarioResult {
     let spec = BootSpec::bios(1, "")
         .manifest(ManifestSource::File(PREEMPTION_MANIFEST))
-        .exec(&["sleep 5", "ps"])
+        .exec(&["stat", "sleep 5", "ps", "stat"])
         .timeout(Duration::from_secs(120));
     let r = h.boot("preemption_shares_one_cpu", &spec);
     r.exec_verdict()?;
@@ -965,7 +1008,13 @@ fn preemption_shares_one_cpu(h: &dyn Harness) -> ScenarioResult {
             ));
         }
     }
-    Ok(None)
+    let busy = busy_between_stats(&r)?;
+    match busy[..] {
+        [(0, b)] if b >= 90.0 => Ok(Some(format!("cpu0 busy {b:.0}%"))),
+        _ => Err(format!(
+            "stat's IDLE_MS says the CPU two spinners share was idle (cpu, busy %): {busy:?}"
+        )),
+    }
 }
 
 /// Test manifest of the driver scenarios.
@@ -2272,9 +2321,43 @@ process spare binary=ipcbench placement=dedicated grants= regions= ipc= args= re
         let s = find("dedicated_fallback_smp2");
         let shared_ps = GOOD_PS.replace("1*", "0 ").replace("2*", "1 ");
         let log = "[cpu0] WARN: too few CPUs (2 for 2 dedicated processes + shared work): ipc-ping shares cpu0\n";
-        let h = answering(exec_boot(log, SYSTEM_TABLE, &[("ps", &shared_ps)]));
-        assert_eq!((s.run)(&h), Ok(None));
+        // Two seconds and a half between the stats: cpu0 idle 2,250 ms of them, cpu1 2,500.
+        let stat = |idle0: u64, idle1: u64, up: u64| {
+            format!(
+                "CPU  APIC  OWNER   SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES  IDLE_MS\n\
+                 \x20 0     0  shared        10           5     0      9         1  {idle0}\n\
+                 \x20 1     1  shared         7           3     0      9         1  {idle1}\n\
+                 uptime {up} ms\n"
+            )
+        };
+        let (before, idle, busy) = (
+            stat(100, 100, 8000),
+            stat(2350, 2600, 10_500),
+            stat(350, 2600, 10_500),
+        );
+        let session = |after: &str| {
+            answering(exec_boot(
+                log,
+                SYSTEM_TABLE,
+                &[
+                    ("ps", &shared_ps),
+                    ("stat", &before),
+                    ("sleep 2", ""),
+                    ("stat", after),
+                ],
+            ))
+        };
+        let h = session(&idle);
+        assert_eq!((s.run)(&h), Ok(Some("busy cpu0 10%, cpu1 0%".to_string())));
         assert_eq!(h.seen.lock().unwrap()[0].1.smp, 2);
+        let e = (s.run)(&session(&busy)).unwrap_err();
+        assert!(e.contains("were busy") && e.contains("(0, 90.0)"), "{e}");
+        let once = answering(exec_boot(
+            log,
+            SYSTEM_TABLE,
+            &[("ps", &shared_ps), ("stat", &before)],
+        ));
+        assert!((s.run)(&once).unwrap_err().contains("'stat' ran once"));
         let quiet = answering(exec_boot("", SYSTEM_TABLE, &[("ps", &shared_ps)]));
         assert!((s.run)(&quiet).unwrap_err().contains("too few CPUs"));
     }

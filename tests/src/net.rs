@@ -230,12 +230,8 @@ impl Layout {
 
 /// The system calls column of `stat`'s row for CPU `cpu`.
 fn stat_syscalls(stat: &str, cpu: u32) -> Option<u64> {
-    stat.lines().find_map(|l| {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        (w.first()?.parse::<u32>().ok()? == cpu)
-            .then(|| w.get(3)?.parse().ok())
-            .flatten()
-    })
+    let rows = crate::shell::parse_stat(stat)?;
+    Some(rows.iter().find(|r| r.cpu == cpu)?.syscalls)
 }
 
 fn echo_spec(proto: &str, echo_port: u16, done_port: u16, layout: Layout) -> BootSpec {
@@ -1395,9 +1391,10 @@ mod tests {
 
     #[test]
     fn stat_rows_give_the_syscalls_of_a_cpu() {
-        let stat = "CPU  APIC  KIND       SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES\n\
-                    0    0     shared     1200      30          2     100    40\n\
-                    2    2     dedicated  987654    3           0     10     4\n";
+        let stat = "CPU  APIC  OWNER      SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES  IDLE_MS\n\
+                    0    0     shared     1200      30          2     100    40        5\n\
+                    2    2     dedicated  987654    3           0     10     4         6\n\
+                    uptime 20 ms\n";
         assert_eq!(stat_syscalls(stat, 2), Some(987_654));
         assert_eq!(stat_syscalls(stat, 0), Some(1200));
         assert_eq!(stat_syscalls(stat, 5), None);

@@ -196,6 +196,113 @@ fn ps_row(line: &str) -> Option<PsRow> {
     })
 }
 
+/// Header of the guest's `stat` table.
+pub const STAT_HEADER: [&str; 9] = [
+    "CPU",
+    "APIC",
+    "OWNER",
+    "SYSCALLS",
+    "INTERRUPTS",
+    "IPIS",
+    "TICKS",
+    "SWITCHES",
+    "IDLE_MS",
+];
+
+/// One row of the guest's `stat` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CpuCounters {
+    /// CPU index.
+    pub cpu: u32,
+    /// `dedicated` or `shared`.
+    pub owner: String,
+    /// System calls taken on it.
+    pub syscalls: u64,
+    /// Interrupts taken on it.
+    pub interrupts: u64,
+    /// Inter-processor interrupts.
+    pub ipis: u64,
+    /// Timer ticks.
+    pub ticks: u64,
+    /// Context switches.
+    pub switches: u64,
+    /// Milliseconds spent idle since boot (in the kernel's idle loop).
+    pub idle_ms: u64,
+}
+
+/// The rows of the last `stat` table in `output`; kernel log lines between rows are skipped.
+pub fn parse_stat(output: &str) -> Option<Vec<CpuCounters>> {
+    let lines: Vec<&str> = output.lines().collect();
+    let header = lines
+        .iter()
+        .rposition(|l| l.split_ascii_whitespace().eq(STAT_HEADER))?;
+    let row = |l: &&str| -> Option<CpuCounters> {
+        let c: Vec<&str> = l.split_ascii_whitespace().collect();
+        let [
+            cpu,
+            apic,
+            owner,
+            syscalls,
+            interrupts,
+            ipis,
+            ticks,
+            switches,
+            idle_ms,
+        ] = c[..]
+        else {
+            return None;
+        };
+        apic.parse::<u32>().ok()?;
+        if owner != "dedicated" && owner != "shared" {
+            return None;
+        }
+        Some(CpuCounters {
+            cpu: cpu.parse().ok()?,
+            owner: owner.to_string(),
+            syscalls: syscalls.parse().ok()?,
+            interrupts: interrupts.parse().ok()?,
+            ipis: ipis.parse().ok()?,
+            ticks: ticks.parse().ok()?,
+            switches: switches.parse().ok()?,
+            idle_ms: idle_ms.parse().ok()?,
+        })
+    };
+    Some(lines[header + 1..].iter().filter_map(row).collect())
+}
+
+/// The guest's uptime in milliseconds from the last `uptime N ms` line of `output` (`stat`
+/// prints it under its table).
+pub fn parse_uptime(output: &str) -> Option<u64> {
+    output.lines().rev().find_map(|l| {
+        let mut w = l.split_ascii_whitespace();
+        match (w.next(), w.next(), w.next(), w.next()) {
+            (Some("uptime"), Some(ms), Some("ms"), None) => ms.parse().ok(),
+            _ => None,
+        }
+    })
+}
+
+/// The busy share (0–100 %) of each CPU in both tables between two `stat` readings taken at
+/// uptimes `up0` and `up1` (ms): one minus the growth of its idle time over the time that
+/// passed. `None` when no time passed.
+pub fn busy_percent(
+    before: &[CpuCounters],
+    after: &[CpuCounters],
+    up0: u64,
+    up1: u64,
+) -> Option<Vec<(u32, f64)>> {
+    let span = up1.checked_sub(up0).filter(|&d| d > 0)? as f64;
+    let busy = after
+        .iter()
+        .filter_map(|a| {
+            let b = before.iter().find(|b| b.cpu == a.cpu)?;
+            let idle = a.idle_ms.saturating_sub(b.idle_ms) as f64;
+            Some((a.cpu, (100.0 * (1.0 - idle / span)).clamp(0.0, 100.0)))
+        })
+        .collect();
+    Some(busy)
+}
+
 /// A kernel fault line: `fault: NAME (pid P) #PF page fault at rip=...: process stopped`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FaultLine {

@@ -38,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use axolotl_tests::shell::{CpuCounters, busy_percent, parse_stat, parse_uptime};
 use axolotl_tests::{BootResult, ExecReport, PsRow, transcript};
 
 use crate::args::{self, Accel, BenchArgs, Firmware, Idle, Ipc, Layout, Net, Nic, RunArgs};
@@ -61,17 +62,6 @@ pub const CHANBENCH_SMP: u32 = 4;
 pub const SPLIT_STACK: [&str; 5] = ["e1000", "pf", "ip", "udp", "tcp"];
 /// The processes of the single layout's stack: the driver and the one netstack.
 pub const SINGLE_STACK: [&str; 2] = ["e1000", "netstack"];
-/// Header of the guest's `stat` table.
-pub const STAT_HEADER: [&str; 8] = [
-    "CPU",
-    "APIC",
-    "OWNER",
-    "SYSCALLS",
-    "INTERRUPTS",
-    "IPIS",
-    "TICKS",
-    "SWITCHES",
-];
 /// The targets of DESIGN.md §8, judged on the figures of one run: the split layout's throughput
 /// at least this share of the single layout's, per direction.
 pub const SPLIT_OVER_SINGLE_TARGET: f64 = 0.9;
@@ -263,63 +253,6 @@ pub fn parse_iperf3(output: &str) -> Result<Iperf3Line, String> {
     })
 }
 
-/// One row of the guest's `stat` table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CpuCounters {
-    /// CPU index.
-    pub cpu: u32,
-    /// `dedicated` or `shared`.
-    pub owner: String,
-    /// System calls taken on it.
-    pub syscalls: u64,
-    /// Interrupts taken on it.
-    pub interrupts: u64,
-    /// Inter-processor interrupts.
-    pub ipis: u64,
-    /// Timer ticks.
-    pub ticks: u64,
-    /// Context switches.
-    pub switches: u64,
-}
-
-/// The rows of the last `stat` table in `output`; kernel log lines between rows are skipped.
-pub fn parse_stat(output: &str) -> Option<Vec<CpuCounters>> {
-    let lines: Vec<&str> = output.lines().collect();
-    let header = lines
-        .iter()
-        .rposition(|l| l.split_ascii_whitespace().eq(STAT_HEADER))?;
-    let row = |l: &&str| -> Option<CpuCounters> {
-        let c: Vec<&str> = l.split_ascii_whitespace().collect();
-        let [
-            cpu,
-            apic,
-            owner,
-            syscalls,
-            interrupts,
-            ipis,
-            ticks,
-            switches,
-        ] = c[..]
-        else {
-            return None;
-        };
-        apic.parse::<u32>().ok()?;
-        if owner != "dedicated" && owner != "shared" {
-            return None;
-        }
-        Some(CpuCounters {
-            cpu: cpu.parse().ok()?,
-            owner: owner.to_string(),
-            syscalls: syscalls.parse().ok()?,
-            interrupts: interrupts.parse().ok()?,
-            ipis: ipis.parse().ok()?,
-            ticks: ticks.parse().ok()?,
-            switches: switches.parse().ok()?,
-        })
-    };
-    Some(lines[header + 1..].iter().filter_map(row).collect())
-}
-
 /// One CPU's row of `stat calls`: its index and its calls by name.
 pub type CpuCallsRow = (u32, Vec<(String, u64)>);
 
@@ -446,6 +379,20 @@ pub struct Measured {
     /// The system calls on the stack's CPUs during it by name, most first (or why they could
     /// not be read).
     pub by_call: Result<Vec<(String, u64)>, String>,
+    /// Each guest CPU's busy share during it, in % (or why it could not be read), with the stack
+    /// processes on it.
+    pub busy: Result<Vec<CpuBusy>, String>,
+}
+
+/// One guest CPU's busy share during a measurement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CpuBusy {
+    /// CPU index.
+    pub cpu: u32,
+    /// The stack processes on it (none: a shared CPU, where the application runs).
+    pub on: Vec<String>,
+    /// Busy share, 0–100 %.
+    pub percent: f64,
 }
 
 /// The figures of a row: measured, or why there are none.
@@ -865,7 +812,7 @@ impl NetOutputs {
             .into_iter()
             .enumerate()
             .map(|(i, dir)| {
-                let figures = match self.direction(config, i, dir, &cpus) {
+                let figures = match self.direction(config, i, dir, &cpus, &placement) {
                     Ok(m) => Figures::Measured(m),
                     Err(why) => Figures::Failed(self.because(why)),
                 };
@@ -882,13 +829,15 @@ impl NetOutputs {
         }
     }
 
-    /// The measurement `i` (0 send, 1 receive) on the stack's `cpus`.
+    /// The measurement `i` (0 send, 1 receive) on the stack's `cpus` (`placement`: which
+    /// process is on which).
     fn direction(
         &self,
         config: Config,
         i: usize,
         dir: Dir,
         cpus: &[u32],
+        placement: &Placement,
     ) -> Result<Measured, String> {
         let w = dir.word();
         let ran = |o: &Option<String>, what: &str| {
@@ -926,12 +875,22 @@ impl NetOutputs {
                 .ok_or_else(|| "no 'CPU CALLS' table in the output of 'stat calls'".to_string())
         };
         let by_call = calls(i).and_then(|b| Ok(calls_delta(&b, &calls(i + 1)?, cpus)));
+        let uptime = |j: usize| {
+            parse_uptime(&ran(&self.stat[j], "stat")?)
+                .ok_or_else(|| "no 'uptime N ms' line in the output of 'stat'".to_string())
+        };
+        let busy = uptime(i).and_then(|up0| {
+            let shares = busy_percent(&before, &after, up0, uptime(i + 1)?)
+                .ok_or("the guest's uptime did not grow between the two 'stat's")?;
+            Ok(label_busy(&shares, placement))
+        });
         let m = Measured {
             iperf3: line,
             packets,
             syscalls,
             interrupts,
             by_call,
+            busy,
         };
         check_transport(config, &m)?;
         Ok(m)
@@ -965,6 +924,44 @@ pub struct Measurement {
     pub rows: Vec<Row>,
     /// Where the stack ran (`None` when `ps` did not say).
     pub stack: Option<Stack>,
+}
+
+/// `shares` (CPU, %) with the stack processes `placement` puts on each CPU.
+pub fn label_busy(shares: &[(u32, f64)], placement: &Placement) -> Vec<CpuBusy> {
+    shares
+        .iter()
+        .map(|&(cpu, percent)| CpuBusy {
+            cpu,
+            on: placement
+                .iter()
+                .filter(|(_, c)| *c == cpu)
+                .map(|(n, _)| n.clone())
+                .collect(),
+            percent,
+        })
+        .collect()
+}
+
+/// The line under a measured row: each guest CPU's busy share, its stack processes named
+/// (`-` for a shared CPU, where the application runs).
+pub fn busy_line(m: &Measured) -> String {
+    match &m.busy {
+        Ok(cpus) => {
+            let shown: Vec<String> = cpus
+                .iter()
+                .map(|c| {
+                    let on = if c.on.is_empty() {
+                        "-".to_string()
+                    } else {
+                        c.on.join("+")
+                    };
+                    format!("cpu{} {on} {:.0}", c.cpu, c.percent)
+                })
+                .collect();
+            format!("    busy %: {}", shown.join(", "))
+        }
+        Err(why) => format!("    busy: not read ({why})"),
+    }
 }
 
 /// Most system calls by name shown under a row.
@@ -1066,6 +1063,7 @@ pub fn table(r: &Results) -> String {
                     row.syscall_target_met().map_or("-", verdict)
                 );
                 let _ = writeln!(t, "{}", calls_line(m));
+                let _ = writeln!(t, "{}", busy_line(m));
             }
             Figures::Failed(why) => {
                 let _ = writeln!(t, "{head} FAILED: {}", why.replace('\n', " "));
@@ -1270,6 +1268,19 @@ pub fn json(r: &Results) -> String {
                         "\"syscalls_per_1k_pkts_by_call\": {{{}}}",
                         by.join(", ")
                     ));
+                }
+                if let Ok(cpus) = &m.busy {
+                    let by: Vec<String> = cpus
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{}: {}",
+                                json_string(&format!("cpu{}", c.cpu)),
+                                json_number(Some(c.percent))
+                            )
+                        })
+                        .collect();
+                    fields.push(format!("\"busy_percent_by_cpu\": {{{}}}", by.join(", ")));
                 }
             }
             Figures::Failed(why) => {
@@ -2047,11 +2058,12 @@ mod tests {
     }
 
     const STAT: &str = "\
-CPU  APIC  OWNER      SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES
-  0     0  shared          100          50     2    900       300
+CPU  APIC  OWNER      SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES  IDLE_MS
+  0     0  shared          100          50     2    900       300     5000
 [cpu2] ip: noise in between
-  1     1  dedicated        10        1000     0    900         1
-  2     2  dedicated        20           5     1    900         2
+  1     1  dedicated        10        1000     0    900         1      400
+  2     2  dedicated        20           5     1    900         2     8000
+uptime 10000 ms
 ";
 
     #[test]
@@ -2078,6 +2090,7 @@ CPU  APIC  OWNER      SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES
             syscalls: 0,
             interrupts: 0,
             by_call: Ok((0..8).map(|i| (format!("c{i}"), 10 - i)).collect()),
+            busy: Err("no uptime".into()),
         };
         assert_eq!(
             calls_line(&m),
@@ -2099,8 +2112,20 @@ CPU  APIC  OWNER      SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES
                 ipis: 0,
                 ticks: 900,
                 switches: 1,
+                idle_ms: 400,
             }
         );
+        assert_eq!(parse_uptime(STAT), Some(10_000));
+        assert_eq!(parse_uptime("uptime x ms\nuptime 5 s\n"), None);
+        // Busy: cpu0 idle 2,500 of 5,000 ms, cpu1 none, cpu2 all (and a clock that went back
+        // past the table's: clamped).
+        let later = STAT
+            .replace("300     5000", "300     7500")
+            .replace("2     8000", "2    14000");
+        let shares = busy_percent(&rows, &parse_stat(&later).unwrap(), 10_000, 15_000).unwrap();
+        assert_eq!(shares, [(0, 50.0), (1, 100.0), (2, 0.0)]);
+        assert_eq!(busy_percent(&rows, &rows, 10_000, 10_000), None);
+        assert_eq!(busy_percent(&rows, &rows, 10_000, 9_000), None);
         // The last table counts.
         let two = format!("{STAT}{}", STAT.replace("  100 ", " 7000 "));
         assert_eq!(parse_stat(&two).unwrap()[0].syscalls, 7000);
@@ -2156,11 +2181,19 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
     }
 
     /// A report of [`guest_commands`] in which everything went right: `ps` says `ps`, cpu1's
-    /// system calls are `calls` at the three `stat`s (interrupts 1000, 1500, 3500), 100,000
-    /// frames are counted during the send and 200,000 during the receive, at `gbps`.
+    /// system calls are `calls` at the three `stat`s (interrupts 1000, 1500, 3500; idle 400,
+    /// 2400 and 7400 ms at uptimes 10, 20 and 30 s: 80% busy in the send, 50% in the receive),
+    /// 100,000 frames are counted during the send and 200,000 during the receive, at `gbps`.
     fn report_of(commands: &[String], ps: String, calls: [u64; 3], gbps: [f64; 2]) -> ExecReport {
         let stat = |calls: u64, irqs: u64| {
+            let (idle, up) = match irqs {
+                1000 => (400, 10_000),
+                1500 => (2400, 20_000),
+                _ => (7400, 30_000),
+            };
             STAT.replace("  10        1000", &format!("  {calls}        {irqs}"))
+                .replace(" 1      400\n", &format!(" 1      {idle}\n"))
+                .replace("uptime 10000 ms", &format!("uptime {up} ms"))
         };
         let ifc = |frames: u64| IFCONFIG.replace("rx frames=120", &format!("rx frames={frames}"));
         // cpu1's calls are all waits but one notify; cpu0 (not the stack's) logs.
@@ -2249,6 +2282,15 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         };
         assert_eq!(m.by_call, Ok(vec![("wait".to_string(), 100)]));
         assert_eq!(calls_line(m), "    by call, per 1k pkts: wait 1.0");
+        // Busy: cpu1 (e1000's) 80%; cpu0 and cpu2's idle did not grow: 100%.
+        assert_eq!(
+            busy_line(m),
+            "    busy %: cpu0 - 100, cpu1 e1000 80, cpu2 pf 100"
+        );
+        let Figures::Measured(r) = &rows[1].figures else {
+            panic!("{:?}", rows[1])
+        };
+        assert_eq!(r.busy.as_ref().unwrap()[1].percent, 50.0);
         assert_eq!((rows[1].dir, rows[1].gbps()), (Dir::Recv, Some(0.5)));
         assert_eq!(rows[1].syscalls_per_1k(), Some(0.1));
         assert_eq!(rows[1].syscall_target_met(), Some(true));
@@ -2382,6 +2424,7 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             syscalls: 0,
             interrupts: 0,
             by_call: Ok(Vec::new()),
+            busy: Ok(Vec::new()),
         };
         assert_eq!(check_transport(SPLIT_CHAN, &mm), Ok(()));
         let single_kernel = Config {

@@ -433,8 +433,11 @@ pub struct CpuInfo {
     pub ticks: u64,
     /// Context switches.
     pub switches: u64,
+    /// Nanoseconds this CPU spent idle since boot: polling for work or halted in the kernel's
+    /// idle loop. A process that polls in user space (`idle=poll`) keeps its CPU busy.
+    pub idle_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<CpuInfo>() == 48);
+const _: () = assert!(core::mem::size_of::<CpuInfo>() == 56);
 
 /// One CPU's system calls by number (`CPU_CALLS`): `counts[n]` calls of number `n` were made
 /// on it since boot ([`nr::name`] names them).

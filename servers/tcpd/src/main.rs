@@ -1,6 +1,6 @@
 //! `tcp`: the tcp server program — [`tcpd::server`] on a CPU of its own. Arguments: the
 //! applications it serves, comma-separated. Every round: `heartbeat()` and the server's round;
-//! idle, it polls a while (`libsys::IdlePolicy`: 200 empty rounds, or 20 ms on a CPU of its
+//! idle, it polls a while (`libsys::IdlePolicy`: 20 empty rounds, or 20 ms on a CPU of its
 //! own under `idle=poll`), then arms every input and sleeps until a notify or smoltcp's next
 //! timer (100 ms at most).
 #![no_std]

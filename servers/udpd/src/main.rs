@@ -1,6 +1,6 @@
 //! `udp`: the udp server program — [`udpd::server`] on a CPU of its own. Arguments: the
 //! applications it serves, comma-separated. Every round: `heartbeat()` and the server's round;
-//! when a round had nothing to do it polls a little (`libsys::IdlePolicy`: 200 empty rounds,
+//! when a round had nothing to do it polls a little (`libsys::IdlePolicy`: 20 empty rounds,
 //! or 20 ms on a CPU of its own under `idle=poll`), then arms every input and sleeps in `wait`
 //! (100 ms at most) until a producer's notify or an IPC request.
 #![no_std]

@@ -383,7 +383,9 @@ fn per_cpu<S: Sys, T>(
 }
 
 fn stat(sys: &mut impl Sys, out: &mut impl Write) -> Outcome {
-    table::write_stat(out, &per_cpu(sys, |s, c| s.cpu_info(c))?)?;
+    let cpus = per_cpu(sys, |s, c| s.cpu_info(c))?;
+    let uptime = sys.time_ns();
+    table::write_stat(out, &cpus, uptime)?;
     Ok(())
 }
 
@@ -1012,15 +1014,17 @@ pub(crate) mod tests {
     #[test]
     fn stat_lists_cpus() {
         let mut k = Fake::new();
+        k.now = 2_500_000_000;
         let (status, out) = run(&mut k, "stat");
         assert_eq!(status, 0);
         let lines: Vec<_> = out.lines().collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 4);
         assert_eq!(
             lines[0].split_whitespace().collect::<Vec<_>>(),
             table::STAT_HEADER
         );
         assert!(lines[1].contains("shared") && lines[2].contains("dedicated"));
+        assert_eq!(lines[3], "uptime 2500 ms");
     }
 
     #[test]

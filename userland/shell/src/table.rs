@@ -98,7 +98,7 @@ pub fn write_ps(out: &mut impl Write, procs: &[ProcInfo]) -> fmt::Result {
 }
 
 /// Header of `stat`.
-pub const STAT_HEADER: [&str; 8] = [
+pub const STAT_HEADER: [&str; 9] = [
     "CPU",
     "APIC",
     "OWNER",
@@ -107,11 +107,14 @@ pub const STAT_HEADER: [&str; 8] = [
     "IPIS",
     "TICKS",
     "SWITCHES",
+    "IDLE_MS",
 ];
 
-/// Writes the `stat` table of `cpus`, CPU `i` being `cpus[i]`.
-pub fn write_stat(out: &mut impl Write, cpus: &[CpuInfo]) -> fmt::Result {
-    let rows: Vec<[String; 8]> = cpus
+/// Writes the `stat` table of `cpus`, CPU `i` being `cpus[i]`, then the line `uptime N ms`
+/// (`uptime_ns` since boot): a CPU's busy share over an interval is one minus the growth of its
+/// IDLE_MS over the growth of the uptime.
+pub fn write_stat(out: &mut impl Write, cpus: &[CpuInfo], uptime_ns: u64) -> fmt::Result {
+    let rows: Vec<[String; 9]> = cpus
         .iter()
         .enumerate()
         .map(|(i, c)| {
@@ -129,6 +132,7 @@ pub fn write_stat(out: &mut impl Write, cpus: &[CpuInfo]) -> fmt::Result {
                 c.ipis.to_string(),
                 c.ticks.to_string(),
                 c.switches.to_string(),
+                (c.idle_ns / 1_000_000).to_string(),
             ]
         })
         .collect();
@@ -136,9 +140,10 @@ pub fn write_stat(out: &mut impl Write, cpus: &[CpuInfo]) -> fmt::Result {
     write_table(
         out,
         STAT_HEADER,
-        [Right, Right, Left, Right, Right, Right, Right, Right],
+        [Right, Right, Left, Right, Right, Right, Right, Right, Right],
         &rows,
-    )
+    )?;
+    writeln!(out, "uptime {} ms", uptime_ns / 1_000_000)
 }
 
 /// The header of `stat calls`.
@@ -234,6 +239,7 @@ mod tests {
                 ipis: 0,
                 ticks: 99,
                 switches: 10,
+                idle_ns: 1_999_999,
             },
             CpuInfo {
                 apic_id: 1,
@@ -243,15 +249,17 @@ mod tests {
                 ipis: 2,
                 ticks: 100,
                 switches: 1,
+                idle_ns: 750_000_000,
             },
         ];
         let mut s = String::new();
-        write_stat(&mut s, &cpus).unwrap();
+        write_stat(&mut s, &cpus, 1_000_999_999).unwrap();
         assert_eq!(
             s,
-            "CPU  APIC  OWNER      SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES\n\
-             \x20 0     0  shared         1234           5     0     99        10\n\
-             \x20 1     1  dedicated         7      123456     2    100         1\n"
+            "CPU  APIC  OWNER      SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES  IDLE_MS\n\
+             \x20 0     0  shared         1234           5     0     99        10        1\n\
+             \x20 1     1  dedicated         7      123456     2    100         1      750\n\
+             uptime 1000 ms\n"
         );
     }
 
