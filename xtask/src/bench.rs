@@ -43,7 +43,7 @@ use axolotl_tests::{BootResult, ExecReport, PsRow, transcript};
 
 use crate::args::{self, Accel, BenchArgs, Firmware, Idle, Ipc, Layout, Net, Nic, RunArgs};
 use crate::qemu::{self, Boot, Console, Echo, Machine, RunOptions};
-use crate::{Error, exec, host, images, netns};
+use crate::{Error, exec, host, hostcpu, images, netns};
 
 /// The manifest of the measured boots, relative to the workspace root.
 pub const NET_MANIFEST: &str = axolotl_tests::NET_MANIFEST;
@@ -382,6 +382,8 @@ pub struct Measured {
     /// Each guest CPU's busy share during it, in % (or why it could not be read), with the stack
     /// processes on it.
     pub busy: Result<Vec<CpuBusy>, String>,
+    /// The host CPU QEMU's threads took during it (or why it could not be read).
+    pub host: Result<hostcpu::HostCpu, String>,
 }
 
 /// One guest CPU's busy share during a measurement.
@@ -749,6 +751,8 @@ pub struct NetOutputs {
     pub ifconfig: [Option<String>; 3],
     /// `iperf3` sending, receiving.
     pub iperf3: [Option<String>; 2],
+    /// QEMU's threads' host CPU time just before each `stat` (when it could be read).
+    pub host: [Option<hostcpu::Snapshot>; 3],
     /// Why the session stopped or failed, when it did.
     pub stopped: Option<String>,
 }
@@ -775,6 +779,7 @@ impl NetOutputs {
             calls: at::CALLS.map(out),
             ifconfig: at::IFCONFIG.map(out),
             iperf3: at::IPERF3.map(out),
+            host: [None, None, None],
             stopped,
         }
     }
@@ -884,6 +889,11 @@ impl NetOutputs {
                 .ok_or("the guest's uptime did not grow between the two 'stat's")?;
             Ok(label_busy(&shares, placement))
         });
+        let host = match (&self.host[i], &self.host[i + 1]) {
+            (Some(a), Some(b)) => hostcpu::between(a, b)
+                .ok_or_else(|| "no emulated CPU thread in QEMU's /proc entries".to_string()),
+            _ => Err("QEMU's threads were not read from /proc".to_string()),
+        };
         let m = Measured {
             iperf3: line,
             packets,
@@ -891,6 +901,7 @@ impl NetOutputs {
             interrupts,
             by_call,
             busy,
+            host,
         };
         check_transport(config, &m)?;
         Ok(m)
@@ -961,6 +972,28 @@ pub fn busy_line(m: &Measured) -> String {
             format!("    busy %: {}", shown.join(", "))
         }
         Err(why) => format!("    busy: not read ({why})"),
+    }
+}
+
+/// The line under a measured row: the share of a host core each guest CPU's thread ran, QEMU's
+/// other threads, and the whole host.
+pub fn host_line(m: &Measured) -> String {
+    match &m.host {
+        Ok(h) => {
+            let shown: Vec<String> = h
+                .vcpus
+                .iter()
+                .map(|(cpu, p)| format!("cpu{cpu} {p:.0}"))
+                .collect();
+            format!(
+                "    host CPU %: {}, emulator {:.0}; host {:.0} of {}",
+                shown.join(", "),
+                h.emulator,
+                h.host,
+                100 * h.cores
+            )
+        }
+        Err(why) => format!("    host CPU: not read ({why})"),
     }
 }
 
@@ -1064,6 +1097,7 @@ pub fn table(r: &Results) -> String {
                 );
                 let _ = writeln!(t, "{}", calls_line(m));
                 let _ = writeln!(t, "{}", busy_line(m));
+                let _ = writeln!(t, "{}", host_line(m));
             }
             Figures::Failed(why) => {
                 let _ = writeln!(t, "{head} FAILED: {}", why.replace('\n', " "));
@@ -1281,6 +1315,27 @@ pub fn json(r: &Results) -> String {
                         })
                         .collect();
                     fields.push(format!("\"busy_percent_by_cpu\": {{{}}}", by.join(", ")));
+                }
+                if let Ok(h) = &m.host {
+                    let by: Vec<String> = h
+                        .vcpus
+                        .iter()
+                        .map(|(cpu, p)| {
+                            format!(
+                                "{}: {}",
+                                json_string(&format!("cpu{cpu}")),
+                                json_number(Some(*p))
+                            )
+                        })
+                        .collect();
+                    fields.push(format!(
+                        "\"host_cpu_percent\": {{\"by_cpu\": {{{}}}, \"emulator\": {}, \
+                         \"host\": {}, \"host_cores\": {}}}",
+                        by.join(", "),
+                        json_number(Some(h.emulator)),
+                        json_number(Some(h.host)),
+                        h.cores
+                    ));
                 }
             }
             Figures::Failed(why) => {
@@ -1615,8 +1670,8 @@ fn prepare(
 }
 
 /// Boots `image` (made by [`prepare`] for `name`) with `smp` CPUs and types the commands of
-/// `plan`; QEMU runs inside `ns` when given. Returns the boot and where its
-/// transcript is.
+/// `plan`; QEMU runs inside `ns` when given. Returns the boot, and QEMU's threads' host CPU time
+/// as read before each command.
 fn boot(
     tools: &host::Tools,
     image: PathBuf,
@@ -1625,7 +1680,8 @@ fn boot(
     net: Net,
     plan: exec::Plan,
     ns: Option<&netns::Namespace>,
-) -> BootResult {
+) -> (BootResult, hostcpu::Samples) {
+    let samples = hostcpu::Samples::default();
     let machine = Machine {
         image,
         smp,
@@ -1646,6 +1702,7 @@ fn boot(
         echo: Echo::Prefixed(name.to_string()),
         exec: Some(plan),
         screendump: None,
+        host_samples: Some(samples.clone()),
     };
     let qemu_args = qemu::qemu_args(&machine);
     let (program, qemu_args) = match ns {
@@ -1655,7 +1712,7 @@ fn boot(
     eprintln!("running: {} {}", program.display(), qemu_args.join(" "));
     let r = qemu::run(&program, &qemu_args, &opts);
     let _ = std::fs::write(transcript_path(name), &r.transcript);
-    r
+    (r, samples)
 }
 
 /// Where the transcript of the boot `name` is kept.
@@ -1758,7 +1815,7 @@ fn run_config(s: &Setup, config: Config, image: PathBuf, with_recovery: bool) ->
     }
     // Each wait is bounded by its longest command and a margin; the boot by all of them.
     let step = Duration::from_secs(u64::from(s.seconds.max(rec_seconds)) + 60);
-    let r = boot(
+    let (r, samples) = boot(
         &s.tools,
         image,
         &name,
@@ -1809,8 +1866,9 @@ fn run_config(s: &Setup, config: Config, image: PathBuf, with_recovery: bool) ->
         }
         _ => None,
     };
-    let Measurement { rows, stack } =
-        NetOutputs::from_report(report, &commands, stopped).measure(config);
+    let mut outputs = NetOutputs::from_report(report, &commands, stopped);
+    outputs.host = at::STAT.map(|i| samples.at(i));
+    let Measurement { rows, stack } = outputs.measure(config);
     for row in &rows {
         match &row.figures {
             Figures::Measured(m) => eprintln!(
@@ -1947,7 +2005,7 @@ pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
     }
 
     eprintln!("bench: booting system.toml ({CHANBENCH_SMP} CPUs) for chanbench...");
-    let r = boot(
+    let (r, _) = boot(
         &setup.tools,
         chan_image,
         "bench-chanbench",
@@ -2091,6 +2149,7 @@ uptime 10000 ms
             interrupts: 0,
             by_call: Ok((0..8).map(|i| (format!("c{i}"), 10 - i)).collect()),
             busy: Err("no uptime".into()),
+            host: Err("not read".into()),
         };
         assert_eq!(
             calls_line(&m),
@@ -2253,6 +2312,50 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             Figures::Failed(why) => why,
             Figures::Measured(m) => panic!("measured, not failed: {m:?}"),
         }
+    }
+
+    #[test]
+    fn the_host_cpu_of_each_measurement_is_shown_when_read() {
+        let commands = guest_commands(10);
+        let snap = |t: u64| hostcpu::Snapshot {
+            threads: vec![
+                ("CPU 1/TCG".into(), t),
+                ("CPU 5/TCG".into(), 3 * t),
+                ("qemu-system-x86".into(), t / 2),
+            ],
+            host_busy: 7 * t,
+            host_total: 1000 * t,
+            host_cores: 2,
+        };
+        let mut outputs = NetOutputs::from_report(&report(&commands), &commands, None);
+        outputs.host = [Some(snap(100)), Some(snap(200)), None];
+        let m = outputs.measure(SPLIT_CHAN);
+        let Figures::Measured(send) = &m.rows[0].figures else {
+            panic!("{:?}", m.rows[0])
+        };
+        // 100,000 ticks on 2 cores: 50,000 of wall time.
+        assert_eq!(
+            host_line(send),
+            "    host CPU %: cpu1 0, cpu5 1, emulator 0; host 1 of 200"
+        );
+        let Figures::Measured(recv) = &m.rows[1].figures else {
+            panic!("{:?}", m.rows[1])
+        };
+        assert_eq!(
+            host_line(recv),
+            "    host CPU: not read (QEMU's threads were not read from /proc)"
+        );
+        let json = json(&Results {
+            rows: m.rows.clone(),
+            ..results(None, 2)
+        });
+        assert!(
+            json.contains(
+                "\"host_cpu_percent\": {\"by_cpu\": {\"cpu1\": 0.2, \"cpu5\": 0.6}, \
+                           \"emulator\": 0.1, \"host\": 1.4, \"host_cores\": 2}"
+            ),
+            "{json}"
+        );
     }
 
     #[test]
@@ -2425,6 +2528,7 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             interrupts: 0,
             by_call: Ok(Vec::new()),
             busy: Ok(Vec::new()),
+            host: Err("not read".into()),
         };
         assert_eq!(check_transport(SPLIT_CHAN, &mm), Ok(()));
         let single_kernel = Config {

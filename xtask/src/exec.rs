@@ -169,6 +169,15 @@ impl Session {
         self.state == State::PoweringOff
     }
 
+    /// The index of the command being typed or running (`None` before the first and from
+    /// `poweroff` on).
+    pub fn running(&self) -> Option<usize> {
+        match self.state {
+            State::Command(i) => Some(i),
+            _ => None,
+        }
+    }
+
     /// Types command `i` (or `poweroff` after the last), whose output starts at `from`.
     fn type_next(&mut self, i: usize, from: usize) -> Vec<u8> {
         self.from = from;
@@ -220,12 +229,14 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// Runs a session against a live QEMU: `output` delivers its serial output as it arrives (and
 /// disconnects when QEMU's stdout closes), `stdin` is its serial input. On failure it sets
-/// `stop`, which tells the runner to kill QEMU. Returns when the session is done.
+/// `stop`, which tells the runner to kill QEMU. `before_command(i)` runs just before command `i`
+/// is typed, `before_poweroff` before `poweroff`. Returns when the session is done.
 pub fn drive(
     plan: &Plan,
     output: &Receiver<Vec<u8>>,
     mut stdin: impl Write,
     stop: &AtomicBool,
+    before_command: &mut dyn FnMut(usize),
     before_poweroff: &mut dyn FnMut(),
 ) -> ExecReport {
     let mut session = Session::new(plan);
@@ -240,6 +251,9 @@ pub fn drive(
                     if session.powering_off() && !hooked {
                         hooked = true;
                         before_poweroff();
+                    }
+                    if let Some(i) = session.running() {
+                        before_command(i);
                     }
                     // A failed write means QEMU is gone; the closed output says so next.
                     let _ = stdin.write_all(&typed).and_then(|()| stdin.flush());
@@ -425,6 +439,44 @@ mod tests {
     }
 
     #[test]
+    fn the_driver_runs_the_hooks_before_each_command_and_the_poweroff() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for chunk in ["axolotl> ", "a\r\naxolotl> ", "b\r\naxolotl> "] {
+            tx.send(chunk.as_bytes().to_vec()).unwrap();
+        }
+        drop(tx);
+        let stop = AtomicBool::new(false);
+        let typed = std::cell::RefCell::new(Vec::new());
+        let seen = std::cell::RefCell::new(Vec::new());
+        let mut writer = Recorder(&typed);
+        let r = drive(
+            &plan(&["a", "b"]),
+            &rx,
+            &mut writer,
+            &stop,
+            &mut |i| seen.borrow_mut().push((i, typed.borrow().len())),
+            &mut || seen.borrow_mut().push((99, typed.borrow().len())),
+        );
+        // Each hook ran before its command was typed: nothing, "a\r", "a\rb\r" typed by then.
+        assert_eq!(*seen.borrow(), [(0, 0), (1, 2), (99, 4)]);
+        assert_eq!(*typed.borrow(), b"a\rb\rpoweroff\r");
+        assert_eq!(r.commands.len(), 3);
+    }
+
+    /// A writer that keeps what it was given in a shared buffer.
+    struct Recorder<'a>(&'a std::cell::RefCell<Vec<u8>>);
+
+    impl Write for Recorder<'_> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.borrow_mut().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
     fn the_driver_types_and_stops() {
         let (tx, rx) = std::sync::mpsc::channel();
         for chunk in ["axolotl> ", "nope\r\n[exit 127]\r\naxolotl> "] {
@@ -432,7 +484,14 @@ mod tests {
         }
         let stop = AtomicBool::new(false);
         let mut typed = Vec::new();
-        let r = drive(&plan(&["nope"]), &rx, &mut typed, &stop, &mut || {});
+        let r = drive(
+            &plan(&["nope"]),
+            &rx,
+            &mut typed,
+            &stop,
+            &mut |_| {},
+            &mut || {},
+        );
         assert_eq!(typed, b"nope\r");
         assert!(stop.load(Ordering::SeqCst), "a failure stops QEMU");
         assert!(matches!(r.failure, Some(ExecFailure::CommandFailed { .. })));
@@ -444,7 +503,7 @@ mod tests {
             step_timeout: Duration::from_millis(50),
         };
         let stop = AtomicBool::new(false);
-        let r = drive(&quick, &rx, std::io::sink(), &stop, &mut || {});
+        let r = drive(&quick, &rx, std::io::sink(), &stop, &mut |_| {}, &mut || {});
         assert_eq!(r.failure, Some(ExecFailure::NoPrompt { secs: 0 }));
         assert!(stop.load(Ordering::SeqCst));
 
@@ -453,7 +512,14 @@ mod tests {
         tx.send(b"axolotl> ".to_vec()).unwrap();
         drop(tx);
         let stop = AtomicBool::new(false);
-        let r = drive(&plan(&[]), &rx, std::io::sink(), &stop, &mut || {});
+        let r = drive(
+            &plan(&[]),
+            &rx,
+            std::io::sink(),
+            &stop,
+            &mut |_| {},
+            &mut || {},
+        );
         assert_eq!(r.failure, None);
         assert!(!stop.load(Ordering::SeqCst));
     }

@@ -31,6 +31,7 @@ mod exec;
 mod flash;
 mod fuzz;
 mod host;
+mod hostcpu;
 mod images;
 mod manifest;
 mod netns;
@@ -467,6 +468,7 @@ fn run(a: &RunArgs) -> Result<u8, Error> {
         echo: qemu::Echo::Live,
         exec: plan,
         screendump: None,
+        host_samples: None,
     };
     let result = qemu::run(&program, &qemu_args, &opts);
     drop(ns);

@@ -86,6 +86,9 @@ pub fn qemu_args(m: &Machine) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |words: &[&str]| a.extend(words.iter().map(|w| w.to_string()));
     push(&["-machine", "q35"]);
+    // Each emulated CPU's thread named `CPU N/TCG` on the host (`top -H`, `cargo xtask bench`'s
+    // host CPU figures).
+    push(&["-name", "axolotl,debug-threads=on"]);
     push(&["-m", &m.mem_mib.to_string(), "-smp", &m.smp.to_string()]);
     match m.console {
         Console::Stdio => push(&["-serial", "stdio"]),
@@ -188,6 +191,9 @@ pub struct RunOptions {
     pub exec: Option<exec::Plan>,
     /// Take a screendump (QMP socket, PPM file) when the exec session's last prompt is back.
     pub screendump: Option<(PathBuf, PathBuf)>,
+    /// Snapshot QEMU's threads' host CPU time just before each command of the exec session is
+    /// typed (`cargo xtask bench`).
+    pub host_samples: Option<crate::hostcpu::Samples>,
 }
 
 /// Whether the guest console can be used from this terminal: stdin and stdout are terminals.
@@ -238,6 +244,7 @@ pub fn run(qemu: &Path, args: &[String], opts: &RunOptions) -> BootResult {
                 // The session hands stdin back instead of closing it: a QEMU that is to be
                 // killed must not see its input end first.
                 let shot = opts.screendump.clone();
+                let samples = opts.host_samples.clone();
                 Some(s.spawn(move || {
                     let mut taken: Option<Result<(), String>> = None;
                     let mut hook = || {
@@ -246,7 +253,13 @@ pub fn run(qemu: &Path, args: &[String], opts: &RunOptions) -> BootResult {
                                 Some(crate::qmp::screendump(sock, file, Duration::from_secs(10)));
                         }
                     };
-                    let report = exec::drive(plan, &output, &mut stdin, stop, &mut hook);
+                    let mut sample = |i: usize| {
+                        if let Some(samples) = &samples {
+                            samples.take(pid, i);
+                        }
+                    };
+                    let report =
+                        exec::drive(plan, &output, &mut stdin, stop, &mut sample, &mut hook);
                     ((report, taken), stdin)
                 }))
             }
@@ -529,7 +542,8 @@ mod tests {
     fn bios_command_line_follows_the_contract() {
         assert_eq!(
             qemu_args(&machine()).join(" "),
-            "-machine q35 -m 256 -smp 4 -serial stdio -display none -monitor none -no-reboot \
+            "-machine q35 -name axolotl,debug-threads=on -m 256 -smp 4 -serial stdio \
+             -display none -monitor none -no-reboot \
              -device isa-debug-exit,iobase=0xf4,iosize=0x04 -accel tcg -nic none \
              -drive format=raw,file=/t/a.img"
         );
@@ -607,6 +621,7 @@ mod tests {
             echo: Echo::Off,
             exec: None,
             screendump: None,
+            host_samples: None,
         };
         let r = run(Path::new("/nonexistent/qemu"), &[], &opts(None));
         assert!(matches!(r.outcome, Outcome::QemuError(ref e) if e.contains("could not start")));
@@ -677,9 +692,19 @@ mod tests {
                 step_timeout: Duration::from_secs(10),
             }),
             screendump: None,
+            host_samples: None,
         };
-        let r = run(&bash, &shell("exit 33"), &opts(&["one", "two"]));
+        let samples = crate::hostcpu::Samples::default();
+        let mut sampled = opts(&["one", "two"]);
+        sampled.host_samples = Some(samples.clone());
+        let r = run(&bash, &shell("exit 33"), &sampled);
         assert_eq!(r.outcome, Outcome::Passed);
+        // The stand-in's own thread was read before each command (it has no emulated CPUs).
+        for i in [0, 1] {
+            let s = samples.at(i).expect("a snapshot before each command");
+            assert_eq!(s.threads.len(), 1, "{s:?}");
+        }
+        assert_eq!(samples.at(2), None, "none before poweroff");
         assert_eq!(r.exec_verdict(), Ok(()));
         let report = r.exec.unwrap();
         assert_eq!(report.output_of("two"), Some("did two\n"));

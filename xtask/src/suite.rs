@@ -633,6 +633,7 @@ impl QemuHarness {
         let machine = &machine;
         let opts = RunOptions {
             screendump,
+            host_samples: None,
             timeout: Some(spec.timeout),
             inherit_stdin: false,
             echo: if self.verbose {
