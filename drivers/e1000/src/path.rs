@@ -51,8 +51,11 @@ use crate::ring::{PoolBuffers, PooledFrame, TxError};
 pub const BATCH: usize = 64;
 /// Messages for pf that may wait for room in the channel.
 pub const OUTBOX: usize = 512;
-/// Frames from pf that may wait for room in the transmit ring.
-pub const TX_BACKLOG: usize = 64;
+/// Frames from pf that may wait for room in the transmit ring: with the ring's 255, more than a
+/// TCP stream has unacknowledged (tcpd's 512 KiB send buffer: 359 full segments), so a wire
+/// slower than tcp delays its frames rather than dropping them. A path is tens of KiB (this,
+/// the outbox): e1000d keeps it on the heap, off its 128 KiB stack.
+pub const TX_BACKLOG: usize = 128;
 /// Most rx-pool buffers the path tracks (as `libchan::pool::MAX_POOL_BUFFERS`).
 pub const MAX_RX_BUFFERS: usize = libchan::pool::MAX_POOL_BUFFERS;
 

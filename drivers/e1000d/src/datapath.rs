@@ -1,6 +1,7 @@
 //! Data-path mode: mapping the pools and channels the manifest grants, the waiter both channel
 //! ends sleep and wake through, and logging what the path reports.
 
+use alloc::boxed::Box;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
@@ -103,7 +104,11 @@ fn pool_view(id: u16, info: &MapInfo) -> Result<PoolView<'static>, &'static str>
 
 /// Builds the NIC over the rings in `nic0-dma` and the two pools, and the path over the pools
 /// and the two channels; `to_pf` is the mapping of `e1000-pf` the mode probe made.
-pub fn open(mmio: Mmio, model: Model, to_pf: MapInfo) -> Result<(Nic<Mmio>, Path), &'static str> {
+pub fn open(
+    mmio: Mmio,
+    model: Model,
+    to_pf: MapInfo,
+) -> Result<(Nic<Mmio>, Box<Path>), &'static str> {
     let d = map(crate::DMA_REGION)?;
     if (d.len as usize) < nic::ring_bytes_needed() {
         log!(
@@ -148,8 +153,12 @@ pub fn open(mmio: Mmio, model: Model, to_pf: MapInfo) -> Result<(Nic<Mmio>, Path
         producer.set_gate(&libsys::chan::KERNEL_GATE);
         consumer.set_gate(&libsys::chan::KERNEL_GATE);
     }
-    let path = DataPath::new(pool, tx_view, producer, consumer)
-        .map_err(|_| "rx-pool or tx-pool does not have 2 KiB buffers")?;
+    // On the heap at once: the path holds tens of KiB (its outbox, the transmit backlog), and
+    // each move of it on the way to the driver's loop would be a copy on the 128 KiB stack.
+    let path = Box::new(
+        DataPath::new(pool, tx_view, producer, consumer)
+            .map_err(|_| "rx-pool or tx-pool does not have 2 KiB buffers")?,
+    );
     log!(
         "data path: rx-pool {} buffers, tx-pool {} buffers, channels {} and {}",
         rx_buffers.count,

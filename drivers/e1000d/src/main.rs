@@ -36,8 +36,11 @@
 #![no_std]
 #![no_main]
 
+extern crate alloc;
+
 mod datapath;
 
+use alloc::boxed::Box;
 use core::ptr::NonNull;
 
 use datapath::{EventLog, Path, WAITER};
@@ -262,7 +265,7 @@ enum Role {
         arp_answers: u64,
     },
     /// On the data path to pf.
-    Path { path: Path, events: EventLog },
+    Path { path: Box<Path>, events: EventLog },
 }
 
 impl Role {
@@ -273,7 +276,7 @@ impl Role {
         }
     }
 
-    fn path(path: Path) -> Self {
+    fn path(path: Box<Path>) -> Self {
         Self::Path {
             path,
             events: EventLog::default(),

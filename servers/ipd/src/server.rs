@@ -602,6 +602,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// Keeps tcp lent `credit` tx-pool buffers ([`Stack::set_tcp_credit`]).
+    pub fn set_tcp_credit(&mut self, credit: usize) {
+        self.stack.set_tcp_credit(credit);
+    }
+
     /// Maps the pools, the state region and the channels, finds the MAC address (ip-state, or
     /// the driver). Returns the server and the IPC requests that arrived while the driver was
     /// asked (for the caller to hand to [`Server::request`], or to its dispatcher).

@@ -74,6 +74,9 @@ pub const MAX_PINGS: usize = 16;
 pub const MAX_NOTICES: usize = 32;
 /// Room in the outbox beyond one message per pool buffer.
 pub const OUTBOX_MARGIN: usize = 64;
+/// tx-pool buffers tcp's loan never takes (nor udp's credit): ip's own frames (ARP, ICMP,
+/// DHCP) need them.
+pub const IP_OWN_TX: usize = 16;
 /// Most messages a received message can add to the outbox: an ARP reply releasing a full queue
 /// of packets, plus its answer and its `RX_RETURN`.
 const MAX_OUT_PER_MESSAGE: usize = 8;
@@ -342,6 +345,8 @@ pub struct Stack<'a> {
     udp: Option<UdpLink>,
     /// The link to the tcp server (`tcpmsg`): the same bookkeeping as udp's.
     tcp: Option<UdpLink>,
+    /// How many tx-pool buffers tcp is kept lent ([`Stack::set_tcp_credit`]).
+    tcp_credit: usize,
     rx: PoolView<'a>,
     tx: BufferPool<'a>,
     mac: Mac,
@@ -393,6 +398,7 @@ impl<'a> Stack<'a> {
             path_lost_at: None,
             udp: None,
             tcp: None,
+            tcp_credit: tcpmsg::TX_CREDIT,
             rx,
             tx,
             mac,
@@ -1338,14 +1344,23 @@ impl<'a> Stack<'a> {
         self.lend_tcp();
     }
 
-    /// Tops the tcp server's loan up to [`tcpmsg::TX_CREDIT`], leaving ip and udp enough.
+    /// Keeps tcp lent `credit` tx-pool buffers from now on (default [`tcpmsg::TX_CREDIT`], for
+    /// a tcp on a CPU of its own; the single layout, where ip tops the loan up in the same loop
+    /// as tcp uses it, lends [`tcpmsg::TX_CREDIT_ONE_LOOP`]).
+    pub fn set_tcp_credit(&mut self, credit: usize) {
+        self.tcp_credit = credit;
+        self.lend_tcp();
+    }
+
+    /// Tops the tcp server's loan up to its credit ([`Stack::set_tcp_credit`]), leaving udp its
+    /// credit and ip [`IP_OWN_TX`] buffers for its own frames.
     fn lend_tcp(&mut self) {
         let our = u64::from(u32::from(self.our_ip()));
         let Some(link) = self.tcp.as_mut().filter(|_| self.up) else {
             return;
         };
-        let reserve = (udpmsg::TX_CREDIT + tcpmsg::TX_CREDIT) as u32;
-        while link.lent < tcpmsg::TX_CREDIT && self.tx.in_use() + reserve < self.tx.view().count() {
+        let reserve = (udpmsg::TX_CREDIT + IP_OWN_TX) as u32;
+        while link.lent < self.tcp_credit && self.tx.in_use() + reserve < self.tx.view().count() {
             let Some(d) = self.tx.alloc() else {
                 return;
             };

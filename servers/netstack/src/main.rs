@@ -139,7 +139,9 @@ enum Never {}
 fn start(args: &Args) -> Result<Never, &'static str> {
     use libsys::chan::Ipc;
     let pf = pfd::server::Server::start(Ipc::Dispatched)?;
-    let (ip, early) = ipd::server::Server::start(args.dhcp, Ipc::Dispatched)?;
+    let (mut ip, early) = ipd::server::Server::start(args.dhcp, Ipc::Dispatched)?;
+    // ip tops tcp's loan up in the same loop as tcp uses it.
+    ip.set_tcp_credit(tcpmsg::TX_CREDIT_ONE_LOOP);
     let udp = if args.udp.is_empty() {
         None
     } else {

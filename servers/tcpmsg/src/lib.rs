@@ -30,8 +30,15 @@ pub const SERVICE: &str = "tcp";
 pub const IP_TO_TCP: &str = "ip-tcp";
 /// Channel tcp → ip: rx buffers going home, packets to send, lent buffers given back.
 pub const TCP_TO_IP: &str = "tcp-ip";
-/// tx-pool buffers ip keeps lent to tcp (a burst smoltcp can write before ip tops it up).
-pub const TX_CREDIT: usize = 64;
+/// tx-pool buffers ip keeps lent to a tcp on a CPU of its own: what smoltcp can write before
+/// ip tops the loan up. Each top-up is a round trip through ip on another CPU (a wake-up when
+/// ip sleeps, and under emulation a wait for a host core); the loan must outlast it. With 64
+/// tcp waited for buffers and sent 0.6 Gbit/s in the split layout, with 512 0.93
+/// (`cargo xtask bench`, docs/measurements.md).
+pub const TX_CREDIT: usize = 512;
+/// The loan in the single layout, where ip tops it up in the same loop as tcp uses it (a
+/// larger one only spreads the frames over more buffers: 0.1 Gbit/s less sending there).
+pub const TX_CREDIT_ONE_LOOP: usize = 64;
 /// Where tcp writes the IPv4 packet in a lent tx-pool buffer: room for Ethernet.
 pub const TX_HEADROOM: u32 = 14;
 /// Smallest IPv4 + TCP packet.

@@ -949,21 +949,46 @@ fn a_tcp_server_that_spent_its_loan_gets_buffers_again_as_frames_complete() {
     b.receive(&arp_reply_from_gateway(), 0);
     let _ = b.sent();
     b.stack.attach_tcp();
-    // 96 buffers, udp's and tcp's credits (16 + 64) kept in reserve: tcp gets 16.
-    let reserve = udpmsg::TX_CREDIT + tcpmsg::TX_CREDIT;
-    assert_eq!(reserve, 80);
+    // 96 buffers, udp's credit and ip's own (16 + 16) kept in reserve: tcp gets 64 (its
+    // credit is larger).
+    let reserve = udpmsg::TX_CREDIT + IP_OWN_TX;
+    assert_eq!(reserve, 32);
+    assert!(tcpmsg::TX_CREDIT > 96 - reserve);
     let lends = to_tcp(&mut b);
     assert_eq!(lends.len(), 96 - reserve);
     let in_flight: Vec<_> = lends.iter().map(|l| tcp_segment(&mut b, l, 0)).collect();
     // Every buffer tcp had is on the wire: no loan while the pool is that busy.
     assert!(to_tcp(&mut b).is_empty());
-    assert_eq!(b.stack.stats().tcp_sent, 16);
+    assert_eq!(b.stack.stats().tcp_sent, 64);
     // Frames complete: each buffer back is lent to tcp again (or tcp would starve for good).
     b.tx_done(in_flight[0]);
     b.tx_done(in_flight[1]);
     let again = to_tcp(&mut b);
     assert_eq!(again.len(), 2, "{again:?}");
     assert!(again.iter().all(|m| m.tag == tcpmsg::tag::TX_LEND));
+}
+
+#[test]
+fn the_tcp_credit_bounds_the_loan_and_can_be_set() {
+    let mut b = Bench::with_tx(96);
+    b.receive(&arp_reply_from_gateway(), 0);
+    let _ = b.sent();
+    // The single layout's credit: tcp is lent that many, however large the pool.
+    b.stack.set_tcp_credit(8);
+    b.stack.attach_tcp();
+    let lends = to_tcp(&mut b);
+    assert_eq!(lends.len(), 8);
+    // Spent, it is topped up to the credit again, no further.
+    let spent: Vec<_> = lends[..3]
+        .iter()
+        .map(|l| tcp_segment(&mut b, l, 0))
+        .collect();
+    assert_eq!(spent.len(), 3);
+    assert_eq!(to_tcp(&mut b).len(), 3);
+    assert!(to_tcp(&mut b).is_empty());
+    // A larger credit takes effect at once, within what the pool can spare.
+    b.stack.set_tcp_credit(1000);
+    assert_eq!(to_tcp(&mut b).len(), 96 - 32 - 8 - 3);
 }
 
 /// A UDP datagram from the gateway (10.0.2.2:40000) to `dst`:`port` in a frame to `dst_mac`.
