@@ -19,9 +19,12 @@
 //! - **tx-pool** is ip's: a `TX_FRAME` (checked against the pool) is posted as a transmit
 //!   descriptor at the buffer's physical address; when the NIC is done the same descriptor
 //!   goes back as `TX_DONE`. When the transmit ring is full the frame waits in a backlog of
-//!   [`TX_BACKLOG`] frames, in order; when that is full too the frame is not sent and its
-//!   buffer goes straight home as `TX_DONE`, counted in `tx_drops` (the `TX_DONE` of a dropped
-//!   frame is how netpath.md hands a buffer back; TCP retransmits).
+//!   [`TX_BACKLOG`] frames, in order. When that is full too, pf's messages wait unread in the
+//!   channel (and in pf's queue) until the ring drains ([`DataPath::takes_messages`]), and a
+//!   sent frame stays in the ring until its `TX_DONE` has room in the outbox: no frame is
+//!   dropped and no `TX_DONE` lost for want of room. A frame the device refuses goes straight
+//!   home as `TX_DONE`, counted in `tx_drops` (the `TX_DONE` of a dropped frame is how
+//!   netpath.md hands a buffer back; TCP retransmits).
 //! - **Batching**: a poll reads up to [`BATCH`] messages, handles up to [`BATCH`] received
 //!   frames, writes each ring's tail once, and sends what it has for pf with `send_batch`.
 //!   Messages that do not fit in the channel wait in an outbox of [`OUTBOX`]; the receive
@@ -51,10 +54,11 @@ use crate::ring::{PoolBuffers, PooledFrame, TxError};
 pub const BATCH: usize = 64;
 /// Messages for pf that may wait for room in the channel.
 pub const OUTBOX: usize = 512;
-/// Frames from pf that may wait for room in the transmit ring: with the ring's 255, more than a
-/// TCP stream has unacknowledged (tcpd's 512 KiB send buffer: 359 full segments), so a wire
-/// slower than tcp delays its frames rather than dropping them. A path is tens of KiB (this,
-/// the outbox): e1000d keeps it on the heap, off its 128 KiB stack.
+/// Frames from pf that may wait for room in the transmit ring. Past the ring's 255 and these,
+/// pf's frames wait in the channel and in pf's queue ([`DataPath::takes_messages`]): a wire
+/// slower than tcp delays its frames, never drops them (tcpd's 1 MiB send buffer allows 718
+/// full segments in flight). A path is tens of KiB (this, the outbox): e1000d keeps it on the
+/// heap, off its 128 KiB stack.
 pub const TX_BACKLOG: usize = 128;
 /// Most rx-pool buffers the path tracks (as `libchan::pool::MAX_POOL_BUFFERS`).
 pub const MAX_RX_BUFFERS: usize = libchan::pool::MAX_POOL_BUFFERS;
@@ -489,14 +493,33 @@ impl<'a, W: Waiter> DataPath<'a, W> {
         r
     }
 
-    /// Reads and handles up to [`BATCH`] messages; returns how many.
+    /// True when a message from pf can be read now: a `TX_FRAME` has room in the backlog
+    /// should the ring be full. While not, pf's messages wait in the channel; the caller
+    /// sleeps on the device (its transmit interrupt), not on the channel.
+    pub fn takes_messages(&self) -> bool {
+        self.room_for_messages() > 0
+    }
+
+    /// How many messages may be read: each leaves at most one frame in the backlog. (A sent
+    /// frame's `TX_DONE` needs room in the outbox, but a frame stays in the ring until there
+    /// is: see `reclaim`.)
+    fn room_for_messages(&self) -> usize {
+        BATCH.min(self.backlog.room())
+    }
+
+    /// Reads and handles up to [`BATCH`] messages, no more than there is room for
+    /// ([`DataPath::takes_messages`]); returns how many.
     fn take_messages<R: Registers>(
         &mut self,
         nic: &mut Nic<R>,
         event: &mut impl FnMut(PathEvent),
     ) -> usize {
+        let room = self.room_for_messages();
+        if room == 0 {
+            return 0;
+        }
         let mut msgs = [Message::default(); BATCH];
-        let n = match self.from_pf.recv_batch(&mut msgs) {
+        let n = match self.from_pf.recv_batch(&mut msgs[..room]) {
             Ok(n) => n,
             Err(e) => {
                 self.recv_error(e, event);
@@ -554,7 +577,8 @@ impl<'a, W: Waiter> DataPath<'a, W> {
         }
     }
 
-    /// Posts a frame from pf, or queues it behind those waiting, or drops it.
+    /// Posts a frame from pf, or queues it behind those waiting (the backlog has room: see
+    /// [`DataPath::takes_messages`]; were it full, the frame would be dropped).
     fn transmit<R: Registers>(
         &mut self,
         nic: &mut Nic<R>,

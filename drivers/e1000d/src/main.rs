@@ -51,6 +51,7 @@ use e1000::nic::{self, ArpSeen, Nic, answer_arp};
 use e1000::proto::{self, PathCounters};
 use e1000::regs::{self, int};
 use e1000::{Mmio, Model};
+use libchan::Waiter as _;
 use libsys::{Error, MapInfo, Message, PciInfo, WaitResult, log};
 
 libsys::entry!(main);
@@ -396,12 +397,18 @@ impl Driver {
                 // The channel's sleep: spin a little, set its sleeping flag, re-check, `wait`.
                 // pf's notify and the NIC's interrupt both end it. No system call at all when
                 // a message from pf is already there.
-                let timeout = if path.outbox_len() > 0 {
-                    OUTBOX_WAIT_NS
+                if path.takes_messages() {
+                    let timeout = if path.outbox_len() > 0 {
+                        OUTBOX_WAIT_NS
+                    } else {
+                        IDLE_WAIT_NS
+                    };
+                    path.wait(timeout, &mut |e| events.log(e));
                 } else {
-                    IDLE_WAIT_NS
-                };
-                path.wait(timeout, &mut |e| events.log(e));
+                    // pf's messages wait until the ring drains (its interrupt, TXDW, ends the
+                    // sleep) or pf reads the outbox: waiting on the channel would not sleep.
+                    WAITER.wait(Some(OUTBOX_WAIT_NS));
+                }
                 WAITER.take_notified()
             }
         };

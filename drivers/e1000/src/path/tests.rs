@@ -446,9 +446,9 @@ fn transmits_from_the_tx_pool_and_sends_the_buffers_home() {
 }
 
 #[test]
-fn a_full_transmit_ring_backlogs_then_drops() {
+fn a_full_transmit_ring_backlogs_then_leaves_frames_in_the_channel() {
     let mut r = rig(512, 1024, 1024);
-    // 255 fill the ring, TX_BACKLOG wait in the backlog, 5 are dropped.
+    // 255 fill the ring, TX_BACKLOG wait in the backlog, 5 more wait unread in the channel.
     let total = 255 + TX_BACKLOG + 5;
     let frames: Vec<PoolDescriptor> = (0..total)
         .map(|n| r.build(0, &frame(n as u32, 60)))
@@ -458,13 +458,13 @@ fn a_full_transmit_ring_backlogs_then_drops() {
     }
     while r.poll() > 0 {}
     assert_eq!(r.path.backlog_len(), TX_BACKLOG);
-    let dropped = r.at_pf();
-    assert_eq!(dropped.len(), 5);
-    assert!(dropped.iter().all(|k| matches!(k, Kind::TxDone(_))));
-    assert_eq!(r.path.counters().tx_drops, 5);
-    assert_eq!(r.nic.status().tx_drops, 5);
-    // The device sends the ring; the backlog moves in, in order, a ring at a time; then that
-    // is sent too.
+    assert!(!r.path.takes_messages(), "no room for another frame");
+    assert_eq!(r.path.counters().tx_from_pf, (255 + TX_BACKLOG) as u64);
+    assert!(r.at_pf().is_empty(), "nothing dropped, nothing sent home");
+    assert_eq!(r.path.counters().tx_drops, 0);
+    assert_eq!(r.nic.status().tx_drops, 0);
+    // The device sends the ring; the backlog moves in, in order, as the ring empties, and the
+    // frames left in the channel are read as the backlog makes room; then all is sent.
     let mut wire = Vec::new();
     while r.path.backlog_len() > 0 {
         let sent = r.wire();
@@ -475,23 +475,85 @@ fn a_full_transmit_ring_backlogs_then_drops() {
         wire.extend(sent);
         r.poll();
     }
-    wire.extend(r.wire());
-    r.poll();
-    assert_eq!(wire.len(), 255 + TX_BACKLOG);
+    for _ in 0..3 {
+        wire.extend(r.wire());
+        r.poll();
+    }
+    assert!(r.path.takes_messages());
+    assert_eq!(wire.len(), total);
     for (n, f) in wire.iter().enumerate() {
         assert_eq!(f[14..18], (n as u32).to_le_bytes(), "sent in order");
     }
-    // Every buffer came home exactly once.
-    let mut home: Vec<PoolDescriptor> = dropped
-        .into_iter()
-        .chain(r.at_pf())
-        .map(|k| k.descriptor())
-        .collect();
+    // Every buffer came home exactly once, each after it was sent.
+    let mut home: Vec<PoolDescriptor> = r.at_pf().into_iter().map(|k| k.descriptor()).collect();
     let mut all = frames.clone();
     home.sort_by_key(|d| d.index);
     all.sort_by_key(|d| d.index);
     assert_eq!(home, all);
     assert_eq!(r.path.counters().tx_done, total as u64);
+    assert_eq!(r.path.counters().tx_drops, 0);
+}
+
+#[test]
+fn a_full_outbox_leaves_tx_frames_in_the_channel() {
+    // pf sends frames and reads nothing: their TX_DONEs fill the channel to pf (8 slots) and
+    // the outbox, sent frames stay in the ring, the backlog fills; then the driver reads no
+    // more from pf. Before, the next frame read had its TX_DONE lost: a buffer gone for good.
+    let mut r = rig(512, 2048, 8);
+    let held = 8 + OUTBOX + 255 + TX_BACKLOG;
+    let total = held + 40;
+    let frames: Vec<PoolDescriptor> = (0..total)
+        .map(|n| r.build(0, &frame(n as u32, 60)))
+        .collect();
+    let mut pending: std::collections::VecDeque<PoolDescriptor> = frames.iter().copied().collect();
+    let feed = |r: &mut Rig, pending: &mut std::collections::VecDeque<PoolDescriptor>| {
+        while let Some(d) = pending.front() {
+            if r.pf_out.send(&Kind::TxFrame(*d).message()).is_err() {
+                break;
+            }
+            pending.pop_front();
+        }
+    };
+    let mut wire = Vec::new();
+    for _ in 0..300 {
+        feed(&mut r, &mut pending);
+        r.poll();
+        wire.extend(r.wire());
+    }
+    assert_eq!(r.path.outbox_len(), OUTBOX);
+    assert_eq!(r.path.backlog_len(), TX_BACKLOG);
+    assert!(!r.path.takes_messages());
+    assert_eq!(r.path.counters().tx_from_pf, held as u64);
+    assert_eq!(
+        pending.len(),
+        40 - 8,
+        "8 wait in the channel, the rest at pf"
+    );
+    let c = *r.path.counters();
+    assert_eq!((c.tx_done_lost, c.tx_drops), (0, 0));
+    // pf reads again: every frame is sent in order and every buffer comes home once.
+    let mut home = Vec::new();
+    for _ in 0..300 {
+        home.extend(r.at_pf().into_iter().map(|k| k.descriptor()));
+        feed(&mut r, &mut pending);
+        r.poll();
+        wire.extend(r.wire());
+    }
+    home.extend(r.at_pf().into_iter().map(|k| k.descriptor()));
+    assert!(pending.is_empty());
+    assert_eq!(wire.len(), total);
+    for (n, f) in wire.iter().enumerate() {
+        assert_eq!(f[14..18], (n as u32).to_le_bytes(), "sent in order");
+    }
+    let mut all = frames.clone();
+    home.sort_by_key(|d| d.index);
+    all.sort_by_key(|d| d.index);
+    assert_eq!(home, all);
+    let c = *r.path.counters();
+    assert_eq!(
+        (c.tx_done, c.tx_done_lost, c.tx_drops),
+        (total as u64, 0, 0)
+    );
 }
 
 #[test]
