@@ -14,9 +14,9 @@ extern crate alloc;
 use libsys::{Message, log};
 use netstack::{Args, Part};
 
-// tcp's connections hold 1.5 MiB of socket buffers each (as the tcp program's 48 MiB), plus
+// tcp's connections hold 2 MiB of socket buffers each (as the tcp program's 64 MiB), plus
 // what pf, ip and udp allocate.
-libsys::entry!(main, heap = 52 << 20);
+libsys::entry!(main, heap = 68 << 20);
 
 /// Empty rounds before arming the inputs and sleeping (few: see pfd's `SPIN_TURNS`).
 const SPIN_ROUNDS: u32 = 20;

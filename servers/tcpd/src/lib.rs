@@ -15,7 +15,7 @@
 //! send buffer.
 //!
 //! Choices (DESIGN.md §6/§8): receive buffer 1 MiB (so smoltcp offers window scaling, shift 5),
-//! send buffer 512 KiB (the program's heap is 48 MiB), Nagle off, delayed ACK off, smoltcp's
+//! send buffer 1 MiB (the program's heap is 64 MiB), Nagle off, delayed ACK off, smoltcp's
 //! default RTO bounds (1 s minimum), no keep-alive. The buffers bound what is in flight: with
 //! four CPUs between the application and the NIC, each taking its turn on a busy host, a
 //! smaller window leaves the link idle (docs/netpath.md "Buffer sizes"). A connection that
@@ -52,7 +52,9 @@ use tcpmsg::{Status, tag};
 /// Receive buffer of a connection: the window offered (window scaling needs more than 64 KiB).
 pub const RX_BUFFER: usize = 1024 * 1024;
 /// Send buffer of a connection: the most bytes in flight (smoltcp runs no congestion control).
-pub const TX_BUFFER: usize = 512 * 1024;
+/// 1 MiB: with 512 KiB the split layout sent 0.87–0.94 Gbit/s, with 1 MiB 1.07–1.08, with 2 MiB
+/// 1.08–1.15 (`cargo xtask bench --seconds 5 --no-recovery`; docs/netpath.md "Buffer sizes").
+pub const TX_BUFFER: usize = 1024 * 1024;
 /// Connections and listening sockets together (each holds RX_BUFFER + TX_BUFFER of the heap).
 pub const MAX_CONNECTIONS: usize = 24;
 /// How long a CONNECT waits for the peer's SYN-ACK.

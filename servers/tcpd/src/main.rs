@@ -11,9 +11,9 @@ extern crate alloc;
 use libsys::log;
 use tcpd::server::{Ipc, MAX_APPS, Server};
 
-// Each connection holds 1.5 MiB of socket buffers (tcpd::RX_BUFFER + TX_BUFFER), 36 MiB for
+// Each connection holds 2 MiB of socket buffers (tcpd::RX_BUFFER + TX_BUFFER), 48 MiB for
 // tcpd::MAX_CONNECTIONS.
-libsys::entry!(main, heap = 48 << 20);
+libsys::entry!(main, heap = 64 << 20);
 
 /// Empty rounds before arming the inputs and sleeping (few: see pfd's `SPIN_TURNS`).
 const SPIN_POLLS: u32 = 20;
