@@ -43,8 +43,6 @@ const MAX_SLEEP_NS: u64 = 100_000_000;
 const SHORT_SLEEP_NS: u64 = 1_000_000;
 /// Most IPC requests taken in one round.
 const IPC_PER_ROUND: usize = 8;
-/// How often pf's pid is looked up again (it may have restarted).
-const PEER_CHECK_NS: u64 = 1_000_000_000;
 /// How long to wait for the driver's answer to the status request.
 const DRIVER_REPLY_NS: u64 = 2_000_000_000;
 /// Requests from clients that arrive while the driver is asked, kept for later.
@@ -494,6 +492,8 @@ impl TransportEnd {
             Err(e) => {
                 stack.stats_mut().channel_errors += 1;
                 if self.restarted(epoch_change(&e)) {
+                    // Looked up again before anything is sent to the new instance.
+                    self.pid = 0;
                     self.kind.restarted(stack);
                 }
                 log.channel(self.kind.channels().0, e);
@@ -506,11 +506,10 @@ impl TransportEnd {
         n
     }
 
-    /// Looks the server up when it is unknown or at the periodic `check`, then sends it what
-    /// waits for it.
-    fn give(&mut self, stack: &mut Stack<'static>, log: &mut NoticeLog, check: bool) {
+    /// Looks the server up when it is unknown, then sends it what waits for it.
+    fn give(&mut self, stack: &mut Stack<'static>, log: &mut NoticeLog) {
         let service = self.kind.service();
-        if (self.pid == 0 || check)
+        if self.pid == 0
             && let Ok(found) = libsys::lookup(service)
             && found != self.pid
         {
@@ -551,6 +550,7 @@ fn receive(
     stack: &mut Stack<'static>,
     log: &mut NoticeLog,
     epochs: &mut Epochs,
+    pf_pid: &mut u32,
 ) -> usize {
     match from_pf.recv_batch(out) {
         Ok(n) => n,
@@ -558,6 +558,8 @@ fn receive(
             stack.stats_mut().channel_errors += 1;
             if let RecvError::EpochChanged(c) = e {
                 if newer(&mut epochs.pf, &c) {
+                    // The new instance's pid is looked up before anything is sent to it.
+                    *pf_pid = 0;
                     stack.pf_restarted(libsys::time_ns());
                 }
                 log!(
@@ -592,7 +594,7 @@ pub struct Server {
     batch: [ChanMessage; BATCH],
     ready: usize,
     mail: libsys::MailWatch,
-    last_peer_check: u64,
+    /// pf's pid: 0 until found, and again when pf restarts (a new epoch on either channel).
     pf_pid: u32,
     driver_pid: u32,
     epochs: Epochs,
@@ -674,7 +676,6 @@ impl Server {
             batch: [ChanMessage::default(); BATCH],
             ready: 0,
             mail: libsys::MailWatch::default(),
-            last_peer_check: 0,
             pf_pid: 0,
             driver_pid,
             epochs: Epochs::default(),
@@ -721,11 +722,12 @@ impl Server {
             epochs,
             mail,
             neighbours_saved,
+            pf_pid,
             ..
         } = self;
         if *ready == 0 {
             let budget = stack.receive_budget(BATCH);
-            *ready = receive(from_pf, &mut batch[..budget], stack, log, epochs);
+            *ready = receive(from_pf, &mut batch[..budget], stack, log, epochs, pf_pid);
         }
         let now = libsys::time_ns();
         for m in &batch[..*ready] {
@@ -773,21 +775,19 @@ impl Server {
             save_neighbours(state, stack);
         }
 
-        let peer_check = now.saturating_sub(self.last_peer_check) >= PEER_CHECK_NS;
-        if self.pf_pid == 0 || peer_check {
-            self.last_peer_check = now;
-            if let Ok(pid) = libsys::lookup(PF)
-                && pid != self.pf_pid
-            {
-                log!("{PF} is pid {pid}");
-                self.pf_pid = pid;
-                to_pf.waiter().set_peer(pid);
-                // A message may have been published while nobody was woken.
-                to_pf.notify_peer();
-            }
+        // A peer's pid is looked up while unknown: a restart (a new epoch on either channel)
+        // forgets it.
+        if self.pf_pid == 0
+            && let Ok(pid) = libsys::lookup(PF)
+        {
+            log!("{PF} is pid {pid}");
+            self.pf_pid = pid;
+            to_pf.waiter().set_peer(pid);
+            // A message may have been published while nobody was woken.
+            to_pf.notify_peer();
         }
         for t in transports.iter_mut() {
-            t.give(stack, log, peer_check);
+            t.give(stack, log);
         }
         let mut changed = None;
         stack.flush(|msgs| match to_pf.send_batch(msgs) {
@@ -827,6 +827,7 @@ impl Server {
             &mut self.stack,
             &mut self.log,
             &mut self.epochs,
+            &mut self.pf_pid,
         );
         self.ready > 0
     }

@@ -8,7 +8,8 @@
 //! and each application's regions. Every round ([`Server::round`]): a batch from ip, a batch
 //! from each application, the outboxes. Idle, the caller arms every input ([`Server::arm`]) and
 //! sleeps until a producer's notify ([`Server::sleep_ns`] at most). The peers' pids (for
-//! `notify`) are looked up until found and again every second. Its counters are logged when
+//! `notify`) are looked up until found (every second; an application at once when it
+//! speaks), and again after a restart. Its counters are logged when
 //! they changed, at most every 5 s. `netstat` requests (kernel IPC) are answered by the round
 //! itself in the split layout, or handed to [`Server::answer`] by netstack's dispatcher.
 
@@ -23,6 +24,8 @@ use udpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
 
 /// Most applications served (the manifest's `args`).
 pub const MAX_APPS: usize = libsys::chan::TRANSPORT_MAX_APPS;
+/// Longest idle sleep. Not longer: rs counts a heartbeat that stood still for 1 s as a hang,
+/// asleep or not (a sleep of 1 s got udp killed as hung under `idle=poll`).
 const MAX_SLEEP_NS: u64 = 100_000_000;
 const STATS_LOG_NS: u64 = 5_000_000_000;
 /// Most IPC requests answered in one round.

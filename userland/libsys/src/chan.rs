@@ -325,10 +325,11 @@ pub fn app_list(args: &str, max: usize) -> Option<alloc::vec::Vec<&str>> {
     (!apps.is_empty() && apps.len() <= max).then_some(apps)
 }
 
-/// Looks the peers of a transport server up: all of them every `every_ns` (or while ip is
-/// unknown), and at once an application that `spoke` this round while unknown (it waits for
-/// our notify). An application started on demand may not run at all: a lookup per round would
-/// be a system call each.
+/// Looks the peers of a transport server up: those not known every `every_ns` (ip every round
+/// while it is unknown), and at once an application that `spoke` this round while unknown (it
+/// waits for our notify). A known peer keeps its pid until a restart (a new epoch on either
+/// channel) forgets it. An application started on demand may not run at all: a lookup per
+/// round would be a system call each.
 pub fn refresh_peers(
     ip: &mut Link,
     apps: &mut [Link],
@@ -339,9 +340,10 @@ pub fn refresh_peers(
 ) {
     if now.saturating_sub(*last_check) >= every_ns || ip.pid == 0 {
         *last_check = now;
-        ip.find_peer();
-        for l in apps {
-            l.find_peer();
+        for l in core::iter::once(ip).chain(apps.iter_mut()) {
+            if l.pid == 0 {
+                l.find_peer();
+            }
         }
     } else {
         for (l, spoke) in apps.iter_mut().zip(spoke) {
@@ -389,7 +391,7 @@ pub trait TransportCore {
 const TRANSPORT_BATCH: usize = 32;
 /// Most applications a transport server serves.
 pub const TRANSPORT_MAX_APPS: usize = 16;
-/// How often a transport server looks its peers up again.
+/// How often a transport server looks up the peers it does not know yet.
 const PEER_CHECK_NS: u64 = 1_000_000_000;
 
 /// A transport server's channels: to ip and to each application, with the round's batch, the
