@@ -80,6 +80,9 @@ pub struct Endpoint<'a, W: Waiter> {
     find_peer: fn(&W) -> bool,
     /// tcp restarted and its new instance is not known to the waiter yet.
     peer_stale: bool,
+    /// How long to poll tcp's channel without a message before sleeping on it (0: the
+    /// channel's short spin only). See [`Endpoint::set_poll_ns`].
+    poll_ns: u64,
 }
 
 /// A shared endpoint.
@@ -161,6 +164,7 @@ impl<'a, W: Waiter> Endpoint<'a, W> {
             relisten: false,
             find_peer: |_| true,
             peer_stale: false,
+            poll_ns: 0,
         };
         ep.epoch = ep.to_tcp.epoch().max(ep.from_tcp.epoch());
         let hello = tcpmsg::control(tag::HELLO, Default::default(), nonce, 0);
@@ -206,6 +210,19 @@ impl<'a, W: Waiter> Endpoint<'a, W> {
     /// Buffers of the rx pool (tcp's) we hold, queued unread.
     pub fn rx_held(&self) -> usize {
         self.held
+    }
+
+    /// Polls tcp's channel for `ns` without a message before sleeping on it. While the
+    /// endpoint polls, its sleeping flag stays down, so tcp sends it messages without a
+    /// `notify` system call: under `idle=poll` the stack's CPUs then make none for us.
+    pub fn set_poll_ns(&mut self, ns: u64) {
+        self.poll_ns = ns;
+    }
+
+    /// Sleeps on tcp's channel so far (each ended by tcp's `notify`, a timeout or a message
+    /// that came as the endpoint armed).
+    pub fn sleeps(&self) -> u64 {
+        self.from_tcp.counters().waits
     }
 
     /// How to point the channels' waiter at a restarted tcp server (true once done; retried
@@ -312,20 +329,29 @@ impl<'a, W: Waiter> Endpoint<'a, W> {
     }
 
     /// Waits for messages until `deadline` (ns; `u64::MAX`: forever); true when some came.
+    /// Polls for [`Endpoint::set_poll_ns`] first, then sleeps.
     fn pump_until(&mut self, deadline: u64) -> Result<bool> {
+        let poll_until = match self.poll_ns {
+            0 => 0,
+            ns => (self.time)().saturating_add(ns),
+        };
         loop {
             if self.drain()? {
                 return Ok(true);
             }
-            let timeout = if deadline == u64::MAX {
-                None
+            let now = if poll_until != 0 || deadline != u64::MAX {
+                (self.time)()
             } else {
-                let now = (self.time)();
-                if now >= deadline {
-                    return Ok(false);
-                }
-                Some(deadline - now)
+                0
             };
+            if deadline != u64::MAX && now >= deadline {
+                return Ok(false);
+            }
+            if now < poll_until {
+                core::hint::spin_loop();
+                continue;
+            }
+            let timeout = (deadline != u64::MAX).then(|| deadline - now);
             match self.from_tcp.wait_ready(timeout) {
                 Ok(_) => {}
                 Err(RecvError::EpochChanged(c)) => {
@@ -837,6 +863,11 @@ fn endpoint() -> Result<Shared<'static, libsys::chan::SysWaiter>> {
         .map_err(|_| ErrorKind::InvalidInput)?;
     let nonce = libsys::time_ns() ^ u64::from(libsys::pid());
     let ep = Endpoint::open(to_tcp, from_tcp, rx, tx, nonce, libsys::time_ns)?;
+    if libsys::idle_poll() {
+        // The boot asked the network path to poll, not sleep: the application too, so that
+        // tcp does not wake it (a notify per wake-up on tcp's CPU).
+        ep.borrow_mut().set_poll_ns(libsys::abi::IDLE_POLL_NS);
+    }
     ep.borrow_mut()
         .set_find_peer(|w| match libsys::lookup(tcpmsg::SERVICE) {
             Ok(pid) => {

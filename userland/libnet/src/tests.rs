@@ -474,3 +474,34 @@ fn a_connect_sent_as_tcp_restarts_goes_to_the_new_instance() {
     assert_eq!(tcpmsg::endpoint_of(connect.payload[2]), to);
     assert_eq!(ep.borrow().tcp_restarts(), 1);
 }
+
+#[test]
+fn an_endpoint_set_to_poll_waits_without_sleeping() {
+    use tcpmsg::tag as t;
+    let (ep, mut tcp) = endpoint(2);
+    tcp.send(t::LISTEN_REPLY, Default::default(), 7, 0);
+    let mut l = Listener::bind_on(&ep, 7).unwrap();
+    accepted(&mut tcp, 1, 7);
+    let (mut s, _) = l.accept().unwrap();
+    let mut buf = [0u8; 16];
+    // By default a read that waits sleeps on the channel (tcp would have to notify us).
+    s.set_read_timeout(Some(5_000_000));
+    let before = ep.borrow().sleeps();
+    let e = s.read(&mut buf).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    assert!(ep.borrow().sleeps() > before);
+    // Polling for longer than the read waits: it never sleeps, and still times out.
+    ep.borrow_mut().set_poll_ns(1_000_000_000);
+    let before = ep.borrow().sleeps();
+    let start = now_ns();
+    let e = s.read(&mut buf).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::TimedOut);
+    assert!(now_ns() - start >= 5_000_000);
+    assert_eq!(ep.borrow().sleeps(), before);
+    // Bytes already there are read at once, without a sleep.
+    tcp.data(1, b"polled");
+    s.set_read_timeout(None);
+    assert_eq!(s.read(&mut buf).unwrap(), 6);
+    assert_eq!(&buf[..6], b"polled");
+    assert_eq!(ep.borrow().sleeps(), before);
+}
