@@ -713,14 +713,17 @@ pub fn choose_net(asked: Option<Net>, root: bool) -> Result<(Net, Option<String>
     }
 }
 
-/// Where [`guest_commands`] puts each command: `ps`, then per point (before send, after send,
-/// after receive) `stat`, `stat calls` and `ifconfig`, with the two iperf3 runs between.
+/// Where [`guest_commands`] puts each command: `ps`, then around each iperf3 run (send, then
+/// receive) `ifconfig`, `stat calls`, `stat` before and the same in reverse after. Measurement
+/// `i` reads `STAT[2i]`..`STAT[2i + 1]`, `CALLS` alike and `IFCONFIG[i]`..`IFCONFIG[i + 1]`:
+/// only `stat`s (on the shell's CPU) sit between a run and the counters read around it, and
+/// `ifconfig`'s requests to ip and the driver (system calls on the stack's CPUs) are outside.
 mod at {
     pub const PS: usize = 1;
-    pub const STAT: [usize; 3] = [2, 6, 10];
-    pub const CALLS: [usize; 3] = [3, 7, 11];
-    pub const IFCONFIG: [usize; 3] = [4, 8, 12];
-    pub const IPERF3: [usize; 2] = [5, 9];
+    pub const STAT: [usize; 4] = [4, 6, 10, 12];
+    pub const CALLS: [usize; 4] = [3, 7, 9, 13];
+    pub const IFCONFIG: [usize; 3] = [2, 8, 14];
+    pub const IPERF3: [usize; 2] = [5, 11];
 }
 
 /// The commands typed into the guest shell for `seconds`-second measurements, at the places
@@ -728,13 +731,10 @@ mod at {
 pub fn guest_commands(seconds: u32) -> Vec<String> {
     let send = format!("iperf3 -c {SERVER_ADDRESS} -t {seconds}");
     let recv = format!("{send} -R");
-    let point = ["stat", "stat calls", "ifconfig"];
-    let mut c = vec!["sleep 2", "ps"];
-    c.extend(point);
-    c.push(&send);
-    c.extend(point);
-    c.push(&recv);
-    c.extend(point);
+    let mut c = vec!["sleep 2", "ps", "ifconfig"];
+    for run in [&send, &recv] {
+        c.extend(["stat calls", "stat", run, "stat", "stat calls", "ifconfig"]);
+    }
     c.iter().map(|c| c.to_string()).collect()
 }
 
@@ -743,16 +743,16 @@ pub fn guest_commands(seconds: u32) -> Vec<String> {
 pub struct NetOutputs {
     /// `ps`.
     pub ps: Option<String>,
-    /// `stat` before, after send, after receive.
-    pub stat: [Option<String>; 3],
-    /// `stat calls` before, after send, after receive.
-    pub calls: [Option<String>; 3],
+    /// `stat` before and after the send, before and after the receive.
+    pub stat: [Option<String>; 4],
+    /// `stat calls` before and after the send, before and after the receive.
+    pub calls: [Option<String>; 4],
     /// `ifconfig` before, after send, after receive.
     pub ifconfig: [Option<String>; 3],
     /// `iperf3` sending, receiving.
     pub iperf3: [Option<String>; 2],
     /// QEMU's threads' host CPU time just before each `stat` (when it could be read).
-    pub host: [Option<hostcpu::Snapshot>; 3],
+    pub host: [Option<hostcpu::Snapshot>; 4],
     /// Why the session stopped or failed, when it did.
     pub stopped: Option<String>,
 }
@@ -779,7 +779,7 @@ impl NetOutputs {
             calls: at::CALLS.map(out),
             ifconfig: at::IFCONFIG.map(out),
             iperf3: at::IPERF3.map(out),
-            host: [None, None, None],
+            host: [None, None, None, None],
             stopped,
         }
     }
@@ -871,7 +871,9 @@ impl NetOutputs {
                 line.dir.word(),
             ));
         }
-        let (before, after) = (stat(i)?, stat(i + 1)?);
+        // The counters read just before and after this run (see `at`).
+        let (b, a) = (2 * i, 2 * i + 1);
+        let (before, after) = (stat(b)?, stat(a)?);
         let ((rx0, tx0), (rx1, tx1)) = (frames(i)?, frames(i + 1)?);
         let (syscalls, interrupts) = counter_delta(&before, &after, cpus);
         let packets = rx1.saturating_sub(rx0) + tx1.saturating_sub(tx0);
@@ -879,17 +881,17 @@ impl NetOutputs {
             parse_calls(&ran(&self.calls[j], "stat calls")?)
                 .ok_or_else(|| "no 'CPU CALLS' table in the output of 'stat calls'".to_string())
         };
-        let by_call = calls(i).and_then(|b| Ok(calls_delta(&b, &calls(i + 1)?, cpus)));
+        let by_call = calls(b).and_then(|c| Ok(calls_delta(&c, &calls(a)?, cpus)));
         let uptime = |j: usize| {
             parse_uptime(&ran(&self.stat[j], "stat")?)
                 .ok_or_else(|| "no 'uptime N ms' line in the output of 'stat'".to_string())
         };
-        let busy = uptime(i).and_then(|up0| {
-            let shares = busy_percent(&before, &after, up0, uptime(i + 1)?)
+        let busy = uptime(b).and_then(|up0| {
+            let shares = busy_percent(&before, &after, up0, uptime(a)?)
                 .ok_or("the guest's uptime did not grow between the two 'stat's")?;
             Ok(label_busy(&shares, placement))
         });
-        let host = match (&self.host[i], &self.host[i + 1]) {
+        let host = match (&self.host[b], &self.host[a]) {
             (Some(a), Some(b)) => hostcpu::between(a, b)
                 .ok_or_else(|| "no emulated CPU thread in QEMU's /proc entries".to_string()),
             _ => Err("QEMU's threads were not read from /proc".to_string()),
@@ -2240,9 +2242,10 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
     }
 
     /// A report of [`guest_commands`] in which everything went right: `ps` says `ps`, cpu1's
-    /// system calls are `calls` at the three `stat`s (interrupts 1000, 1500, 3500; idle 400,
-    /// 2400 and 7400 ms at uptimes 10, 20 and 30 s: 80% busy in the send, 50% in the receive),
-    /// 100,000 frames are counted during the send and 200,000 during the receive, at `gbps`.
+    /// system calls are `calls` at the `stat`s before the send, after the send (and before the
+    /// receive), and after the receive (interrupts 1000, 1500, 3500; idle 400, 2400 and 7400 ms
+    /// at uptimes 10, 20 and 30 s: 80% busy in the send, 50% in the receive), 100,000 frames
+    /// are counted during the send and 200,000 during the receive, at `gbps`.
     fn report_of(commands: &[String], ps: String, calls: [u64; 3], gbps: [f64; 2]) -> ExecReport {
         let stat = |calls: u64, irqs: u64| {
             let (idle, up) = match irqs {
@@ -2262,27 +2265,27 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
                 calls - 1
             )
         };
-        let outputs = [
-            String::new(),
-            ps,
-            stat(calls[0], 1000),
-            by_call(calls[0]),
-            ifc(0),
-            format!(
-                "iperf3: role=client dir=send bytes=100 seconds=10 gbps={}\n",
-                gbps[0]
-            ),
-            stat(calls[1], 1500),
-            by_call(calls[1]),
-            ifc(100_000),
-            format!(
-                "iperf3: role=client dir=recv bytes=100 seconds=10 gbps={}\n",
-                gbps[1]
-            ),
-            stat(calls[2], 3500),
-            by_call(calls[2]),
-            ifc(300_000),
+        let mut outputs = vec![String::new(); commands.len()];
+        outputs[at::PS] = ps;
+        let points = [
+            (calls[0], 1000),
+            (calls[1], 1500),
+            (calls[1], 1500),
+            (calls[2], 3500),
         ];
+        for (j, (c, irqs)) in points.into_iter().enumerate() {
+            outputs[at::STAT[j]] = stat(c, irqs);
+            outputs[at::CALLS[j]] = by_call(c);
+        }
+        for (j, frames) in [0, 100_000, 300_000].into_iter().enumerate() {
+            outputs[at::IFCONFIG[j]] = ifc(frames);
+        }
+        for (j, dir) in ["send", "recv"].into_iter().enumerate() {
+            outputs[at::IPERF3[j]] = format!(
+                "iperf3: role=client dir={dir} bytes=100 seconds=10 gbps={}\n",
+                gbps[j]
+            );
+        }
         ExecReport {
             commands: commands
                 .iter()
@@ -2328,7 +2331,7 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             host_cores: 2,
         };
         let mut outputs = NetOutputs::from_report(&report(&commands), &commands, None);
-        outputs.host = [Some(snap(100)), Some(snap(200)), None];
+        outputs.host = [Some(snap(100)), Some(snap(200)), Some(snap(200)), None];
         let m = outputs.measure(SPLIT_CHAN);
         let Figures::Measured(send) = &m.rows[0].figures else {
             panic!("{:?}", m.rows[0])
@@ -2363,8 +2366,24 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         let commands = guest_commands(10);
         assert_eq!(commands[at::IPERF3[0]], "iperf3 -c 10.0.2.2 -t 10");
         assert_eq!(commands[at::IPERF3[1]], "iperf3 -c 10.0.2.2 -t 10 -R");
-        assert_eq!(at::STAT.map(|i| commands[i].as_str()), ["stat"; 3]);
-        assert_eq!(at::CALLS.map(|i| commands[i].as_str()), ["stat calls"; 3]);
+        assert_eq!(at::STAT.map(|i| commands[i].as_str()), ["stat"; 4]);
+        assert_eq!(at::CALLS.map(|i| commands[i].as_str()), ["stat calls"; 4]);
+        // Only the shell's own `stat`s sit between a run and the counters read around it.
+        assert_eq!(
+            commands[at::STAT[0]..=at::STAT[1]],
+            ["stat", "iperf3 -c 10.0.2.2 -t 10", "stat"]
+        );
+        assert_eq!(
+            commands[at::CALLS[2]..=at::CALLS[3]],
+            [
+                "stat calls",
+                "stat",
+                "iperf3 -c 10.0.2.2 -t 10 -R",
+                "stat",
+                "stat calls"
+            ]
+        );
+        assert_eq!(commands.len(), at::IFCONFIG[2] + 1);
         assert_eq!(at::IFCONFIG.map(|i| commands[i].as_str()), ["ifconfig"; 3]);
         assert_eq!(commands[at::PS], "ps");
         let Measurement { rows, stack } = measure(&report(&commands), SPLIT_CHAN, None);
