@@ -511,7 +511,6 @@ impl TransportEnd {
         let service = self.kind.service();
         if self.pid == 0
             && let Ok(found) = libsys::lookup(service)
-            && found != self.pid
         {
             log!("{service} is pid {found}");
             self.pid = found;
