@@ -607,11 +607,16 @@ fn info_of(p: &Process) -> axolotl_abi::ProcInfo {
     info.cpu = p.cpu;
     let n = p.name.len().min(axolotl_abi::NAME_LEN);
     info.name[..n].copy_from_slice(&p.name.as_bytes()[..n]);
-    info.state = if p.hung.load(Ordering::Relaxed) && !p.is_dead() {
-        ProcState::Stopped as u8
+    let state = if p.hung.load(Ordering::Relaxed) && !p.is_dead() {
+        ProcState::Stopped
     } else {
-        p.state() as u8
+        p.state()
     };
+    info.state = state as u8;
+    // `block_until` stores the deadline before it marks the process blocked, and a wake-up
+    // marks it ready before the deadline is cleared: blocked with a deadline is a timed wait.
+    info.timed_wait =
+        u8::from(state == ProcState::Blocked && p.deadline.load(Ordering::Relaxed) != 0);
     info.dedicated = p.dedicated as u8;
     info.restarts = p.restarts;
     info.syscalls = p.syscalls.load(Ordering::Relaxed);

@@ -380,8 +380,11 @@ pub struct ProcInfo {
     pub state: u8,
     /// 1 when the process has its CPU to itself.
     pub dedicated: u8,
+    /// 1 when the process is [`ProcState::Blocked`] in a `wait` or IPC call with a deadline:
+    /// asleep, and sure to run again by then (rs does not count the time towards a hang).
+    pub timed_wait: u8,
     /// Padding.
-    pub _pad: [u8; 2],
+    pub _pad: u8,
     /// Times the process was restarted.
     pub restarts: u32,
     /// System calls it made.
@@ -401,7 +404,8 @@ impl ProcInfo {
             name: [0; NAME_LEN],
             state: 0,
             dedicated: 0,
-            _pad: [0; 2],
+            timed_wait: 0,
+            _pad: 0,
             restarts: 0,
             syscalls: 0,
             exit_code: 0,

@@ -5,7 +5,9 @@
 
 /// Most failures remembered per component (a policy allows at most this many in its window).
 pub const MAX_REMEMBERED: usize = 32;
-/// A heartbeat that has not moved for this long while the process could run means a hang.
+/// A heartbeat that has not moved for this long while the process could run means a hang. A
+/// process asleep in a `wait` with a deadline could not run: it will by the deadline, and its
+/// loop then moves the heartbeat. So an idle server may sleep longer than this.
 pub const HANG_AFTER_NS: u64 = 1_000_000_000;
 
 /// A component's restart policy (from the manifest).
@@ -91,8 +93,10 @@ pub struct HangWatch {
 
 impl HangWatch {
     /// Feeds the heartbeat value read at `now`; true when it is non-zero (the component takes
-    /// part) and has not moved for [`HANG_AFTER_NS`]. `runnable` is false while the component
-    /// is dead or being restarted (the watch then restarts its clock).
+    /// part) and has not moved for [`HANG_AFTER_NS`] while it could run. `runnable` is false
+    /// while the component is dead, being restarted, or asleep in a wait with a deadline (the
+    /// watch then restarts its clock). Ready, running, stopped by `hang`, or blocked without a
+    /// deadline (a call that may never return) is runnable.
     pub fn hung(&mut self, beat: u64, runnable: bool, now: u64) -> bool {
         if !runnable || beat != self.last || beat == 0 {
             self.last = beat;
@@ -198,5 +202,20 @@ mod tests {
         );
         assert!(!w.hung(8, true, 9_500 * MS));
         assert!(w.hung(8, true, 10_000 * MS));
+    }
+
+    #[test]
+    fn a_timed_sleep_is_not_a_hang_and_the_clock_starts_at_the_wake() {
+        let mut w = HangWatch::default();
+        assert!(!w.hung(3, true, 0));
+        // Asleep in a timed wait for 5 s with the heartbeat standing at 3: never hung.
+        for t in (50..5_000).step_by(50) {
+            assert!(!w.hung(3, false, t * MS), "asleep at {t} ms");
+        }
+        // Awake (ready, running or hung) from 5 s on: 1 s without a beat after it was last seen
+        // asleep (4,950 ms) is a hang.
+        assert!(!w.hung(3, true, 5_000 * MS));
+        assert!(!w.hung(3, true, 5_900 * MS));
+        assert!(w.hung(3, true, 5_950 * MS));
     }
 }

@@ -4,7 +4,7 @@
 //! channels `tcp-APP`, `APP-tcp` and the pools `APP-trx` (ours), `APP-ttx` (its). Every round
 //! ([`Server::round`]): a batch from ip, a batch from each application, smoltcp's poll, the
 //! outboxes; idle, the caller arms every input ([`Server::arm`]) and sleeps until a notify or
-//! smoltcp's next timer ([`Server::sleep_ns`], 100 ms at most). `netstat` requests (kernel
+//! smoltcp's next timer ([`Server::sleep_ns`], 1 s at most). `netstat` requests (kernel
 //! IPC) are answered by the round itself in the split layout, or handed to [`Server::answer`]
 //! by netstack's dispatcher.
 
@@ -19,7 +19,9 @@ use tcpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
 
 /// Most applications served (the manifest's `args`).
 pub const MAX_APPS: usize = libsys::chan::TRANSPORT_MAX_APPS;
-const MAX_SLEEP_NS: u64 = 100_000_000;
+/// Longest idle sleep without a smoltcp timer due: the period of the lookups of peers not found
+/// yet (rs does not count time asleep in a timed wait towards a hang).
+const MAX_SLEEP_NS: u64 = 1_000_000_000;
 const STATS_LOG_NS: u64 = 5_000_000_000;
 /// Most IPC requests answered in one round.
 const IPC_PER_ROUND: usize = 8;
@@ -129,7 +131,7 @@ impl Server {
         worked
     }
 
-    /// The longest the caller may sleep: until smoltcp's next timer, 100 ms at most, 1 ms while
+    /// The longest the caller may sleep: until smoltcp's next timer, 1 s at most, 1 ms while
     /// something waits to be sent or ip is not found yet.
     pub fn sleep_ns(&mut self) -> u64 {
         let now = libsys::time_ns();

@@ -24,9 +24,9 @@ use udpmsg::{APP_RX_POOL_ID, APP_TX_POOL_ID};
 
 /// Most applications served (the manifest's `args`).
 pub const MAX_APPS: usize = libsys::chan::TRANSPORT_MAX_APPS;
-/// Longest idle sleep. Not longer: rs counts a heartbeat that stood still for 1 s as a hang,
-/// asleep or not (a sleep of 1 s got udp killed as hung under `idle=poll`).
-const MAX_SLEEP_NS: u64 = 100_000_000;
+/// Longest idle sleep: the period of the lookups of peers not found yet. rs does not count
+/// time asleep in a timed wait towards a hang, so the heartbeat need not move more often.
+const MAX_SLEEP_NS: u64 = 1_000_000_000;
 const STATS_LOG_NS: u64 = 5_000_000_000;
 /// Most IPC requests answered in one round.
 const IPC_PER_ROUND: usize = 8;
