@@ -274,6 +274,12 @@ impl Link {
         }
     }
 
+    /// True when messages we sent wait unread in the channel to the peer: it may sleep on them
+    /// and needs our notify, so its pid is worth looking up.
+    pub fn awaits_reader(&mut self) -> bool {
+        matches!(self.to.free_slots(), Ok(free) if free < self.to.capacity())
+    }
+
     /// Sends what fits of `msgs`; returns how many. A refusal other than a full ring is counted
     /// in `errors` and logged at powers of two.
     pub fn send(&mut self, msgs: &[ChanMessage], errors: &mut u64) -> usize {
@@ -325,11 +331,12 @@ pub fn app_list(args: &str, max: usize) -> Option<alloc::vec::Vec<&str>> {
     (!apps.is_empty() && apps.len() <= max).then_some(apps)
 }
 
-/// Looks the peers of a transport server up: those not known every `every_ns` (ip every round
-/// while it is unknown), and at once an application that `spoke` this round while unknown (it
-/// waits for our notify). A known peer keeps its pid until a restart (a new epoch on either
-/// channel) forgets it. An application started on demand may not run at all: a lookup per
-/// round would be a system call each.
+/// Looks the peers of a transport server up: ip every round while it is unknown; an
+/// application not known, at once when it `spoke` this round (it waits for our notify), and
+/// every `every_ns` while messages we sent it wait unread ([`Link::awaits_reader`]). A known
+/// peer keeps its pid until a restart (a new epoch on either channel) forgets it. An
+/// application that neither spoke nor has anything from us needs no notify: an application
+/// started on demand may never run, and looking it up would be a system call every period.
 pub fn refresh_peers(
     ip: &mut Link,
     apps: &mut [Link],
@@ -338,20 +345,28 @@ pub fn refresh_peers(
     last_check: &mut u64,
     every_ns: u64,
 ) {
-    if now.saturating_sub(*last_check) >= every_ns || ip.pid == 0 {
+    let due = now.saturating_sub(*last_check) >= every_ns || ip.pid == 0;
+    if due {
         *last_check = now;
-        for l in core::iter::once(ip).chain(apps.iter_mut()) {
-            if l.pid == 0 {
-                l.find_peer();
-            }
-        }
-    } else {
-        for (l, spoke) in apps.iter_mut().zip(spoke) {
-            if *spoke && l.pid == 0 {
-                l.find_peer();
-            }
+        if ip.pid == 0 {
+            ip.find_peer();
         }
     }
+    for (i, l) in apps.iter_mut().enumerate() {
+        if l.pid != 0 {
+            continue;
+        }
+        let spoke = spoke.get(i).copied().unwrap_or(false);
+        if wants_lookup(spoke, due, || l.awaits_reader()) {
+            l.find_peer();
+        }
+    }
+}
+
+/// Whether to look up an application whose pid is not known: when it spoke this round, or
+/// when a periodic check is `due` and messages we sent it wait unread.
+fn wants_lookup(spoke: bool, due: bool, awaits_reader: impl FnOnce() -> bool) -> bool {
+    spoke || (due && awaits_reader())
 }
 
 /// Answers up to `max` kernel-IPC requests waiting for us (without waiting for one), each with
@@ -537,4 +552,25 @@ pub fn server_link(
         crate::log!("channels {from}/{to}: {e}");
         "a channel the server needs is not granted"
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_lookup;
+
+    #[test]
+    fn an_unknown_application_is_looked_up_only_when_it_spoke_or_waits_for_us() {
+        let never = || -> bool { panic!("the channel need not be read") };
+        assert!(wants_lookup(true, false, never), "it spoke: at once");
+        assert!(wants_lookup(true, true, never), "it spoke: at once");
+        assert!(!wants_lookup(false, false, never), "not due: no lookup");
+        assert!(
+            wants_lookup(false, true, || true),
+            "due, and our messages wait"
+        );
+        assert!(
+            !wants_lookup(false, true, || false),
+            "due, but nothing waits for it (an on-demand program that never ran)"
+        );
+    }
 }
