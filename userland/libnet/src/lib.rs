@@ -108,6 +108,13 @@ pub struct Socket<'a, W: Waiter> {
     send_errors: u64,
     refused: u64,
     restarts: u64,
+    /// Points the channels' waiter at the udp server's new instance; true once it did.
+    find_peer: fn(&W) -> bool,
+    /// udp restarted and its new instance is not known to the waiter yet.
+    peer_stale: bool,
+    /// The newest epoch either channel reported: both report the same restart, which counts
+    /// once.
+    epoch: u32,
 }
 
 /// The socket of a program (channels woken through the kernel).
@@ -137,7 +144,11 @@ impl<'a, W: Waiter> Socket<'a, W> {
             send_errors: 0,
             refused: 0,
             restarts: 0,
+            find_peer: |_| true,
+            peer_stale: false,
+            epoch: 0,
         };
+        s.epoch = s.to_udp.epoch().max(s.from_udp.epoch());
         let m = udpmsg::control(tag::BIND, Default::default(), u64::from(port), 0);
         s.send(&m, timeout_ns)?;
         loop {
@@ -171,13 +182,23 @@ impl<'a, W: Waiter> Socket<'a, W> {
         self.refused
     }
 
+    /// How to point the channels' waiter at a restarted udp server (true once done; retried
+    /// before each send until then). Without it, our sends would not wake the new instance
+    /// when it sleeps: it would see them only at its next timeout.
+    pub fn set_find_peer(&mut self, find: fn(&W) -> bool) {
+        self.find_peer = find;
+    }
+
     fn send(&mut self, m: &Message, timeout_ns: Option<u64>) -> Result<()> {
         loop {
+            if self.peer_stale {
+                self.peer_stale = !(self.find_peer)(self.to_udp.waiter());
+            }
             match self.to_udp.send(m) {
                 Ok(_) => return Ok(()),
-                Err(SendError::EpochChanged(_)) => {
+                Err(SendError::EpochChanged(c)) => {
                     // udp restarted: it holds none of our buffers any more.
-                    self.udp_restarted();
+                    self.saw(&c);
                 }
                 Err(SendError::Full) => {
                     // Let udp drain; our inbox may hold its answers, keep them.
@@ -196,12 +217,22 @@ impl<'a, W: Waiter> Socket<'a, W> {
     fn poll(&mut self) -> Result<Option<Message>> {
         match self.from_udp.try_recv() {
             Ok(m) => Ok(m),
-            Err(libchan::RecvError::EpochChanged(_)) => {
+            Err(libchan::RecvError::EpochChanged(c)) => {
                 // udp restarted (our binding is in its state region): carry on.
-                self.udp_restarted();
+                self.saw(&c);
                 Ok(None)
             }
             Err(_) => Err(ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    /// A channel reported `change`: the first report of a new epoch means udp restarted (the
+    /// other channel's report of the same restart must not free the buffers lent since to the
+    /// new instance).
+    fn saw(&mut self, change: &libchan::EpochChange) {
+        if change.new_epoch > self.epoch {
+            self.epoch = change.new_epoch;
+            self.udp_restarted();
         }
     }
 
@@ -209,6 +240,7 @@ impl<'a, W: Waiter> Socket<'a, W> {
     /// again, and what it sent that we kept is of its old pool.
     fn udp_restarted(&mut self) {
         self.restarts += 1;
+        self.peer_stale = true;
         for index in 0..self.tx.view().count() {
             if self.tx.is_lent(index)
                 && let Some(d) = self.tx.view().whole(index)
@@ -226,13 +258,18 @@ impl<'a, W: Waiter> Socket<'a, W> {
 
     /// The next message from udp, waiting up to `timeout_ns` (`None` when it passed).
     fn next(&mut self, timeout_ns: Option<u64>) -> Result<Option<Message>> {
-        if let Some(m) = self.poll()? {
-            return Ok(Some(m));
-        }
-        match self.from_udp.wait_ready(timeout_ns) {
-            Ok(true) => self.poll(),
-            Ok(false) => Ok(None),
-            Err(_) => Err(ErrorKind::BrokenPipe.into()),
+        loop {
+            if let Some(m) = self.poll()? {
+                return Ok(Some(m));
+            }
+            match self.from_udp.wait_ready(timeout_ns) {
+                Ok(true) => return self.poll(),
+                Ok(false) => return Ok(None),
+                // udp restarted while we waited: not an error (our binding is in its state
+                // region), wait for the new instance.
+                Err(libchan::RecvError::EpochChanged(c)) => self.saw(&c),
+                Err(_) => return Err(ErrorKind::BrokenPipe.into()),
+            }
         }
     }
 
@@ -346,7 +383,15 @@ impl UdpSocket {
         let rx = pool(&udpmsg::app_rx_pool(&app), APP_RX_POOL_ID)?;
         let tx = BufferPool::new(pool(&udpmsg::app_tx_pool(&app), APP_TX_POOL_ID)?)
             .map_err(|_| ErrorKind::InvalidInput)?;
-        Self::bind_with(to_udp, from_udp, rx, tx, port, Some(2_000_000_000))
+        let mut s = Self::bind_with(to_udp, from_udp, rx, tx, port, Some(2_000_000_000))?;
+        s.set_find_peer(|w| match libsys::lookup(udpmsg::SERVICE) {
+            Ok(pid) => {
+                w.set_peer(pid);
+                true
+            }
+            Err(_) => false,
+        });
+        Ok(s)
     }
 }
 

@@ -18,15 +18,45 @@ struct Udp {
     rx_mem: *mut u8,
     tx_mem: *mut u8,
     rx: BufferPool<'static>,
+    /// The channel regions: app → udp, then udp → app.
+    regions: [(*mut u8, usize); 2],
+}
+
+impl Udp {
+    /// A new instance of udp takes over the channels (their epochs move on).
+    fn restart(&mut self) {
+        for &(p, len) in &self.regions {
+            // Safety: the test's channel regions.
+            unsafe { libchan::bump_epoch(p, len) }.unwrap();
+        }
+        let [(a, alen), (b, blen)] = self.regions;
+        // Safety: the test's channel regions; the old instance's ends are dropped with it.
+        unsafe {
+            self.from_app = Consumer::attach(a, alen, Polling).unwrap();
+            self.to_app = Producer::attach(b, blen, Polling).unwrap();
+        }
+        self.rx = BufferPool::new(view(APP_RX_POOL_ID, self.rx_mem, 4)).unwrap();
+    }
 }
 
 fn channel() -> (Producer<'static, Polling>, Consumer<'static, Polling>) {
+    let (_, p, c) = channel_in();
+    (p, c)
+}
+
+/// A channel, with its region.
+fn channel_in() -> (
+    (*mut u8, usize),
+    Producer<'static, Polling>,
+    Consumer<'static, Polling>,
+) {
     let len = region_size(16).unwrap();
     let p = leak(len);
     // Safety: leaked memory, initialised before either end attaches.
     unsafe {
         libchan::init(p, len, 16).unwrap();
         (
+            (p, len),
             Producer::attach(p, len, Polling).unwrap(),
             Consumer::attach(p, len, Polling).unwrap(),
         )
@@ -40,8 +70,8 @@ fn view(id: u16, p: *mut u8, buffers: usize) -> PoolView<'static> {
 
 /// A socket bound to `port`, with udp's answer `status` queued before the bind.
 fn socket(status: Status) -> (Result<Socket<'static, Polling>>, Udp) {
-    let (to_udp, from_app) = channel();
-    let (mut to_app, from_udp) = channel();
+    let (up, to_udp, from_app) = channel_in();
+    let (down, mut to_app, from_udp) = channel_in();
     let (rx_mem, tx_mem) = (leak(4 * 2048), leak(2 * 2048));
     to_app
         .send(&udpmsg::control(
@@ -68,6 +98,7 @@ fn socket(status: Status) -> (Result<Socket<'static, Polling>>, Udp) {
             rx_mem,
             tx_mem,
             rx,
+            regions: [up, down],
         },
     )
 }
@@ -148,6 +179,71 @@ fn recv_from_copies_the_datagram_and_hands_the_buffer_back() {
         Some(ErrorKind::TimedOut)
     );
     assert_eq!(s.refused(), 1);
+}
+
+/// Calls of [`count_find`].
+static FINDS: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+fn count_find(_: &Polling) -> bool {
+    FINDS.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    true
+}
+
+fn datagram(u: &mut Udp, byte: u8) -> AppDatagram {
+    let mut d = u.rx.alloc().unwrap();
+    // Safety: test memory, buffer `d.index` is inside it.
+    unsafe { *u.rx_mem.add(d.index as usize * 2048) = byte };
+    d.len = 1;
+    AppDatagram {
+        data: d,
+        peer: Ipv4Addr::new(10, 0, 2, 2),
+        peer_port: 4242,
+        local_port: 7,
+    }
+}
+
+#[test]
+fn after_a_restart_of_udp_the_socket_finds_the_new_instance_before_it_sends() {
+    use core::sync::atomic::Ordering::Relaxed;
+    let (s, mut u) = socket(Status::Ok);
+    let mut s = s.unwrap();
+    s.set_find_peer(count_find);
+    let _bind = u.from_app.try_recv().unwrap();
+    let mut buf = [0u8; 4];
+    let dg = datagram(&mut u, 1);
+    u.to_app.send(&dg.message(tag::DATAGRAM)).unwrap();
+    assert_eq!(s.recv_from(&mut buf).unwrap().0, 1);
+    assert_eq!(
+        FINDS.load(Relaxed),
+        0,
+        "no restart: the waiter's peer is right"
+    );
+    u.restart();
+    // The socket joins the new epoch at its next receive (nothing there yet).
+    assert_eq!(
+        s.recv_from_timeout(&mut buf, Some(1000))
+            .err()
+            .map(|e| e.kind()),
+        Some(ErrorKind::TimedOut)
+    );
+    assert_eq!(FINDS.load(Relaxed), 0, "nothing sent yet");
+    let dg = datagram(&mut u, 2);
+    u.to_app.send(&dg.message(tag::DATAGRAM)).unwrap();
+    assert_eq!(s.recv_from(&mut buf).unwrap().0, 1);
+    assert_eq!(buf[0], 2);
+    assert_eq!(s.udp_restarts(), 1);
+    // The DATAGRAM_RETURN went to the new instance, with the waiter pointed at it first.
+    assert_eq!(FINDS.load(Relaxed), 1);
+    let back = u.from_app.try_recv().unwrap().unwrap();
+    assert_eq!(
+        (back.tag, back.descriptor()),
+        (tag::DATAGRAM_RETURN, dg.data)
+    );
+    // Found once: later sends do not look again.
+    let dg = datagram(&mut u, 3);
+    u.to_app.send(&dg.message(tag::DATAGRAM)).unwrap();
+    assert_eq!(s.recv_from(&mut buf).unwrap().0, 1);
+    assert_eq!(FINDS.load(Relaxed), 1);
 }
 
 #[test]
