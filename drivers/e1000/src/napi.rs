@@ -39,8 +39,13 @@ pub struct Napi {
     mode: Mode,
     /// How long polls may find nothing before interrupts come back.
     grace_ns: u64,
-    /// When the polls started finding nothing (polling mode).
-    empty_since: Option<u64>,
+    /// The longest step between two empty polls that counts towards the grace: a longer one
+    /// means the CPU was taken from the driver, which was not polling meanwhile.
+    max_step_ns: u64,
+    /// Time spent in empty polls so far (polling mode).
+    empty_ns: u64,
+    /// When the last empty poll was (polling mode).
+    last_empty: Option<u64>,
 }
 
 impl Default for Napi {
@@ -52,17 +57,26 @@ impl Default for Napi {
 impl Napi {
     /// Starts with interrupts enabled.
     pub fn new() -> Self {
-        Self::with_grace(0)
+        Self::with_grace(0, 0)
     }
 
-    /// Starts with interrupts enabled; polling lasts until the polls have found nothing for
-    /// `grace_ns`.
-    pub fn with_grace(grace_ns: u64) -> Self {
+    /// Starts with interrupts enabled; polling lasts until the polls have spent `grace_ns`
+    /// finding nothing. Only steps of at most `max_step_ns` between two empty polls count: on a
+    /// host that runs something else in place of an emulated CPU, wall time passes without
+    /// polls, and ending the grace then would unmask just as the next burst comes.
+    pub fn with_grace(grace_ns: u64, max_step_ns: u64) -> Self {
         Self {
             mode: Mode::Interrupts,
             grace_ns,
-            empty_since: None,
+            max_step_ns,
+            empty_ns: 0,
+            last_empty: None,
         }
+    }
+
+    fn forget_empty(&mut self) {
+        self.empty_ns = 0;
+        self.last_empty = None;
     }
 
     /// The current mode.
@@ -75,7 +89,7 @@ impl Napi {
         match self.mode {
             Mode::Interrupts => {
                 self.mode = Mode::Polling;
-                self.empty_since = None;
+                self.forget_empty();
                 MaskChange::Mask
             }
             Mode::Polling => MaskChange::None,
@@ -87,16 +101,21 @@ impl Napi {
     pub fn polled(&mut self, work: usize, now_ns: u64) -> MaskChange {
         match (self.mode, work) {
             (Mode::Polling, 0) => {
-                let since = *self.empty_since.get_or_insert(now_ns);
-                if now_ns.saturating_sub(since) < self.grace_ns {
+                if let Some(last) = self.last_empty.replace(now_ns) {
+                    let step = now_ns.saturating_sub(last);
+                    if step <= self.max_step_ns {
+                        self.empty_ns += step;
+                    }
+                }
+                if self.empty_ns < self.grace_ns {
                     return MaskChange::None;
                 }
                 self.mode = Mode::Interrupts;
-                self.empty_since = None;
+                self.forget_empty();
                 MaskChange::Unmask
             }
             (Mode::Polling, _) => {
-                self.empty_since = None;
+                self.forget_empty();
                 MaskChange::None
             }
             _ => MaskChange::None,
@@ -139,7 +158,7 @@ mod tests {
 
     #[test]
     fn a_grace_period_bridges_the_gaps() {
-        let mut n = Napi::with_grace(1_000);
+        let mut n = Napi::with_grace(1_000, 1_000);
         assert_eq!(n.interrupted(), MaskChange::Mask);
         // Empty polls within the grace period keep polling; work starts it over.
         assert_eq!(n.polled(0, 10_000), MaskChange::None);
@@ -155,5 +174,29 @@ mod tests {
         assert_eq!(n.interrupted(), MaskChange::Mask);
         assert_eq!(n.polled(0, 50_000), MaskChange::None);
         assert_eq!(n.polled(0, 51_000), MaskChange::Unmask);
+    }
+
+    #[test]
+    fn time_away_from_the_cpu_does_not_end_the_grace() {
+        let mut n = Napi::with_grace(1_000, 100);
+        assert_eq!(n.interrupted(), MaskChange::Mask);
+        assert_eq!(n.polled(0, 0), MaskChange::None);
+        for t in (100..=500).step_by(100) {
+            assert_eq!(n.polled(0, t), MaskChange::None, "{t}");
+        }
+        // 500 polled; then the CPU was elsewhere for 5,000: no poll saw that time.
+        assert_eq!(
+            n.polled(0, 5_500),
+            MaskChange::None,
+            "the gap did not count"
+        );
+        for t in (5_600..=5_900).step_by(100) {
+            assert_eq!(n.polled(0, t), MaskChange::None, "{t}");
+        }
+        assert_eq!(
+            n.polled(0, 6_000),
+            MaskChange::Unmask,
+            "1,000 polled in all"
+        );
     }
 }

@@ -308,7 +308,10 @@ impl Driver {
             // Under idle=poll, on a CPU of its own, the driver polls on through the gaps between
             // frames (an interrupt, its acknowledgement and the sleep are system calls each);
             // otherwise it goes back to interrupts at the first empty poll.
-            napi: Napi::with_grace(libsys::IdlePolicy::new(0).poll_ns().unwrap_or(0)),
+            napi: Napi::with_grace(
+                libsys::IdlePolicy::new(0).poll_ns().unwrap_or(0),
+                libsys::abi::IDLE_POLL_STEP_NS,
+            ),
             role,
             next_watchdog_ns: now + WATCHDOG_NS,
             warned_call_mode: false,

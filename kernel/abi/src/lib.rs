@@ -528,6 +528,11 @@ pub struct StatusPage {
 /// between frames, so at load it makes no system call to sleep or to be woken.
 pub const IDLE_POLL_NS: u64 = 20_000_000;
 
+/// The longest step between two polls that counts towards [`IDLE_POLL_NS`]: a longer one means
+/// the CPU was taken from the poller (an interrupt, or, under emulation on a busy host, the host
+/// running another thread), and it was not looking for work meanwhile.
+pub const IDLE_POLL_STEP_NS: u64 = 1_000_000;
+
 /// The word of [`StatusPage::mail`] (in 64-bit words from the page's start).
 pub const STATUS_MAIL_WORD: usize = core::mem::offset_of!(StatusPage, mail) / 8;
 

@@ -329,17 +329,16 @@ impl<'a, W: Waiter> Endpoint<'a, W> {
     }
 
     /// Waits for messages until `deadline` (ns; `u64::MAX`: forever); true when some came.
-    /// Polls for [`Endpoint::set_poll_ns`] first, then sleeps.
+    /// Polls for [`Endpoint::set_poll_ns`] first (time spent polling: a step longer than
+    /// [`libsys::abi::IDLE_POLL_STEP_NS`] between two polls, when the CPU ran something else,
+    /// does not count), then sleeps.
     fn pump_until(&mut self, deadline: u64) -> Result<bool> {
-        let poll_until = match self.poll_ns {
-            0 => 0,
-            ns => (self.time)().saturating_add(ns),
-        };
+        let (mut polled, mut last_poll) = (0, None);
         loop {
             if self.drain()? {
                 return Ok(true);
             }
-            let now = if poll_until != 0 || deadline != u64::MAX {
+            let now = if self.poll_ns != 0 || deadline != u64::MAX {
                 (self.time)()
             } else {
                 0
@@ -347,7 +346,8 @@ impl<'a, W: Waiter> Endpoint<'a, W> {
             if deadline != u64::MAX && now >= deadline {
                 return Ok(false);
             }
-            if now < poll_until {
+            if polled < self.poll_ns {
+                polled += libsys::polled_step(last_poll.replace(now), now);
                 core::hint::spin_loop();
                 continue;
             }

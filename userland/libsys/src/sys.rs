@@ -455,16 +455,26 @@ pub fn idle_poll() -> bool {
 }
 
 /// How long a server polls for work before it sleeps: a number of empty rounds, or, under
-/// `idle=poll` on a CPU of its own, [`crate::abi::IDLE_POLL_NS`] without work. A sleep and the
-/// wake-up that ends it are a system call each; polling costs none but keeps the CPU busy.
+/// `idle=poll` on a CPU of its own, [`crate::abi::IDLE_POLL_NS`] spent polling without work. A
+/// sleep and the wake-up that ends it are a system call each; polling costs none but keeps the
+/// CPU busy.
+///
+/// By time, only the time spent polling counts: a step between two empty rounds longer than
+/// [`crate::abi::IDLE_POLL_STEP_NS`] means the CPU was taken from us (an interrupt, or the host
+/// running something else in place of an emulated CPU), and we were not looking for work then.
+/// On a host with fewer cores than busy emulated CPUs, 20 ms of wall time may hold only a few
+/// rounds: the server would sleep just as the work it waits for comes.
 #[derive(Debug, Clone, Copy)]
 pub struct IdlePolicy {
     /// Empty rounds before a sleep (by rounds).
     rounds: u32,
-    /// Idle time before a sleep (by time, when not 0).
+    /// Time spent polling without work before a sleep (by time, when not 0).
     poll_ns: u64,
     empty: u32,
-    idle_since: Option<u64>,
+    /// Time spent in empty rounds so far (by time).
+    idle_ns: u64,
+    /// When the last empty round was (by time).
+    last_empty: Option<u64>,
 }
 
 impl IdlePolicy {
@@ -485,7 +495,8 @@ impl IdlePolicy {
             rounds,
             poll_ns,
             empty: 0,
-            idle_since: None,
+            idle_ns: 0,
+            last_empty: None,
         }
     }
 
@@ -497,7 +508,8 @@ impl IdlePolicy {
     /// The caller did some work: idleness starts over.
     pub fn worked(&mut self) {
         self.empty = 0;
-        self.idle_since = None;
+        self.idle_ns = 0;
+        self.last_empty = None;
     }
 
     /// The caller found nothing to do: true (after one spin-loop hint) while it should poll
@@ -514,8 +526,8 @@ impl IdlePolicy {
     /// [`IdlePolicy::keep_polling`] at time `now` (read only when it goes by time).
     pub fn keep_polling_at(&mut self, now: u64) -> bool {
         let poll = if self.poll_ns > 0 {
-            let since = *self.idle_since.get_or_insert(now);
-            now.saturating_sub(since) < self.poll_ns
+            self.idle_ns += polled_step(self.last_empty.replace(now), now);
+            self.idle_ns < self.poll_ns
         } else {
             self.empty += 1;
             self.empty < self.rounds
@@ -527,10 +539,21 @@ impl IdlePolicy {
     }
 }
 
+/// The time from the poll at `last` to the one at `now` that counts as spent polling: all of
+/// it, unless it is longer than [`crate::abi::IDLE_POLL_STEP_NS`] (the CPU was taken from us
+/// meanwhile: none of it counts).
+pub fn polled_step(last: Option<u64>, now: u64) -> u64 {
+    match last {
+        Some(last) if now.saturating_sub(last) <= crate::abi::IDLE_POLL_STEP_NS => now - last,
+        _ => 0,
+    }
+}
+
 /// Bumps this process's heartbeat in its status page, which the reincarnation server watches to
 /// tell a hung process from a live one. A process that calls it once has opted in: from then on
-/// it must call it at least every 500 ms, idle or not (wait with a timeout rather than forever),
-/// or rs takes it for hung after a second and restarts it.
+/// it must call it at least every 500 ms while it can run, or rs takes it for hung after a
+/// second and restarts it. Asleep in a wait with a timeout, it may go longer: rs does not count
+/// that time (wait with a timeout rather than forever).
 pub fn heartbeat() {
     let page = crate::abi::layout::STATUS_PAGE as *const crate::abi::StatusPage;
     // Safety: the kernel maps this process's status page at STATUS_PAGE, writable, before the
@@ -677,6 +700,36 @@ mod tests {
         );
         p.worked();
         assert!(p.keep_polling_at(600) && p.keep_polling_at(619) && !p.keep_polling_at(620));
+    }
+
+    #[test]
+    fn only_time_spent_polling_counts_towards_a_sleep() {
+        use crate::abi::IDLE_POLL_STEP_NS as STEP;
+        let ms = 1_000_000;
+        // Rounds a step apart count; a gap longer than a step (the CPU was elsewhere) does not.
+        let mut p = IdlePolicy::with(4, 20 * ms);
+        let mut t = 0;
+        assert!(p.keep_polling_at(t));
+        for _ in 0..10 {
+            t += STEP;
+            assert!(p.keep_polling_at(t));
+        }
+        // 10 steps polled; 30 ms away from the CPU add nothing.
+        t += 30 * ms;
+        assert!(p.keep_polling_at(t), "the gap did not count");
+        // Polling resumes: it sleeps once 20 ms of polling have passed in all.
+        let left = 20 * ms - 10 * STEP;
+        let mut polled = 0;
+        while polled + STEP < left {
+            t += STEP;
+            polled += STEP;
+            assert!(p.keep_polling_at(t), "{polled} ns of {left} polled");
+        }
+        t += left - polled;
+        assert!(!p.keep_polling_at(t), "20 ms polled in all");
+        assert_eq!(super::polled_step(None, 5), 0);
+        assert_eq!(super::polled_step(Some(5), 5 + STEP), STEP);
+        assert_eq!(super::polled_step(Some(5), 6 + STEP), 0);
     }
 
     #[test]
