@@ -84,6 +84,13 @@ impl History {
     }
 }
 
+/// Whether a component's heartbeat counts towards a hang now (the `runnable` of
+/// [`HangWatch::hung`]): not while it is dead, given up on, or asleep in a wait with a deadline
+/// (`timed_wait`, from the kernel's `proc_info`).
+pub fn watched(dead: bool, given_up: bool, timed_wait: bool) -> bool {
+    !dead && !given_up && !timed_wait
+}
+
 /// Watches one heartbeat.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct HangWatch {
@@ -202,6 +209,17 @@ mod tests {
         );
         assert!(!w.hung(8, true, 9_500 * MS));
         assert!(w.hung(8, true, 10_000 * MS));
+    }
+
+    #[test]
+    fn only_a_component_that_could_run_is_watched() {
+        assert!(
+            watched(false, false, false),
+            "ready, running, stopped, or blocked for good"
+        );
+        assert!(!watched(false, false, true), "asleep in a timed wait");
+        assert!(!watched(true, false, false), "dead");
+        assert!(!watched(false, true, false), "given up on");
     }
 
     #[test]

@@ -143,12 +143,10 @@ fn main(_args: &str) -> i32 {
             let beat = c.status.map_or(0, |s| {
                 s.heartbeat.load(core::sync::atomic::Ordering::Relaxed)
             });
-            // Asleep in a wait with a deadline: it runs again by then, so the time does not
-            // count (an idle server may sleep longer than `HANG_AFTER_NS`).
-            let asleep = info.timed_wait != 0;
-            if c.watch
-                .hung(beat, !dead && !c.history.given_up && !asleep, now)
-            {
+            // Asleep in a wait with a deadline, it runs again by then: the time does not count
+            // (an idle server may sleep longer than `HANG_AFTER_NS`).
+            let watched = rs::watched(dead, c.history.given_up, info.timed_wait != 0);
+            if c.watch.hung(beat, watched, now) {
                 log!(
                     "rs: {} (pid {}) hung: its heartbeat stayed at {beat} for {} ms; killing it",
                     c.name(),

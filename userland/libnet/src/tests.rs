@@ -25,17 +25,28 @@ struct Udp {
 impl Udp {
     /// A new instance of udp takes over the channels (their epochs move on).
     fn restart(&mut self) {
-        for &(p, len) in &self.regions {
-            // Safety: the test's channel regions.
-            unsafe { libchan::bump_epoch(p, len) }.unwrap();
-        }
-        let [(a, alen), (b, blen)] = self.regions;
-        // Safety: the test's channel regions; the old instance's ends are dropped with it.
-        unsafe {
-            self.from_app = Consumer::attach(a, alen, Polling).unwrap();
-            self.to_app = Producer::attach(b, blen, Polling).unwrap();
-        }
+        (self.from_app, self.to_app) = take_over(self.regions);
         self.rx = BufferPool::new(view(APP_RX_POOL_ID, self.rx_mem, 4)).unwrap();
+    }
+}
+
+/// A server's new instance takes over its channels: `regions` are (application → server,
+/// server → application); their epochs move on and the new ends attach.
+fn take_over(
+    regions: [(*mut u8, usize); 2],
+) -> (Consumer<'static, Polling>, Producer<'static, Polling>) {
+    for &(p, len) in &regions {
+        // Safety: the test's channel regions.
+        unsafe { libchan::bump_epoch(p, len) }.unwrap();
+    }
+    let [(a, alen), (b, blen)] = regions;
+    // Safety: the test's channel regions, initialised; the old instance's ends are dropped
+    // with it.
+    unsafe {
+        (
+            Consumer::attach(a, alen, Polling).unwrap(),
+            Producer::attach(b, blen, Polling).unwrap(),
+        )
     }
 }
 
@@ -361,16 +372,7 @@ impl Tcp {
     /// The server dies and a new instance takes its place: the channels' epochs are bumped,
     /// the new one attaches its ends anew and owns the rx pool afresh.
     fn restart(&mut self) {
-        for &(p, len) in &self.regions {
-            // Safety: the test's channel regions.
-            unsafe { libchan::bump_epoch(p, len) }.unwrap();
-        }
-        let [(a, alen), (b, blen)] = self.regions;
-        // Safety: as in `region`; the old instance's ends are dropped with it.
-        unsafe {
-            self.from_app = Consumer::attach(a, alen, Polling).unwrap();
-            self.to_app = Producer::attach(b, blen, Polling).unwrap();
-        }
+        (self.from_app, self.to_app) = take_over(self.regions);
         self.rx = BufferPool::new(view(tcpmsg::APP_RX_POOL_ID, self.rx_mem, 4)).unwrap();
     }
 }
