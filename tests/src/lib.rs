@@ -16,6 +16,7 @@
 pub mod disk;
 pub mod net;
 pub mod netmore;
+pub mod ports;
 pub mod screen;
 pub mod shell;
 pub mod transcript;
@@ -1747,16 +1748,11 @@ demo: pid 7 exited with code 3
     }
 }
 
-/// A host port for a forward, unlikely to collide with a parallel run.
-fn flood_port() -> u16 {
-    20_000 + (std::process::id() % 20_000) as u16
-}
-
 /// The host floods the guest with UDP datagrams through a forwarded loopback port while the
 /// driver counts: it must take far fewer interrupts than frames (it polls under load). The
 /// flood lasts until the boot is over, bounded (count and time), and goes only to 127.0.0.1.
 fn e1000_flood_takes_few_interrupts(h: &dyn Harness) -> ScenarioResult {
-    let port = flood_port();
+    let [port] = ports::host_ports()?;
     let spec = e1000_spec(NicModel::E1000, &["sleep 12", "ifconfig"]).forward(false, port, 9);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flooder = {

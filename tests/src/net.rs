@@ -15,18 +15,13 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+use crate::ports::host_ports;
 use crate::{BootSpec, Harness, ManifestSource, NET_MANIFEST, NicModel, ScenarioResult};
 
 /// Bytes each transfer carries.
 pub const TRANSFER_BYTES: u64 = 50 << 20;
 /// Guest port the host connects to when it is done.
 const DONE_PORT: u16 = 9;
-
-/// A host port for a forward, unlikely to collide with a parallel run (`offset`, below 20,
-/// tells this run's ports apart).
-fn host_port(offset: u16) -> u16 {
-    20_000 + (std::process::id() % 2_000) as u16 * 20 + offset % 20
-}
 
 /// xorshift64 bytes: the host side's test data.
 struct Pattern(u64);
@@ -310,7 +305,7 @@ pub fn tcp_echo_50mib_single(h: &dyn Harness) -> ScenarioResult {
 }
 
 fn tcp_echo_50mib_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
-    let (port, done) = (host_port(0), host_port(1));
+    let [port, done] = host_ports()?;
     let spec = echo_spec("tcp", port, done, layout);
     let (r, result) = with_client(
         h,
@@ -466,7 +461,7 @@ pub fn udp_echo_50mib_single(h: &dyn Harness) -> ScenarioResult {
 }
 
 fn udp_echo_50mib_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
-    let (port, done) = (host_port(2), host_port(3));
+    let [port, done] = host_ports()?;
     let spec = echo_spec("udp", port, done, layout);
     let (r, result) = with_client(
         h,
@@ -703,7 +698,7 @@ pub fn iperf3_guest_client_to_host_server(h: &dyn Harness) -> ScenarioResult {
 /// reporting the transfer (exit status 0, sender and receiver lines).
 pub fn iperf3_host_client_to_guest_server(h: &dyn Harness) -> ScenarioResult {
     let bin = iperf3()?;
-    let (port, done) = (host_port(4), host_port(5));
+    let [port, done] = host_ports()?;
     let spec = BootSpec::bios(8, "")
         .manifest(ManifestSource::File(NET_MANIFEST))
         .nic(NicModel::E1000)
@@ -772,7 +767,7 @@ pub fn iperf3_host_client_to_guest_server(h: &dyn Harness) -> ScenarioResult {
 /// listens on 2323 (netconsole=2323), the host connects through a forward and runs `ps` and
 /// `netstat`; their output comes back over TCP (and `netstat` shows the very session).
 pub fn console_drives_the_shell_over_the_network(h: &dyn Harness) -> ScenarioResult {
-    let (port, done) = (host_port(6), host_port(7));
+    let [port, done] = host_ports()?;
     let spec = BootSpec::bios(8, "")
         .manifest(ManifestSource::File(NET_MANIFEST))
         .nic(NicModel::E1000)
@@ -982,12 +977,7 @@ fn recoveries(transcript: &str) -> std::collections::BTreeMap<String, Vec<u64>> 
 /// never reset and every echoed byte must be the byte sent. Prints one `recovery:` line per
 /// server (p50 and max of rs's "down" times: from the fault to the new instance running).
 fn survive(h: &dyn Harness, name: &str, fault: &str, rounds: usize) -> ScenarioResult {
-    let base = match fault {
-        "crash" => 8,
-        "hang" => 10,
-        _ => 12,
-    };
-    let (port, done) = (host_port(base), host_port(base + 1));
+    let [port, done] = host_ports()?;
     let stop_listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let stop_port = stop_listener
         .local_addr()
@@ -1115,7 +1105,7 @@ pub fn tcp_survives_hangs(h: &dyn Harness) -> ScenarioResult {
 /// echoes datagrams through `echo-server udp 7` until the guest says the crash is over, then
 /// 20 more must come back.
 pub fn udp_socket_survives_a_crash_of_udp(h: &dyn Harness) -> ScenarioResult {
-    let (port, done) = (host_port(14), host_port(15));
+    let [port, done] = host_ports()?;
     let crashed = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let crashed_port = crashed.local_addr().map_err(|e| e.to_string())?.port();
     let told = format!("nc 10.0.2.2 {crashed_port} crashed");
@@ -1252,7 +1242,7 @@ const LISTENER_BYTES: usize = 256 << 10;
 /// crashes tcp and says so; then a new connection to the same port must echo every byte, and
 /// the first one (its tcp instance dead) must be reset or closed, not left hanging.
 pub fn tcp_listener_survives_a_crash_of_tcp(h: &dyn Harness) -> ScenarioResult {
-    let (port, done) = (host_port(16), host_port(17));
+    let [port, done] = host_ports()?;
     let crashed = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
     let crashed_port = crashed.local_addr().map_err(|e| e.to_string())?.port();
     let told = format!("nc 10.0.2.2 {crashed_port} crashed");
@@ -1411,12 +1401,5 @@ mod tests {
         assert_eq!(stat_syscalls(stat, 0), Some(1200));
         assert_eq!(stat_syscalls(stat, 5), None);
         assert_eq!(stat_syscalls("2 x y zz", 2), None);
-    }
-
-    #[test]
-    fn host_ports_differ() {
-        let p: std::collections::BTreeSet<u16> = (0..20).map(host_port).collect();
-        assert_eq!(p.len(), 20);
-        assert!(p.iter().all(|&x| x >= 20_000));
     }
 }
