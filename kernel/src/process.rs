@@ -1056,6 +1056,8 @@ pub fn proc_ctl(me: &Process, pid: u32, op: u64) -> Result<u64, Error> {
             // Safety: the status page is a kernel-owned frame that lives as long as the kernel;
             // word 2 is the update request (the process only reads it).
             unsafe { page.add(2).write_volatile(1) };
+            // A server idling in `wait` (up to a second) sees the request at once.
+            crate::sched::notify(&target);
         }
     }
     Ok(0)

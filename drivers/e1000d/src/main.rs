@@ -70,8 +70,10 @@ const ARP_INTERVAL_NS: u64 = 250_000_000;
 const ARP_LIMIT_NS: u64 = 5_000_000_000;
 /// How long to wait for the link after init before reporting it down.
 const LINK_WAIT_NS: u64 = 3_000_000_000;
-/// Longest idle sleep: bounds the latency of IPC requests, which do not wake `wait`.
-const IDLE_WAIT_NS: u64 = 10_000_000;
+/// Longest idle sleep. Nothing needs a shorter one: the NIC's interrupts, pf's messages and
+/// IPC requests (the kernel notifies a process it queues a request for) all end the sleep, and
+/// rs does not count a timed sleep as a hang. The watchdog's next round ends it sooner.
+const IDLE_WAIT_NS: u64 = 1_000_000_000;
 /// Sleep while messages for pf wait for room in its channel (pf does not wake us when it
 /// makes room).
 const OUTBOX_WAIT_NS: u64 = 1_000_000;
@@ -386,10 +388,15 @@ impl Driver {
     /// Sleeps until an interrupt, a message from pf (data path) or the next timer, then takes
     /// the interrupt causes.
     fn sleep(&mut self) {
+        let now = libsys::time_ns();
+        // Until the watchdog's next round, at most IDLE_WAIT_NS, at least 1 ns.
+        let idle_ns = self
+            .next_watchdog_ns
+            .saturating_sub(now)
+            .clamp(1, IDLE_WAIT_NS);
         let notified = match &mut self.role {
             Role::Alone { resolver, .. } => {
-                let now = libsys::time_ns();
-                let mut until = now + IDLE_WAIT_NS;
+                let mut until = now + idle_ns;
                 if let Some(at) = resolver.as_ref().and_then(Resolver::next_event_ns) {
                     until = until.min(at);
                 }
@@ -404,7 +411,7 @@ impl Driver {
                     let timeout = if path.outbox_len() > 0 {
                         OUTBOX_WAIT_NS
                     } else {
-                        IDLE_WAIT_NS
+                        idle_ns
                     };
                     path.wait(timeout, &mut |e| events.log(e));
                 } else {

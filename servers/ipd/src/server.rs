@@ -37,8 +37,11 @@ const PF: &str = "pf";
 const STATE_REGION: &str = "ip-state";
 /// Most messages read from pf in one round.
 const BATCH: usize = 32;
-/// Longest sleep.
-const MAX_SLEEP_NS: u64 = 100_000_000;
+/// Longest sleep. Messages from the peers and IPC requests wake ip, rs does not count a timed
+/// sleep as a hang, and every timer of the stack is in `Stack::next_deadline`.
+const MAX_SLEEP_NS: u64 = 1_000_000_000;
+/// Longest sleep while a transport server is not found (it is looked up at every round).
+const LOOKUP_SLEEP_NS: u64 = 100_000_000;
 /// Sleep while the outbox waits for room in ip-pf, or while pf is not found yet.
 const SHORT_SLEEP_NS: u64 = 1_000_000;
 /// Most IPC requests taken in one round.
@@ -831,11 +834,14 @@ impl Server {
         self.ready > 0
     }
 
-    /// The longest the caller may sleep: until the next timer, 100 ms at most, 1 ms while an
-    /// outbox waits for room or pf is not found yet.
+    /// The longest the caller may sleep: until the next timer, 1 s at most, 100 ms while a
+    /// transport server is not found, 1 ms while an outbox waits for room or pf is not found.
     pub fn sleep_ns(&self) -> u64 {
         let now = libsys::time_ns();
         let mut sleep = MAX_SLEEP_NS;
+        if self.transports.iter().any(|t| t.pid == 0) {
+            sleep = LOOKUP_SLEEP_NS;
+        }
         if let Some(t) = self.stack.next_deadline() {
             sleep = sleep.min(t.saturating_sub(now).max(1));
         }

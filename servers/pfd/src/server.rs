@@ -41,8 +41,11 @@ const SPIN_TURNS: u32 = 64;
 const IDLE_CHORES_NS: u64 = 1_000_000;
 /// Idle, the peers are looked up this often (at once while one is missing).
 const IDLE_LOOKUP_NS: u64 = 1_000_000_000;
-/// Longest sleep when idle (the heartbeat must move at least every 500 ms).
-const IDLE_WAIT_NS: u64 = 100_000_000;
+/// Longest sleep when idle. Messages from the peers and IPC requests wake pf, and rs does not
+/// count a timed sleep as a hang; the timers below end it sooner ([`idle_deadline`]).
+const IDLE_WAIT_NS: u64 = 1_000_000_000;
+/// Longest sleep while a peer is missing (it is looked up at every wake-up meanwhile).
+const MISSING_WAIT_NS: u64 = 100_000_000;
 /// Sleep while messages wait for room in an output ring.
 const HOLD_WAIT_NS: u64 = 1_000_000;
 /// Turns between reports of refusals while busy.
@@ -409,6 +412,30 @@ impl EventLog {
     }
 }
 
+/// What an idle pf must wake for besides its inputs.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdleTimers {
+    /// A peer was not found at the last lookup: look again soon.
+    missing: bool,
+    /// When a lost peer (its last notify failed) is looked up next, ns since boot.
+    next_lookup: Option<u64>,
+    /// When the refusals noted but not yet logged are logged, ns since boot.
+    refusal_report: Option<u64>,
+}
+
+/// When an idle pf wakes at the latest, ns since boot, from `now`: in [`IDLE_WAIT_NS`], within
+/// [`MISSING_WAIT_NS`] while a peer is missing, and at its timers; never before `now + 1`.
+fn idle_deadline(now: u64, t: &IdleTimers) -> u64 {
+    let mut at = now.saturating_add(IDLE_WAIT_NS);
+    if t.missing {
+        at = at.min(now.saturating_add(MISSING_WAIT_NS));
+    }
+    for timer in [t.next_lookup, t.refusal_report].into_iter().flatten() {
+        at = at.min(timer);
+    }
+    at.max(now.saturating_add(1))
+}
+
 pub use libsys::chan::Ipc;
 
 /// The packet filter server: the path, the rules, the control side, the timers.
@@ -536,13 +563,27 @@ impl Server {
         !self.path.arm(&mut |e| events.note(e))
     }
 
-    /// The longest the caller may sleep (short while messages wait for room in a ring).
+    /// The longest the caller may sleep: short while messages wait for room in a ring, else
+    /// until the next timer ([`idle_deadline`]).
     pub fn sleep_ns(&self) -> u64 {
         if self.path.holding() > 0 {
-            HOLD_WAIT_NS
-        } else {
-            IDLE_WAIT_NS
+            return HOLD_WAIT_NS;
         }
+        let now = libsys::time_ns();
+        let lost = [Peer::Driver, Peer::Ip]
+            .into_iter()
+            .any(|p| waiter(p).needs_lookup());
+        let timers = IdleTimers {
+            missing: self.missing.iter().any(|&m| m),
+            next_lookup: lost.then(|| self.last_lookup.saturating_add(IDLE_LOOKUP_NS)),
+            // `arm` reports them when both their time and the chores' have come.
+            refusal_report: (self.events.refused_pending > 0).then_some(
+                self.events
+                    .next_refusal_log_ns
+                    .max(self.last_chores.saturating_add(IDLE_CHORES_NS)),
+            ),
+        };
+        idle_deadline(now, &timers) - now
     }
 
     /// Disarms the inputs after a sleep (a request that woke us is taken by the next round).
@@ -554,5 +595,54 @@ impl Server {
     pub fn answer(&mut self, from: u32, request: &Message) -> Message {
         self.control
             .answer(from, request, &mut self.rules, &self.path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{IDLE_WAIT_NS, IdleTimers, MISSING_WAIT_NS, idle_deadline};
+
+    #[test]
+    fn idle_pf_wakes_for_its_timers_only() {
+        let now = 5_000_000_000;
+        let none = IdleTimers::default();
+        assert_eq!(
+            idle_deadline(now, &none),
+            now + IDLE_WAIT_NS,
+            "nothing due: the longest"
+        );
+        let missing = IdleTimers {
+            missing: true,
+            ..none
+        };
+        assert_eq!(idle_deadline(now, &missing), now + MISSING_WAIT_NS);
+        let lookup = IdleTimers {
+            next_lookup: Some(now + 300),
+            ..none
+        };
+        assert_eq!(
+            idle_deadline(now, &lookup),
+            now + 300,
+            "a lost peer's lookup"
+        );
+        let report = IdleTimers {
+            refusal_report: Some(now + 7_000),
+            next_lookup: Some(now + 9_000),
+            ..none
+        };
+        assert_eq!(
+            idle_deadline(now, &report),
+            now + 7_000,
+            "the earliest timer"
+        );
+        let past = IdleTimers {
+            refusal_report: Some(now - 10),
+            ..none
+        };
+        assert_eq!(
+            idle_deadline(now, &past),
+            now + 1,
+            "a timer already due: wake at once"
+        );
     }
 }
