@@ -233,6 +233,9 @@ pub struct Link {
     epoch: u32,
     /// A restart of the peer was seen and not yet taken by [`Link::take_restart`].
     restarted: bool,
+    /// When [`refresh_peers`] last looked the peer up while its pid was unknown (`None`: not
+    /// since it became unknown).
+    looked_up: Option<u64>,
 }
 
 impl Link {
@@ -245,6 +248,7 @@ impl Link {
             pid: 0,
             epoch: 0,
             restarted: false,
+            looked_up: None,
         })
     }
 
@@ -260,6 +264,7 @@ impl Link {
             self.epoch = change.new_epoch;
             self.restarted = true;
             self.pid = 0;
+            self.looked_up = None;
         }
     }
 
@@ -331,12 +336,14 @@ pub fn app_list(args: &str, max: usize) -> Option<alloc::vec::Vec<&str>> {
     (!apps.is_empty() && apps.len() <= max).then_some(apps)
 }
 
-/// Looks the peers of a transport server up: ip every round while it is unknown; an
-/// application not known, at once when it `spoke` this round (it waits for our notify), and
-/// every `every_ns` while messages we sent it wait unread ([`Link::awaits_reader`]). A known
-/// peer keeps its pid until a restart (a new epoch on either channel) forgets it. An
-/// application that neither spoke nor has anything from us needs no notify: an application
-/// started on demand may never run, and looking it up would be a system call every period.
+/// Looks the peers of a transport server up: ip every round while it is unknown (and every
+/// `every_ns` otherwise, for `last_check`); an application not known, at once when it `spoke`
+/// this round (it waits for our notify), and when messages we sent it wait unread
+/// ([`Link::awaits_reader`]): at the first round they do, then at most every `every_ns` while
+/// the lookup fails. A known peer keeps its pid until a restart (a new epoch on either channel)
+/// forgets it. An application that neither spoke nor has anything from us needs no notify: an
+/// application started on demand may never run, and looking it up would be a system call every
+/// period.
 pub fn refresh_peers(
     ip: &mut Link,
     apps: &mut [Link],
@@ -357,16 +364,24 @@ pub fn refresh_peers(
             continue;
         }
         let spoke = spoke.get(i).copied().unwrap_or(false);
-        if wants_lookup(spoke, due, || l.awaits_reader()) {
+        let since = l.looked_up.map(|t| now.saturating_sub(t));
+        if wants_lookup(spoke, since, every_ns, || l.awaits_reader()) {
+            l.looked_up = Some(now);
             l.find_peer();
         }
     }
 }
 
-/// Whether to look up an application whose pid is not known: when it spoke this round, or
-/// when a periodic check is `due` and messages we sent it wait unread.
-fn wants_lookup(spoke: bool, due: bool, awaits_reader: impl FnOnce() -> bool) -> bool {
-    spoke || (due && awaits_reader())
+/// Whether to look up an application whose pid is not known: when it spoke this round, or when
+/// messages we sent it wait unread and no lookup was made `since_last` (ns ago) within
+/// `every_ns`. The channel is read only when the clock allows a lookup.
+fn wants_lookup(
+    spoke: bool,
+    since_last: Option<u64>,
+    every_ns: u64,
+    awaits_reader: impl FnOnce() -> bool,
+) -> bool {
+    spoke || (since_last.is_none_or(|d| d >= every_ns) && awaits_reader())
 }
 
 /// Answers up to `max` kernel-IPC requests waiting for us (without waiting for one), each with
@@ -560,17 +575,26 @@ mod tests {
 
     #[test]
     fn an_unknown_application_is_looked_up_only_when_it_spoke_or_waits_for_us() {
+        const SEC: u64 = 1_000_000_000;
         let never = || -> bool { panic!("the channel need not be read") };
-        assert!(wants_lookup(true, false, never), "it spoke: at once");
-        assert!(wants_lookup(true, true, never), "it spoke: at once");
-        assert!(!wants_lookup(false, false, never), "not due: no lookup");
+        assert!(wants_lookup(true, None, SEC, never), "it spoke: at once");
+        assert!(wants_lookup(true, Some(1), SEC, never), "it spoke: at once");
         assert!(
-            wants_lookup(false, true, || true),
-            "due, and our messages wait"
+            wants_lookup(false, None, SEC, || true),
+            "our messages wait and it was not looked up since it became unknown: at once"
         );
         assert!(
-            !wants_lookup(false, true, || false),
-            "due, but nothing waits for it (an on-demand program that never ran)"
+            !wants_lookup(false, Some(SEC - 1), SEC, never),
+            "looked up within the period: not again"
         );
+        assert!(
+            wants_lookup(false, Some(SEC), SEC, || true),
+            "the period passed, and our messages wait"
+        );
+        assert!(
+            !wants_lookup(false, None, SEC, || false),
+            "nothing waits for it (an on-demand program that never ran)"
+        );
+        assert!(!wants_lookup(false, Some(5 * SEC), SEC, || false));
     }
 }
