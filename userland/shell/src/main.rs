@@ -181,12 +181,16 @@ struct NetConsole {
     /// When to try to listen again (tcp may not be up yet).
     next_bind_ns: u64,
     bind_failures: u32,
+    /// tcp was not running at the last try (said once).
+    waiting_for_tcp: bool,
     session: Option<(TcpStream, core::net::SocketAddrV4)>,
     lines: Lines,
 }
 
-/// How often to retry listening while tcp is not up.
+/// How often to retry listening after a failure.
 const BIND_RETRY_NS: u64 = 1_000_000_000;
+/// How often to look for tcp while it does not run.
+const TCP_WAIT_NS: u64 = 100_000_000;
 
 impl NetConsole {
     fn new(port: u16) -> Self {
@@ -195,6 +199,7 @@ impl NetConsole {
             listener: None,
             next_bind_ns: 0,
             bind_failures: 0,
+            waiting_for_tcp: false,
             session: None,
             lines: Lines::new(),
         }
@@ -205,6 +210,16 @@ impl NetConsole {
         let now = libsys::time_ns();
         if self.listener.is_none() {
             if now < self.next_bind_ns {
+                return false;
+            }
+            // rs may start tcp after the shell: not an error, and not worth a LISTEN that no
+            // one reads yet.
+            if libsys::lookup("tcp").is_err() {
+                if !self.waiting_for_tcp {
+                    self.waiting_for_tcp = true;
+                    log!("network console on tcp port {} once tcp runs", self.port);
+                }
+                self.next_bind_ns = now + TCP_WAIT_NS;
                 return false;
             }
             match TcpListener::bind(self.port) {
