@@ -514,8 +514,9 @@ pub struct StatusPage {
     /// Generation: the restart count of the instance that last wrote the page.
     pub generation: core::sync::atomic::AtomicU64,
     /// Set by the kernel ([`ProcOp::RequestUpdate`], which also notifies the process, ending a
-    /// `wait`), cleared when an instance starts: the process is asked to exit with [`EXIT_UPDATE`] at its next quiet point, so that a fresh
-    /// instance takes over with the state it keeps in its regions (live update).
+    /// `wait`), cleared when an instance starts: the process is asked to exit with
+    /// [`EXIT_UPDATE`] at its next quiet point, so that a fresh instance takes over with the
+    /// state it keeps in its regions (live update).
     pub update: core::sync::atomic::AtomicU64,
     /// Bumped by the kernel each time it queues an IPC message for the process (one that was
     /// not waiting in a receive): a server reads this word each round and asks the kernel
