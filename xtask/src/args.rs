@@ -260,6 +260,9 @@ pub struct BenchArgs {
     /// Seconds of the recovery phase's stream (`crash ip` every 2 s); 0: no recovery phase
     /// (`--no-recovery`).
     pub recovery_seconds: u32,
+    /// Rounds of the split/single comparison: the split and single layouts over channels are
+    /// booted this many times each, alternately, and their ratio is the median of the rounds'.
+    pub rounds: u32,
 }
 
 /// Seconds per `bench` measurement when `--seconds` is not given.
@@ -269,6 +272,8 @@ pub const DEFAULT_BENCH_SECONDS: u32 = 10;
 pub const DEFAULT_RECOVERY_SECONDS: u32 = 16;
 /// What `--recovery-seconds` accepts: at least one crash with two seconds on both sides.
 pub const RECOVERY_SECONDS_RANGE: std::ops::RangeInclusive<u32> = 4..=300;
+/// What `--rounds` accepts.
+pub const ROUNDS_RANGE: std::ops::RangeInclusive<u32> = 1..=9;
 
 impl Default for BenchArgs {
     fn default() -> Self {
@@ -277,6 +282,7 @@ impl Default for BenchArgs {
             json: None,
             net: None,
             recovery_seconds: DEFAULT_RECOVERY_SECONDS,
+            rounds: 1,
         }
     }
 }
@@ -740,6 +746,9 @@ fn parse_bench(w: &mut Words) -> Result<BenchArgs, ArgError> {
                         let v = w.value(&o)?;
                         a.net = Some(choice(&o, &v, &[("tap", Net::Tap), ("user", Net::User)])?);
                     }
+                    "--rounds" => {
+                        a.rounds = in_range(&o, number(&o, &w.value(&o)?)?, ROUNDS_RANGE)?;
+                    }
                     "--recovery-seconds" | "--no-recovery" => {
                         if w.seen.iter().any(|s| s == "--recovery-seconds")
                             && w.seen.iter().any(|s| s == "--no-recovery")
@@ -1163,8 +1172,13 @@ mod tests {
                 json: Some("out.json".into()),
                 net: Some(Net::User),
                 recovery_seconds: 16,
+                rounds: 1,
             }))
         );
+        let Ok(Command::Bench(b)) = p("bench --rounds 3") else {
+            panic!()
+        };
+        assert_eq!(b.rounds, 3);
         let Ok(Command::Bench(b)) = p("bench --recovery-seconds 20") else {
             panic!()
         };
@@ -1193,6 +1207,9 @@ mod tests {
         assert!(e("bench --no-recovery=yes").contains("takes no value"));
         assert!(e("bench --no-recovery --recovery-seconds 8").contains("exclude each other"));
         assert!(e("bench --recovery-seconds 8 --no-recovery").contains("exclude each other"));
+        assert!(e("bench --rounds 0").contains("1..=9"));
+        assert!(e("bench --rounds 10").contains("1..=9"));
+        assert!(e("bench --rounds 2 --rounds 3").contains("given twice"));
     }
 
     #[test]

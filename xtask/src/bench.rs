@@ -493,8 +493,12 @@ pub struct Ratio {
     pub on: Option<&'static str>,
     /// The direction of both rows.
     pub dir: Dir,
-    /// The numerator's throughput over the denominator's, or why there is none.
+    /// The numerator's throughput over the denominator's (the median of [`Ratio::rounds`]'
+    /// values), or why there is none.
     pub value: Result<f64, String>,
+    /// The value of each round, the run's first: one, unless the split/single comparison was
+    /// repeated (`--rounds`).
+    pub rounds: Vec<Result<f64, String>>,
     /// The least value that meets the target.
     pub target: f64,
 }
@@ -526,10 +530,55 @@ fn ratio_of(rows: &[Row], over: Config, under: Config, dir: Dir) -> Result<f64, 
     }
 }
 
+/// Round `k`'s split/chan and single/chan throughput, from its rows.
+pub fn round_line(k: usize, rows: &[Row]) -> String {
+    let g = |c: Config, dir: Dir| {
+        rows.iter()
+            .find(|r| r.is(c, dir))
+            .and_then(Row::gbps)
+            .map_or("-".to_string(), |g| format!("{g:.3}"))
+    };
+    format!(
+        "round {k}: split/chan {} / {}, single/chan {} / {} Gbit/s (send / recv)",
+        g(SPLIT_CHAN, Dir::Send),
+        g(SPLIT_CHAN, Dir::Recv),
+        g(SINGLE_CHAN, Dir::Send),
+        g(SINGLE_CHAN, Dir::Recv)
+    )
+}
+
+/// The median of the values among `rounds`; without one, the first round's reason.
+pub fn median_of(rounds: &[Result<f64, String>]) -> Result<f64, String> {
+    let mut v: Vec<f64> = rounds
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    if v.is_empty() {
+        return Err(rounds
+            .iter()
+            .find_map(|r| r.clone().err())
+            .unwrap_or_else(|| "no round measured".to_string()));
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Ok(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+/// The ratios of DESIGN.md §8 of a run's results ([`ratios_over`]).
+pub fn ratios(r: &Results) -> Vec<Ratio> {
+    ratios_over(&r.rows, &r.rounds)
+}
+
 /// The ratios of DESIGN.md §8 from the rows of one run, per direction: split over single
 /// (both over channels; target at least [`SPLIT_OVER_SINGLE_TARGET`]) and channels over kernel
-/// IPC on the split layout (target at least [`CHAN_OVER_KERNEL_TARGET`]).
-pub fn ratios(rows: &[Row]) -> Vec<Ratio> {
+/// IPC on the split layout (target at least [`CHAN_OVER_KERNEL_TARGET`]). `more` holds the
+/// split/single rows of the further rounds (`--rounds`): the split/single value is then the
+/// median of every round's.
+pub fn ratios_over(rows: &[Row], more: &[Vec<Row>]) -> Vec<Ratio> {
     let mut out = Vec::new();
     for (name, on, over, under, target) in [
         (
@@ -548,11 +597,16 @@ pub fn ratios(rows: &[Row]) -> Vec<Ratio> {
         ),
     ] {
         for dir in [Dir::Send, Dir::Recv] {
+            let mut rounds = vec![ratio_of(rows, over, under, dir)];
+            if under == SINGLE_CHAN {
+                rounds.extend(more.iter().map(|r| ratio_of(r, over, under, dir)));
+            }
             out.push(Ratio {
                 name,
                 on,
                 dir,
-                value: ratio_of(rows, over, under, dir),
+                value: median_of(&rounds),
+                rounds,
                 target,
             });
         }
@@ -649,6 +703,9 @@ pub struct Results {
     pub stacks: Vec<Stack>,
     /// The rows, two per configuration of [`CONFIGS`], in its order.
     pub rows: Vec<Row>,
+    /// The split/chan and single/chan rows of the further rounds of their comparison (rounds
+    /// 2, 3, ... of `--rounds`), in order; empty with one round.
+    pub rounds: Vec<Vec<Row>>,
     /// chanbench's figures.
     pub chanbench: Chanbench,
     /// The recovery phase (`None` with `--no-recovery`).
@@ -1107,7 +1164,7 @@ pub fn table(r: &Results) -> String {
         }
     }
     let _ = writeln!(t, "ratios of this run (DESIGN.md §8):");
-    for q in ratios(&r.rows) {
+    for q in ratios(r) {
         let name = match q.on {
             Some(on) => format!("{} on {on}", q.name),
             None => q.name.to_string(),
@@ -1121,12 +1178,31 @@ pub fn table(r: &Results) -> String {
             (Err(why), None) => format!("not judged: {why}"),
             (Ok(_), None) => unreachable!("a value is always judged"),
         };
+        let of_rounds = if q.rounds.len() > 1 {
+            let each: Vec<String> = q
+                .rounds
+                .iter()
+                .map(|v| v.as_ref().map_or("-".to_string(), |v| format!("{v:.2}x")))
+                .collect();
+            format!(
+                "; the median of {} rounds: {}",
+                q.rounds.len(),
+                each.join(", ")
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             t,
-            "  {name:<20} {:<5} {value:>7}  (target >= {}x: {judged})",
+            "  {name:<20} {:<5} {value:>7}  (target >= {}x: {judged}{of_rounds})",
             q.dir.word(),
             q.target
         );
+    }
+    if !r.rounds.is_empty() {
+        for (k, round) in std::iter::once(&r.rows).chain(&r.rounds).enumerate() {
+            let _ = writeln!(t, "  {}", round_line(k + 1, round));
+        }
     }
     let measured: Vec<bool> = r.rows.iter().filter_map(Row::syscall_target_met).collect();
     let _ = writeln!(
@@ -1349,17 +1425,22 @@ pub fn json(r: &Results) -> String {
         let _ = writeln!(j, "    {{{}}}{comma}", fields.join(", "));
     }
     j.push_str("  ],\n  \"ratios\": [\n");
-    let qs = ratios(&r.rows);
+    let qs = ratios(r);
     for (i, q) in qs.iter().enumerate() {
         let comma = if i + 1 < qs.len() { "," } else { "" };
         let _ = writeln!(
             j,
-            "    {{\"name\": {}, \"on\": {}, \"dir\": {}, \"value\": {}, \"target\": {}, \
-             \"met\": {}, \"reason\": {}}}{comma}",
+            "    {{\"name\": {}, \"on\": {}, \"dir\": {}, \"value\": {}, \"rounds\": [{}], \
+             \"target\": {}, \"met\": {}, \"reason\": {}}}{comma}",
             json_string(q.name),
             q.on.map_or("null".into(), json_string),
             json_string(q.dir.word()),
             json_number(q.value.as_ref().ok().copied()),
+            q.rounds
+                .iter()
+                .map(|v| json_number(v.as_ref().ok().copied()))
+                .collect::<Vec<_>>()
+                .join(", "),
             json_number(Some(q.target)),
             json_bool(q.met()),
             q.value
@@ -1369,6 +1450,25 @@ pub fn json(r: &Results) -> String {
         );
     }
     j.push_str("  ],\n");
+    let rounds: Vec<String> = std::iter::once(&r.rows)
+        .chain(&r.rounds)
+        .enumerate()
+        .map(|(k, rows)| {
+            let g = |c: Config, dir: Dir| {
+                json_number(rows.iter().find(|r| r.is(c, dir)).and_then(Row::gbps))
+            };
+            format!(
+                "{{\"round\": {}, \"split_send_gbps\": {}, \"split_recv_gbps\": {}, \
+                 \"single_send_gbps\": {}, \"single_recv_gbps\": {}}}",
+                k + 1,
+                g(SPLIT_CHAN, Dir::Send),
+                g(SPLIT_CHAN, Dir::Recv),
+                g(SINGLE_CHAN, Dir::Send),
+                g(SINGLE_CHAN, Dir::Recv)
+            )
+        })
+        .collect();
+    let _ = writeln!(j, "  \"split_single_rounds\": [{}],", rounds.join(", "));
     let c = &r.chanbench;
     let values = [
         c.chan_msgs_per_s,
@@ -1410,7 +1510,7 @@ pub fn svg(r: &Results) -> String {
     const BAR_MAX: usize = 400;
     const ROW_H: usize = 30;
     const LINE_H: usize = 20;
-    let qs = ratios(&r.rows);
+    let qs = ratios(r);
     let top = if r.warning.is_some() { 70 } else { 50 };
     let foot = top + ROW_H * r.rows.len();
     let height = foot + LINE_H * (qs.len() + 1) + 30;
@@ -1752,23 +1852,41 @@ struct ConfigRun {
     recovery: Option<recovery::Recovery>,
 }
 
-/// Where the iperf3 server's output of `config`'s boot goes.
-fn server_log(out_dir: &Path, config: Config) -> PathBuf {
-    if config == SPLIT_CHAN {
-        out_dir.join("iperf3-server.log")
+/// Where the iperf3 server's output of `config`'s boot in round `round` (from 1) goes.
+fn server_log(out_dir: &Path, config: Config, round: u32) -> PathBuf {
+    let base = if config == SPLIT_CHAN {
+        "iperf3-server".to_string()
     } else {
-        out_dir.join(format!(
-            "iperf3-server-{}.log",
-            config.label().replace('/', "-")
-        ))
+        format!("iperf3-server-{}", config.label().replace('/', "-"))
+    };
+    if round > 1 {
+        out_dir.join(format!("{base}-round{round}.log"))
+    } else {
+        out_dir.join(format!("{base}.log"))
+    }
+}
+
+/// The name of `config`'s boot in round `round` (from 1): its transcript's directory.
+fn round_boot_name(config: Config, round: u32) -> String {
+    if round > 1 {
+        format!("{}-round{round}", config.boot_name())
+    } else {
+        config.boot_name()
     }
 }
 
 /// Boots `config` from `image` in a namespace of its own (tap) with its own stock servers, and
-/// measures it; with `with_recovery`, the recovery phase follows in the same boot. Every failure
-/// ends up in the rows (with its reason) rather than in an `Err`.
-fn run_config(s: &Setup, config: Config, image: PathBuf, with_recovery: bool) -> ConfigRun {
-    let name = config.boot_name();
+/// measures it (round `round` of it, from 1); with `with_recovery`, the recovery phase follows
+/// in the same boot. Every failure ends up in the rows (with its reason) rather than in an
+/// `Err`.
+fn run_config(
+    s: &Setup,
+    config: Config,
+    image: PathBuf,
+    with_recovery: bool,
+    round: u32,
+) -> ConfigRun {
+    let name = round_boot_name(config, round);
     let rec_seconds = if with_recovery { s.rec_seconds } else { 0 };
     let failed = |why: String| ConfigRun {
         rows: Row::failed_pair(config, &why),
@@ -1793,7 +1911,10 @@ fn run_config(s: &Setup, config: Config, image: PathBuf, with_recovery: bool) ->
             c
         }
     };
-    let log = server_log(&s.out_dir, config);
+    if let Err(e) = std::fs::create_dir_all(images::out_dir().join(&name)) {
+        return failed(format!("cannot create the directory of boot {name}: {e}"));
+    }
+    let log = server_log(&s.out_dir, config, round);
     let server = match Server::start(server_cmd(IPERF3_PORT, &[]), log.clone()) {
         Ok(server) => server,
         Err(e) => return failed(format!("the host's iperf3 server did not start: {e}")),
@@ -1969,7 +2090,7 @@ pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
     };
     let (mut rows, mut stacks, mut recovery) = (Vec::new(), Vec::new(), None);
     let total = images_made.len();
-    for (i, (config, image)) in images_made.into_iter().enumerate() {
+    for (i, (config, image)) in images_made.iter().cloned().enumerate() {
         let with_recovery = config == SPLIT_CHAN && setup.rec_seconds > 0;
         let bound = Duration::from_secs(
             u64::from(
@@ -1998,12 +2119,33 @@ pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
             },
             bound.as_secs()
         );
-        let run = run_config(&setup, config, image, with_recovery);
+        let run = run_config(&setup, config, image, with_recovery, 1);
         rows.extend(run.rows);
         stacks.extend(run.stack);
         if run.recovery.is_some() {
             recovery = run.recovery;
         }
+    }
+    // Further rounds of the split/single comparison, alternately, so that a change in the
+    // host's load falls on both layouts.
+    let mut rounds = Vec::new();
+    for round in 2..=a.rounds {
+        let mut round_rows = Vec::new();
+        for config in [SPLIT_CHAN, SINGLE_CHAN] {
+            let Some((_, image)) = images_made.iter().find(|(c, _)| *c == config) else {
+                continue;
+            };
+            eprintln!(
+                "bench: round {round} of {} of split/single: booting {} again ({}) for two {} s \
+                 measurements...",
+                a.rounds,
+                config.label(),
+                round_boot_name(config, round),
+                a.seconds
+            );
+            round_rows.extend(run_config(&setup, config, image.clone(), false, round).rows);
+        }
+        rounds.push(round_rows);
     }
 
     eprintln!("bench: booting system.toml ({CHANBENCH_SMP} CPUs) for chanbench...");
@@ -2033,6 +2175,7 @@ pub fn bench(a: &BenchArgs) -> Result<u8, Error> {
         guest_cpus: NET_SMP,
         stacks,
         rows,
+        rounds,
         chanbench,
         recovery,
     };
@@ -2575,17 +2718,105 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         assert_eq!(SPLIT_KERNEL.stack(), SPLIT_STACK);
         assert_eq!(SINGLE_CHAN.stack(), SINGLE_STACK);
         let out = Path::new("/o");
-        assert_eq!(server_log(out, SPLIT_CHAN), out.join("iperf3-server.log"));
         assert_eq!(
-            server_log(out, SPLIT_KERNEL),
+            server_log(out, SPLIT_CHAN, 1),
+            out.join("iperf3-server.log")
+        );
+        assert_eq!(
+            server_log(out, SPLIT_KERNEL, 1),
             out.join("iperf3-server-split-kernel.log")
         );
+        assert_eq!(
+            server_log(out, SINGLE_CHAN, 3),
+            out.join("iperf3-server-single-chan-round3.log")
+        );
+        assert_eq!(round_boot_name(SPLIT_CHAN, 1), "bench-net");
+        assert_eq!(round_boot_name(SPLIT_CHAN, 2), "bench-net-round2");
+    }
+
+    /// `rows` with the split/chan and single/chan throughput set to `split` and `single`
+    /// (send, recv).
+    fn with_gbps(rows: &[Row], split: [f64; 2], single: [f64; 2]) -> Vec<Row> {
+        rows.iter()
+            .map(|r| {
+                let mut r = r.clone();
+                let dir = usize::from(r.dir == Dir::Recv);
+                let g = if r.is(SPLIT_CHAN, r.dir) {
+                    Some(split[dir])
+                } else if r.is(SINGLE_CHAN, r.dir) {
+                    Some(single[dir])
+                } else {
+                    None
+                };
+                if let (Some(g), Figures::Measured(m)) = (g, &mut r.figures) {
+                    m.iperf3.gbps = g;
+                }
+                r
+            })
+            .collect()
+    }
+
+    #[test]
+    fn split_over_single_is_the_median_of_its_rounds() {
+        let rows = with_gbps(&all_rows(true), [0.5, 0.8], [0.6, 0.8]);
+        let round2 = with_gbps(&rows, [0.6, 0.7], [0.6, 1.0]);
+        let round3 = with_gbps(&rows, [0.54, 0.9], [0.6, 0.9]);
+        let qs = ratios_over(&rows, &[round2.clone(), round3]);
+        let send = &qs[0];
+        assert_eq!((send.name, send.dir), ("split/single", Dir::Send));
+        let each: Vec<f64> = send.rounds.iter().map(|v| v.clone().unwrap()).collect();
+        assert_eq!(each.len(), 3);
+        assert!((each[0] - 0.5 / 0.6).abs() < 1e-9 && (each[1] - 1.0).abs() < 1e-9);
+        assert!((send.value.clone().unwrap() - 0.9).abs() < 1e-9, "{send:?}");
+        assert_eq!(send.met(), Some(true), "the median, not the first round");
+        let recv = &qs[1];
+        assert!((recv.value.clone().unwrap() - 1.0).abs() < 1e-9, "{recv:?}");
+        // chan/kernel has the first round only.
+        assert!(qs[2..].iter().all(|q| q.rounds.len() == 1));
+        // A failed round is left out of the median and shown as such.
+        let mut failed = round2.clone();
+        for r in &mut failed {
+            if r.is(SINGLE_CHAN, r.dir) {
+                r.figures = Figures::Failed("boot failed".into());
+            }
+        }
+        let q = &ratios_over(&rows, &[failed])[0];
+        assert_eq!(q.rounds[1], Err("single/chan send was not measured".into()));
+        assert!((q.value.clone().unwrap() - 0.5 / 0.6).abs() < 1e-9);
+        // Medians: of an even count, the mean of the middle two; of none, the first reason.
+        assert_eq!(median_of(&[Ok(1.0), Ok(0.8)]), Ok(0.9));
+        assert_eq!(
+            median_of(&[Err("a".into()), Err("b".into())]),
+            Err("a".to_string())
+        );
+        // The table and the JSON show each round.
+        let r = Results {
+            rows: rows.clone(),
+            rounds: vec![round2],
+            ..results(None, 2)
+        };
+        let t = table(&r);
+        assert!(t.contains("the median of 2 rounds: 0.83x, 1.00x"), "{t}");
+        assert!(
+            t.contains("round 2: split/chan 0.600 / 0.700, single/chan 0.600 / 1.000 Gbit/s"),
+            "{t}"
+        );
+        let j = json(&r);
+        assert!(
+            j.contains("\"split_single_rounds\": [{\"round\": 1, "),
+            "{j}"
+        );
+        assert!(
+            j.contains("{\"round\": 2, \"split_send_gbps\": 0.6, \"split_recv_gbps\": 0.7"),
+            "{j}"
+        );
+        assert!(j.contains("\"rounds\": [0.833333, 1]"), "{j}");
     }
 
     #[test]
     fn ratios_are_judged_against_their_targets() {
         let rows = all_rows(true);
-        let qs = ratios(&rows);
+        let qs = ratios_over(&rows, &[]);
         let find =
             |name: &str, dir: Dir| qs.iter().find(|q| q.name == name && q.dir == dir).unwrap();
         // split/single: 0.25 / 0.3 and 0.5 / 0.4.
@@ -2608,10 +2839,10 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             }
             f => f.clone(),
         };
-        assert_eq!(ratios(&at)[2].value, Ok(2.0));
-        assert_eq!(ratios(&at)[2].met(), Some(true));
+        assert_eq!(ratios_over(&at, &[])[2].value, Ok(2.0));
+        assert_eq!(ratios_over(&at, &[])[2].met(), Some(true));
         // A failed row: no value, the reason instead.
-        let qs = ratios(&all_rows(false));
+        let qs = ratios_over(&all_rows(false), &[]);
         let q = qs
             .iter()
             .find(|q| q.name == "chan/kernel" && q.dir == Dir::Recv)
@@ -2632,7 +2863,7 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             f => f.clone(),
         };
         assert_eq!(
-            ratios(&zero)[1].value,
+            ratios_over(&zero, &[])[1].value,
             Err("single/chan recv moved nothing".to_string())
         );
         assert_eq!(verdict(true), "target met");
@@ -2708,6 +2939,7 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
             guest_cpus: NET_SMP,
             stacks,
             rows,
+            rounds: Vec::new(),
             chanbench: parse_chanbench(
                 "chanbench: chan_msgs_per_s=8077880 kernel_msgs_per_s=3385 throughput_ratio=2386.4 \
                  chan_rtt_ns=1300 kernel_rtt_ns=81000 rtt_ratio=60.6 chan_syscalls_per_1k=0.050",
@@ -2930,15 +3162,15 @@ nic0: 82540EM (8086:100e) mac 52:54:00:12:34:56 link up
         assert!(
             j.contains(
                 "{\"name\": \"split/single\", \"on\": null, \"dir\": \"recv\", \"value\": 1.25, \
-                 \"target\": 0.9, \"met\": true, \"reason\": null},"
+                 \"rounds\": [1.25], \"target\": 0.9, \"met\": true, \"reason\": null},"
             ),
             "{j}"
         );
         assert!(
             j.contains(
                 "{\"name\": \"chan/kernel\", \"on\": \"split\", \"dir\": \"recv\", \"value\": \
-                 null, \"target\": 2, \"met\": null, \"reason\": \"split/kernel recv was not \
-                 measured\"}\n  ],"
+                 null, \"rounds\": [null], \"target\": 2, \"met\": null, \"reason\": \
+                 \"split/kernel recv was not measured\"}\n  ],"
             ),
             "{j}"
         );

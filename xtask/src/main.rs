@@ -164,10 +164,12 @@ OPTIONS:
 
 const HELP_BENCH: &str = "\
 cargo xtask bench [--seconds S] [--json PATH] [--net tap|user] [--recovery-seconds R|--no-recovery]
+                  [--rounds N]
 
-Boots Axolotl with tests/manifests/net.toml (8 CPUs, release kernel) three times, one after the
-other: the split layout over channels, the single layout (layout=single: one netstack process)
-and the split layout over kernel IPC (ipc=kernel). Each boot measures TCP throughput between
+Boots Axolotl with tests/manifests/net.toml (8 CPUs, release kernel) four times, one after the
+other: the split layout over channels, the single layout (layout=single: one netstack process),
+the split layout over kernel IPC (ipc=kernel) and the split layout whose idle servers poll
+(idle=poll). Each boot measures TCP throughput between
 the guest's iperf3 and a stock iperf3 server (port 5201) on the host side: 'iperf3 -c 10.0.2.2
 -t S' (the guest sends) and the same with -R (the guest receives). Around each measurement the
 shell's 'stat' and 'ifconfig' give the kernel's system calls and interrupts per 1,000 packets on
@@ -177,6 +179,10 @@ targets: split/single throughput at least 0.9x, channels at least 2x kernel IPC,
 1 system call per 1,000 packets per row. A boot that fails (or an ipc=kernel boot whose stack
 took fewer system calls than kernel IPC costs) gets rows saying FAILED with the reason, never a
 made-up figure; the other boots are still measured, and the exit status is then 1.
+
+With --rounds N, the split and single layouts over channels are then booted and measured
+N - 1 more times, alternately, and their ratio is the median of the N rounds' (each shown): on a
+host whose load changes, one round can favour either layout.
 
 Then, in the split/chan boot, the recovery phase: the guest's iperf3 streams for R seconds to a
 second stock server (port 5202, reporting every 0.25 s) while the shell types 'crash ip' every
@@ -197,6 +203,7 @@ OPTIONS:
     --recovery-seconds R
                        length of the recovery stream, 4..=300 (default 16: seven crashes)
     --no-recovery      skip the recovery phase
+    --rounds N         rounds of the split/single comparison, 1..=9 (default 1)
 ";
 
 const HELP_IMAGE: &str = "\
