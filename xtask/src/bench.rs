@@ -549,22 +549,15 @@ pub fn round_line(k: usize, rows: &[Row]) -> String {
 
 /// The median of the values among `rounds`; without one, the first round's reason.
 pub fn median_of(rounds: &[Result<f64, String>]) -> Result<f64, String> {
-    let mut v: Vec<f64> = rounds
+    let v: Vec<f64> = rounds
         .iter()
         .filter_map(|r| r.as_ref().ok().copied())
         .collect();
-    if v.is_empty() {
-        return Err(rounds
+    recovery::median(&v).ok_or_else(|| {
+        rounds
             .iter()
             .find_map(|r| r.clone().err())
-            .unwrap_or_else(|| "no round measured".to_string()));
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    Ok(if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
+            .unwrap_or_else(|| "no round measured".to_string())
     })
 }
 
