@@ -101,12 +101,11 @@ impl Napi {
     pub fn polled(&mut self, work: usize, now_ns: u64) -> MaskChange {
         match (self.mode, work) {
             (Mode::Polling, 0) => {
-                if let Some(last) = self.last_empty.replace(now_ns) {
-                    let step = now_ns.saturating_sub(last);
-                    if step <= self.max_step_ns {
-                        self.empty_ns += step;
-                    }
-                }
+                self.empty_ns += axolotl_abi::polled_step_within(
+                    self.last_empty.replace(now_ns),
+                    now_ns,
+                    self.max_step_ns,
+                );
                 if self.empty_ns < self.grace_ns {
                     return MaskChange::None;
                 }

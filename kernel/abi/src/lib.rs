@@ -534,6 +534,17 @@ pub const IDLE_POLL_NS: u64 = 20_000_000;
 /// running another thread), and it was not looking for work meanwhile.
 pub const IDLE_POLL_STEP_NS: u64 = 1_000_000;
 
+/// The time from the poll at `last` to the one at `now` that counts as spent polling: all of
+/// it, unless it is longer than `max_step_ns` (the CPU was taken from the poller meanwhile:
+/// none of it counts). The rule behind [`IDLE_POLL_STEP_NS`], shared by every poller that
+/// counts its polling in time (servers, libnet, the driver's NAPI).
+pub fn polled_step_within(last: Option<u64>, now: u64, max_step_ns: u64) -> u64 {
+    match last {
+        Some(last) if now.saturating_sub(last) <= max_step_ns => now - last,
+        _ => 0,
+    }
+}
+
 /// The word of [`StatusPage::mail`] (in 64-bit words from the page's start).
 pub const STATUS_MAIL_WORD: usize = core::mem::offset_of!(StatusPage, mail) / 8;
 

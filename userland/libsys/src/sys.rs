@@ -543,10 +543,7 @@ impl IdlePolicy {
 /// it, unless it is longer than [`crate::abi::IDLE_POLL_STEP_NS`] (the CPU was taken from us
 /// meanwhile: none of it counts).
 pub fn polled_step(last: Option<u64>, now: u64) -> u64 {
-    match last {
-        Some(last) if now.saturating_sub(last) <= crate::abi::IDLE_POLL_STEP_NS => now - last,
-        _ => 0,
-    }
+    crate::abi::polled_step_within(last, now, crate::abi::IDLE_POLL_STEP_NS)
 }
 
 /// Bumps this process's heartbeat in its status page, which the reincarnation server watches to
