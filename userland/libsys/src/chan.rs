@@ -236,6 +236,9 @@ pub struct Link {
     /// When [`refresh_peers`] last looked the peer up while its pid was unknown (`None`: not
     /// since it became unknown).
     looked_up: Option<u64>,
+    /// We sent the peer messages while its pid was unknown: only then can some wait unread for
+    /// a notify we could not give, so only then is the channel worth reading.
+    sent_unknown: bool,
 }
 
 impl Link {
@@ -249,6 +252,7 @@ impl Link {
             epoch: 0,
             restarted: false,
             looked_up: None,
+            sent_unknown: false,
         })
     }
 
@@ -265,6 +269,7 @@ impl Link {
             self.restarted = true;
             self.pid = 0;
             self.looked_up = None;
+            self.sent_unknown = false;
         }
     }
 
@@ -289,7 +294,10 @@ impl Link {
     /// in `errors` and logged at powers of two.
     pub fn send(&mut self, msgs: &[ChanMessage], errors: &mut u64) -> usize {
         match self.to.send_batch(msgs) {
-            Ok(n) => n,
+            Ok(n) => {
+                self.sent_unknown |= n > 0 && self.pid == 0;
+                n
+            }
             Err(libchan::SendError::Full) => 0,
             Err(e) => {
                 if let libchan::SendError::EpochChanged(c) = &e {
@@ -365,7 +373,11 @@ pub fn refresh_peers(
         }
         let spoke = spoke.get(i).copied().unwrap_or(false);
         let since = l.looked_up.map(|t| now.saturating_sub(t));
-        if wants_lookup(spoke, since, every_ns, || l.awaits_reader()) {
+        // The channel is read only after we sent something while the pid was unknown: no
+        // shared-memory read per round for an application we have nothing for.
+        if wants_lookup(spoke, since, every_ns, || {
+            l.sent_unknown && l.awaits_reader()
+        }) {
             l.looked_up = Some(now);
             l.find_peer();
         }
