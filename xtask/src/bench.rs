@@ -532,19 +532,19 @@ fn ratio_of(rows: &[Row], over: Config, under: Config, dir: Dir) -> Result<f64, 
 
 /// Round `k`'s split/chan and single/chan throughput, from its rows.
 pub fn round_line(k: usize, rows: &[Row]) -> String {
-    let g = |c: Config, dir: Dir| {
-        rows.iter()
-            .find(|r| r.is(c, dir))
-            .and_then(Row::gbps)
-            .map_or("-".to_string(), |g| format!("{g:.3}"))
-    };
-    format!(
-        "round {k}: split/chan {} / {}, single/chan {} / {} Gbit/s (send / recv)",
-        g(SPLIT_CHAN, Dir::Send),
-        g(SPLIT_CHAN, Dir::Recv),
-        g(SINGLE_CHAN, Dir::Send),
-        g(SINGLE_CHAN, Dir::Recv)
-    )
+    let [a, b, c, d] = round_gbps(rows).map(|g| g.map_or("-".to_string(), |g| format!("{g:.3}")));
+    format!("round {k}: split/chan {a} / {b}, single/chan {c} / {d} Gbit/s (send / recv)")
+}
+
+/// A round's split/chan send and recv, then single/chan send and recv throughput, from its rows.
+fn round_gbps(rows: &[Row]) -> [Option<f64>; 4] {
+    [
+        (SPLIT_CHAN, Dir::Send),
+        (SPLIT_CHAN, Dir::Recv),
+        (SINGLE_CHAN, Dir::Send),
+        (SINGLE_CHAN, Dir::Recv),
+    ]
+    .map(|(c, dir)| rows.iter().find(|r| r.is(c, dir)).and_then(Row::gbps))
 }
 
 /// The median of the values among `rounds`; without one, the first round's reason.
@@ -1447,17 +1447,11 @@ pub fn json(r: &Results) -> String {
         .chain(&r.rounds)
         .enumerate()
         .map(|(k, rows)| {
-            let g = |c: Config, dir: Dir| {
-                json_number(rows.iter().find(|r| r.is(c, dir)).and_then(Row::gbps))
-            };
+            let [a, b, c, d] = round_gbps(rows).map(json_number);
             format!(
-                "{{\"round\": {}, \"split_send_gbps\": {}, \"split_recv_gbps\": {}, \
-                 \"single_send_gbps\": {}, \"single_recv_gbps\": {}}}",
-                k + 1,
-                g(SPLIT_CHAN, Dir::Send),
-                g(SPLIT_CHAN, Dir::Recv),
-                g(SINGLE_CHAN, Dir::Send),
-                g(SINGLE_CHAN, Dir::Recv)
+                "{{\"round\": {}, \"split_send_gbps\": {a}, \"split_recv_gbps\": {b}, \
+                 \"single_send_gbps\": {c}, \"single_recv_gbps\": {d}}}",
+                k + 1
             )
         })
         .collect();
