@@ -26,12 +26,13 @@
 //!   home as `TX_DONE`, counted in `tx_drops` (the `TX_DONE` of a dropped frame is how
 //!   netpath.md hands a buffer back; TCP retransmits).
 //! - **Batching**: a poll reads up to [`BATCH`] messages, handles up to [`BATCH`] received
-//!   frames, writes each ring's tail once, and sends what it has for pf with `send_batch`.
-//!   Messages that do not fit in the channel wait in an outbox of [`OUTBOX`]; the receive
+//!   frames, writes each ring's tail once, and sends what it has for pf with `send_batch`;
+//!   consecutive `TX_DONE`s travel as one `TX_DONES` per 14 buffers ([`netmsg::merge`]), and
+//!   pf's `RX_RETURNS` bring up to 14 buffers each. Messages that do not fit in the channel wait in an outbox of [`OUTBOX`]; the receive
 //!   budget shrinks with the outbox's room, so a pf that stops reading makes the NIC drop
 //!   frames (counted by the device) rather than us lose buffers.
 //! - **Everything from shared memory is untrusted**: each message is checked by
-//!   [`netmsg::Kind::decode`] against the pools' sizes; a bad one is counted and dropped, and
+//!   [`netmsg::Kind::decode_all`] against the pools' sizes; a bad one is counted and dropped, and
 //!   no message can make this code panic.
 //! - **Restarts**: an epoch change on either channel (pf restarted) is counted and reported;
 //!   on the first report of a restart every rx-pool buffer lent to pf is taken back into the
@@ -538,7 +539,7 @@ impl<'a, W: Waiter> DataPath<'a, W> {
         m: &Message,
         event: &mut impl FnMut(PathEvent),
     ) {
-        let kind = match Kind::decode(m, self.rx_pool.view().count(), self.tx_pool.count()) {
+        let kinds = match Kind::decode_all(m, self.rx_pool.view().count(), self.tx_pool.count()) {
             Ok(k) => k,
             Err(r) => {
                 self.counters.malformed.count(r);
@@ -549,6 +550,19 @@ impl<'a, W: Waiter> DataPath<'a, W> {
                 return;
             }
         };
+        for kind in kinds {
+            self.handle_one(nic, m.tag, kind, event);
+        }
+    }
+
+    /// Handles one buffer of a message with tag `tag` (an `RX_RETURNS` names several).
+    fn handle_one<R: Registers>(
+        &mut self,
+        nic: &mut Nic<R>,
+        tag: u32,
+        kind: Kind,
+        event: &mut impl FnMut(PathEvent),
+    ) {
         match kind {
             Kind::RxReturn(d) => {
                 // Only a buffer pf holds may come back: one the NIC holds, one still in the
@@ -558,7 +572,7 @@ impl<'a, W: Waiter> DataPath<'a, W> {
                 } else {
                     self.counters.not_lent += 1;
                     event(PathEvent::Refused {
-                        tag: m.tag,
+                        tag,
                         why: Refusal::NotLent { index: d.index },
                     });
                 }
@@ -570,8 +584,8 @@ impl<'a, W: Waiter> DataPath<'a, W> {
             Kind::RxFrame(_) | Kind::TxDone(_) => {
                 self.counters.not_for_us += 1;
                 event(PathEvent::Refused {
-                    tag: m.tag,
-                    why: Refusal::NotForUs { tag: m.tag },
+                    tag,
+                    why: Refusal::NotForUs { tag },
                 });
             }
         }
@@ -679,16 +693,30 @@ impl<'a, W: Waiter> DataPath<'a, W> {
     fn send_to_pf(&mut self, event: &mut impl FnMut(PathEvent)) -> usize {
         let mut sent = 0;
         while self.outbox.len() > 0 {
-            let k = self.outbox.len().min(BATCH);
+            // Up to BATCH messages; a run of TX_DONEs goes in one TX_DONES per 14 buffers.
+            // `items[i]`: how many outbox entries message i carries.
             let mut msgs = [Message::default(); BATCH];
-            for (i, m) in msgs.iter_mut().enumerate().take(k) {
-                if let Some(kind) = self.outbox.get(i) {
-                    *m = kind.message();
+            let mut items = [0usize; BATCH];
+            let mut k = 0;
+            for i in 0..self.outbox.len() {
+                let Some(kind) = self.outbox.get(i) else {
+                    break;
+                };
+                let m = kind.message();
+                if k > 0 && netmsg::merge(&mut msgs[k - 1], &m) {
+                    items[k - 1] += 1;
+                    continue;
                 }
+                if k == BATCH {
+                    break;
+                }
+                msgs[k] = m;
+                items[k] = 1;
+                k += 1;
             }
             match self.to_pf.send_batch(&msgs[..k]) {
                 Ok(n) => {
-                    for _ in 0..n {
+                    for _ in 0..items[..n].iter().sum::<usize>() {
                         match self.outbox.pop() {
                             Some(Kind::RxFrame(d)) => {
                                 self.with_pf.insert(d.index);

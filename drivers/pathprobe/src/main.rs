@@ -275,13 +275,25 @@ impl Probe {
 
     /// Handles one message from the driver; returns the `RX_RETURN` to send, if any.
     fn handle(&mut self, m: &ChanMessage) -> Option<ChanMessage> {
-        let kind = match Kind::decode(m, self.rx_pool.count(), self.tx_pool.view().count()) {
+        let kinds = match Kind::decode_all(m, self.rx_pool.count(), self.tx_pool.view().count()) {
             Ok(k) => k,
             Err(r) => {
                 self.refuse(m.tag, "malformed", r);
                 return None;
             }
         };
+        if kinds.is_several() {
+            // A TX_DONES: several buffers home, nothing to return.
+            for kind in kinds {
+                let _ = self.handle_one(m.tag, kind);
+            }
+            return None;
+        }
+        self.handle_one(m.tag, kinds.first()?)
+    }
+
+    /// Handles one buffer of a message tagged `tag`.
+    fn handle_one(&mut self, tag: u32, kind: Kind) -> Option<ChanMessage> {
         match kind {
             Kind::RxFrame(d) => {
                 self.received(d);
@@ -289,7 +301,7 @@ impl Probe {
             }
             Kind::TxDone(d) => {
                 if self.tx_pool.free(d).is_err() {
-                    self.refuse(m.tag, "not lent out", d.index);
+                    self.refuse(tag, "not lent out", d.index);
                     return None;
                 }
                 if self.in_flight.is_some_and(|f| f.index == d.index) {
@@ -302,7 +314,7 @@ impl Probe {
                 None
             }
             Kind::RxReturn(_) | Kind::TxFrame(_) => {
-                self.refuse(m.tag, "only pf sends it", 0);
+                self.refuse(tag, "only pf sends it", 0);
                 None
             }
         }

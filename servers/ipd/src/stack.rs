@@ -736,7 +736,15 @@ impl<'a> Stack<'a> {
         drain_into(&mut self.out, send);
     }
 
+    /// Queues `m` for pf; a buffer going home rides in the newest message queued when that
+    /// sends buffers of the same pool home and has room ([`netmsg::merge`]). False (and `m`
+    /// counted as an overflow) when the outbox is full.
     fn push_out(&mut self, m: ChanMessage) -> bool {
+        if let Some(last) = self.out.back_mut()
+            && netmsg::merge(last, &m)
+        {
+            return true;
+        }
         if self.out.len() >= self.out_limit {
             self.stats.outbox_overflow += 1;
             self.notice(Notice::OutboxOverflow);
@@ -770,10 +778,17 @@ impl<'a> Stack<'a> {
 
     /// Handles one message from pf at time `now_ns`.
     pub fn handle(&mut self, m: &ChanMessage, now_ns: u64) {
-        let kind = match Kind::decode(m, self.rx.count(), self.tx.view().count()) {
+        let kinds = match Kind::decode_all(m, self.rx.count(), self.tx.view().count()) {
             Ok(k) => k,
             Err(r) => return self.refuse(m.tag, Refusal::Malformed(r)),
         };
+        for kind in kinds {
+            self.handle_one(m, kind, now_ns);
+        }
+    }
+
+    /// Handles one buffer of message `m` from pf (a `TX_DONES` names several).
+    fn handle_one(&mut self, m: &ChanMessage, kind: Kind, now_ns: u64) {
         match kind {
             Kind::RxFrame(d) => {
                 if self.receive(d, now_ns) {
@@ -1413,16 +1428,16 @@ impl<'a> Stack<'a> {
         };
         let d = m.descriptor();
         match m.tag {
-            tcpmsg::tag::RX_RETURN => {
-                let held = Kind::decode(m, rx_count, tx_count).is_ok()
-                    && link.rx_held.get(d.index as usize) == Some(&true);
-                if !held {
+            tcpmsg::tag::RX_RETURN | tcpmsg::tag::RX_RETURNS => {
+                // Every index is checked before any buffer is taken back.
+                let Ok(kinds) = Kind::decode_all(m, rx_count, tx_count) else {
                     self.stats.tcp_refused += 1;
                     return;
-                }
-                link.rx_held[d.index as usize] = false;
-                if self.push_out(Kind::RxReturn(d).message()) {
-                    self.stats.rx_returned += 1;
+                };
+                for kind in kinds {
+                    if let Kind::RxReturn(d) = kind {
+                        self.tcp_rx_return(d);
+                    }
                 }
             }
             tcpmsg::tag::IP_SEND | tcpmsg::tag::TX_GIVE_BACK => {
@@ -1450,6 +1465,21 @@ impl<'a> Stack<'a> {
                 self.lend_tcp();
             }
             _ => self.stats.tcp_refused += 1,
+        }
+    }
+
+    /// tcp sent rx-pool buffer `d` home: on to pf if tcp held it (else refused and counted).
+    fn tcp_rx_return(&mut self, d: PoolDescriptor) {
+        let Some(link) = self.tcp.as_mut() else {
+            return;
+        };
+        if link.rx_held.get(d.index as usize) != Some(&true) {
+            self.stats.tcp_refused += 1;
+            return;
+        }
+        link.rx_held[d.index as usize] = false;
+        if self.push_out(Kind::RxReturn(d).message()) {
+            self.stats.rx_returned += 1;
         }
     }
 

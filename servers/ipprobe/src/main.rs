@@ -257,10 +257,17 @@ impl Probe {
 
     /// One message from pf.
     fn handle(&mut self, m: &ChanMessage) {
-        let kind = match Kind::decode(m, self.rx_pool.count(), self.tx_pool.view().count()) {
+        let kinds = match Kind::decode_all(m, self.rx_pool.count(), self.tx_pool.view().count()) {
             Ok(k) => k,
             Err(r) => return self.refuse(m.tag, r),
         };
+        // A TX_DONES brings several buffers home.
+        for kind in kinds {
+            self.handle_one(m.tag, kind);
+        }
+    }
+
+    fn handle_one(&mut self, tag: u32, kind: Kind) {
         match kind {
             Kind::RxFrame(d) => {
                 self.received(d);
@@ -268,10 +275,10 @@ impl Probe {
             }
             Kind::TxDone(d) => {
                 if let Err(e) = self.tx_pool.free(d) {
-                    self.refuse(m.tag, e);
+                    self.refuse(tag, e);
                 }
             }
-            Kind::RxReturn(_) | Kind::TxFrame(_) => self.refuse(m.tag, "only ip sends it"),
+            Kind::RxReturn(_) | Kind::TxFrame(_) => self.refuse(tag, "only ip sends it"),
         }
     }
 

@@ -9,9 +9,9 @@
 //!                                             RX_RETURN ip → e1000, TX_DONE e1000 → ip
 //! ```
 //!
-//! - **Every message is checked first** with [`netmsg::Kind::decode`] against the pools' sizes,
-//!   and must be a kind its sender sends (e1000: `RX_FRAME`, `TX_DONE`; ip: `TX_FRAME`,
-//!   `RX_RETURN`). A refusal is counted and reported as an [`Event`], and the message dropped:
+//! - **Every message is checked first** with [`netmsg::Kind::decode_all`] against the pools'
+//!   sizes, and must be a kind its sender sends (e1000: `RX_FRAME`, `TX_DONE(S)`; ip:
+//!   `TX_FRAME`, `RX_RETURN(S)`). A refusal is counted and reported as an [`Event`], and the message dropped:
 //!   nothing it names is followed.
 //! - **Frames are read in place** through [`PoolView::check`]: pf looks at the Ethernet and IP
 //!   headers in the shared buffer and forwards the descriptor. A frame that is not IPv4 (ARP
@@ -20,8 +20,12 @@
 //! - **Only the descriptor goes on**, in a message pf builds itself (`Kind::message`), so no
 //!   byte a peer wrote besides the checked descriptor reaches the next hop.
 //! - **No buffer is ever dropped silently**: a denied frame's buffer goes home (`RX_RETURN` to
-//!   e1000, `TX_DONE` to ip). Every message taken from an input produces exactly one message
-//!   for an output; what the output ring cannot take waits in that output's queue, in order.
+//!   e1000, `TX_DONE` to ip). Every message taken from an input produces at most one message
+//!   for an output (none when all it names were orphans of a restart); what the output ring
+//!   cannot take waits in that output's queue, in order.
+//! - **Buffers go home together**: a return (`RX_RETURN`, `TX_DONE`, or their several-buffer
+//!   forms) is folded into the newest message its queue holds when that is a return of the same
+//!   pool with room ([`netmsg::merge`]), so a round that sends 30 buffers home sends 3 messages.
 //!   An input is read only as far as both queues have room for its messages (either input can
 //!   produce for either output), so when a queue is full pf stops reading (and the peer's ring
 //!   fills up, which is the peer's back-pressure) instead of losing a buffer.
@@ -271,8 +275,17 @@ impl Held {
         self.slots.len() - self.len
     }
 
-    /// Appends `m`; false (and nothing changed) when full, which [`Path::read`] rules out.
+    /// Appends `m`, or folds it into the newest message held when both send buffers of one pool
+    /// home and fit in one message ([`netmsg::merge`]); false (and nothing changed) when full,
+    /// which [`Path::read`] rules out.
     fn push(&mut self, m: Message) -> bool {
+        if self.len > 0 {
+            let capacity = self.slots.len();
+            let last = &mut self.slots[(self.head + self.len - 1) % capacity];
+            if netmsg::merge(last, &m) {
+                return true;
+            }
+        }
         let capacity = self.slots.len();
         if self.len == capacity {
             return false;
@@ -586,7 +599,7 @@ impl<'a, W: Waiter> Path<'a, W> {
             });
         self.to_driver
             .held
-            .retain(|m| !matches!(Kind::decode(m, rx_count, tx_count), Ok(Kind::RxReturn(_))));
+            .retain(|m| !matches!(first_kind(m, rx_count, tx_count), Some(Kind::RxReturn(_))));
         for index in w.rx_with_ip.take() {
             w.rx_orphans.insert(index);
         }
@@ -636,7 +649,7 @@ impl<'a, W: Waiter> Path<'a, W> {
         for i in 0..n {
             let m = self.batch[i];
             match self.judge(from, &m, rules) {
-                Ok(None) => self.counters.orphans_dropped += 1,
+                Ok(None) => {}
                 Ok(Some((to, out))) => {
                     let output = match to {
                         Peer::Driver => &mut self.to_driver,
@@ -676,15 +689,40 @@ impl<'a, W: Waiter> Path<'a, W> {
         on_event(event);
     }
 
-    /// Decides where one message from `from` goes, and as what.
+    /// Decides where one message from `from` goes, and as what: one message at most, since the
+    /// buffers of an `RX_RETURNS` or `TX_DONES` all go the same way and fit in one again.
+    /// `None` when every buffer it names was an orphan (dropped and counted).
     fn judge(
         &mut self,
         from: Peer,
         m: &Message,
         rules: &mut RuleSet,
     ) -> Result<Option<(Peer, Message)>, Refusal> {
-        let kind = Kind::decode(m, self.rx_pool.count(), self.tx_pool.count())
+        let kinds = Kind::decode_all(m, self.rx_pool.count(), self.tx_pool.count())
             .map_err(Refusal::Malformed)?;
+        let mut out: Option<(Peer, Message)> = None;
+        for kind in kinds {
+            // Every buffer of a several-buffer message is of the same kind: if one is
+            // misdirected, the first is, and nothing has changed yet.
+            match (self.judge_one(from, kind, rules)?, &mut out) {
+                (None, _) => self.counters.orphans_dropped += 1,
+                (Some(next), None) => out = Some(next),
+                (Some((_, next)), Some((_, into))) => {
+                    let merged = netmsg::merge(into, &next);
+                    debug_assert!(merged, "one message's buffers fit in one message");
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Decides where one buffer from `from` goes, and as what.
+    fn judge_one(
+        &mut self,
+        from: Peer,
+        kind: Kind,
+        rules: &mut RuleSet,
+    ) -> Result<Option<(Peer, Message)>, Refusal> {
         let c = &mut self.counters;
         let to = match (from, kind) {
             (Peer::Driver, Kind::RxFrame(d)) => {
@@ -819,6 +857,13 @@ impl<'a, W: Waiter> Path<'a, W> {
     pub fn pool_buffers(&self) -> (u32, u32) {
         (self.rx_pool.count(), self.tx_pool.count())
     }
+}
+
+/// The kind of the first buffer `m` carries, if it is well-formed.
+fn first_kind(m: &Message, rx_buffers: u32, tx_buffers: u32) -> Option<Kind> {
+    Kind::decode_all(m, rx_buffers, tx_buffers)
+        .ok()
+        .and_then(|k| k.first())
 }
 
 /// The verdict on the frame `d` names in `pool`, travelling `dir`: the rules' for IPv4 (counted

@@ -124,6 +124,19 @@ impl Stats {
     }
 }
 
+/// Queues rx-pool buffer `d` to go home to ip: in the newest message queued when that sends rx
+/// buffers home and has room (`RX_RETURNS`, [`netmsg::merge`]), else as an `RX_RETURN`. A poll
+/// that reads 30 packets sends their buffers home in 3 messages.
+fn send_home(out: &mut VecDeque<Message>, d: PoolDescriptor) {
+    let m = tcpmsg::control(tag::RX_RETURN, d, 0, 0);
+    if let Some(last) = out.back_mut()
+        && netmsg::merge(last, &m)
+    {
+        return;
+    }
+    out.push_back(m);
+}
+
 /// The smoltcp device: the channel pair to ip.
 struct Link<'a> {
     frames: PoolView<'a>,
@@ -199,8 +212,7 @@ impl<'a> Device for Link<'a> {
                 ..d.frame
             };
             // Home once this round's poll is over (the outbox is flushed after it).
-            self.out
-                .push_back(tcpmsg::control(tag::RX_RETURN, d.frame, 0, 0));
+            send_home(&mut self.out, d.frame);
             if let Ok(b) = self.frames.check(packet) {
                 // Safety: ip handed us the buffer with DELIVER; the RX_RETURN just queued goes
                 // out only after smoltcp's poll, when this slice is no longer used.
@@ -506,8 +518,7 @@ impl<'a> Tcp<'a> {
                 _ => {
                     self.link.stats.refused += 1;
                     if self.link.frames.validate(m.descriptor()).is_ok() {
-                        let back = tcpmsg::control(tag::RX_RETURN, m.descriptor(), 0, 0);
-                        self.link.out.push_back(back);
+                        send_home(&mut self.link.out, m.descriptor());
                     }
                 }
             },

@@ -64,6 +64,37 @@ fn whole(pool: u16, index: u32) -> PoolDescriptor {
 }
 
 #[test]
+fn buffers_go_home_to_ip_together() {
+    let mut t = Tcp::new(
+        view(RX_POOL_ID, memory(4)),
+        view(TX_POOL_ID, memory(4)),
+        1_000_000,
+        42,
+    );
+    // Three deliveries whose packet is too short: refused, each buffer sent home at once.
+    for index in 0..3 {
+        let frame = PoolDescriptor {
+            len: 60,
+            ..whole(RX_POOL_ID, index)
+        };
+        t.from_ip(&tcpmsg::control(tag::DELIVER, frame, 14 | (10 << 32), 0));
+    }
+    let mut to_ip = Vec::new();
+    t.flush_ip(|m| {
+        to_ip.extend_from_slice(m);
+        m.len()
+    });
+    assert_eq!(to_ip.len(), 1, "{to_ip:?}");
+    assert_eq!(to_ip[0].tag, tag::RX_RETURNS);
+    let home: Vec<u32> = netmsg::Kind::decode_all(&to_ip[0], 4, 4)
+        .unwrap()
+        .map(|k| k.descriptor().index)
+        .collect();
+    assert_eq!(home, [0, 1, 2]);
+    assert_eq!(t.stats().refused, 3);
+}
+
+#[test]
 fn a_syn_is_answered_in_place_and_listening_ports_are_checked() {
     let (rx, tx) = (memory(4), memory(4));
     let rx_mem = rx.as_mut_ptr();
@@ -306,6 +337,11 @@ fn wire(a: &mut Side, b: &mut Side, now: &mut u64, rounds: usize) {
                 let d = m.descriptor();
                 match m.tag {
                     tag::RX_RETURN => from.free_rx.push(d.index),
+                    tag::RX_RETURNS => from.free_rx.extend(
+                        netmsg::Kind::decode_all(&m, 1 << 16, 1 << 16)
+                            .expect("tcp sends well-formed returns")
+                            .map(|k| k.descriptor().index),
+                    ),
                     tag::IP_SEND => {
                         // Safety: the sender handed this lent tx buffer back with IP_SEND.
                         let packet = unsafe {

@@ -74,6 +74,9 @@ pub mod tag {
     pub const DELIVER: u32 = netmsg::tag::RX_FRAME;
     /// tcp → ip: an rx-pool buffer going home.
     pub const RX_RETURN: u32 = netmsg::tag::RX_RETURN;
+    /// tcp → ip: several rx-pool buffers home at once (indices only, built with
+    /// `netmsg::merge`).
+    pub const RX_RETURNS: u32 = netmsg::tag::RX_RETURNS;
     /// ip → tcp: a tx-pool buffer lent to tcp; word 2 = our IPv4 address.
     pub const TX_LEND: u32 = 0x5443_0001;
     /// tcp → ip: an IPv4 packet to send at [`super::TX_HEADROOM`] of a lent buffer.

@@ -88,7 +88,10 @@ impl Bench {
     fn sent(&mut self) -> Vec<Kind> {
         let mut got = Vec::new();
         self.stack.flush(|msgs| {
-            got.extend(msgs.iter().map(|m| Kind::decode(m, 16, 64).unwrap()));
+            got.extend(
+                msgs.iter()
+                    .flat_map(|m| Kind::decode_all(m, 16, 64).unwrap()),
+            );
             msgs.len()
         });
         got
@@ -224,6 +227,56 @@ fn an_echo_request_is_answered_from_the_buffer_it_arrived_in() {
     assert_eq!(b.stack.stats().tx_double_free, 1);
     assert_eq!(b.stack.take_notices().len(), 1);
     assert!(b.stack.demux_counters().accounted());
+}
+
+#[test]
+fn buffers_go_home_together_and_come_back_together() {
+    let mut b = Bench::new();
+    // Sixteen frames nobody wants (not Ethernet we know): their buffers go home in two
+    // messages, 14 + 2.
+    for _ in 0..16 {
+        b.receive(&[0u8; 60], 0);
+    }
+    let mut messages = Vec::new();
+    b.stack.flush(|msgs| {
+        messages.extend_from_slice(msgs);
+        msgs.len()
+    });
+    assert_eq!(
+        messages.iter().map(|m| (m.tag, m.len)).collect::<Vec<_>>(),
+        [(tag::RX_RETURNS, 56), (tag::RX_RETURNS, 8)]
+    );
+    let homes: Vec<u32> = messages
+        .iter()
+        .flat_map(|m| Kind::decode_all(m, 16, 64).unwrap())
+        .map(|k| k.descriptor().index)
+        .collect();
+    assert_eq!(homes, (0..16).collect::<Vec<_>>());
+    assert_eq!(b.stack.stats().rx_returned, 16);
+    // Three echo replies go out; the driver's TX_DONEs come back in one TX_DONES.
+    let mut out = Vec::new();
+    for _ in 0..3 {
+        b.receive(&PING_FROM_HOST, 5 * MS);
+        out.extend(b.sent().into_iter().filter_map(|k| match k {
+            Kind::TxFrame(d) => Some(d),
+            _ => None,
+        }));
+    }
+    assert_eq!((out.len(), b.stack.tx_in_use()), (3, 3));
+    let done = |d: &PoolDescriptor| Kind::TxDone(*d).message();
+    let mut dones = done(&out[0]);
+    assert!(netmsg::merge(&mut dones, &done(&out[1])));
+    assert!(netmsg::merge(&mut dones, &done(&out[2])));
+    b.stack.handle(&dones, 0);
+    assert_eq!((b.stack.tx_in_use(), b.stack.stats().tx_done), (0, 3));
+    // The same again: each buffer is refused on its own, as a double free.
+    b.stack.handle(&dones, 0);
+    assert_eq!(b.stack.stats().tx_double_free, 3);
+    // ip never takes RX_RETURNS: they are the driver's.
+    b.stack.take_notices();
+    b.stack.handle(&messages[1], 0);
+    assert!(b.sent().is_empty());
+    assert_eq!(b.stack.take_notices().len(), 2);
 }
 
 #[test]
@@ -456,9 +509,8 @@ fn a_router_saying_unreachable_ends_the_ping() {
     ));
 }
 
-#[test]
-fn tcp_and_udp_are_counted_and_dropped() {
-    let mut b = Bench::new();
+/// A TCP SYN from the gateway to us, in a frame.
+fn tcp_syn_frame() -> Vec<u8> {
     let mut syn = vec![
         0x9c, 0x40, 0x14, 0x51, 0x8a, 0x3b, 0x11, 0x07, 0, 0, 0, 0, 0x50, 0x02, 0xfa, 0xf0, 0, 0,
         0, 0,
@@ -469,7 +521,13 @@ fn tcp_and_udp_are_counted_and_dropped() {
     Ipv4Repr::new(GW, US, IpProtocol::TCP, 1, 0)
         .emit_packet(&mut packet, &syn)
         .unwrap();
-    let f = ether(OUR_MAC, GW_MAC, EtherType::IPV4, &packet);
+    ether(OUR_MAC, GW_MAC, EtherType::IPV4, &packet)
+}
+
+#[test]
+fn tcp_and_udp_are_counted_and_dropped() {
+    let mut b = Bench::new();
+    let f = tcp_syn_frame();
     assert!(matches!(
         demux::classify_frame(&f, &b.stack.interface()),
         Verdict::Transport(d) if d.transport == Transport::Tcp
@@ -1636,6 +1694,47 @@ fn tcp_segment(b: &mut Bench, lend: &ChanMessage, at: u64) -> PoolDescriptor {
     b.stack
         .handle_tcp(&tcpmsg::control(tcpmsg::tag::IP_SEND, seg, 0, 0), at);
     b.one_tx_frame().0
+}
+
+#[test]
+fn tcp_sends_buffers_home_together_and_each_is_checked() {
+    let (mut b, _) = with_tcp();
+    let delivered: Vec<u32> = (0..3)
+        .map(|_| b.receive(&tcp_syn_frame(), 0).index)
+        .collect();
+    assert!(b.sent().is_empty(), "with tcp until it sends them home");
+    let deliveries = to_tcp(&mut b);
+    assert_eq!(deliveries.len(), 3);
+    assert!(deliveries.iter().all(|m| m.tag == tcpmsg::tag::DELIVER));
+    let one = |i: u32| Kind::RxReturn(b.rx.whole(i).unwrap()).message();
+    let mut home = one(delivered[0]);
+    for &i in &delivered[1..] {
+        assert!(netmsg::merge(&mut home, &one(i)));
+    }
+    assert_eq!(home.tag, tcpmsg::tag::RX_RETURNS);
+    b.stack.handle_tcp(&home, 0);
+    // On to pf, together again.
+    let mut to_pf = Vec::new();
+    b.stack.flush(|msgs| {
+        to_pf.extend_from_slice(msgs);
+        msgs.len()
+    });
+    assert_eq!(to_pf.len(), 1);
+    let back: Vec<u32> = Kind::decode_all(&to_pf[0], 16, 96)
+        .unwrap()
+        .map(|k| k.descriptor().index)
+        .collect();
+    assert_eq!(back, delivered);
+    assert_eq!(b.stack.stats().tcp_refused, 0);
+    // Again: tcp holds none of them now; each is refused on its own.
+    b.stack.handle_tcp(&home, 0);
+    assert_eq!(b.stack.stats().tcp_refused, 3);
+    // A bad index refuses the message whole, counted once.
+    let mut bad = home;
+    bad.payload[0] = u64::from(u32::MAX);
+    b.stack.handle_tcp(&bad, 0);
+    assert_eq!(b.stack.stats().tcp_refused, 4);
+    assert!(b.sent().is_empty());
 }
 
 #[test]
