@@ -821,6 +821,19 @@ pub fn console_drives_the_shell_over_the_network(h: &dyn Harness) -> ScenarioRes
     if !boot.transcript.contains("[net 10.0.2.2:") {
         return Err("the console does not show the commands that came over the network".into());
     }
+    // rs starts tcp after the shell: the shell waits for it quietly and listens once, never
+    // failing a LISTEN on the way.
+    if let Some(l) = boot
+        .transcript
+        .lines()
+        .find(|l| l.contains("network console: listening on"))
+    {
+        return Err(format!("the shell failed to listen on its way up: {l}"));
+    }
+    let listens = |l: &str| l.trim_end().ends_with("network console on tcp port 2323");
+    if !boot.transcript.lines().any(listens) {
+        return Err("the shell never said it listens on 2323".into());
+    }
     Ok(None)
 }
 
