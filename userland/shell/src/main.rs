@@ -181,16 +181,14 @@ struct NetConsole {
     /// When to try to listen again (tcp may not be up yet).
     next_bind_ns: u64,
     bind_failures: u32,
-    /// tcp was not running at the last try (said once).
-    waiting_for_tcp: bool,
+    /// Looks for tcp that did not find it, in a row (said once, at the first).
+    tcp_misses: u32,
     session: Option<(TcpStream, core::net::SocketAddrV4)>,
     lines: Lines,
 }
 
 /// How often to retry listening after a failure.
 const BIND_RETRY_NS: u64 = 1_000_000_000;
-/// How often to look for tcp while it does not run.
-const TCP_WAIT_NS: u64 = 100_000_000;
 
 impl NetConsole {
     fn new(port: u16) -> Self {
@@ -199,7 +197,7 @@ impl NetConsole {
             listener: None,
             next_bind_ns: 0,
             bind_failures: 0,
-            waiting_for_tcp: false,
+            tcp_misses: 0,
             session: None,
             lines: Lines::new(),
         }
@@ -215,13 +213,14 @@ impl NetConsole {
             // rs may start tcp after the shell: not an error, and not worth a LISTEN that no
             // one reads yet.
             if libsys::lookup("tcp").is_err() {
-                if !self.waiting_for_tcp {
-                    self.waiting_for_tcp = true;
+                self.tcp_misses = self.tcp_misses.saturating_add(1);
+                if self.tcp_misses == 1 {
                     log!("network console on tcp port {} once tcp runs", self.port);
                 }
-                self.next_bind_ns = now + TCP_WAIT_NS;
+                self.next_bind_ns = now + netcon::tcp_wait_ns(self.tcp_misses);
                 return false;
             }
+            self.tcp_misses = 0;
             match TcpListener::bind(self.port) {
                 Ok(l) => {
                     log!("network console on tcp port {}", self.port);

@@ -17,6 +17,20 @@ pub const MAX_LINE: usize = 256;
 /// Sent to a client that connects while another session is open.
 pub const BUSY: &str = "axolotl: the network console is in use by another session\n";
 
+/// The first wait between looks for tcp while it does not run (rs starts it after the shell).
+pub const TCP_WAIT_FIRST_NS: u64 = 100_000_000;
+/// The longest wait between looks for tcp: a boot without tcp costs one call a second.
+pub const TCP_WAIT_MAX_NS: u64 = 1_000_000_000;
+
+/// How long to wait before looking for tcp again after `misses` looks that did not find it
+/// (at least 1): 100 ms, doubling, at most 1 s.
+pub fn tcp_wait_ns(misses: u32) -> u64 {
+    let doublings = misses.saturating_sub(1).min(16);
+    TCP_WAIT_FIRST_NS
+        .saturating_mul(1 << doublings)
+        .min(TCP_WAIT_MAX_NS)
+}
+
 /// The port of `netconsole=PORT` among the shell's comma- or space-separated arguments:
 /// `Ok(None)` when absent, `Err` with the reason when malformed.
 pub fn port(args: &str) -> Result<Option<u16>, String> {
@@ -96,6 +110,14 @@ impl Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tcp_is_looked_for_often_at_first_then_once_a_second() {
+        let waits: Vec<u64> = (1..=6).map(|n| tcp_wait_ns(n) / 1_000_000).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(tcp_wait_ns(0), TCP_WAIT_FIRST_NS);
+        assert_eq!(tcp_wait_ns(u32::MAX), TCP_WAIT_MAX_NS);
+    }
 
     #[test]
     fn arguments() {
