@@ -28,9 +28,10 @@
 //! - **Batching**: a poll reads up to [`BATCH`] messages, handles up to [`BATCH`] received
 //!   frames, writes each ring's tail once, and sends what it has for pf with `send_batch`;
 //!   consecutive `TX_DONE`s travel as one `TX_DONES` per 14 buffers ([`netmsg::merge`]), and
-//!   pf's `RX_RETURNS` bring up to 14 buffers each. Messages that do not fit in the channel wait in an outbox of [`OUTBOX`]; the receive
-//!   budget shrinks with the outbox's room, so a pf that stops reading makes the NIC drop
-//!   frames (counted by the device) rather than us lose buffers.
+//!   pf's `RX_RETURNS` bring up to 14 buffers each. Messages that do not fit in the channel
+//!   wait in an outbox of [`OUTBOX`]; the receive budget shrinks with the outbox's room, so a
+//!   pf that stops reading makes the NIC drop frames (counted by the device) rather than us
+//!   lose buffers.
 //! - **Everything from shared memory is untrusted**: each message is checked by
 //!   [`netmsg::Kind::decode_all`] against the pools' sizes; a bad one is counted and dropped, and
 //!   no message can make this code panic.

@@ -11,8 +11,8 @@
 //!
 //! - **Every message is checked first** with [`netmsg::Kind::decode_all`] against the pools'
 //!   sizes, and must be a kind its sender sends (e1000: `RX_FRAME`, `TX_DONE(S)`; ip:
-//!   `TX_FRAME`, `RX_RETURN(S)`). A refusal is counted and reported as an [`Event`], and the message dropped:
-//!   nothing it names is followed.
+//!   `TX_FRAME`, `RX_RETURN(S)`). A refusal is counted and reported as an [`Event`], and the
+//!   message dropped: nothing it names is followed.
 //! - **Frames are read in place** through [`PoolView::check`]: pf looks at the Ethernet and IP
 //!   headers in the shared buffer and forwards the descriptor. A frame that is not IPv4 (ARP
 //!   ...) passes unfiltered ([`pf::packet::ipv4_in_ethernet`]); an IPv4 packet pf cannot read is
@@ -23,12 +23,12 @@
 //!   e1000, `TX_DONE` to ip). Every message taken from an input produces at most one message
 //!   for an output (none when all it names were orphans of a restart); what the output ring
 //!   cannot take waits in that output's queue, in order.
-//! - **Buffers go home together**: a return (`RX_RETURN`, `TX_DONE`, or their several-buffer
-//!   forms) is folded into the newest message its queue holds when that is a return of the same
-//!   pool with room ([`netmsg::merge`]), so a round that sends 30 buffers home sends 3 messages.
 //!   An input is read only as far as both queues have room for its messages (either input can
 //!   produce for either output), so when a queue is full pf stops reading (and the peer's ring
 //!   fills up, which is the peer's back-pressure) instead of losing a buffer.
+//! - **Buffers go home together**: a return (`RX_RETURN`, `TX_DONE`, or their several-buffer
+//!   forms) is folded into the newest message its queue holds when that is a return of the same
+//!   pool with room ([`netmsg::merge`]), so a round that sends 30 buffers home sends 3 messages.
 //! - **Sized so that valid traffic never stops it**: every message carries a buffer, so pf can
 //!   never hold more messages than the two pools have buffers; each queue holds that many
 //!   (up to [`MAX_HELD`]). Only a peer that sends the same buffer twice can fill a queue. So pf
