@@ -467,6 +467,17 @@ fn garbage_from_pf_never_panics() {
                 words[0] = (words[0] & !0xFFFF_FFFF) | u64::from(tags[(x >> 2) as usize % 4]);
                 words[1] = ((words[1] & 0xFFFF_FFFF_0000_0000) % (600 << 32)) | ((x >> 8) % 3);
                 words[2] = (((x >> 16) % 2100) << 32) | ((x >> 32) % 40);
+            } else if x & 4 != 0 {
+                // Several buffers home: a count of 0..=15, indices below 600 (the NIC's, pf's
+                // or none at all), sometimes TX_DONES, which only ip takes.
+                let several = [tag::RX_RETURNS, tag::TX_DONES][(x >> 3) as usize % 4 / 3];
+                let count = (x >> 8) % 16;
+                words[0] = u64::from(several) | ((4 * count) << 32);
+                for (i, w) in words[1..].iter_mut().enumerate() {
+                    let k = 2 * i as u64;
+                    let index = |k: u64, v: u64| if k < count { v % 600 } else { 0 };
+                    *w = index(k, *w) | (index(k + 1, *w >> 32) << 32);
+                }
             }
             r.pf_sends(&Message::from_words(words));
         }

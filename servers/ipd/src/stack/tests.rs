@@ -720,6 +720,15 @@ fn garbage_from_pf_never_breaks_the_stack() {
                     words[0] = (words[0] & !0xFFFF_FFFF) | u64::from(tag::TX_DONE);
                     words[1] = (next() % 10) << 32 | u64::from(TX_POOL_ID);
                     words[2] = 0;
+                } else if r & 32 == 0 {
+                    // Several tx-pool buffers at once, lent out or not, a count of 0..=15.
+                    let count = next() % 16;
+                    words[0] = u64::from(tag::TX_DONES) | ((4 * count) << 32);
+                    for (i, w) in words[1..].iter_mut().enumerate() {
+                        let k = 2 * i as u64;
+                        let index = |k: u64, v: u64| if k < count { v % 10 } else { 0 };
+                        *w = index(k, *w) | (index(k + 1, *w >> 32) << 32);
+                    }
                 }
                 b.stack.handle(&ChanMessage::from_words(words), now);
             }

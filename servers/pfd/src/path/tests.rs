@@ -775,7 +775,7 @@ fn garbage_from_both_peers_never_panics_and_nothing_valid_is_lost() {
         x ^= x << 17;
         x
     };
-    let (mut sent, mut valid) = (0u64, 0u64);
+    let (mut sent, mut valid, mut several_taken) = (0u64, 0u64, 0u64);
     for _ in 0..50 {
         for _ in 0..300 {
             let mut words = [0u64; 8];
@@ -785,7 +785,24 @@ fn garbage_from_both_peers_never_panics_and_nothing_valid_is_lost() {
             // Mostly real tags with small indexes, so that many messages are valid.
             let r = next();
             let tags = [tag::RX_FRAME, tag::RX_RETURN, tag::TX_FRAME, tag::TX_DONE];
-            if r % 4 != 0 {
+            if r % 8 == 7 {
+                // Several buffers home: a count of 0..=15 (0 and 15 are bad), indices up to
+                // two past the pool, now and then a byte past the last index.
+                let several = [tag::RX_RETURNS, tag::TX_DONES];
+                let count = (r >> 8) % 16;
+                words[0] = u64::from(several[(r >> 24) as usize % 2]) | ((4 * count) << 32);
+                for (i, w) in words[1..].iter_mut().enumerate() {
+                    let mut index = |k: u64| {
+                        if k < count {
+                            next() % u64::from(BUFFERS + 2)
+                        } else {
+                            u64::from(r & 0x4000 != 0 && k == 13)
+                        }
+                    };
+                    let k = 2 * i as u64;
+                    *w = index(k) | (index(k + 1) << 32);
+                }
+            } else if r % 4 != 0 {
                 words[0] = u64::from(tags[(r >> 24) as usize % 4]);
                 // pool | index << 32: an index up to two past the pool, either pool.
                 let index = (words[1] >> 32) % u64::from(BUFFERS + 2);
@@ -795,13 +812,22 @@ fn garbage_from_both_peers_never_panics_and_nothing_valid_is_lost() {
             }
             let m = Message::from_words(words);
             let from_driver = r & 0x1000 == 0;
-            let accepted = match Kind::decode(&m, BUFFERS, BUFFERS) {
-                Ok(Kind::RxFrame(_) | Kind::TxDone(_)) => from_driver,
-                Ok(Kind::TxFrame(_) | Kind::RxReturn(_)) => !from_driver,
-                Err(_) => false,
+            // A message pf takes counts once per buffer it forwards, a refused one once.
+            let (accepted, buffers) = match Kind::decode_all(&m, BUFFERS, BUFFERS) {
+                Ok(kinds) => {
+                    let ours = match kinds.first() {
+                        Some(Kind::RxFrame(_) | Kind::TxDone(_)) => from_driver,
+                        Some(Kind::TxFrame(_) | Kind::RxReturn(_)) => !from_driver,
+                        None => false,
+                    };
+                    (ours, kinds.count() as u64)
+                }
+                Err(_) => (false, 1),
             };
-            valid += u64::from(accepted);
-            sent += 1;
+            valid += if accepted { buffers } else { 0 };
+            several_taken += u64::from(accepted && m.tag == tag::RX_RETURNS)
+                + u64::from(accepted && m.tag == tag::TX_DONES);
+            sent += if accepted { buffers } else { 1 };
             if from_driver {
                 rig.driver_sends(m);
             } else {
@@ -816,6 +842,11 @@ fn garbage_from_both_peers_never_panics_and_nothing_valid_is_lost() {
     let forwarded = c.rx_in + c.tx_in + c.rx_returned + c.tx_done;
     assert_eq!(forwarded, valid);
     assert_eq!(forwarded + c.refused_total(), sent);
+    assert!(
+        several_taken > 100,
+        "{several_taken} several-buffer messages taken"
+    );
+    assert!(c.refused.bad_count > 0, "{c:?}");
     assert_eq!(c.rx_out + c.rx_denied, c.rx_in);
     assert_eq!(c.tx_out + c.tx_denied, c.tx_in);
     assert!(
