@@ -333,6 +333,27 @@ struct UdpLink {
     lent: usize,
 }
 
+impl UdpLink {
+    /// Takes back rx buffer `index` from the server: false (nothing changed) when it did not
+    /// hold it.
+    fn take_back(&mut self, index: u32) -> bool {
+        match self.rx_held.get_mut(index as usize) {
+            Some(held) if *held => {
+                *held = false;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The transport server a message came from.
+#[derive(Debug, Clone, Copy)]
+enum Upper {
+    Udp,
+    Tcp,
+}
+
 /// The ip server's state: see the module documentation.
 pub struct Stack<'a> {
     /// tx-pool buffers given to pf as TX_FRAME and not back yet (TX_DONE).
@@ -740,8 +761,10 @@ impl<'a> Stack<'a> {
     /// sends buffers of the same pool home and has room ([`netmsg::merge`]). False (and `m`
     /// counted as an overflow) when the outbox is full.
     fn push_out(&mut self, m: ChanMessage) -> bool {
-        if let Some(last) = self.out.back_mut()
-            && netmsg::merge(last, &m)
+        if self
+            .out
+            .back_mut()
+            .is_some_and(|last| netmsg::merge(last, &m))
         {
             return true;
         }
@@ -1279,24 +1302,30 @@ impl<'a> Stack<'a> {
         };
         let d = m.descriptor();
         match m.tag {
-            udpmsg::tag::RX_RETURN | udpmsg::tag::RX_UNREACHABLE => {
+            udpmsg::tag::RX_RETURN | udpmsg::tag::RX_RETURNS => {
+                // Every index is checked before any buffer is taken back.
+                let Ok(kinds) = Kind::decode_all(m, rx_count, tx_count) else {
+                    self.stats.udp_refused += 1;
+                    return;
+                };
+                for kind in kinds {
+                    if let Kind::RxReturn(d) = kind {
+                        self.rx_return(Upper::Udp, d);
+                    }
+                }
+            }
+            udpmsg::tag::RX_UNREACHABLE => {
                 let home = ChanMessage {
                     tag: udpmsg::tag::RX_RETURN,
                     ..*m
                 };
-                let held = Kind::decode(&home, rx_count, tx_count).is_ok()
-                    && link.rx_held.get(d.index as usize) == Some(&true);
-                if !held {
+                if Kind::decode(&home, rx_count, tx_count).is_err() || !link.take_back(d.index) {
                     self.stats.udp_refused += 1;
                     return;
                 }
-                link.rx_held[d.index as usize] = false;
-                if m.tag == udpmsg::tag::RX_UNREACHABLE {
-                    self.udp_unreachable(d, now_ns);
-                }
-                if self.push_out(Kind::RxReturn(d).message()) {
-                    self.stats.rx_returned += 1;
-                }
+                // Answered before the buffer is queued home: the answer reads the frame.
+                self.udp_unreachable(d, now_ns);
+                self.queue_home(d);
             }
             udpmsg::tag::UDP_SEND | udpmsg::tag::TX_GIVE_BACK => {
                 let lent = d.pool == netmsg::TX_POOL_ID
@@ -1436,7 +1465,7 @@ impl<'a> Stack<'a> {
                 };
                 for kind in kinds {
                     if let Kind::RxReturn(d) = kind {
-                        self.tcp_rx_return(d);
+                        self.rx_return(Upper::Tcp, d);
                     }
                 }
             }
@@ -1468,16 +1497,23 @@ impl<'a> Stack<'a> {
         }
     }
 
-    /// tcp sent rx-pool buffer `d` home: on to pf if tcp held it (else refused and counted).
-    fn tcp_rx_return(&mut self, d: PoolDescriptor) {
-        let Some(link) = self.tcp.as_mut() else {
-            return;
+    /// udp or tcp (`from`) sent rx-pool buffer `d` home: on to pf if that server held it (else
+    /// refused and counted against it).
+    fn rx_return(&mut self, from: Upper, d: PoolDescriptor) {
+        let (link, refused) = match from {
+            Upper::Udp => (self.udp.as_mut(), &mut self.stats.udp_refused),
+            Upper::Tcp => (self.tcp.as_mut(), &mut self.stats.tcp_refused),
         };
-        if link.rx_held.get(d.index as usize) != Some(&true) {
-            self.stats.tcp_refused += 1;
+        if !link.is_some_and(|l| l.take_back(d.index)) {
+            *refused += 1;
             return;
         }
-        link.rx_held[d.index as usize] = false;
+        self.queue_home(d);
+    }
+
+    /// Queues rx buffer `d`, taken back from udp or tcp, home to pf (folded into the newest
+    /// return queued when it fits).
+    fn queue_home(&mut self, d: PoolDescriptor) {
         if self.push_out(Kind::RxReturn(d).message()) {
             self.stats.rx_returned += 1;
         }

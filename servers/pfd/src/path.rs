@@ -279,14 +279,13 @@ impl Held {
     /// home and fit in one message ([`netmsg::merge`]); false (and nothing changed) when full,
     /// which [`Path::read`] rules out.
     fn push(&mut self, m: Message) -> bool {
+        let capacity = self.slots.len();
         if self.len > 0 {
-            let capacity = self.slots.len();
-            let last = &mut self.slots[(self.head + self.len - 1) % capacity];
-            if netmsg::merge(last, &m) {
+            let newest = (self.head + self.len - 1) % capacity;
+            if netmsg::merge(&mut self.slots[newest], &m) {
                 return true;
             }
         }
-        let capacity = self.slots.len();
         if self.len == capacity {
             return false;
         }

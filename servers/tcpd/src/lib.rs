@@ -129,12 +129,9 @@ impl Stats {
 /// that reads 30 packets sends their buffers home in 3 messages.
 fn send_home(out: &mut VecDeque<Message>, d: PoolDescriptor) {
     let m = tcpmsg::control(tag::RX_RETURN, d, 0, 0);
-    if let Some(last) = out.back_mut()
-        && netmsg::merge(last, &m)
-    {
-        return;
+    if !out.back_mut().is_some_and(|last| netmsg::merge(last, &m)) {
+        out.push_back(m);
     }
-    out.push_back(m);
 }
 
 /// The smoltcp device: the channel pair to ip.

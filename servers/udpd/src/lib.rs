@@ -9,9 +9,10 @@
 //! offset). The UDP header and length are checked, the checksum verified (`netproto`; zero means
 //! none, RFC 768), the port looked up, and the data copied once into a buffer of the
 //! application's rx pool (which udp owns), sent as `DATAGRAM`. Whatever happened, the frame goes
-//! home at once with `RX_RETURN` — or, for a valid unicast datagram to a port no application
-//! bound (`rx_no_port` counts them), with `RX_UNREACHABLE`, which also asks ip to answer it with
-//! an ICMP port unreachable.
+//! home at once with `RX_RETURN` (several that meet in the queue to ip travel as one
+//! `RX_RETURNS`) — or, for a valid unicast datagram to a port no application bound (`rx_no_port`
+//! counts them), with `RX_UNREACHABLE`, which also asks ip to answer it with an ICMP port
+//! unreachable.
 //!
 //! **Send.** An application's `SEND` names data in its own tx pool; udp takes a tx-pool buffer
 //! lent by ip (`TX_LEND`), writes the UDP header at [`udpmsg::TX_HEADROOM`], copies the data once
@@ -208,13 +209,20 @@ impl<'a> Udp<'a> {
                         false
                     }
                 };
-                // Home either way; RX_UNREACHABLE also asks ip for the ICMP port unreachable.
+                // Home either way; RX_UNREACHABLE also asks ip for the ICMP port unreachable. A
+                // plain return folds into the newest return queued when it fits.
                 let home = if unreachable {
                     Message::with_descriptor(tag::RX_UNREACHABLE, frame)
                 } else {
                     Kind::RxReturn(frame).message()
                 };
-                self.to_ip.push_back(home);
+                if !self
+                    .to_ip
+                    .back_mut()
+                    .is_some_and(|last| netmsg::merge(last, &home))
+                {
+                    self.to_ip.push_back(home);
+                }
                 self.stats.rx_returned += 1;
             }
             tag::TX_LEND => {

@@ -186,15 +186,25 @@ fn bad_checksum_no_port_and_full_app_pool_are_dropped_but_returned() {
         ),
         (1, 1, 4, 1)
     );
-    // Every frame goes home; the one for an unbound port asks ip for a port unreachable.
-    let home: Vec<u32> = drain_ip(&mut w).iter().map(|m| m.tag).collect();
-    assert_eq!(home.len(), 7);
-    assert_eq!(home[1], tag::RX_UNREACHABLE);
-    assert!(
-        home.iter()
-            .enumerate()
-            .all(|(i, &t)| i == 1 || t == tag::RX_RETURN)
-    );
+    // Every frame goes home; the one for an unbound port asks ip for a port unreachable, alone.
+    // Plain returns that meet in the queue travel together.
+    let home = drain_ip(&mut w);
+    let tags: Vec<u32> = home.iter().map(|m| m.tag).collect();
+    assert_eq!(tags, [tag::RX_RETURN, tag::RX_UNREACHABLE, tag::RX_RETURNS]);
+    assert_eq!(home[1].descriptor().index, 1);
+    let indices: Vec<Vec<u32>> = [&home[0], &home[2]]
+        .iter()
+        .map(|m| {
+            Kind::decode_all(m, 8, 8)
+                .unwrap()
+                .map(|k| match k {
+                    Kind::RxReturn(d) => d.index,
+                    other => panic!("not a return: {other:?}"),
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(indices, [vec![0], vec![2, 3, 4, 5, 6]]);
     assert_eq!(s.rx_returned, 7);
     // Not for a broadcast: that goes home plainly.
     let b = frame(&w, 0, 0, 9, b"x", false);

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  ip ──RX_FRAME (frame + UDP offsets)──> udp ──DATAGRAM──> app    (app's rx pool, owned by udp)
-//!  ip <─RX_RETURN or RX_UNREACHABLE────── udp <─DATAGRAM_RETURN─ app
+//!  ip <─RX_RETURN(S), RX_UNREACHABLE───── udp <─DATAGRAM_RETURN─ app
 //!  ip ──TX_LEND (a tx-pool buffer)──────> udp <─SEND──────────── app (app's tx pool, owned by app)
 //!  ip <─UDP_SEND (UDP header + data)───── udp ──SEND_DONE──────> app
 //!  ip <─TX_DONE (a lent buffer unused)─── udp
@@ -70,6 +70,9 @@ pub mod tag {
     pub const DELIVER: u32 = netmsg::tag::RX_FRAME;
     /// udp → ip: an rx-pool buffer going home.
     pub const RX_RETURN: u32 = netmsg::tag::RX_RETURN;
+    /// udp → ip: several rx-pool buffers home at once (indices only, built with
+    /// `netmsg::merge`).
+    pub const RX_RETURNS: u32 = netmsg::tag::RX_RETURNS;
     /// udp → ip: an rx-pool buffer going home, as `RX_RETURN` (the same descriptor), whose
     /// datagram no application had bound the port of: ip may answer it with an ICMP port
     /// unreachable (its own rules and rate limit decide) before sending the buffer home.

@@ -877,6 +877,56 @@ fn udp_goes_to_the_udp_server_and_comes_home_through_us() {
 }
 
 #[test]
+fn udp_sends_buffers_home_together_and_each_is_checked() {
+    let mut b = Bench::with_tx(64);
+    b.stack.attach_udp();
+    let _ = to_udp(&mut b);
+    let f = udp_frame(b"hello", 7);
+    let delivered: Vec<PoolDescriptor> = (3..6)
+        .map(|i| {
+            let mut d = b.rx.whole(i).unwrap();
+            d.len = f.len() as u32;
+            b.rx.check(d).unwrap().copy_from(&f);
+            b.stack.handle(&Kind::RxFrame(d).message(), 0);
+            d
+        })
+        .collect();
+    assert_eq!(to_udp(&mut b).len(), 3);
+    assert!(b.sent().is_empty(), "with udp until it sends them home");
+    let mut home = Kind::RxReturn(delivered[0]).message();
+    for &d in &delivered[1..] {
+        assert!(netmsg::merge(&mut home, &Kind::RxReturn(d).message()));
+    }
+    assert_eq!(home.tag, udpmsg::tag::RX_RETURNS);
+    b.stack.handle_udp(&home, 0);
+    // On to pf, together again.
+    let mut to_pf = Vec::new();
+    b.stack.flush(|msgs| {
+        to_pf.extend_from_slice(msgs);
+        msgs.len()
+    });
+    assert_eq!(to_pf.len(), 1);
+    let back: Vec<u32> = Kind::decode_all(&to_pf[0], 16, 64)
+        .unwrap()
+        .map(|k| k.descriptor().index)
+        .collect();
+    assert_eq!(back, [3, 4, 5]);
+    assert_eq!(b.stack.stats().udp_refused, 0);
+    // Again: udp holds none of them now; each is refused on its own.
+    b.stack.handle_udp(&home, 0);
+    assert_eq!(b.stack.stats().udp_refused, 3);
+    // A bad index refuses the message whole, counted once; so does a bad count.
+    let mut bad = home;
+    bad.payload[0] = u64::from(u32::MAX);
+    b.stack.handle_udp(&bad, 0);
+    let mut long = home;
+    long.len = 4 * 15;
+    b.stack.handle_udp(&long, 0);
+    assert_eq!(b.stack.stats().udp_refused, 5);
+    assert!(b.sent().is_empty());
+}
+
+#[test]
 fn a_udp_segment_gets_its_headers_in_place_and_the_loan_is_renewed() {
     let mut b = Bench::with_tx(64);
     b.receive(&arp_reply_from_gateway(), 0);
