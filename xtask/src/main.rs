@@ -149,8 +149,9 @@ cargo xtask test [FILTER] [--jobs 1|2] [--verbose] [--manifest PATH]
 
 Runs, in order: the host unit tests (cargo test of the host crates), the in-kernel tests (one
 boot with test=kernel, each 'ktest NAME ... ok' line counting as the test kernel::NAME), and the
-QEMU scenarios (tests/ crate). Prints 'test NAME ... ok|FAILED' per test and ends with the line
-'N passed, M failed'. Exit status 0 only when nothing failed.
+QEMU scenarios (tests/ crate). Prints 'test NAME ... ok|FAILED' per test (a scenario's line ends
+with how long it took, '[T s]'), then a 'time:' line (each phase, the slowest scenarios), and
+ends with the line 'N passed, M failed'. Exit status 0 only when nothing failed.
 
 FILTER runs only tests whose name contains it (the in-kernel suite runs when FILTER starts with,
 or is a start of, 'kernel::').

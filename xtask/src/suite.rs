@@ -20,8 +20,10 @@
 //!    `Scenario::shares_boot`) are answered from one QEMU run, each counted as its own test.
 //!
 //! Every test prints `test NAME ... ok` (`ok (NOTE)` when it measured something) or
-//! `test NAME ... FAILED` (with the reason and the tail of the guest's transcript); the last line
-//! is `N passed, M failed` (`, K skipped` when some were skipped), and the exit status is 0 only
+//! `test NAME ... FAILED` (with the reason and the tail of the guest's transcript); a QEMU
+//! scenario's line ends with how long it took, ` [T s]`. Before the last line, `time: ...` says
+//! how long each phase took and names the slowest scenarios. The last line is
+//! `N passed, M failed` (`, K skipped` when some were skipped), and the exit status is 0 only
 //! when nothing failed.
 //!
 //! FILTER selects tests whose name contains it: it is passed to `cargo test` for the host tests,
@@ -33,7 +35,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axolotl_tests::{
     BootResult, BootSpec, Harness, ManifestSource, Outcome, Scenario, XtaskRun, transcript,
@@ -68,33 +70,62 @@ struct Tally {
     failed: u32,
     skipped: u32,
     failures: Vec<String>,
+    /// How long each timed test took (the QEMU scenarios), in the order they ended.
+    took: Vec<(String, Duration)>,
+    /// How long each phase of the run took.
+    phases: Vec<(&'static str, Duration)>,
 }
+
+/// How many of the slowest scenarios the last lines name.
+const SLOWEST_SHOWN: usize = 5;
 
 impl Tally {
     /// Prints `test NAME ... RESULT` (with the reason indented below a failure) in one piece,
     /// and counts it.
     fn report(&mut self, name: &str, verdict: &Verdict) {
-        let text = match verdict {
-            Verdict::Ok(None) => {
-                self.passed += 1;
-                format!("test {name} ... ok\n")
-            }
-            Verdict::Ok(Some(note)) => {
-                self.passed += 1;
-                format!("test {name} ... ok ({note})\n")
-            }
-            Verdict::Skipped(why) => {
-                self.skipped += 1;
-                format!("test {name} ... skipped ({why})\n")
-            }
-            Verdict::Failed(why) => {
+        self.report_took(name, verdict, None);
+    }
+
+    /// [`Tally::report`], with ` [T s]` at the end of the test's line when `took` is known.
+    fn report_took(&mut self, name: &str, verdict: &Verdict, took: Option<Duration>) {
+        match verdict {
+            Verdict::Ok(_) => self.passed += 1,
+            Verdict::Skipped(_) => self.skipped += 1,
+            Verdict::Failed(_) => {
                 self.failed += 1;
                 self.failures.push(name.to_string());
-                format!("test {name} ... FAILED\n{}", indent(why))
             }
-        };
-        print!("{text}");
+        }
+        if let Some(t) = took {
+            self.took.push((name.to_string(), t));
+        }
+        print!("{}", verdict_text(name, verdict, took));
         let _ = std::io::stdout().flush();
+    }
+
+    /// Where the time went: each phase, then the slowest timed tests (None when nothing was
+    /// timed).
+    fn time_line(&self) -> Option<String> {
+        if self.phases.is_empty() {
+            return None;
+        }
+        let phases: Vec<String> = self
+            .phases
+            .iter()
+            .map(|(what, t)| format!("{what} {} s", t.as_secs()))
+            .collect();
+        let mut line = format!("time: {}", phases.join(", "));
+        let mut slowest: Vec<&(String, Duration)> = self.took.iter().collect();
+        slowest.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        if !slowest.is_empty() {
+            let named: Vec<String> = slowest
+                .iter()
+                .take(SLOWEST_SHOWN)
+                .map(|(name, t)| format!("{name} {:.0} s", t.as_secs_f64()))
+                .collect();
+            line.push_str(&format!("; slowest: {}", named.join(", ")));
+        }
+        Some(line)
     }
 
     fn summary(&self) -> String {
@@ -103,6 +134,18 @@ impl Tally {
             s.push_str(&format!(", {} skipped", self.skipped));
         }
         s
+    }
+}
+
+/// A test's report: `test NAME ... RESULT`, then ` [T s]` when `took` is known, then the reason
+/// of a failure indented below.
+fn verdict_text(name: &str, verdict: &Verdict, took: Option<Duration>) -> String {
+    let time = took.map_or(String::new(), |t| format!(" [{:.1} s]", t.as_secs_f64()));
+    match verdict {
+        Verdict::Ok(None) => format!("test {name} ... ok{time}\n"),
+        Verdict::Ok(Some(note)) => format!("test {name} ... ok ({note}){time}\n"),
+        Verdict::Skipped(why) => format!("test {name} ... skipped ({why}){time}\n"),
+        Verdict::Failed(why) => format!("test {name} ... FAILED{time}\n{}", indent(why)),
     }
 }
 
@@ -128,22 +171,27 @@ pub fn test(args: &TestArgs) -> Result<u8, Error> {
 
     let mut tally = Tally::default();
     println!("== host unit tests (cargo test) ==");
+    let start = Instant::now();
     host_tests(args.filter.as_deref(), &mut tally)?;
+    tally.phases.push(("host tests", start.elapsed()));
     println!(
         "== fuzz targets ({} s each) ==",
         crate::fuzz::SECONDS_PER_TARGET
     );
+    let start = Instant::now();
     fuzz_pass(filter, &mut tally);
+    tally.phases.push(("fuzz targets", start.elapsed()));
 
     if let Some(tools) = tools {
         println!("== QEMU tests ==");
+        let start = Instant::now();
         let kernel = images::build_kernel(true);
-        let tally = Mutex::new(&mut tally);
-        let report = |name: &str, v: &Verdict| {
-            tally
+        let shared = Mutex::new(&mut tally);
+        let report = |name: &str, v: &Verdict, took: Option<Duration>| {
+            shared
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .report(name, v)
+                .report_took(name, v, took)
         };
         match kernel {
             Ok(kernel) => {
@@ -170,13 +218,14 @@ pub fn test(args: &TestArgs) -> Result<u8, Error> {
             Err(e) => {
                 let why = Verdict::Failed(format!("not run: {e}"));
                 if kernel_suite {
-                    report("kernel::suite_completed", &why);
+                    report("kernel::suite_completed", &why, None);
                 }
                 for s in &selected {
-                    report(s.name, &why);
+                    report(s.name, &why, None);
                 }
             }
         }
+        tally.phases.push(("QEMU tests", start.elapsed()));
     }
 
     if !tally.failures.is_empty() {
@@ -184,6 +233,9 @@ pub fn test(args: &TestArgs) -> Result<u8, Error> {
         for f in &tally.failures {
             println!("    {f}");
         }
+    }
+    if let Some(line) = tally.time_line() {
+        println!("\n{line}");
     }
     println!("\n{}", tally.summary());
     Ok(if tally.failed == 0 { 0 } else { 1 })
@@ -334,6 +386,9 @@ fn cargo_test(
     Ok(())
 }
 
+/// Reports one test's verdict, with how long it took when that was measured.
+type Report<'a> = dyn Fn(&str, &Verdict, Option<Duration>) + Sync + 'a;
+
 /// One unit of QEMU work.
 enum Job<'a> {
     KernelSuite,
@@ -346,7 +401,7 @@ fn run_qemu_tests(
     scenarios: &[Scenario],
     filter: &str,
     jobs: usize,
-    report: &(dyn Fn(&str, &Verdict) + Sync),
+    report: &Report,
 ) {
     let mut shared: Vec<Job> = Vec::new();
     if kernel_suite {
@@ -362,16 +417,19 @@ fn run_qemu_tests(
         Job::KernelSuite => run_kernel_suite(harness, filter, report),
         Job::Scenario(s) => {
             if let Some(Err(why)) = s.requires.map(|check| check()) {
-                return report(s.name, &Verdict::Skipped(why));
+                return report(s.name, &Verdict::Skipped(why), None);
             }
+            let start = Instant::now();
             let verdict = match (s.run)(harness) {
                 Ok(note) => Verdict::Ok(note),
                 Err(why) => Verdict::Failed(why),
             };
+            let took = Some(start.elapsed());
             if s.host_only {
-                report(s.name, &verdict);
+                report(s.name, &verdict, took);
             } else {
-                report(s.name, &attach_transcript(harness, s.boot_name(), verdict));
+                let verdict = attach_transcript(harness, s.boot_name(), verdict);
+                report(s.name, &verdict, took);
             }
         }
     };
@@ -412,9 +470,11 @@ fn attach_transcript(h: &QemuHarness, name: &str, verdict: Verdict) -> Verdict {
     }
 }
 
-fn run_kernel_suite(h: &QemuHarness, filter: &str, report: &(dyn Fn(&str, &Verdict) + Sync)) {
+fn run_kernel_suite(h: &QemuHarness, filter: &str, report: &Report) {
     let spec = BootSpec::bios(2, "test=kernel").timeout(KERNEL_SUITE_TIMEOUT);
+    let start = Instant::now();
     let r = h.boot("kernel", &spec);
+    let took = start.elapsed();
     let ktests = counts::parse_ktests(&r.transcript);
     for t in &ktests.tests {
         let name = format!("{KERNEL_PREFIX}{}", t.name);
@@ -424,7 +484,7 @@ fn run_kernel_suite(h: &QemuHarness, filter: &str, report: &(dyn Fn(&str, &Verdi
             } else {
                 Verdict::Failed(t.detail.clone())
             };
-            report(&name, &attach_transcript(h, "kernel", v));
+            report(&name, &attach_transcript(h, "kernel", v), None);
         }
     }
     let verdict = match kernel_suite_verdict(&r, &ktests) {
@@ -434,6 +494,7 @@ fn run_kernel_suite(h: &QemuHarness, filter: &str, report: &(dyn Fn(&str, &Verdi
     report(
         "kernel::suite_completed",
         &attach_transcript(h, "kernel", verdict),
+        Some(took),
     );
 }
 
@@ -829,6 +890,55 @@ mod tests {
         assert_eq!(t.summary(), "1 passed, 1 failed, 1 skipped");
         assert_eq!(t.failures, ["b"]);
         assert_eq!(indent("x\ny"), "    x\n    y\n");
+    }
+
+    #[test]
+    fn time_line_names_the_phases_and_the_slowest() {
+        let mut t = Tally::default();
+        assert_eq!(t.time_line(), None, "nothing measured");
+        t.phases.push(("host tests", Duration::from_millis(95_400)));
+        assert_eq!(t.time_line().as_deref(), Some("time: host tests 95 s"));
+        for (i, secs) in [3, 120, 7, 45, 7, 60, 1].into_iter().enumerate() {
+            let name = format!("s{i}");
+            t.report_took(&name, &Verdict::Ok(None), Some(Duration::from_secs(secs)));
+        }
+        t.report_took(
+            "f",
+            &Verdict::Failed("why".into()),
+            Some(Duration::from_secs(2)),
+        );
+        t.report("untimed", &Verdict::Ok(None));
+        t.phases.push(("QEMU tests", Duration::from_secs(250)));
+        assert_eq!(
+            t.time_line().as_deref(),
+            Some(
+                "time: host tests 95 s, QEMU tests 250 s; slowest: s1 120 s, s5 60 s, s3 45 s, \
+                 s2 7 s, s4 7 s"
+            )
+        );
+        assert_eq!(t.summary(), "8 passed, 1 failed");
+        assert_eq!(t.took.len(), 8);
+    }
+
+    #[test]
+    fn a_timed_line_ends_with_its_time() {
+        let t = Some(Duration::from_millis(12_345));
+        assert_eq!(
+            verdict_text("a", &Verdict::Ok(None), t),
+            "test a ... ok [12.3 s]\n"
+        );
+        assert_eq!(
+            verdict_text("a", &Verdict::Ok(Some("3 MiB".into())), t),
+            "test a ... ok (3 MiB) [12.3 s]\n"
+        );
+        assert_eq!(
+            verdict_text("a", &Verdict::Failed("x\ny".into()), t),
+            "test a ... FAILED [12.3 s]\n    x\n    y\n"
+        );
+        assert_eq!(
+            verdict_text("a", &Verdict::Skipped("no tap".into()), None),
+            "test a ... skipped (no tap)\n"
+        );
     }
 
     #[test]
