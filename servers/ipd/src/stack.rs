@@ -1303,16 +1303,7 @@ impl<'a> Stack<'a> {
         let d = m.descriptor();
         match m.tag {
             udpmsg::tag::RX_RETURN | udpmsg::tag::RX_RETURNS => {
-                // Every index is checked before any buffer is taken back.
-                let Ok(kinds) = Kind::decode_all(m, rx_count, tx_count) else {
-                    self.stats.udp_refused += 1;
-                    return;
-                };
-                for kind in kinds {
-                    if let Kind::RxReturn(d) = kind {
-                        self.rx_return(Upper::Udp, d);
-                    }
-                }
+                self.rx_returns(Upper::Udp, m);
             }
             udpmsg::tag::RX_UNREACHABLE => {
                 let home = ChanMessage {
@@ -1451,23 +1442,13 @@ impl<'a> Stack<'a> {
 
     /// Handles one message from the tcp server at `now_ns`.
     pub fn handle_tcp(&mut self, m: &ChanMessage, now_ns: u64) {
-        let (rx_count, tx_count) = (self.rx.count(), self.tx.view().count());
         let Some(link) = self.tcp.as_mut() else {
             return;
         };
         let d = m.descriptor();
         match m.tag {
             tcpmsg::tag::RX_RETURN | tcpmsg::tag::RX_RETURNS => {
-                // Every index is checked before any buffer is taken back.
-                let Ok(kinds) = Kind::decode_all(m, rx_count, tx_count) else {
-                    self.stats.tcp_refused += 1;
-                    return;
-                };
-                for kind in kinds {
-                    if let Kind::RxReturn(d) = kind {
-                        self.rx_return(Upper::Tcp, d);
-                    }
-                }
+                self.rx_returns(Upper::Tcp, m);
             }
             tcpmsg::tag::IP_SEND | tcpmsg::tag::TX_GIVE_BACK => {
                 let lent = d.pool == netmsg::TX_POOL_ID
@@ -1500,15 +1481,39 @@ impl<'a> Stack<'a> {
     /// udp or tcp (`from`) sent rx-pool buffer `d` home: on to pf if that server held it (else
     /// refused and counted against it).
     fn rx_return(&mut self, from: Upper, d: PoolDescriptor) {
-        let (link, refused) = match from {
-            Upper::Udp => (self.udp.as_mut(), &mut self.stats.udp_refused),
-            Upper::Tcp => (self.tcp.as_mut(), &mut self.stats.tcp_refused),
+        let link = match from {
+            Upper::Udp => self.udp.as_mut(),
+            Upper::Tcp => self.tcp.as_mut(),
         };
         if !link.is_some_and(|l| l.take_back(d.index)) {
-            *refused += 1;
+            *self.refused_by(from) += 1;
             return;
         }
         self.queue_home(d);
+    }
+
+    /// udp or tcp (`from`) sent `RX_RETURN` or `RX_RETURNS` `m`: every index is checked before
+    /// any buffer is taken back (one bad index refuses the message whole, counted once), then
+    /// each buffer goes on as if it had come alone ([`Stack::rx_return`]).
+    fn rx_returns(&mut self, from: Upper, m: &ChanMessage) {
+        let Ok(kinds) = Kind::decode_all(m, self.rx.count(), self.tx.view().count()) else {
+            *self.refused_by(from) += 1;
+            return;
+        };
+        for kind in kinds {
+            // The tags decode_all was given decode to nothing else.
+            if let Kind::RxReturn(d) = kind {
+                self.rx_return(from, d);
+            }
+        }
+    }
+
+    /// The counter of messages refused from udp or tcp.
+    fn refused_by(&mut self, from: Upper) -> &mut u64 {
+        match from {
+            Upper::Udp => &mut self.stats.udp_refused,
+            Upper::Tcp => &mut self.stats.tcp_refused,
+        }
     }
 
     /// Queues rx buffer `d`, taken back from udp or tcp, home to pf (folded into the newest

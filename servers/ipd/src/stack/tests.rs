@@ -84,17 +84,22 @@ impl Bench {
         d
     }
 
-    /// Everything the stack sent to pf since the last call.
-    fn sent(&mut self) -> Vec<Kind> {
+    /// The messages the stack sent to pf since the last call, as they were sent.
+    fn sent_messages(&mut self) -> Vec<ChanMessage> {
         let mut got = Vec::new();
         self.stack.flush(|msgs| {
-            got.extend(
-                msgs.iter()
-                    .flat_map(|m| Kind::decode_all(m, 16, 64).unwrap()),
-            );
+            got.extend_from_slice(msgs);
             msgs.len()
         });
         got
+    }
+
+    /// Everything the stack sent to pf since the last call, one `Kind` per buffer.
+    fn sent(&mut self) -> Vec<Kind> {
+        self.sent_messages()
+            .iter()
+            .flat_map(|m| Kind::decode_all(m, 16, 64).unwrap())
+            .collect()
     }
 
     /// The bytes of a transmitted frame.
@@ -237,11 +242,7 @@ fn buffers_go_home_together_and_come_back_together() {
     for _ in 0..16 {
         b.receive(&[0u8; 60], 0);
     }
-    let mut messages = Vec::new();
-    b.stack.flush(|msgs| {
-        messages.extend_from_slice(msgs);
-        msgs.len()
-    });
+    let messages = b.sent_messages();
     assert_eq!(
         messages.iter().map(|m| (m.tag, m.len)).collect::<Vec<_>>(),
         [(tag::RX_RETURNS, 56), (tag::RX_RETURNS, 8)]
@@ -893,36 +894,52 @@ fn udp_sends_buffers_home_together_and_each_is_checked() {
         .collect();
     assert_eq!(to_udp(&mut b).len(), 3);
     assert!(b.sent().is_empty(), "with udp until it sends them home");
+    returns_go_home_together(
+        &mut b,
+        &delivered,
+        |b, m| b.stack.handle_udp(m, 0),
+        |b| b.stack.stats().udp_refused,
+    );
+}
+
+/// udp or tcp sends the buffers `delivered` (which ip handed it) home in one `RX_RETURNS`,
+/// through `send`: ip passes them on to pf in one message. The same message again is refused
+/// once per buffer (the server holds none now); a bad index or a bad count refuses it whole,
+/// counted once each (by `refused`).
+fn returns_go_home_together(
+    b: &mut Bench,
+    delivered: &[PoolDescriptor],
+    send: fn(&mut Bench, &ChanMessage),
+    refused: fn(&Bench) -> u64,
+) {
     let mut home = Kind::RxReturn(delivered[0]).message();
     for &d in &delivered[1..] {
         assert!(netmsg::merge(&mut home, &Kind::RxReturn(d).message()));
     }
-    assert_eq!(home.tag, udpmsg::tag::RX_RETURNS);
-    b.stack.handle_udp(&home, 0);
+    assert_eq!(home.tag, netmsg::tag::RX_RETURNS);
+    send(b, &home);
     // On to pf, together again.
-    let mut to_pf = Vec::new();
-    b.stack.flush(|msgs| {
-        to_pf.extend_from_slice(msgs);
-        msgs.len()
-    });
+    let to_pf = b.sent_messages();
     assert_eq!(to_pf.len(), 1);
-    let back: Vec<u32> = Kind::decode_all(&to_pf[0], 16, 64)
+    let back: Vec<u32> = Kind::decode_all(&to_pf[0], b.rx.count(), b.tx.count())
         .unwrap()
         .map(|k| k.descriptor().index)
         .collect();
-    assert_eq!(back, [3, 4, 5]);
-    assert_eq!(b.stack.stats().udp_refused, 0);
-    // Again: udp holds none of them now; each is refused on its own.
-    b.stack.handle_udp(&home, 0);
-    assert_eq!(b.stack.stats().udp_refused, 3);
+    let want: Vec<u32> = delivered.iter().map(|d| d.index).collect();
+    assert_eq!(back, want);
+    assert_eq!(refused(b), 0);
+    // Again: the server holds none of them now; each is refused on its own.
+    send(b, &home);
+    let n = delivered.len() as u64;
+    assert_eq!(refused(b), n);
     // A bad index refuses the message whole, counted once; so does a bad count.
     let mut bad = home;
     bad.payload[0] = u64::from(u32::MAX);
-    b.stack.handle_udp(&bad, 0);
+    send(b, &bad);
     let mut long = home;
     long.len = 4 * 15;
-    b.stack.handle_udp(&long, 0);
-    assert_eq!(b.stack.stats().udp_refused, 5);
+    send(b, &long);
+    assert_eq!(refused(b), n + 2);
     assert!(b.sent().is_empty());
 }
 
@@ -1758,42 +1775,22 @@ fn tcp_segment(b: &mut Bench, lend: &ChanMessage, at: u64) -> PoolDescriptor {
 #[test]
 fn tcp_sends_buffers_home_together_and_each_is_checked() {
     let (mut b, _) = with_tcp();
-    let delivered: Vec<u32> = (0..3)
-        .map(|_| b.receive(&tcp_syn_frame(), 0).index)
+    let delivered: Vec<PoolDescriptor> = (0..3)
+        .map(|_| {
+            let i = b.receive(&tcp_syn_frame(), 0).index;
+            b.rx.whole(i).unwrap()
+        })
         .collect();
     assert!(b.sent().is_empty(), "with tcp until it sends them home");
     let deliveries = to_tcp(&mut b);
     assert_eq!(deliveries.len(), 3);
     assert!(deliveries.iter().all(|m| m.tag == tcpmsg::tag::DELIVER));
-    let one = |i: u32| Kind::RxReturn(b.rx.whole(i).unwrap()).message();
-    let mut home = one(delivered[0]);
-    for &i in &delivered[1..] {
-        assert!(netmsg::merge(&mut home, &one(i)));
-    }
-    assert_eq!(home.tag, tcpmsg::tag::RX_RETURNS);
-    b.stack.handle_tcp(&home, 0);
-    // On to pf, together again.
-    let mut to_pf = Vec::new();
-    b.stack.flush(|msgs| {
-        to_pf.extend_from_slice(msgs);
-        msgs.len()
-    });
-    assert_eq!(to_pf.len(), 1);
-    let back: Vec<u32> = Kind::decode_all(&to_pf[0], 16, 96)
-        .unwrap()
-        .map(|k| k.descriptor().index)
-        .collect();
-    assert_eq!(back, delivered);
-    assert_eq!(b.stack.stats().tcp_refused, 0);
-    // Again: tcp holds none of them now; each is refused on its own.
-    b.stack.handle_tcp(&home, 0);
-    assert_eq!(b.stack.stats().tcp_refused, 3);
-    // A bad index refuses the message whole, counted once.
-    let mut bad = home;
-    bad.payload[0] = u64::from(u32::MAX);
-    b.stack.handle_tcp(&bad, 0);
-    assert_eq!(b.stack.stats().tcp_refused, 4);
-    assert!(b.sent().is_empty());
+    returns_go_home_together(
+        &mut b,
+        &delivered,
+        |b, m| b.stack.handle_tcp(m, 0),
+        |b| b.stack.stats().tcp_refused,
+    );
 }
 
 #[test]
