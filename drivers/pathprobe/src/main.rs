@@ -282,14 +282,12 @@ impl Probe {
                 return None;
             }
         };
-        if kinds.is_several() {
-            // A TX_DONES: several buffers home, nothing to return.
-            for kind in kinds {
-                let _ = self.handle_one(m.tag, kind);
-            }
-            return None;
+        // Each buffer on its own (a TX_DONES names several); only a frame gets an answer.
+        let mut reply = None;
+        for kind in kinds {
+            reply = self.handle_one(m.tag, kind).or(reply);
         }
-        self.handle_one(m.tag, kinds.first()?)
+        reply
     }
 
     /// Handles one buffer of a message tagged `tag`.
