@@ -5,8 +5,8 @@
 //!
 //! The ramdisk holds, in order: `cmdline` (the kernel command line), `manifest` (the boot module
 //! table, `klib::manifest` format) and one module per distinct binary the manifest names, called
-//! by the binary's name and holding its ELF file. A boot without a manifest (the kernel-only
-//! scenarios) has `cmdline` alone.
+//! by the binary's name and holding its ELF file without debug sections (`strip`). A boot
+//! without a manifest (the kernel-only scenarios) has `cmdline` alone.
 //!
 //! Files live under `target/axolotl/`: the default images of `cargo xtask build` directly in it,
 //! and every run with its own command line (a test scenario, `run --cmdline`) in a folder of its
@@ -52,7 +52,8 @@ pub fn cargo() -> Command {
     cmd
 }
 
-/// Builds the kernel and returns the path of its ELF file.
+/// Builds the kernel and returns the path of the ELF file that goes on the disk: cargo's,
+/// rewritten without debug sections (`strip`) as `axolotl-kernel.boot` beside it.
 pub fn build_kernel(release: bool) -> Result<PathBuf, Error> {
     let profile = if release { "release" } else { "debug" };
     eprintln!("building kernel ({profile})...");
@@ -85,7 +86,13 @@ pub fn build_kernel(release: bool) -> Result<PathBuf, Error> {
             path.display()
         )));
     }
-    Ok(path)
+    let elf = std::fs::read(&path)
+        .map_err(|e| Error::Failed(format!("cannot read {}: {e}", path.display())))?;
+    let stripped = crate::strip::without_debug(&elf)
+        .map_err(|why| Error::Failed(format!("the kernel {}: {why}", path.display())))?;
+    let boot = path.with_extension("boot");
+    write_atomically(&boot, &stripped)?;
+    Ok(boot)
 }
 
 /// `system.toml` at the workspace root: the manifest used when none is given.

@@ -38,6 +38,7 @@ mod netns;
 mod programs;
 mod qemu;
 mod qmp;
+mod strip;
 mod suite;
 mod sys;
 

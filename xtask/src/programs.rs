@@ -198,7 +198,7 @@ pub fn binary_path(root: &Path, binary: &str) -> PathBuf {
 }
 
 /// Builds the programs called `binaries` (known to `programs`) and returns each one's ELF
-/// bytes, in the order asked. A failed build leaves cargo's error on stderr.
+/// bytes without debug sections (`strip`), in the order asked. A failed build leaves cargo's error on stderr.
 pub fn build(binaries: &[&str], programs: &[Program]) -> Result<Vec<(String, Vec<u8>)>, Error> {
     if binaries.is_empty() {
         return Ok(Vec::new());
@@ -240,12 +240,14 @@ pub fn build(binaries: &[&str], programs: &[Program]) -> Result<Vec<(String, Vec
             let bytes = std::fs::read(&path).map_err(|e| {
                 Error::Failed(format!("cannot read user program {}: {e}", path.display()))
             })?;
-            check_elf(&bytes).map_err(|why| {
+            let unusable = |why: String| {
                 Error::Failed(format!(
                     "user program {} is unusable: {why}",
                     path.display()
                 ))
-            })?;
+            };
+            check_elf(&bytes).map_err(unusable)?;
+            let bytes = crate::strip::without_debug(&bytes).map_err(unusable)?;
             Ok((b.to_string(), bytes))
         })
         .collect()
