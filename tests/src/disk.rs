@@ -108,7 +108,7 @@ const FLASH: &str = "flash_to_loop_device";
 /// Size of the scenario's disk.
 const DISK_BYTES: u64 = 64 << 20;
 /// Size of the disk too small for any image.
-const SMALL_BYTES: u64 = 4 << 20;
+const SMALL_BYTES: u64 = 1 << 20;
 /// What the scenario's disks hold before anything is written, to see what was.
 const FILL: u8 = 0xa5;
 const MIB: usize = 1 << 20;
@@ -271,7 +271,7 @@ fn refuses_too_small(h: &dyn Harness, dir: &Path) -> Result<(), String> {
     let small = LoopDevice::attach(&file.path, false)?;
     let dev = path_arg(&small.path)?;
     let r = h.xtask(&["flash", dev, "--yes", "--release"], XTASK_TIMEOUT);
-    r.expect_status(&format!("flash {dev} (4 MiB)"), 1)?;
+    r.expect_status(&format!("flash {dev} (1 MiB)"), 1)?;
     expect_says(&r, "is larger than")?;
     expect_filled(&small.path, 0, SMALL_BYTES, "although it is too small")
 }
