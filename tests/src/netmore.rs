@@ -130,7 +130,7 @@ fn dhcp_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
         .manifest(ManifestSource::File(DHCP_MANIFEST))
         .nic(NicModel::E1000)
         .exec(&[
-            "sleep 10", "ifconfig", ping, &crash, "sleep 5", "ifconfig", ping,
+            "sleep 4", "ifconfig", ping, &crash, "sleep 2", "ifconfig", ping,
         ])
         .timeout(Duration::from_secs(240));
     let r = h.boot(
@@ -220,10 +220,11 @@ struct CutOff {
 
 /// A pf rule denying TCP to port 7 cuts `echo-server tcp 7` off from a host client, and
 /// deleting it gives the echo back. The host first sees the echo work, tells the guest so
-/// (`nc -l 9`); the guest adds `deny in tcp from any to any port 7` and sleeps while the host
-/// probes until one probe gets no echo within 4 s; the guest lists the rules (the rule has
-/// hits) and deletes it; the host probes until the echo is back and tells the guest, which
-/// ends. pf's `hits=` on the deleted rule are the host's SYNs it dropped.
+/// (`nc -l 9`); the guest adds `deny in tcp from any to any port 7` and waits while the host
+/// probes until one probe gets no echo within 4 s and tells it so (port 9 is not denied); the
+/// guest lists the rules (the rule has hits) and deletes it; the host probes until the echo is
+/// back and tells the guest, which ends. pf's `hits=` on the deleted rule are the host's SYNs
+/// it dropped.
 pub fn pf_drops_tcp_to_port_7_until_the_rule_goes(h: &dyn Harness) -> ScenarioResult {
     pf_drops_tcp_in(h, Layout::Split)
 }
@@ -250,7 +251,7 @@ fn pf_drops_tcp_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
             "echo-server tcp 7 &",
             &wait_done,
             &format!("pf add {RULE}"),
-            "sleep 20",
+            &wait_done,
             "pf list",
             "pf del 1",
             &wait_done,
@@ -267,6 +268,7 @@ fn pf_drops_tcp_in(h: &dyn Harness, layout: Layout) -> ScenarioResult {
             say_done(done, Duration::from_secs(60), stop)?;
             let cut_after = until_echo(echo, false, Duration::from_secs(60), stop)
                 .map_err(|e| format!("with the rule: {e}"))?;
+            say_done(done, Duration::from_secs(60), stop)?;
             let back_after = until_echo(echo, true, Duration::from_secs(120), stop)
                 .map_err(|e| format!("after deleting the rule: {e}"))?;
             say_done(done, Duration::from_secs(60), stop)?;
