@@ -152,7 +152,8 @@ Runs, in order: the host unit tests (cargo test of the host crates), the in-kern
 boot with test=kernel, each 'ktest NAME ... ok' line counting as the test kernel::NAME), and the
 QEMU scenarios (tests/ crate). Prints 'test NAME ... ok|FAILED' per test (a scenario's line ends
 with how long it took, '[T s]'), then a 'time:' line (each phase, the slowest scenarios), and
-ends with the line 'N passed, M failed'. Exit status 0 only when nothing failed.
+ends with the line 'N passed, M failed'. Exit status 0 only when nothing failed. A scenario that
+fails after QEMU itself died (killed by a signal) runs once more, and says so.
 
 FILTER runs only tests whose name contains it (the in-kernel suite runs when FILTER starts with,
 or is a start of, 'kernel::').

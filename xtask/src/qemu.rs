@@ -431,10 +431,21 @@ pub fn classify(code: Option<i32>, signal: Option<i32>, stderr: &str) -> Outcome
             said()
         )),
         (Some(c), _) => Outcome::QemuError(format!("QEMU exited with status {c}{}", said())),
-        (None, Some(sig)) => {
-            Outcome::QemuError(format!("QEMU was killed by signal {sig}{}", said()))
-        }
+        (None, Some(sig)) => Outcome::QemuError(format!("{KILLED_BY_SIGNAL}{sig}{}", said())),
         (None, None) => Outcome::QemuError(format!("QEMU ended without a status{}", said())),
+    }
+}
+
+/// The start of [`classify`]'s text for a QEMU that a signal killed, not we.
+const KILLED_BY_SIGNAL: &str = "QEMU was killed by signal ";
+
+/// How QEMU itself died, if it did: a signal killed it (a crash of the emulator, or the host's
+/// OOM killer), rather than the guest ending or our timeout stopping it. Nothing the guest does
+/// should end QEMU so; the test harness runs such a boot once more.
+pub fn emulator_death(outcome: &Outcome) -> Option<&str> {
+    match outcome {
+        Outcome::QemuError(e) if e.starts_with(KILLED_BY_SIGNAL) => Some(e),
+        _ => None,
     }
 }
 
@@ -490,6 +501,22 @@ mod tests {
             panic!()
         };
         assert_eq!(e, "QEMU was killed by signal 11");
+    }
+
+    #[test]
+    fn only_a_signal_means_the_emulator_died() {
+        let died = classify(None, Some(11), "");
+        assert_eq!(emulator_death(&died), Some("QEMU was killed by signal 11"));
+        assert!(emulator_death(&classify(None, Some(9), "out of memory")).is_some());
+        for code in [0, 1, 33, 35, 37] {
+            assert_eq!(
+                emulator_death(&classify(Some(code), None, "")),
+                None,
+                "{code}"
+            );
+        }
+        assert_eq!(emulator_death(&classify(None, None, "")), None);
+        assert_eq!(emulator_death(&Outcome::Timeout), None);
     }
 
     #[test]

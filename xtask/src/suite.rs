@@ -17,7 +17,9 @@
 //!    processes names its manifest (none, the system manifest, or a test manifest); the harness
 //!    validates it and builds the user programs it names the first time it is needed (a failure
 //!    fails the scenarios that need it, with the reason). Scenarios that share a boot (see
-//!    `Scenario::shares_boot`) are answered from one QEMU run, each counted as its own test.
+//!    `Scenario::shares_boot`) are answered from one QEMU run, each counted as its own test. A
+//!    scenario that fails after QEMU itself died (`qemu::emulator_death`) runs once more, and
+//!    its verdict names the first try.
 //!
 //! Every test prints `test NAME ... ok` (`ok (NOTE)` when it measured something) or
 //! `test NAME ... FAILED` (with the reason and the tail of the guest's transcript); a QEMU
@@ -205,6 +207,7 @@ pub fn test(args: &TestArgs) -> Result<u8, Error> {
                         .unwrap_or_else(images::default_manifest),
                     payloads: Mutex::default(),
                     boots: Mutex::default(),
+                    died: Mutex::default(),
                 };
                 run_qemu_tests(
                     &harness,
@@ -420,10 +423,17 @@ fn run_qemu_tests(
                 return report(s.name, &Verdict::Skipped(why), None);
             }
             let start = Instant::now();
-            let verdict = match (s.run)(harness) {
+            let once = || match (s.run)(harness) {
                 Ok(note) => Verdict::Ok(note),
                 Err(why) => Verdict::Failed(why),
             };
+            let mut verdict = once();
+            if let Some(died) = harness.forget_if_died(s.boot_name())
+                && matches!(verdict, Verdict::Failed(_))
+            {
+                println!("note: {}: {died}; running it once more", s.name);
+                verdict = second_try(&died, once());
+            }
             let took = Some(start.elapsed());
             if s.host_only {
                 report(s.name, &verdict, took);
@@ -435,6 +445,18 @@ fn run_qemu_tests(
     };
     run_pool(shared, jobs, &run);
     run_pool(alone, 1, &run);
+}
+
+/// The verdict of a scenario run again because QEMU died under its first try (`died` says how):
+/// the second try's, with the first named.
+fn second_try(died: &str, verdict: Verdict) -> Verdict {
+    let first = format!("the first try ended when {died}");
+    match verdict {
+        Verdict::Ok(Some(note)) => Verdict::Ok(Some(format!("{note}; {first}"))),
+        Verdict::Ok(None) => Verdict::Ok(Some(first)),
+        Verdict::Failed(why) => Verdict::Failed(format!("{why} (on a second try; {first})")),
+        skipped => skipped,
+    }
 }
 
 /// Runs `jobs` on `workers` threads, each taking the next job when it is done.
@@ -542,6 +564,8 @@ struct QemuHarness {
     payloads: Mutex<HashMap<PathBuf, Result<Arc<images::Payload>, String>>>,
     /// Every boot by name: the first boot of a name runs, later ones get its result.
     boots: Mutex<HashMap<String, Arc<BootOnce>>>,
+    /// The boots, by name, whose QEMU died (`qemu::emulator_death`), with how.
+    died: Mutex<HashMap<String, String>>,
 }
 
 /// One named boot, run once: its spec and result.
@@ -677,8 +701,34 @@ impl QemuHarness {
         r
     }
 
-    /// Runs QEMU on `machine` with `spec`'s timeout and commands.
+    /// If the boot `name` ended with QEMU's death, forgets it (the next boot of that name runs
+    /// anew) and says how QEMU died.
+    fn forget_if_died(&self, name: &str) -> Option<String> {
+        let died = self
+            .died
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)?;
+        self.boots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name);
+        Some(died)
+    }
+
+    /// Runs QEMU on `machine` with `spec`'s timeout and commands, and notes if QEMU died.
     fn run_machine(&self, name: &str, machine: &Machine, spec: &BootSpec) -> BootResult {
+        let r = self.run_qemu(name, machine, spec);
+        if let Some(death) = qemu::emulator_death(&r.outcome) {
+            self.died
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_string(), death.to_string());
+        }
+        r
+    }
+
+    fn run_qemu(&self, name: &str, machine: &Machine, spec: &BootSpec) -> BootResult {
         let mut machine = machine.clone();
         let screendump = spec.screendump.then(|| {
             // A unix socket path may not exceed 107 bytes: fall back to the temp directory.
@@ -838,6 +888,31 @@ fn run_xtask(args: &[&str], timeout: Duration) -> XtaskRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_second_try_names_the_first() {
+        let died = "QEMU was killed by signal 11";
+        assert_eq!(
+            second_try(died, Verdict::Ok(None)),
+            Verdict::Ok(Some(
+                "the first try ended when QEMU was killed by signal 11".into()
+            ))
+        );
+        assert_eq!(
+            second_try(died, Verdict::Ok(Some("rtt 1 ms".into()))),
+            Verdict::Ok(Some(
+                "rtt 1 ms; the first try ended when QEMU was killed by signal 11".into()
+            ))
+        );
+        assert_eq!(
+            second_try(died, Verdict::Failed("no prompt".into())),
+            Verdict::Failed(
+                "no prompt (on a second try; the first try ended when QEMU was killed by \
+                 signal 11)"
+                    .into()
+            )
+        );
+    }
     use counts::parse_ktests;
 
     fn result(outcome: Outcome) -> BootResult {
