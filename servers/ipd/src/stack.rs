@@ -805,6 +805,11 @@ impl<'a> Stack<'a> {
             Ok(k) => k,
             Err(r) => return self.refuse(m.tag, Refusal::Malformed(r)),
         };
+        // Every buffer of a message is of one kind: a message only ip sends (an RX_RETURNS of
+        // 14 buffers, say) is refused once, as one mistake, not once per buffer.
+        if matches!(kinds.first(), Some(Kind::RxReturn(_) | Kind::TxFrame(_))) {
+            return self.refuse(m.tag, Refusal::NotForUs);
+        }
         for kind in kinds {
             self.handle_one(m, kind, now_ns);
         }
@@ -852,6 +857,7 @@ impl<'a> Stack<'a> {
                     });
                 }
             },
+            // Refused whole by `handle` before it gets here.
             Kind::RxReturn(_) | Kind::TxFrame(_) => self.refuse(m.tag, Refusal::NotForUs),
         }
     }
