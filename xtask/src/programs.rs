@@ -198,7 +198,8 @@ pub fn binary_path(root: &Path, binary: &str) -> PathBuf {
 }
 
 /// Builds the programs called `binaries` (known to `programs`) and returns each one's ELF
-/// bytes without debug sections (`strip`), in the order asked. A failed build leaves cargo's error on stderr.
+/// bytes without debug sections (`strip`), in the order asked. A failed build leaves cargo's
+/// error on stderr.
 pub fn build(binaries: &[&str], programs: &[Program]) -> Result<Vec<(String, Vec<u8>)>, Error> {
     if binaries.is_empty() {
         return Ok(Vec::new());

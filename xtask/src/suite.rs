@@ -428,8 +428,8 @@ fn run_qemu_tests(
                 Err(why) => Verdict::Failed(why),
             };
             let mut verdict = once();
-            if let Some(died) = harness.forget_if_died(s.boot_name())
-                && matches!(verdict, Verdict::Failed(_))
+            if matches!(verdict, Verdict::Failed(_))
+                && let Some(died) = harness.forget_if_died(s.boot_name())
             {
                 println!("note: {}: {died}; running it once more", s.name);
                 verdict = second_try(&died, once());
@@ -728,6 +728,8 @@ impl QemuHarness {
         r
     }
 
+    /// The QEMU run of [`QemuHarness::run_machine`] (in the boot's network namespace with
+    /// `--net tap`).
     fn run_qemu(&self, name: &str, machine: &Machine, spec: &BootSpec) -> BootResult {
         let mut machine = machine.clone();
         let screendump = spec.screendump.then(|| {
