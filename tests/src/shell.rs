@@ -158,9 +158,54 @@ pub struct PsRow {
     pub restarts: u32,
 }
 
+/// Where a kernel log line (`[cpuK] `, K one or more digits) starts in `line`, if it does.
+fn log_start(line: &str) -> Option<usize> {
+    line.match_indices("[cpu").map(|(i, _)| i).find(|&i| {
+        let rest = &line[i + "[cpu".len()..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0 && rest[digits..].starts_with("] ")
+    })
+}
+
+/// `output` with the lines a kernel log line cut in two mended. The kernel and the shell share
+/// the serial line, so a log line (`[cpuK] ...`, with its newline) can begin in the middle of a
+/// line of the shell's, whose rest then comes on the next line that is not a log line:
+/// `  5  ip  3*  blocked[cpu4] udp: ...` then `           0`. The log line goes on a line of its
+/// own, before the mended one.
+pub fn mend_cut_lines(output: &str) -> String {
+    let mut out = String::with_capacity(output.len());
+    // The start of a shell line that a log line cut off, waiting for its rest.
+    let mut cut = String::new();
+    for line in output.lines() {
+        match log_start(line) {
+            Some(0) => {}
+            Some(at) if cut.is_empty() => {
+                cut.push_str(&line[..at]);
+                out.push_str(&line[at..]);
+                out.push('\n');
+                continue;
+            }
+            _ if !cut.is_empty() => {
+                out.push_str(&cut);
+                cut.clear();
+            }
+            _ => {}
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if !cut.is_empty() {
+        out.push_str(&cut);
+        out.push('\n');
+    }
+    out
+}
+
 /// The rows of the last `ps` table in `output`: the lines after its header line that split into
-/// five well-formed cells. Other lines (kernel log lines printed in between) are skipped.
+/// five well-formed cells. Other lines (kernel log lines printed in between) are skipped, and a
+/// row a log line cut in two is mended first ([`mend_cut_lines`]).
 pub fn parse_ps(output: &str) -> Option<Vec<PsRow>> {
+    let output = mend_cut_lines(output);
     let lines: Vec<&str> = output.lines().collect();
     let header = lines.iter().rposition(|l| {
         l.split_ascii_whitespace()
@@ -230,8 +275,10 @@ pub struct CpuCounters {
     pub idle_ms: u64,
 }
 
-/// The rows of the last `stat` table in `output`; kernel log lines between rows are skipped.
+/// The rows of the last `stat` table in `output`; kernel log lines between rows are skipped, and
+/// a row a log line cut in two is mended first ([`mend_cut_lines`]).
 pub fn parse_stat(output: &str) -> Option<Vec<CpuCounters>> {
+    let output = mend_cut_lines(output);
     let lines: Vec<&str> = output.lines().collect();
     let header = lines
         .iter()
@@ -405,6 +452,38 @@ mod tests {
         assert!(!rows[0].dedicated);
         assert_eq!(parse_ps("no table here"), None);
         assert_eq!(parse_ps("PID NAME CORE STATE RESTARTS\n"), Some(vec![]));
+    }
+
+    /// A bench run's `ps` (2026-11-28): udp's log line began in the middle of ip's row.
+    #[test]
+    fn a_row_cut_by_a_log_line_is_mended() {
+        let out = "PID  NAME         CORE  STATE      RESTARTS\n\
+                   \x20 4  pf           2*    blocked           0\n\
+                   \x20 5  ip           3*    blocked[cpu4] udp: udp counters: tx_lent=16\n\
+                   \x20          0\n\
+                   \x20 6  udp          4*    blocked           0\n";
+        let rows = parse_ps(out).unwrap();
+        let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["pf", "ip", "udp"]);
+        assert_eq!(
+            (rows[1].cpu, rows[1].dedicated, rows[1].restarts),
+            (3, true, 0)
+        );
+        assert_eq!(
+            mend_cut_lines("a[cpu1] x: y\n[cpu2] z: w\nb\nc\n"),
+            "[cpu1] x: y\n[cpu2] z: w\nab\nc\n"
+        );
+        // A cut line with no rest before the end, and text that only looks like a marker.
+        assert_eq!(mend_cut_lines("ab[cpu3] log\n"), "[cpu3] log\nab\n");
+        assert_eq!(
+            mend_cut_lines("a [cpu] b\n[cpux] c\n"),
+            "a [cpu] b\n[cpux] c\n"
+        );
+        let stat = "CPU  APIC  OWNER  SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES  IDLE_MS\n\
+                    \x20 0     0  shared      10[cpu1] e1000: link up\n\
+                    \x20       2     0     5         1        7\n";
+        let rows = parse_stat(stat).unwrap();
+        assert_eq!((rows.len(), rows[0].syscalls, rows[0].idle_ms), (1, 10, 7));
     }
 
     #[test]
