@@ -272,6 +272,10 @@ pub const DEFAULT_BENCH_SECONDS: u32 = 10;
 pub const DEFAULT_RECOVERY_SECONDS: u32 = 16;
 /// What `--recovery-seconds` accepts: at least one crash with two seconds on both sides.
 pub const RECOVERY_SECONDS_RANGE: std::ops::RangeInclusive<u32> = 4..=300;
+/// Rounds of the split/single comparison when `--rounds` is not given: one round's ratio swings
+/// with the host's load (0.65x to 1.33x in one afternoon's runs, docs/measurements.md), the
+/// median of three less, and with boots of a few seconds three rounds cost about two minutes.
+pub const DEFAULT_ROUNDS: u32 = 3;
 /// What `--rounds` accepts.
 pub const ROUNDS_RANGE: std::ops::RangeInclusive<u32> = 1..=9;
 
@@ -282,7 +286,7 @@ impl Default for BenchArgs {
             json: None,
             net: None,
             recovery_seconds: DEFAULT_RECOVERY_SECONDS,
-            rounds: 1,
+            rounds: DEFAULT_ROUNDS,
         }
     }
 }
@@ -1172,7 +1176,7 @@ mod tests {
                 json: Some("out.json".into()),
                 net: Some(Net::User),
                 recovery_seconds: 16,
-                rounds: 1,
+                rounds: 3,
             }))
         );
         let Ok(Command::Bench(b)) = p("bench --rounds 3") else {

@@ -183,9 +183,9 @@ targets: split/single throughput at least 0.9x, channels at least 2x kernel IPC,
 took fewer system calls than kernel IPC costs) gets rows saying FAILED with the reason, never a
 made-up figure; the other boots are still measured, and the exit status is then 1.
 
-With --rounds N, the split and single layouts over channels are then booted and measured
-N - 1 more times, alternately, and their ratio is the median of the N rounds' (each shown): on a
-host whose load changes, one round can favour either layout.
+The split and single layouts over channels are then booted and measured N - 1 more times
+(--rounds N, default 3), alternately, and their ratio is the median of the N rounds' (each
+shown): on a host whose load changes, one round can favour either layout.
 
 Then, in the split/chan boot, the recovery phase: the guest's iperf3 streams for R seconds to a
 second stock server (port 5202, reporting every 0.25 s) while the shell types 'crash ip' every
@@ -206,7 +206,7 @@ OPTIONS:
     --recovery-seconds R
                        length of the recovery stream, 4..=300 (default 16: seven crashes)
     --no-recovery      skip the recovery phase
-    --rounds N         rounds of the split/single comparison, 1..=9 (default 1)
+    --rounds N         rounds of the split/single comparison, 1..=9 (default 3)
 ";
 
 const HELP_IMAGE: &str = "\
