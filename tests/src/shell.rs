@@ -171,8 +171,16 @@ fn log_start(line: &str) -> Option<usize> {
 /// the serial line, so a log line (`[cpuK] ...`, with its newline) can begin in the middle of a
 /// line of the shell's, whose rest then comes on the next line that is not a log line:
 /// `  5  ip  3*  blocked[cpu4] udp: ...` then `           0`. The log line goes on a line of its
-/// own, before the mended one.
+/// own, before the mended one. An output with no cut line comes back as it was. The exec session
+/// mends every command's output ([`crate::CommandOutput::output`]): every reader gets whole
+/// lines.
 pub fn mend_cut_lines(output: &str) -> String {
+    if !output
+        .lines()
+        .any(|l| log_start(l).is_some_and(|at| at > 0))
+    {
+        return output.to_string();
+    }
     let mut out = String::with_capacity(output.len());
     // The start of a shell line that a log line cut off, waiting for its rest.
     let mut cut = String::new();
@@ -202,10 +210,9 @@ pub fn mend_cut_lines(output: &str) -> String {
 }
 
 /// The rows of the last `ps` table in `output`: the lines after its header line that split into
-/// five well-formed cells. Other lines (kernel log lines printed in between) are skipped, and a
-/// row a log line cut in two is mended first ([`mend_cut_lines`]).
+/// five well-formed cells. Other lines (kernel log lines printed in between) are skipped; a row
+/// a log line cut in two is whole again in a command's output ([`mend_cut_lines`]).
 pub fn parse_ps(output: &str) -> Option<Vec<PsRow>> {
-    let output = mend_cut_lines(output);
     let lines: Vec<&str> = output.lines().collect();
     let header = lines.iter().rposition(|l| {
         l.split_ascii_whitespace()
@@ -275,10 +282,9 @@ pub struct CpuCounters {
     pub idle_ms: u64,
 }
 
-/// The rows of the last `stat` table in `output`; kernel log lines between rows are skipped, and
-/// a row a log line cut in two is mended first ([`mend_cut_lines`]).
+/// The rows of the last `stat` table in `output`; kernel log lines between rows are skipped (a
+/// command's output has its cut rows mended: [`mend_cut_lines`]).
 pub fn parse_stat(output: &str) -> Option<Vec<CpuCounters>> {
-    let output = mend_cut_lines(output);
     let lines: Vec<&str> = output.lines().collect();
     let header = lines
         .iter()
@@ -462,7 +468,7 @@ mod tests {
                    \x20 5  ip           3*    blocked[cpu4] udp: udp counters: tx_lent=16\n\
                    \x20          0\n\
                    \x20 6  udp          4*    blocked           0\n";
-        let rows = parse_ps(out).unwrap();
+        let rows = parse_ps(&mend_cut_lines(out)).unwrap();
         let names: Vec<&str> = rows.iter().map(|r| r.name.as_str()).collect();
         assert_eq!(names, ["pf", "ip", "udp"]);
         assert_eq!(
@@ -482,7 +488,7 @@ mod tests {
         let stat = "CPU  APIC  OWNER  SYSCALLS  INTERRUPTS  IPIS  TICKS  SWITCHES  IDLE_MS\n\
                     \x20 0     0  shared      10[cpu1] e1000: link up\n\
                     \x20       2     0     5         1        7\n";
-        let rows = parse_stat(stat).unwrap();
+        let rows = parse_stat(&mend_cut_lines(stat)).unwrap();
         assert_eq!((rows.len(), rows[0].syscalls, rows[0].idle_ms), (1, 10, 7));
     }
 

@@ -204,6 +204,9 @@ impl Session {
             .map_or(POWEROFF, String::as_str)
             .to_string();
         let output = without_echo(&transcript::clean(&self.raw[self.from..end]), &command);
+        // A kernel log line may have begun inside a line of the command's (the serial line is
+        // shared): every reader of the output gets that line whole.
+        let output = shell::mend_cut_lines(&output);
         let out = CommandOutput {
             status: shell::exit_status(&output),
             command,
@@ -331,6 +334,24 @@ mod tests {
             ]
         );
         assert_eq!(r.output_of("ps"), Some("PID  NAME\n  1  shell\n"));
+    }
+
+    #[test]
+    fn a_line_cut_by_a_log_line_is_whole_in_the_output() {
+        let mut s = Session::new(&plan(&["ps"]));
+        feed_all(&mut s, &["axolotl> "]);
+        feed_all(
+            &mut s,
+            &[
+                "ps\r\n  5  ip  3*  blocked[cpu4] udp: hi\r\n",
+                "     0\r\naxolotl> ",
+            ],
+        );
+        let r = s.into_report();
+        assert_eq!(
+            r.output_of("ps"),
+            Some("[cpu4] udp: hi\n  5  ip  3*  blocked     0\n")
+        );
     }
 
     #[test]
